@@ -1,0 +1,90 @@
+"""Pre-training and fine-tuning configs; `get_config("VARIANT")`.
+
+    python -m experiments.pretrain --config=experiments/configs/finetune.py:digits_source \
+        --workdir=runs/digits_source
+    python -m experiments.finetune --config=experiments/configs/finetune.py:digits \
+        --workdir=runs/digits_surgical --config.init_from=runs/digits_source \
+        --config.strategy=surgical --config.blocks=block1
+
+Variants:
+  digits_source / digits: embedded 8x8 digits (no download). Source task: digits 0-4,
+      target task: digits 5-9 from 25 labelled examples (5 per class), ResNet.
+  mnist_source / mnist: MNIST 0-4 -> 5-9 with 1000 target examples (surgical fine-tuning's
+      target size), ResNet; needs the MNIST mirror or TFDS.
+  quick_source / quick: a few steps of the digits variants, for tests.
+"""
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Data.
+  c.dataset = "digits"          # digits (embedded) | mnist | omniglot
+  c.data_dir = None             # offline mirrors; else $JAXTL_DATA_DIR
+  c.source = "auto"             # auto | tfds | mirror | embedded
+  c.train_split = "train"
+  c.test_split = "test"
+  c.classes = ()                # keep these classes, relabelled 0..n-1 (empty: all)
+  c.num_train = 0               # labelled training examples, class-balanced (0: all but val)
+  c.num_val = 0                 # held out from the training split to pick hyperparameters
+  c.data_seed = 0
+  # Model.
+  c.model = "resnet"            # resnet | conv4 | mlp
+  c.model_kwargs = ml_collections.ConfigDict({"widths": (16, 32, 64)})
+  c.batch_norm = "train"        # train: batch statistics, running averages updated;
+                                # frozen: running averages, kept fixed
+  # What adapts (see jaxtl/finetune/strategies.py).
+  c.init_from = ""              # workdir of a finished pre-training run
+  c.reinit = (r"^head/",)       # regexes of leaves re-initialised instead of loaded
+  c.strategy = "full"
+  c.blocks = ("block1",)        # surgical: names or first / middle / last / head
+  c.freeze_k = 1                # freeze_first_k
+  c.lr_decay = 0.5              # layerwise_lr: scale = lr_decay ** (blocks above)
+  c.block_lr_scales = ml_collections.ConfigDict()  # layerwise_lr: explicit {block: scale}
+  c.lp_fraction = 0.5           # lp_ft: share of the steps spent on the linear probe
+  c.l2sp_alpha = 0.01           # l2sp: weight of ||w - w0||^2
+  c.l2sp_beta = 0.0             # l2sp: weight of ||w||^2 on re-initialised leaves
+  c.pattern_table = ml_collections.FieldReference(None, field_type=tuple)  # custom
+  # Optimisation.
+  c.optimizer = "adam"          # adam | adamw | sgd
+  c.learning_rate = 1e-3
+  c.momentum = 0.9
+  c.weight_decay = 1e-4
+  c.batch_size = 64
+  c.num_steps = 500
+  c.seed = 0
+  # Bookkeeping.
+  c.log_every = 100
+  c.eval_every = 0              # validation accuracy in the logs every N steps (0: never)
+  c.checkpoint_every = 250
+  c.eval_batch_size = 500
+  return c
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+  c = base()
+  if variant in ("digits_source", "quick_source"):
+    c.classes = (0, 1, 2, 3, 4)
+    c.num_val = 100
+    c.num_steps = 600
+  elif variant in ("digits", "quick"):
+    c.classes = (5, 6, 7, 8, 9)
+    c.num_train, c.num_val = 25, 100
+    c.num_steps, c.batch_size = 100, 25
+    c.log_every = c.checkpoint_every = 50
+  elif variant == "mnist_source":
+    c.dataset, c.classes, c.num_val = "mnist", (0, 1, 2, 3, 4), 1000
+    c.num_steps, c.batch_size = 2000, 128
+    c.checkpoint_every = 500
+  elif variant == "mnist":
+    c.dataset, c.classes = "mnist", (5, 6, 7, 8, 9)
+    c.num_train, c.num_val = 1000, 500
+    c.num_steps, c.batch_size = 300, 50
+  else:
+    raise ValueError(f"Unknown variant {variant!r}; valid: digits_source, digits, mnist_source, "
+                     "mnist, quick_source, quick.")
+  if variant.startswith("quick"):
+    c.num_steps = 6
+    c.log_every = c.checkpoint_every = 3
+    c.model_kwargs.widths = (4, 8, 8)
+  return c

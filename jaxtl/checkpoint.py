@@ -1,0 +1,86 @@
+"""Checkpoints (orbax, written atomically) and loading pretrained weights into a new model."""
+import os
+import re
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import traverse_util
+
+from jaxtl import partition
+
+VARIABLES_DIR = "variables"  # a finished run's final model variables, for fine-tuning
+
+
+def manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
+  """Train-state checkpoints under `workdir/checkpoints/<step>`.
+
+  Orbax writes each into a temporary folder and renames it when complete, so a run
+  killed while saving leaves the previous checkpoint intact.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                               options=options)
+
+
+def save_variables(workdir: str, variables) -> str:
+  path = os.path.join(os.path.abspath(workdir), VARIABLES_DIR)
+  ckpt = ocp.StandardCheckpointer()
+  ckpt.save(path, jax.device_get(variables), force=True)
+  ckpt.wait_until_finished()
+  return path
+
+
+def load_variables(path: str):
+  """Variables saved by `save_variables`; `path` is that folder or the run's workdir."""
+  path = os.path.abspath(path)
+  if os.path.isdir(os.path.join(path, VARIABLES_DIR)):
+    path = os.path.join(path, VARIABLES_DIR)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"No saved variables at {path}: pass the workdir of a finished "
+                            f"pre-training run (it holds {VARIABLES_DIR}/).")
+  return ocp.StandardCheckpointer().restore(path)
+
+
+def load_pretrained(new_variables, pretrained_variables, reinit: Sequence[str] = (r"^head/",)):
+  """Merges pretrained arrays into `new_variables`, whose structure wins.
+
+  Leaves of `new_variables` (paths like `params/block1/conv/kernel`, matched without the
+  collection prefix) whose path matches a regex in `reinit` keep their fresh value;
+  all others must exist in the pretrained tree with the same shape.
+
+  Returns:
+    (variables, report) with report = {"loaded": [...], "reinitialised": [...],
+    "skipped": [pretrained paths the new model has no use for]}.
+  Raises:
+    ValueError naming every leaf that is missing or of another shape.
+  """
+  new = traverse_util.flatten_dict(new_variables, sep="/")
+  old = traverse_util.flatten_dict(pretrained_variables, sep="/")
+  patterns = [re.compile(p) for p in reinit]
+  out, report, problems = {}, {"loaded": [], "reinitialised": [], "skipped": []}, []
+  for path, value in new.items():
+    inner = path.split("/", 1)[1] if "/" in path else path  # drop "params/" or "batch_stats/"
+    if any(p.search(inner) for p in patterns):
+      out[path] = value
+      report["reinitialised"].append(path)
+    elif path not in old:
+      problems.append(f"{path}: not in the checkpoint")
+    elif np.shape(old[path]) != np.shape(value):
+      problems.append(f"{path}: checkpoint shape {np.shape(old[path])} != model shape "
+                      f"{np.shape(value)}")
+    else:
+      out[path] = np.asarray(old[path], dtype=np.asarray(value).dtype)
+      report["loaded"].append(path)
+  if problems:
+    raise ValueError("The checkpoint does not fit the model (re-initialise such leaves with "
+                     f"reinit patterns; now {list(reinit)}):\n  " + "\n  ".join(problems))
+  report["skipped"] = [p for p in old if p not in new]
+  return traverse_util.unflatten_dict(out, sep="/"), report
+
+
+def format_report(report) -> str:
+  return (f"loaded {len(report['loaded'])} arrays; re-initialised {report['reinitialised']}; "
+          f"skipped {report['skipped']}")

@@ -1,0 +1,201 @@
+"""One small in-memory dataset form and the sources it is read from.
+
+`load_dataset(name, split)` returns an `ImageDataset`: float32 images NHWC in [0, 1]
+with ink (the strokes) near 1, int32 labels and optional per-example metadata.
+
+Sources, tried in this order when `source="auto"`:
+  1. TensorFlow Datasets, if the dataset is already prepared in the TFDS data dir
+     (no download is attempted at this point).
+  2. An offline mirror in the jaxtl data directory (argument `data_dir`, else env
+     `JAXTL_DATA_DIR`), laid out as `omniglot/omniglot_28.npz`, `mnist/mnist.npz`.
+  3. TensorFlow Datasets with download (needs internet), unless `download=False`.
+Embedded datasets (`digits`: scikit-learn's 8x8 handwritten digits) ship inside an
+installed package and need no source. A dataset found nowhere raises
+`DatasetNotFoundError` naming every place that was looked at; there is never a
+fallback to other data.
+"""
+import dataclasses
+import gzip
+import importlib.resources
+import os
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+SOURCES = ("auto", "tfds", "mirror", "embedded")
+# name -> valid splits. Omniglot: Lake's background/evaluation alphabets, or all 1623 classes.
+DATASETS = {
+    "digits": ("train", "test", "all"),
+    "mnist": ("train", "test"),
+    "omniglot": ("background", "evaluation", "all"),
+}
+EMBEDDED = ("digits",)
+MIRROR_FILES = {"mnist": "mnist/mnist.npz", "omniglot": "omniglot/omniglot_28.npz"}
+OMNIGLOT_BACKGROUND_CLASSES = 964  # classes 0..963 are images_background
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """No source holds the requested dataset."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+  """Images (N, H, W, C) float32, labels (N,) int32, metadata name -> (N,) array."""
+  images: np.ndarray
+  labels: np.ndarray
+  name: str
+  metadata: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if len(self.images) != len(self.labels):
+      raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels.")
+
+  def __len__(self):
+    return len(self.labels)
+
+  @property
+  def num_classes(self) -> int:
+    return int(self.labels.max()) + 1 if len(self) else 0
+
+  @property
+  def classes(self) -> np.ndarray:
+    return np.unique(self.labels)
+
+  def subset(self, index) -> "ImageDataset":
+    return ImageDataset(self.images[index], self.labels[index], self.name,
+                        {k: v[index] for k, v in self.metadata.items()})
+
+  def select_classes(self, classes: Sequence[int], relabel: bool = True) -> "ImageDataset":
+    """Keeps the examples of `classes`; relabels them 0..len(classes)-1 in the given order."""
+    classes = np.asarray(classes)
+    missing = np.setdiff1d(classes, self.classes)
+    if missing.size:
+      raise ValueError(f"{self.name}: classes {missing.tolist()} not present; "
+                       f"valid classes are {self.classes.min()}..{self.classes.max()}.")
+    keep = np.isin(self.labels, classes)
+    out = self.subset(keep)
+    if relabel:
+      lookup = np.full(self.labels.max() + 1, -1, np.int32)
+      lookup[classes] = np.arange(len(classes), dtype=np.int32)
+      out = dataclasses.replace(out, labels=lookup[out.labels])
+    return out
+
+
+def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[str]:
+  return data_dir or os.environ.get("JAXTL_DATA_DIR") or None
+
+
+def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
+                 source: str = "auto", tfds_data_dir: Optional[str] = None,
+                 download: bool = True) -> ImageDataset:
+  """Loads `split` of dataset `name` from the first source that has it (module doc)."""
+  if name not in DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; valid datasets: {sorted(DATASETS)}.")
+  if split not in DATASETS[name]:
+    raise ValueError(f"Unknown split {split!r} of {name}; valid splits: {DATASETS[name]}.")
+  if source not in SOURCES:
+    raise ValueError(f"Unknown source {source!r}; valid sources: {SOURCES}.")
+  if name in EMBEDDED:
+    if source not in ("auto", "embedded"):
+      raise ValueError(f"{name} is embedded; use source='embedded' or 'auto', not {source!r}.")
+    return _load_digits(split)
+  if source == "embedded":
+    raise ValueError(f"{name} is not embedded; embedded datasets: {EMBEDDED}.")
+
+  tried = []
+  attempts = {"auto": [("tfds", False), ("mirror", None), ("tfds", True)],
+              "tfds": [("tfds", True)], "mirror": [("mirror", None)]}[source]
+  for kind, allow_download in attempts:
+    if kind == "mirror":
+      root = resolve_data_dir(data_dir)
+      if root is None:
+        tried.append("mirror: no data directory set (data_dir argument or $JAXTL_DATA_DIR)")
+        continue
+      path = os.path.join(root, MIRROR_FILES[name])
+      if os.path.exists(path):
+        return _load_mirror(name, split, path)
+      tried.append(f"mirror: {path} does not exist")
+    else:
+      if allow_download and not download:
+        continue
+      result, why = _load_tfds(name, split, tfds_data_dir, allow_download)
+      if result is not None:
+        return result
+      tried.append(f"tfds ({'download' if allow_download else 'prepared only'}): {why}")
+  raise DatasetNotFoundError(
+      f"Dataset {name!r} split {split!r} not found. Looked at:\n  - " + "\n  - ".join(tried) +
+      f"\nGet it with TensorFlow Datasets (internet needed), or point data_dir / "
+      f"$JAXTL_DATA_DIR at a folder holding {MIRROR_FILES[name]}.")
+
+
+def _load_digits(split: str) -> ImageDataset:
+  """scikit-learn's copy of the UCI 8x8 digits (1797 images, pixel values 0..16)."""
+  path = importlib.resources.files("sklearn.datasets") / "data" / "digits.csv.gz"
+  with gzip.open(str(path), "rt") as f:
+    table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+  images = (table[:, :-1] / 16.0).reshape(-1, 8, 8, 1)
+  labels = table[:, -1].astype(np.int32)
+  # A fixed, seeded 75/25 train/test split: the data ships without one.
+  order = np.random.default_rng(0).permutation(len(labels))
+  cut = int(0.75 * len(labels))
+  index = {"train": order[:cut], "test": order[cut:], "all": np.arange(len(labels))}[split]
+  index = np.sort(index)
+  return ImageDataset(images[index], labels[index], "digits")
+
+
+def _load_mirror(name: str, split: str, path: str) -> ImageDataset:
+  with np.load(path) as z:
+    if name == "mnist":
+      images = z[f"x_{split}"].astype(np.float32)[..., None] / 255.0
+      return ImageDataset(images, z[f"y_{split}"].astype(np.int32), "mnist")
+    keep = {"background": z["split"] == 0, "evaluation": z["split"] == 1,
+            "all": np.ones(len(z["labels"]), bool)}[split]
+    # Stored as 255 = white paper; flip so that ink is 1.
+    images = 1.0 - z["images"][keep].astype(np.float32)[..., None] / 255.0
+    meta = {"alphabet": z["alphabet"][keep].astype(np.int32),
+            "drawer": z["drawer"][keep].astype(np.int32)}
+    return ImageDataset(images, z["labels"][keep].astype(np.int32), "omniglot", meta)
+
+
+def _load_tfds(name: str, split: str, tfds_data_dir, download: bool):
+  """Returns (dataset, None) or (None, why-not). Reads through `tfds.data_source`."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    return None, f"tensorflow_datasets not importable ({e})"
+  tfds_splits = {"background": ["train"], "evaluation": ["test"], "all": ["train", "test"]}
+  parts = []
+  try:
+    for tfds_split in tfds_splits.get(split, [split]):
+      source = tfds.data_source(name, split=tfds_split, data_dir=tfds_data_dir,
+                                download=download)
+      parts.append((tfds_split, [source[i] for i in range(len(source))]))
+  except Exception as e:  # TFDS raises many types for "not there"; report them all.
+    return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+  return _from_tfds_examples(name, parts), None
+
+
+def _from_tfds_examples(name, parts) -> ImageDataset:
+  images, labels, meta = [], [], {"alphabet": []}
+  for tfds_split, examples in parts:
+    for ex in examples:
+      image = np.asarray(ex["image"])
+      label = int(ex["label"])
+      if name == "omniglot":
+        # TFDS stores 105x105 RGB, paper white; resize like the mirror (Lanczos) to 28x28.
+        image = _resize_28(image[..., 0])
+        image = 1.0 - image[..., None] / 255.0
+        label += OMNIGLOT_BACKGROUND_CLASSES if tfds_split == "test" else 0
+        meta["alphabet"].append(int(ex["alphabet"]))
+      else:
+        image = image.astype(np.float32) / 255.0
+      images.append(image.astype(np.float32))
+      labels.append(label)
+  metadata = {k: np.asarray(v, np.int32) for k, v in meta.items() if v}
+  return ImageDataset(np.stack(images), np.asarray(labels, np.int32), name, metadata)
+
+
+def _resize_28(image: np.ndarray) -> np.ndarray:
+  from PIL import Image  # pylint: disable=g-import-not-at-top  (Pillow comes with matplotlib/TFDS)
+  out = Image.fromarray(image.astype(np.uint8)).resize((28, 28), Image.Resampling.LANCZOS)
+  return np.asarray(out, np.float32)

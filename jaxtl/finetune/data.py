@@ -1,0 +1,40 @@
+"""Train / validation / test splits of an image dataset for (pre-)training and fine-tuning."""
+import numpy as np
+
+from jaxtl.data import load_dataset
+
+
+def stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+  """Indices of `n` examples with classes as balanced as possible, in random order."""
+  classes = np.unique(labels)
+  per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+  order = []  # round-robin over classes
+  for i in range(max(len(p) for p in per_class)):
+    order.extend(p[i] for p in per_class if i < len(p))
+  if n > len(order):
+    raise ValueError(f"Asked for {n} examples but only {len(order)} are available.")
+  return rng.permutation(np.asarray(order[:n], np.int64))
+
+
+def make_splits(config):
+  """(train, val, test) ImageDatasets per `config`: dataset, classes, num_train, num_val.
+
+  The validation split is held out from the training split (never from test), with
+  a fixed seed (`config.data_seed`), so every strategy sees the same examples.
+  """
+  kwargs = dict(data_dir=config.data_dir, source=config.source)
+  train = load_dataset(config.dataset, config.train_split, **kwargs)
+  test = load_dataset(config.dataset, config.test_split, **kwargs)
+  if config.classes:
+    train = train.select_classes(list(config.classes))
+    test = test.select_classes(list(config.classes))
+  rng = np.random.default_rng(config.data_seed)
+  num_val = config.num_val
+  num_train = config.num_train or (len(train) - num_val)
+  if num_train + num_val > len(train):
+    raise ValueError(f"num_train={num_train} + num_val={num_val} exceeds the {len(train)} "
+                     f"training examples of {config.dataset} (classes {config.classes}).")
+  train_index = stratified_take(train.labels, num_train, rng)
+  rest = np.setdiff1d(np.arange(len(train)), train_index)
+  val_index = rest[stratified_take(train.labels[rest], num_val, rng)] if num_val else rest[:0]
+  return train.subset(np.sort(train_index)), train.subset(np.sort(val_index)), test

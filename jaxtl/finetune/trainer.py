@@ -1,0 +1,262 @@
+"""Supervised (pre-)training and fine-tuning: `train_and_evaluate(config, workdir)`.
+
+Pre-training is fine-tuning with `strategy="full"` and no `init_from`. One jitted step
+differentiates only the trainable leaves of the current phase (frozen leaves are
+closed over, so XLA drops their backward pass), and the optimizer, an
+`optax.partition` over learning-rate groups, only ever sees trainable leaves: frozen
+leaves get no optimizer state and no weight decay, and stay bit-identical.
+"""
+import functools
+import json
+import os
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from jaxtl import checkpoint, partition
+from jaxtl.finetune import strategies
+from jaxtl.finetune.data import make_splits
+from jaxtl.metrics import MetricLogger, write_results
+from jaxtl.models import build_model
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+BATCH_NORM_MODES = ("train", "frozen")
+
+
+class FinishedRunError(RuntimeError):
+  """The workdir already holds a finished run."""
+
+
+def make_optimizer(config, lr_scale_labels, phase_lr: float = 1.0):
+  """`optax.partition` with one optimizer per learning-rate scale among trainable leaves."""
+  if config.optimizer not in OPTIMIZERS:
+    raise ValueError(f"Unknown optimizer {config.optimizer!r}; valid: {OPTIMIZERS}.")
+
+  def build(scale):
+    lr = config.learning_rate * scale * phase_lr
+    if config.optimizer == "adam":
+      return optax.adam(lr)
+    if config.optimizer == "adamw":
+      return optax.adamw(lr, weight_decay=config.weight_decay)
+    return optax.sgd(lr, momentum=config.momentum or None)
+
+  group = lambda scale: f"lr_x{scale:g}"
+  scales = sorted(set(jax.tree_util.tree_leaves(lr_scale_labels)))
+  labels = jax.tree_util.tree_map(group, lr_scale_labels)
+  return optax.partition({group(s): build(s) for s in scales}, labels)
+
+
+def _logits(model, params, batch_stats, x, train: bool):
+  """Forward pass; returns (logits, new batch_stats). `train` = use batch statistics."""
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+  if train and batch_stats:
+    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    return logits, updates["batch_stats"]
+  return model.apply(variables, x, train=train), batch_stats
+
+
+def make_train_step(model, tx, labels, config, batch_size: int, num_examples: int):
+  """Returns step(state, anchor, images, labels, key) -> (state, loss); donates the state."""
+  trainable_label = lambda label: label is not None
+  steps_per_epoch = max(num_examples // batch_size, 1)
+  bn_train = config.batch_norm == "train"
+  l2sp = config.strategy == "l2sp"
+
+  def loss_fn(trainable, frozen, batch_stats, anchor, x, y):
+    params = partition.merge(trainable, frozen)
+    logits, batch_stats = _logits(model, params, batch_stats, x, bn_train)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    if l2sp:
+      loss += strategies.l2sp_penalty(trainable, anchor, config.l2sp_alpha, config.l2sp_beta)
+    return loss, batch_stats
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def step(state, anchor, images, targets, key):
+    # The batch is drawn on the device: a fresh permutation per epoch, from (key, epoch).
+    epoch, pos = jnp.divmod(state["step"], steps_per_epoch)
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+    idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
+    trainable, frozen = partition.split(state["params"], labels, trainable_label)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        trainable, frozen, state["batch_stats"], anchor, images[idx], targets[idx])
+    updates, opt_state = tx.update(grads, state["opt_state"], trainable)
+    trainable = optax.apply_updates(trainable, updates)
+    new_state = dict(step=state["step"] + 1, params=partition.merge(trainable, frozen),
+                     batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, loss
+
+  return step
+
+
+def make_eval_fn(model, batch_size: int = 500):
+  """Returns evaluate(variables, dataset) -> {"accuracy", "loss"} with running BN stats."""
+  @jax.jit
+  def batch_stats(params, bn, x, y, mask):
+    logits, _ = _logits(model, params, bn, x, train=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    correct = (jnp.argmax(logits, -1) == y)
+    return jnp.sum(correct * mask), jnp.sum(loss * mask)
+
+  def evaluate(params, bn, dataset):
+    n = len(dataset)
+    correct = total_loss = 0.0
+    for start in range(0, n, batch_size):
+      x = dataset.images[start:start + batch_size]
+      y = dataset.labels[start:start + batch_size]
+      pad = batch_size - len(y) if n > batch_size else 0  # one shape -> one compile
+      mask = np.concatenate([np.ones(len(y)), np.zeros(pad)]).astype(np.float32)
+      x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+      y = np.concatenate([y, np.zeros(pad, y.dtype)])
+      c, l = batch_stats(params, bn, x, y, mask)
+      correct, total_loss = correct + float(c), total_loss + float(l)
+    return {"accuracy": correct / max(n, 1), "loss": total_loss / max(n, 1)}
+
+  return evaluate
+
+
+def _check_workdir(config, workdir: str):
+  os.makedirs(workdir, exist_ok=True)
+  if os.path.exists(os.path.join(workdir, "results.json")):
+    raise FinishedRunError(f"{workdir} already holds a finished run (results.json). Use "
+                           f"another --workdir, or delete that folder to run again.")
+  cfg_path = os.path.join(workdir, "config.json")
+  current = json.loads(config.to_json_best_effort())
+  if os.path.exists(cfg_path):
+    with open(cfg_path) as f:
+      saved = json.load(f)
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if diff:
+      raise ValueError(f"{workdir} holds an unfinished run with another config (fields "
+                       f"{diff} differ); resume with the same config or use another workdir.")
+  else:
+    with open(cfg_path, "w") as f:
+      json.dump(current, f, indent=2)
+
+
+def _first_nonfinite(losses, first_step: int):
+  values = np.asarray(jax.device_get(losses))
+  bad = np.flatnonzero(~np.isfinite(values))
+  return None if bad.size == 0 else first_step + int(bad[0])
+
+
+def train_and_evaluate(config, workdir: str,
+                       step_callback: Optional[Callable[[int], None]] = None) -> dict:
+  """Trains per `config` (see experiments/configs/finetune.py), resuming from the last
+  checkpoint in `workdir`; writes `workdir/results.json` and returns its metrics."""
+  if config.batch_norm not in BATCH_NORM_MODES:
+    raise ValueError(f"Unknown batch_norm {config.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
+  _check_workdir(config, workdir)
+  train, val, test = make_splits(config)
+  num_classes = len(config.classes) if config.classes else train.num_classes
+  model = build_model(config.model, num_classes=num_classes, **dict(config.model_kwargs))
+  phase_list = strategies.phases(config, model.block_names())
+  key = jax.random.PRNGKey(config.seed)
+  init_key, data_key = jax.random.split(key)
+  variables = model.init(init_key, jnp.asarray(train.images[:1]), train=False)
+  anchor = {}
+  if config.init_from:
+    variables, report = checkpoint.load_pretrained(
+        variables, checkpoint.load_variables(config.init_from), config.reinit)
+    logging.info("init_from %s: %s", config.init_from, checkpoint.format_report(report))
+    if config.strategy == "l2sp":  # pull towards the pretrained values of the loaded leaves
+      loaded = [p.split("/", 1)[1] for p in report["loaded"] if p.startswith("params/")]
+      anchor = partition.select(variables["params"], loaded)
+  elif config.strategy != "full":
+    logging.warning("strategy=%s without init_from: fine-tuning a randomly initialised model.",
+                    config.strategy)
+  params, batch_stats = variables["params"], variables.get("batch_stats", {})
+
+  batch_size = min(config.batch_size, len(train))
+  images, targets = jnp.asarray(train.images), jnp.asarray(train.labels)
+  evaluate = make_eval_fn(model, config.eval_batch_size)
+  ckpts = checkpoint.manager(workdir)
+  total = config.num_steps
+  step = 0
+
+  def build_phase(index):
+    phase = phase_list[index]
+    labels = partition.label_params(params, phase.table)
+    trainable, _ = partition.split(labels, labels, lambda l: l is not None)
+    if not trainable:
+      raise ValueError(f"Phase {phase.name!r} of strategy {config.strategy!r} trains nothing.")
+    tx = make_optimizer(config, trainable)
+    logging.info("phase %s (%d steps), parameter partition:\n%s", phase.name, phase.num_steps,
+                 partition.describe(params, labels))
+    return labels, tx, make_train_step(model, tx, labels, config, batch_size, len(train))
+
+  def init_state(index):
+    labels, tx, step_fn = build_phase(index)
+    trainable, _ = partition.split(params, labels, lambda l: l is not None)
+    state = dict(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=batch_stats,
+                 opt_state=tx.init(trainable))
+    return state, step_fn
+
+  latest = ckpts.latest_step()
+  if latest is not None:
+    step = latest
+    phase_index, _, _ = strategies.phase_at(phase_list, step)
+    template, step_fn = init_state(phase_index)
+    state = ckpts.restore(latest, args=checkpoint.ocp.args.StandardRestore(template))
+    logging.info("Resumed from %s at step %d.", workdir, latest)
+  else:
+    phase_index = 0
+    state, step_fn = init_state(0)
+
+  logger = MetricLogger(workdir, total, first_step=step)
+  pending, pending_from = [], step
+  t_start = time.perf_counter()
+  while step < total:
+    index, _, _ = strategies.phase_at(phase_list, step)
+    if index != phase_index:  # next phase: same parameters, a new partition and optimizer
+      params, batch_stats = state["params"], state["batch_stats"]
+      phase_index = index
+      state, step_fn = init_state(index)
+    state, loss = step_fn(state, anchor, images, targets, data_key)
+    step += 1
+    pending.append(loss)
+    if step_callback is not None:
+      step_callback(step)
+    log_now = step % config.log_every == 0 or step == total
+    save_now = step % config.checkpoint_every == 0 or step == total
+    if log_now or save_now:
+      bad = _first_nonfinite(pending, pending_from + 1)
+      if bad is not None:
+        raise FloatingPointError(
+            f"Loss is not finite at step {bad}; the last good checkpoint is step "
+            f"{ckpts.latest_step()} in {workdir}/checkpoints. Lower the learning rate.")
+      last_loss = float(pending[-1])
+      pending, pending_from = [], step
+      if save_now:
+        ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
+      if log_now:
+        scalars = {"train_loss": last_loss}
+        if config.eval_every and (step % config.eval_every == 0) and len(val):
+          scalars["val_accuracy"] = evaluate(state["params"], state["batch_stats"], val)["accuracy"]
+        logger.write(step, scalars)
+  ckpts.wait_until_finished()
+  train_seconds = time.perf_counter() - t_start
+
+  params, batch_stats = state["params"], state["batch_stats"]
+  metrics = {f"test_{k}": v for k, v in evaluate(params, batch_stats, test).items()}
+  if len(val):
+    metrics.update({f"val_{k}": v for k, v in evaluate(params, batch_stats, val).items()})
+  last_labels = partition.label_params(params, phase_list[-1].table)
+  trainable, frozen = partition.split(params, last_labels, lambda l: l is not None)
+  metrics.update(steps=step, train_seconds=train_seconds,
+                 trainable_params=partition.count(trainable), frozen_params=partition.count(frozen),
+                 num_train=len(train), num_val=len(val), num_test=len(test))
+  logger.write(step, {k: v for k, v in metrics.items() if k.startswith(("test_", "val_"))},
+               progress=False)
+  logger.close()
+  checkpoint.save_variables(workdir, {"params": params, "batch_stats": batch_stats}
+                            if batch_stats else {"params": params})
+  write_results(workdir, config, metrics)
+  logging.info("%s: test accuracy %.4f", workdir, metrics["test_accuracy"])
+  return metrics

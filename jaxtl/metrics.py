@@ -1,0 +1,56 @@
+"""Metric logging: plain text (stdout + metrics.jsonl), TensorBoard events, progress lines."""
+import json
+import os
+import time
+from typing import Mapping, Optional
+
+from absl import logging
+
+
+class MetricLogger:
+  """Writes scalars to `workdir/metrics.jsonl` and TensorBoard event files in `workdir/tb`."""
+
+  def __init__(self, workdir: str, total_steps: int, first_step: int = 0):
+    os.makedirs(workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    try:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+    except ImportError:  # TensorBoard files are optional; the jsonl file is not.
+      self._tb = None
+    self._total, self._t0, self._step0 = total_steps, time.perf_counter(), first_step
+
+  def write(self, step: int, scalars: Mapping[str, float], progress: bool = True):
+    scalars = {k: float(v) for k, v in scalars.items()}
+    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    self._jsonl.flush()
+    if self._tb is not None:
+      for k, v in scalars.items():
+        self._tb.add_scalar(k, v, step)
+      self._tb.flush()
+    if progress:
+      elapsed = time.perf_counter() - self._t0
+      rate = (step - self._step0) / elapsed if elapsed > 0 and step > self._step0 else 0.0
+      eta = (self._total - step) / rate if rate else float("nan")
+      text = " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
+      logging.info("step %d/%d %s | %.1f steps/s | ETA %.0fs", step, self._total, text, rate, eta)
+
+  def rate(self, step: int) -> float:
+    elapsed = time.perf_counter() - self._t0
+    return (step - self._step0) / elapsed if elapsed > 0 else 0.0
+
+  def close(self):
+    self._jsonl.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def write_results(workdir: str, config, metrics: Mapping, **extra) -> str:
+  """Writes `workdir/results.json` = {"config": ..., "metrics": ..., **extra} atomically."""
+  path = os.path.join(workdir, "results.json")
+  cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump({"config": cfg, "metrics": dict(metrics), **extra}, f, indent=2, default=str)
+  os.replace(tmp, path)
+  return path

@@ -1,0 +1,27 @@
+"""jaxtl: transfer learning and meta-learning in JAX."""
+import setuptools
+
+setuptools.setup(
+    name="jaxtl",
+    version="0.1.0",
+    description="Transfer learning (fine-tuning through optax partition masks) "
+    "and meta-learning (MAML family, ProtoNets) in JAX/Flax.",
+    packages=setuptools.find_packages(include=["jaxtl", "jaxtl.*", "experiments", "experiments.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.4.30",
+        "flax>=0.8.5",
+        "optax>=0.2.3",
+        "orbax-checkpoint>=0.6",
+        "ml-collections>=0.1.1",
+        "absl-py>=1.4",
+        "numpy>=1.24",
+        "tensorflow-datasets>=4.9.4",
+        "scikit-learn>=1.3",  # ships the embedded 8x8 digits; no download
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.7"],
+        "plots": ["matplotlib>=3.7"],
+        "peers": ["torch>=2.1"],  # benchmarks against PyTorch only; never imported by jaxtl
+    },
+)
