@@ -20,7 +20,7 @@ def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Data.
   c.dataset = "digits"          # digits (embedded) | mnist | omniglot
-  c.data_dir = None             # offline mirrors; else $JAXTL_DATA_DIR
+  c.data_dir = ""               # offline mirrors; else $JAXTL_DATA_DIR
   c.source = "auto"             # auto | tfds | mirror | embedded
   c.train_split = "train"
   c.test_split = "test"

@@ -15,6 +15,7 @@ installed package and need no source. A dataset found nowhere raises
 fallback to other data.
 """
 import dataclasses
+import functools
 import gzip
 import importlib.resources
 import os
@@ -128,11 +129,18 @@ def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
       f"$JAXTL_DATA_DIR at a folder holding {MIRROR_FILES[name]}.")
 
 
-def _load_digits(split: str) -> ImageDataset:
-  """scikit-learn's copy of the UCI 8x8 digits (1797 images, pixel values 0..16)."""
+@functools.lru_cache(maxsize=1)
+def _digits_table() -> np.ndarray:
   path = importlib.resources.files("sklearn.datasets") / "data" / "digits.csv.gz"
   with gzip.open(str(path), "rt") as f:
     table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+  table.setflags(write=False)
+  return table
+
+
+def _load_digits(split: str) -> ImageDataset:
+  """scikit-learn's copy of the UCI 8x8 digits (1797 images, pixel values 0..16)."""
+  table = _digits_table()
   images = (table[:, :-1] / 16.0).reshape(-1, 8, 8, 1)
   labels = table[:, -1].astype(np.int32)
   # A fixed, seeded 75/25 train/test split: the data ships without one.

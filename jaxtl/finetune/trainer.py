@@ -7,8 +7,6 @@ closed over, so XLA drops their backward pass), and the optimizer, an
 leaves get no optimizer state and no weight decay, and stay bit-identical.
 """
 import functools
-import json
-import os
 import time
 from typing import Callable, Optional
 
@@ -18,7 +16,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, partition
+from jaxtl import checkpoint, partition, workdir as run_dir
 from jaxtl.finetune import strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import MetricLogger, write_results
@@ -26,10 +24,6 @@ from jaxtl.models import build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 BATCH_NORM_MODES = ("train", "frozen")
-
-
-class FinishedRunError(RuntimeError):
-  """The workdir already holds a finished run."""
 
 
 def make_optimizer(config, lr_scale_labels, phase_lr: float = 1.0):
@@ -121,38 +115,13 @@ def make_eval_fn(model, batch_size: int = 500):
   return evaluate
 
 
-def _check_workdir(config, workdir: str):
-  os.makedirs(workdir, exist_ok=True)
-  if os.path.exists(os.path.join(workdir, "results.json")):
-    raise FinishedRunError(f"{workdir} already holds a finished run (results.json). Use "
-                           f"another --workdir, or delete that folder to run again.")
-  cfg_path = os.path.join(workdir, "config.json")
-  current = json.loads(config.to_json_best_effort())
-  if os.path.exists(cfg_path):
-    with open(cfg_path) as f:
-      saved = json.load(f)
-    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if diff:
-      raise ValueError(f"{workdir} holds an unfinished run with another config (fields "
-                       f"{diff} differ); resume with the same config or use another workdir.")
-  else:
-    with open(cfg_path, "w") as f:
-      json.dump(current, f, indent=2)
-
-
-def _first_nonfinite(losses, first_step: int):
-  values = np.asarray(jax.device_get(losses))
-  bad = np.flatnonzero(~np.isfinite(values))
-  return None if bad.size == 0 else first_step + int(bad[0])
-
-
 def train_and_evaluate(config, workdir: str,
                        step_callback: Optional[Callable[[int], None]] = None) -> dict:
   """Trains per `config` (see experiments/configs/finetune.py), resuming from the last
   checkpoint in `workdir`; writes `workdir/results.json` and returns its metrics."""
   if config.batch_norm not in BATCH_NORM_MODES:
     raise ValueError(f"Unknown batch_norm {config.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
-  _check_workdir(config, workdir)
+  run_dir.prepare(config, workdir)
   train, val, test = make_splits(config)
   num_classes = len(config.classes) if config.classes else train.num_classes
   model = build_model(config.model, num_classes=num_classes, **dict(config.model_kwargs))
@@ -201,7 +170,8 @@ def train_and_evaluate(config, workdir: str,
   latest = ckpts.latest_step()
   if latest is not None:
     step = latest
-    phase_index, _, _ = strategies.phase_at(phase_list, step)
+    # The saved state belongs to the phase of its last executed step, `latest - 1`.
+    phase_index, _, _ = strategies.phase_at(phase_list, max(latest - 1, 0))
     template, step_fn = init_state(phase_index)
     state = ckpts.restore(latest, args=checkpoint.ocp.args.StandardRestore(template))
     logging.info("Resumed from %s at step %d.", workdir, latest)
@@ -226,7 +196,7 @@ def train_and_evaluate(config, workdir: str,
     log_now = step % config.log_every == 0 or step == total
     save_now = step % config.checkpoint_every == 0 or step == total
     if log_now or save_now:
-      bad = _first_nonfinite(pending, pending_from + 1)
+      bad = run_dir.first_nonfinite(pending, pending_from + 1)
       if bad is not None:
         raise FloatingPointError(
             f"Loss is not finite at step {bad}; the last good checkpoint is step "

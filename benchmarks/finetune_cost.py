@@ -1,0 +1,94 @@
+"""Step time of each fine-tuning strategy relative to full fine-tuning, in one run.
+
+    python -m benchmarks.finetune_cost [--batch_size=128] [--image_size=28] [--out=FILE.json]
+
+The ResNet of the transfer experiments on random 28x28 images (step time does not
+depend on pixel values). Each strategy's jitted step is timed as the median of
+`--repeats` blocks of `--steps` steps, after a warm-up that includes compilation.
+"""
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from experiments.configs import finetune as finetune_configs
+from jaxtl import partition
+from jaxtl.finetune import strategies, trainer
+from jaxtl.models import build_model
+from jaxtl.runtime import log_versions
+
+_BATCH = flags.DEFINE_integer("batch_size", 128, "Examples per step.")
+_SIZE = flags.DEFINE_integer("image_size", 28, "Image height and width.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed block.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed blocks; the median is reported.")
+_OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
+
+CASES = {
+    "full": dict(strategy="full"),
+    "linear_probe": dict(strategy="linear_probe"),
+    "surgical_block1": dict(strategy="surgical", blocks=("block1",)),
+    "surgical_block2": dict(strategy="surgical", blocks=("block2",)),
+    "surgical_block3": dict(strategy="surgical", blocks=("block3",)),
+    "freeze_first_2": dict(strategy="freeze_first_k", freeze_k=2),
+    "l2sp": dict(strategy="l2sp"),
+}
+
+
+def time_strategy(overrides, batch_size, image_size, steps, repeats):
+  config = finetune_configs.get_config("digits")
+  config.update(overrides)
+  model = build_model("resnet", num_classes=10, widths=tuple(config.model_kwargs.widths))
+  n = batch_size * 4
+  x = jax.random.uniform(jax.random.PRNGKey(0), (n, image_size, image_size, 1))
+  y = jnp.arange(n) % 10
+  variables = model.init(jax.random.PRNGKey(1), x[:1], train=False)
+  labels = partition.label_params(variables["params"],
+                                  strategies.phases(config, model.block_names())[0].table)
+  keep = lambda l: l is not None
+  trainable, _ = partition.split(variables["params"], labels, keep)
+  tx = trainer.make_optimizer(config, partition.split(labels, labels, keep)[0])
+  step = trainer.make_train_step(model, tx, labels, config, batch_size, n)
+  state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
+               batch_stats=variables["batch_stats"], opt_state=tx.init(trainable))
+  anchor = trainable if config.strategy == "l2sp" else {}
+  key = jax.random.PRNGKey(2)
+  for _ in range(3):
+    state, loss = step(state, anchor, x, y, key)
+  loss.block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      state, loss = step(state, anchor, x, y, key)
+    loss.block_until_ready()
+    times.append((time.perf_counter() - t0) / steps)
+  return float(np.median(times)), partition.count(trainable)
+
+
+def main(argv):
+  del argv
+  log_versions()
+  results = {}
+  for name, overrides in CASES.items():
+    seconds, trainable = time_strategy(overrides, _BATCH.value, _SIZE.value, _STEPS.value,
+                                       _REPEATS.value)
+    results[name] = {"step_ms": 1e3 * seconds, "trainable_params": trainable}
+  full = results["full"]["step_ms"]
+  print(f"ResNet fine-tuning step, batch {_BATCH.value}, {_SIZE.value}x{_SIZE.value}, "
+        f"backend {jax.default_backend()}")
+  print("| strategy | trainable params | step (ms) | relative to full |\n|---|---:|---:|---:|")
+  for name, r in results.items():
+    r["relative_to_full"] = r["step_ms"] / full
+    print(f"| {name} | {r['trainable_params']:,} | {r['step_ms']:.2f} | "
+          f"{r['relative_to_full']:.2f} |")
+  if _OUT.value:
+    with open(_OUT.value, "w") as f:
+      json.dump({"backend": jax.default_backend(), "batch_size": _BATCH.value,
+                 "image_size": _SIZE.value, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)

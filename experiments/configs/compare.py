@@ -1,0 +1,41 @@
+"""Fine-tuning strategies compared under one budget (jaxtl.finetune.compare).
+
+    python -m experiments.compare_finetune --config=experiments/configs/compare.py:digits \
+        --workdir=runs/compare_digits
+
+Variants:
+  digits: embedded 8x8 digits, no download. Pre-train a ResNet on digits 0-4, fine-tune on
+      digits 5-9 from 25 labelled examples (100 more held out for validation); 3 learning
+      rates x 2 seeds per strategy. A few minutes on 2 CPU cores.
+  mnist: MNIST 0-4 -> 5-9 with 1000 target examples (needs the mirror or TFDS).
+  quick: 2 strategies, 1 lr, 1 seed, a few steps (tests).
+"""
+import ml_collections
+
+from experiments.configs import finetune
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+  if variant not in ("digits", "mnist", "quick"):
+    raise ValueError(f"Unknown variant {variant!r}; valid: digits, mnist, quick.")
+  c = ml_collections.ConfigDict()
+  c.pretrain = finetune.get_config(f"{variant}_source")
+  c.finetune = finetune.get_config(variant)
+  c.lr_grid = (1e-3, 3e-3, 1e-2)
+  c.seeds = (0, 1)
+  # (label, overrides of the fine-tuning config), in the order of the results table.
+  c.strategies = (
+      ("full", {"strategy": "full"}),
+      ("linear_probe", {"strategy": "linear_probe"}),
+      ("lp_ft", {"strategy": "lp_ft"}),
+      ("surgical_block1", {"strategy": "surgical", "blocks": ("block1",)}),
+      ("surgical_block2", {"strategy": "surgical", "blocks": ("block2",)}),
+      ("surgical_block3", {"strategy": "surgical", "blocks": ("block3",)}),
+      ("freeze_first_1", {"strategy": "freeze_first_k", "freeze_k": 1}),
+      ("layerwise_lr_0.3", {"strategy": "layerwise_lr", "lr_decay": 0.3}),
+      ("l2sp", {"strategy": "l2sp"}),
+  )
+  if variant == "quick":
+    c.lr_grid, c.seeds = (1e-3,), (0,)
+    c.strategies = (("full", {"strategy": "full"}), ("lp_ft", {"strategy": "lp_ft"}))
+  return c

@@ -1,0 +1,92 @@
+"""Meta-learning configs; `get_config("VARIANT")`.
+
+    python -m experiments.meta_train --config=experiments/configs/meta.py:omniglot_5w1s \
+        --workdir=runs/maml_5w1s [--config.algorithm=anil] [--config.data_dir=../shared/data]
+    python -m experiments.meta_eval --config=experiments/configs/meta.py:omniglot_5w1s \
+        --workdir=runs/maml_5w1s
+
+Variants (Finn et al. 2017 settings; inner loss is a mean, so alpha = N x the paper's):
+  sinusoid: MLP 40-40, K=10, 1 inner step at 0.01, meta-batch 25 (appendix Table 2 runs
+      70,000 iterations; this variant 20,000). Test: 5-shot, 600 tasks, MSE after 1/5/10 steps.
+  omniglot_5w1s / omniglot_5w5s: 1 inner step (alpha 0.4 x 5 = 2.0), meta-batch 32, 3 test steps.
+  omniglot_20w1s / omniglot_20w5s: 5 inner steps (alpha 0.1 x 20 = 2.0), meta-batch 16, 5 test steps.
+  quick: 5-way 1-shot Omniglot, a tiny conv net, a few iterations (tests).
+Algorithms (--config.algorithm): maml, fomaml, anil, metasgd, reptile, protonet, pretrain.
+"""
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Tasks.
+  c.dataset = "omniglot"        # omniglot | sinusoid
+  c.data_dir = ""               # offline mirrors; else $JAXTL_DATA_DIR
+  c.source = "auto"
+  c.class_split = "maml"        # maml: 1200 random train characters / 423 test; lake: alphabets
+  c.split_seed = 1
+  c.num_val_classes = 0         # taken from the training classes
+  c.eval_split = "test"         # test | val
+  c.rotate_train = True         # 90-degree rotations as new classes (MAML)
+  c.rotate_test = False
+  c.way, c.shot, c.query = 5, 1, 1       # query = K examples per class, as in MAML
+  c.test_shot, c.test_query = 1, 1
+  # Model.
+  c.model = "conv4"
+  c.model_kwargs = ml_collections.ConfigDict({"features": 64, "downsample": "stride"})
+  # Algorithm.
+  c.algorithm = "maml"
+  c.inner_table = ml_collections.FieldReference(None, field_type=tuple)  # (regex, adapt?) rows
+  c.inner_steps = 1
+  c.inner_lr = 2.0
+  c.inner_lr_mode = "fixed"     # fixed | per_param (Meta-SGD) | per_layer_step (MAML++)
+  c.first_order = False
+  c.remat = False               # rematerialise inner steps (memory ~ constant in steps)
+  c.task_batching = "auto"      # auto | vmap | map
+  # Outer loop.
+  c.meta_optimizer = "adam"
+  c.meta_lr = 1e-3
+  c.meta_batch = 32
+  c.num_steps = 60000           # meta-iterations
+  c.steps_per_call = 10         # meta-iterations per jitted call (lax.scan)
+  c.seed = 0
+  # Evaluation.
+  c.test_inner_steps = 3
+  c.test_inner_lr = 0.0         # 0: same as inner_lr
+  c.eval_steps = (0, 1, 3, 5, 10)
+  c.eval_tasks = 600
+  c.eval_batch = 50
+  c.eval_seed = 12345
+  # Bookkeeping.
+  c.log_every = 500
+  c.checkpoint_every = 2000
+  return c
+
+
+def get_config(variant: str = "omniglot_5w1s") -> ml_collections.ConfigDict:
+  c = base()
+  if variant == "sinusoid":
+    c.dataset, c.model = "sinusoid", "mlp"
+    c.model_kwargs = ml_collections.ConfigDict({"hidden": (40, 40)})
+    c.shot, c.query, c.test_shot, c.test_query = 10, 10, 5, 100
+    c.inner_lr, c.meta_batch, c.num_steps = 0.01, 25, 20000
+    c.steps_per_call, c.log_every, c.checkpoint_every = 500, 2000, 5000
+    c.test_inner_steps, c.eval_steps = 1, (0, 1, 5, 10)
+  elif variant.startswith("omniglot_"):
+    settings = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+    key = variant[len("omniglot_"):]
+    if key not in settings:
+      raise ValueError(f"Unknown variant {variant!r}; valid: sinusoid, quick, "
+                       + ", ".join(f"omniglot_{k}" for k in settings) + ".")
+    c.way, c.shot = settings[key]
+    c.query, c.test_shot, c.test_query = c.shot, c.shot, c.shot
+    if c.way == 20:
+      c.inner_steps, c.meta_batch, c.test_inner_steps = 5, 16, 5
+  elif variant == "quick":
+    c.model_kwargs.features = 8
+    c.meta_batch, c.num_steps, c.steps_per_call = 4, 6, 2
+    c.log_every = c.checkpoint_every = 2
+    c.eval_tasks, c.eval_batch, c.eval_steps, c.test_inner_steps = 20, 10, (0, 1, 3), 1
+  else:
+    raise ValueError(f"Unknown variant {variant!r}; valid: sinusoid, quick, omniglot_5w1s, "
+                     "omniglot_5w5s, omniglot_20w1s, omniglot_20w5s.")
+  return c

@@ -1,0 +1,74 @@
+"""Compare fine-tuning strategies under one budget: `compare(config, workdir)`.
+
+Pre-trains once on the source task, then fine-tunes on the target task with every
+strategy in `config.strategies`, every learning rate in `config.lr_grid` and every
+seed in `config.seeds`. Each strategy's learning rate is the one with the best mean
+validation accuracy (validation is held out from the target's training split); its
+test accuracy is reported as mean and std over seeds. Each run lives in its own
+sub-folder, so an interrupted sweep resumes where it stopped.
+"""
+import json
+import os
+from typing import Dict
+
+import numpy as np
+from absl import logging
+
+from jaxtl.finetune.trainer import train_and_evaluate
+
+
+def _run(config, workdir: str) -> Dict:
+  done = os.path.join(workdir, "results.json")
+  if os.path.exists(done):  # finished earlier: reuse
+    with open(done) as f:
+      return json.load(f)["metrics"]
+  return train_and_evaluate(config, workdir)
+
+
+def compare(config, workdir: str) -> Dict:
+  """Runs the sweep; writes `workdir/results.json` and `workdir/results.md`."""
+  source_dir = config.pretrain.init_from or os.path.join(workdir, "pretrain")
+  if not config.pretrain.init_from:
+    source = _run(config.pretrain, source_dir)
+    logging.info("source task: test accuracy %.4f", source["test_accuracy"])
+  results = {}
+  for label, overrides in config.strategies:
+    per_lr = {}
+    for lr in config.lr_grid:
+      runs = []
+      for seed in config.seeds:
+        run_config = config.finetune.copy_and_resolve_references()
+        run_config.update(dict(overrides))
+        run_config.init_from, run_config.learning_rate, run_config.seed = source_dir, lr, seed
+        runs.append(_run(run_config, os.path.join(workdir, "runs", label, f"lr{lr:g}_seed{seed}")))
+      per_lr[lr] = runs
+    best_lr = max(per_lr, key=lambda lr: np.mean([r["val_accuracy"] for r in per_lr[lr]]))
+    test = [r["test_accuracy"] for r in per_lr[best_lr]]
+    results[label] = {
+        "learning_rate": best_lr,
+        "val_accuracy": float(np.mean([r["val_accuracy"] for r in per_lr[best_lr]])),
+        "test_accuracy": float(np.mean(test)), "test_accuracy_std": float(np.std(test)),
+        "seeds": list(config.seeds), "test_accuracy_per_seed": test,
+        "trainable_params": per_lr[best_lr][0]["trainable_params"],
+        "val_accuracy_per_lr": {f"{lr:g}": float(np.mean([r["val_accuracy"] for r in rs]))
+                                for lr, rs in per_lr.items()},
+    }
+    logging.info("%s: lr %g, test accuracy %.4f +- %.4f", label, best_lr, np.mean(test),
+                 np.std(test))
+  table = format_table(results)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(table + "\n")
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump({"config": config.to_dict(), "metrics": results}, f, indent=2, default=str)
+  print(table)
+  return results
+
+
+def format_table(results: Dict) -> str:
+  rows = ["| strategy | trainable params | lr (picked on val) | val acc | test acc (mean +- std) |",
+          "|---|---:|---:|---:|---:|"]
+  for label, r in results.items():
+    rows.append(f"| {label} | {r['trainable_params']:,} | {r['learning_rate']:g} | "
+                f"{100 * r['val_accuracy']:.1f} | {100 * r['test_accuracy']:.1f} +- "
+                f"{100 * r['test_accuracy_std']:.1f} |")
+  return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Meta-learning: episodic tasks, the MAML family, ProtoNets, meta-training and evaluation."""

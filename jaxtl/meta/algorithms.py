@@ -1,0 +1,201 @@
+"""The MAML family, Reptile, ProtoNets and plain pre-training as one `MetaLearner`.
+
+Meta-parameters are `{"params": theta, "inner_lr": alpha}`; alpha is empty unless it
+is learned (Meta-SGD). Which leaves the inner loop adapts is a pattern table
+(`jaxtl.partition`) with True/False labels: MAML adapts every weight but batch norm's
+scale and offset, ANIL only the head; any other choice is configuration.
+
+| algorithm  | inner loop                                  | outer gradient                     |
+|------------|---------------------------------------------|------------------------------------|
+| `maml`     | `inner_steps` SGD steps on the support set  | through the inner loop (2nd order) |
+| `fomaml`   | same                                        | inner gradients treated as constant|
+| `anil`     | same, head only (config table)              | 2nd order                          |
+| `metasgd`  | per-parameter learned step sizes            | 2nd order, also w.r.t. the steps   |
+| `reptile`  | SGD on support + query                      | theta - phi (Nichol et al. 2018)   |
+| `protonet` | none: nearest class mean in embedding space | plain (Snell et al. 2017)          |
+| `pretrain` | none: one model on all tasks' data          | plain                              |
+
+Conventions. The inner loss is the *mean* over the support examples. The MAML paper's
+code sums over the N*K examples and divides by K, so its step alpha equals N * alpha
+here (Omniglot 5-way alpha 0.4 -> 2.0; 20-way 0.1 -> 2.0). Batch norm always uses
+the statistics of the batch at hand, support or query, also at test time
+(transductive, as in MAML); running averages are never used.
+"""
+import dataclasses
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxtl import partition
+from jaxtl.meta.tasks import Episodes
+
+ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "pretrain")
+INNER_LR_MODES = ("fixed", "per_param", "per_layer_step")
+TASK_BATCHING = ("auto", "vmap", "map")
+# Default inner-loop tables: (regex, adapt?)
+MAML_TABLE = ((r"/bn/", False), (r".*", True))
+ANIL_TABLE = ((r"^head/", True), (r".*", False))
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaLearner:
+  """Everything static about a meta-learner; `inner_table` decides what adapts."""
+  model: nn.Module
+  algorithm: str = "maml"
+  loss: str = "xent"                  # xent (classification) | mse (regression)
+  inner_table: tuple = MAML_TABLE
+  inner_steps: int = 1
+  inner_lr: float = 0.4
+  inner_lr_mode: str = "fixed"
+  first_order: bool = False
+  remat: bool = False                 # jax.checkpoint each inner step: memory ~ O(1) in steps
+  task_batching: str = "vmap"         # vmap over tasks, or lax.map (a loop) over them
+  ways: int = 5                       # N of N-way tasks (ProtoNets' number of prototypes)
+
+  def __post_init__(self):
+    for value, valid, name in [(self.algorithm, ALGORITHMS, "algorithm"),
+                               (self.inner_lr_mode, INNER_LR_MODES, "inner_lr_mode"),
+                               (self.task_batching, TASK_BATCHING[1:], "task_batching"),
+                               (self.loss, ("xent", "mse"), "loss")]:
+      if value not in valid:
+        raise ValueError(f"Unknown {name} {value!r}; valid: {list(valid)}.")
+    if self.inner_steps < 0:
+      raise ValueError(f"inner_steps={self.inner_steps} must be >= 0.")
+
+  # ---- parameters -------------------------------------------------------------------
+  def init(self, key, x):
+    """Returns (meta_params, batch_stats) for example inputs `x` (one batch)."""
+    variables = self.model.init(key, x, train=False)
+    params = variables["params"]
+    labels = self.labels(params)
+    inner_lr = {}
+    # Learned step sizes: Meta-SGD's one per parameter, or MAML++'s one per layer and step.
+    if self.algorithm == "metasgd" or self.inner_lr_mode != "fixed":
+      fast, _ = partition.split(params, labels, bool)
+      if self.inner_lr_mode == "per_layer_step":
+        make = lambda p: jnp.full((max(self.inner_steps, 1),), self.inner_lr)
+      else:
+        make = lambda p: jnp.full(p.shape, self.inner_lr)
+      inner_lr = jax.tree_util.tree_map(make, fast)
+    return {"params": params, "inner_lr": inner_lr}, variables.get("batch_stats", {})
+
+  def labels(self, params):
+    return partition.label_params(params, self.inner_table)
+
+  # ---- forward and losses -----------------------------------------------------------
+  def apply(self, params, batch_stats, x):
+    if batch_stats:  # batch statistics of this batch; the running averages are discarded
+      out, _ = self.model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                mutable=["batch_stats"])
+      return out
+    return self.model.apply({"params": params}, x, train=True)
+
+  def loss_and_metric(self, params, batch_stats, x, y):
+    """(mean loss, accuracy or MSE) of `params` on one task's examples."""
+    out = self.apply(params, batch_stats, x)
+    if self.loss == "mse":
+      mse = jnp.mean(jnp.square(out - y))
+      return mse, mse
+    loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+    return loss, jnp.mean(jnp.argmax(out, -1) == y)
+
+  # ---- the inner loop ---------------------------------------------------------------
+  def adapt(self, meta_params, batch_stats, x, y, steps: int, query=None, lr=None):
+    """phi = adapt(theta, D^tr): `steps` gradient steps on (x, y) for the adapted leaves.
+
+    Returns (phi, per-step query metrics of shape (steps + 1,) or None). `lr` overrides
+    a fixed inner step size (test time).
+    """
+    params = meta_params["params"]
+    fast, slow = partition.split(params, self.labels(params), bool)
+    learned = meta_params["inner_lr"]
+    alpha = self.inner_lr if lr is None else lr
+
+    def step(fast, t):
+      grads = jax.grad(lambda f: self.loss_and_metric(partition.merge(f, slow), batch_stats,
+                                                      x, y)[0])(fast)
+      if self.first_order:
+        grads = jax.lax.stop_gradient(grads)
+      if learned:
+        if self.inner_lr_mode == "per_layer_step":
+          last = jax.tree_util.tree_leaves(learned)[0].shape[0] - 1
+          rate = jax.tree_util.tree_map(lambda a: a[jnp.minimum(t, last)], learned)
+        else:
+          rate = learned
+        return jax.tree_util.tree_map(lambda p, g, a: p - a * g, fast, grads, rate)
+      return jax.tree_util.tree_map(lambda p, g: p - alpha * g, fast, grads)
+
+    if self.remat:
+      step = jax.checkpoint(step)
+    metric = lambda f: self.loss_and_metric(partition.merge(f, slow), batch_stats, *query)[1]
+
+    def body(fast, t):
+      before = metric(fast) if query is not None else None
+      return step(fast, t), before
+
+    fast, before = jax.lax.scan(body, fast, jnp.arange(steps))
+    phi = partition.merge(fast, slow)
+    if query is None:
+      return phi, None
+    return phi, jnp.concatenate([before.reshape(steps), metric(fast)[None]])
+
+  # ---- one task's training loss ----------------------------------------------------
+  def task_loss(self, meta_params, batch_stats, task: Episodes):
+    """(query loss after adaptation, query metric) of one task; differentiable in
+    meta_params for every algorithm but Reptile (see `meta_gradients`)."""
+    if self.algorithm == "protonet":
+      return self.protonet_loss(meta_params["params"], batch_stats, task)
+    steps = 0 if self.algorithm == "pretrain" else self.inner_steps
+    phi, _ = self.adapt(meta_params, batch_stats, task.support_x, task.support_y, steps)
+    return self.loss_and_metric(phi, batch_stats, task.query_x, task.query_y)
+
+  def protonet_loss(self, params, batch_stats, task: Episodes):
+    """Cross-entropy of -squared distances to the class means of the support embeddings."""
+    n_support = task.support_x.shape[0]
+    embed = self.apply(params, batch_stats, jnp.concatenate([task.support_x, task.query_x]))
+    support, query = embed[:n_support], embed[n_support:]
+    one_hot = jax.nn.one_hot(task.support_y, self.ways)
+    prototypes = (one_hot.T @ support) / one_hot.sum(0)[:, None]
+    logits = -jnp.sum(jnp.square(query[:, None, :] - prototypes[None]), -1)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query_y).mean()
+    return loss, jnp.mean(jnp.argmax(logits, -1) == task.query_y)
+
+  # ---- the meta-batch --------------------------------------------------------------
+  def over_tasks(self, fn, episodes: Episodes):
+    if self.task_batching == "vmap":
+      return jax.vmap(fn)(episodes)
+    return jax.lax.map(fn, episodes)
+
+  def meta_gradients(self, meta_params, batch_stats, episodes: Episodes):
+    """(mean query loss, mean query metric), gradients w.r.t. meta_params."""
+    if self.algorithm == "reptile":
+      def one(task):
+        x = jnp.concatenate([task.support_x, task.query_x])
+        y = jnp.concatenate([task.support_y, task.query_y])
+        phi, _ = self.adapt(meta_params, batch_stats, x, y, self.inner_steps)
+        loss, metric = self.loss_and_metric(phi, batch_stats, task.query_x, task.query_y)
+        return phi, loss, metric
+      phis, losses, metrics = self.over_tasks(one, episodes)
+      mean_phi = jax.tree_util.tree_map(lambda p: p.mean(0), phis)
+      grads = {"params": jax.tree_util.tree_map(jnp.subtract, meta_params["params"], mean_phi),
+               "inner_lr": jax.tree_util.tree_map(jnp.zeros_like, meta_params["inner_lr"])}
+      return (losses.mean(), metrics.mean()), grads
+
+    def mean_loss(mp):
+      losses, metrics = self.over_tasks(lambda t: self.task_loss(mp, batch_stats, t), episodes)
+      return losses.mean(), metrics.mean()
+
+    (loss, metric), grads = jax.value_and_grad(mean_loss, has_aux=True)(meta_params)
+    return (loss, metric), grads
+
+  def evaluate_tasks(self, meta_params, batch_stats, episodes: Episodes, steps: int, lr=None):
+    """Query metric of each task after 0..steps adaptation steps: (B, steps + 1)."""
+    def one(task):
+      if self.algorithm == "protonet":
+        metric = self.protonet_loss(meta_params["params"], batch_stats, task)[1]
+        return jnp.full((steps + 1,), metric)
+      _, per_step = self.adapt(meta_params, batch_stats, task.support_x, task.support_y, steps,
+                               query=(task.query_x, task.query_y), lr=lr)
+      return per_step
+    return self.over_tasks(one, episodes)

@@ -1,0 +1,114 @@
+"""Episodic tasks: N-way K-shot classification over class-major arrays, and sinusoids.
+
+A task T_i has a support set D_i^tr (`support_x`, `support_y`) and a query set D_i^ts
+(`query_x`, `query_y`). Samplers are pure functions of a PRNG key that draw a whole
+meta-batch at once on the device, so they run inside the jitted meta-step.
+"""
+from typing import NamedTuple, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtl.data import ImageDataset
+
+
+class Episodes(NamedTuple):
+  """A meta-batch of tasks; every array has a leading task axis B."""
+  support_x: jax.Array  # (B, N*K, ...)
+  support_y: jax.Array  # (B, N*K) int labels 0..N-1, or (B, K, 1) regression targets
+  query_x: jax.Array    # (B, N*Q, ...)
+  query_y: jax.Array
+
+
+def class_major(dataset: ImageDataset, classes, per_class: int = 0) -> np.ndarray:
+  """Images of `classes` as one array (C, E, H, W, Ch); E = examples per class (the
+  smallest count, or `per_class`)."""
+  order = np.argsort(dataset.labels, kind="stable")
+  labels = dataset.labels[order]
+  groups = []
+  for c in classes:
+    lo, hi = np.searchsorted(labels, c), np.searchsorted(labels, c, side="right")
+    groups.append(order[lo:hi])
+  size = per_class or min(len(g) for g in groups)
+  if min(len(g) for g in groups) < size:
+    raise ValueError(f"Some classes have fewer than {size} examples.")
+  return np.stack([dataset.images[g[:size]] for g in groups])
+
+
+def rotations(images: np.ndarray) -> np.ndarray:
+  """Class augmentation of Santoro et al. / MAML: each 90-degree rotation is a new class.
+  (C, E, H, W, Ch) -> (4C, E, H, W, Ch), rotation r of class c at index r*C + c."""
+  return np.concatenate([np.rot90(images, k, axes=(2, 3)) for k in range(4)])
+
+
+def omniglot_class_splits(dataset: ImageDataset, split: str = "maml", seed: int = 1,
+                          num_val: int = 0) -> dict:
+  """Class ids per split. `maml`: 1200 characters chosen at random (seeded) for
+  meta-training, the other 423 for testing, regardless of alphabet (Finn et al. 2017).
+  `lake`: background alphabets (964) for training, evaluation alphabets (659) for testing.
+  `num_val` classes are taken out of the training classes for validation."""
+  classes = np.unique(dataset.labels)
+  if split == "maml":
+    perm = np.random.default_rng(seed).permutation(classes)
+    train, test = perm[:1200], perm[1200:]
+  elif split == "lake":
+    train, test = classes[classes < 964], classes[classes >= 964]
+  else:
+    raise ValueError(f"Unknown Omniglot split {split!r}; valid: 'maml', 'lake'.")
+  if not 0 <= num_val < len(train):
+    raise ValueError(f"num_val={num_val} must lie in [0, {len(train)}).")
+  cut = len(train) - num_val
+  return {"train": np.sort(train[:cut]), "val": np.sort(train[cut:]), "test": np.sort(test)}
+
+
+def check_episode_shape(num_classes: int, per_class: int, way: int, shot: int, query: int):
+  if way < 1 or shot < 1 or query < 1:
+    raise ValueError(f"way={way}, shot={shot}, query={query} must all be at least 1.")
+  if way > num_classes:
+    raise ValueError(f"{way}-way tasks need {way} classes but the split has {num_classes}.")
+  if shot + query > per_class:
+    raise ValueError(f"shot + query = {shot} + {query} = {shot + query} examples per class, "
+                     f"but each class has only {per_class}.")
+
+
+def sample_classification(key, data: jax.Array, batch: int, way: int, shot: int,
+                          query: int) -> Episodes:
+  """`batch` N-way K-shot tasks from class-major `data` (C, E, H, W, Ch): N distinct
+  classes per task in random order (labels 0..N-1), K + Q distinct examples per class."""
+  num_classes, per_class = data.shape[:2]
+  check_episode_shape(num_classes, per_class, way, shot, query)
+
+  def one_task(k):
+    k_cls, k_ex = jax.random.split(k)
+    classes = jax.random.choice(k_cls, num_classes, (way,), replace=False)
+    examples = jax.vmap(lambda kk: jax.random.choice(kk, per_class, (shot + query,),
+                                                     replace=False))(
+        jax.random.split(k_ex, way))
+    images = data[classes[:, None], examples]  # (N, K+Q, H, W, Ch)
+    labels = jnp.broadcast_to(jnp.arange(way)[:, None], (way, shot + query))
+    flat = lambda a: a.reshape((-1,) + a.shape[2:])
+    return Episodes(flat(images[:, :shot]), flat(labels[:, :shot]),
+                    flat(images[:, shot:]), flat(labels[:, shot:]))
+
+  return jax.vmap(one_task)(jax.random.split(key, batch))
+
+
+SINUSOID_AMPLITUDE = (0.1, 5.0)
+SINUSOID_PHASE = (0.0, np.pi)
+SINUSOID_X = (-5.0, 5.0)
+
+
+def sample_sinusoid(key, batch: int, shot: int, query: int) -> Tuple[Episodes, jax.Array]:
+  """MAML's sinusoid regression: y = A sin(x - phase), A ~ U[0.1, 5], phase ~ U[0, pi],
+  x ~ U[-5, 5]. Returns (episodes with x, y of shape (B, K, 1)), (amplitude, phase))."""
+  k_a, k_p, k_x = jax.random.split(key, 3)
+  amplitude = jax.random.uniform(k_a, (batch, 1, 1), minval=SINUSOID_AMPLITUDE[0],
+                                 maxval=SINUSOID_AMPLITUDE[1])
+  phase = jax.random.uniform(k_p, (batch, 1, 1), minval=SINUSOID_PHASE[0],
+                             maxval=SINUSOID_PHASE[1])
+  x = jax.random.uniform(k_x, (batch, shot + query, 1), minval=SINUSOID_X[0],
+                         maxval=SINUSOID_X[1])
+  y = amplitude * jnp.sin(x - phase)
+  episodes = Episodes(x[:, :shot], y[:, :shot], x[:, shot:], y[:, shot:])
+  return episodes, jnp.concatenate([amplitude, phase], axis=-1)[:, 0]

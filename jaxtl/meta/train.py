@@ -1,0 +1,220 @@
+"""Meta-training and evaluation: `train_and_evaluate(config, workdir)`, `evaluate(...)`.
+
+One jitted call runs `steps_per_call` meta-iterations under `lax.scan`; tasks are
+sampled on the device inside it, so the steady state has no host round-trips. The
+meta-batch is vmapped over tasks, except on CPU for conv nets, where a vmapped conv
+with per-task weights becomes a grouped conv that XLA:CPU runs ~12x slower than a loop
+(`task_batching="auto"`).
+"""
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from jaxtl import checkpoint, partition, workdir as run_dir
+from jaxtl.data import load_dataset
+from jaxtl.meta import tasks
+from jaxtl.meta.algorithms import ANIL_TABLE, MAML_TABLE, MetaLearner
+from jaxtl.metrics import MetricLogger, write_results
+from jaxtl.models import build_model
+
+DATASETS = ("omniglot", "sinusoid")
+
+
+def make_learner(config, backend: str = None) -> MetaLearner:
+  if config.dataset not in DATASETS:
+    raise ValueError(f"Unknown meta-learning dataset {config.dataset!r}; valid: {DATASETS}.")
+  regression = config.dataset == "sinusoid"
+  kwargs = dict(config.model_kwargs)
+  if config.model == "mlp":
+    kwargs.setdefault("num_outputs", 1 if regression else config.way)
+  else:
+    kwargs["num_classes"] = 0 if config.algorithm == "protonet" else config.way
+  model = build_model(config.model, **kwargs)
+  table = config.inner_table or (ANIL_TABLE if config.algorithm == "anil" else MAML_TABLE)
+  if config.model == "mlp" and not config.inner_table and config.algorithm != "anil":
+    table = ((".*", True),)  # no batch norm to exclude
+  batching = config.task_batching
+  if batching == "auto":  # see the module docstring
+    backend = backend or jax.default_backend()
+    batching = "map" if backend == "cpu" and config.model != "mlp" else "vmap"
+  return MetaLearner(
+      model=model, algorithm=config.algorithm, loss="mse" if regression else "xent",
+      inner_table=tuple(tuple(r) for r in table), inner_steps=config.inner_steps,
+      inner_lr=config.inner_lr, inner_lr_mode=config.inner_lr_mode,
+      first_order=config.algorithm == "fomaml" or config.first_order, remat=config.remat,
+      task_batching=batching, ways=config.way)
+
+
+def make_task_data(config):
+  """(train data, test data, train sampler, test sampler); samplers are (key, data, batch)
+  -> Episodes. Sinusoid tasks need no data (None)."""
+  if config.dataset == "sinusoid":
+    train_sampler = lambda key, data, batch: tasks.sample_sinusoid(
+        key, batch, config.shot, config.query)[0]
+    test_sampler = lambda key, data, batch: tasks.sample_sinusoid(
+        key, batch, config.test_shot, config.test_query)[0]
+    return None, None, train_sampler, test_sampler
+  dataset = load_dataset("omniglot", "all", data_dir=config.data_dir, source=config.source)
+  splits = tasks.omniglot_class_splits(dataset, config.class_split, config.split_seed,
+                                       config.num_val_classes)
+  train = tasks.class_major(dataset, splits["train"])
+  test = tasks.class_major(dataset, splits[config.eval_split])
+  if config.rotate_train:
+    train = tasks.rotations(train)
+  if config.rotate_test:
+    test = tasks.rotations(test)
+  for data, shot, query in [(train, config.shot, config.query),
+                            (test, config.test_shot, config.test_query)]:
+    tasks.check_episode_shape(data.shape[0], data.shape[1], config.way, shot, query)
+  train_sampler = lambda key, data, batch: tasks.sample_classification(
+      key, data, batch, config.way, config.shot, config.query)
+  test_sampler = lambda key, data, batch: tasks.sample_classification(
+      key, data, batch, config.way, config.test_shot, config.test_query)
+  return jnp.asarray(train), jnp.asarray(test), train_sampler, test_sampler
+
+
+def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per_call: int):
+  """step(state, data, key) -> (state, (losses, metrics)) running `steps_per_call`
+  meta-iterations; the tasks of iteration i come from fold_in(key, i)."""
+  def one(state, data, key):
+    episodes = sampler(jax.random.fold_in(key, state["step"]), data, meta_batch)
+    (loss, metric), grads = learner.meta_gradients(state["meta_params"], state["batch_stats"],
+                                                   episodes)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["meta_params"])
+    meta_params = optax.apply_updates(state["meta_params"], updates)
+    return dict(state, step=state["step"] + 1, meta_params=meta_params,
+                opt_state=opt_state), (loss, metric)
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def step(state, data, key):
+    return jax.lax.scan(lambda s, _: one(s, data, key), state, None, length=steps_per_call)
+
+  return step
+
+
+def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampler) -> dict:
+  """Mean and 95% CI (1.96 std / sqrt(n)) of the query metric over `eval_tasks` test
+  tasks drawn with `eval_seed`, after each number of steps in `eval_steps`."""
+  steps = max(max(config.eval_steps), config.test_inner_steps)
+  lr = config.test_inner_lr or None
+  batch = config.eval_batch
+
+  @jax.jit
+  def chunk(key):
+    episodes = sampler(key, data, batch)
+    return learner.evaluate_tasks(meta_params, batch_stats, episodes, steps, lr=lr)
+
+  key = jax.random.PRNGKey(config.eval_seed)
+  chunks = [chunk(jax.random.fold_in(key, i)) for i in range(-(-config.eval_tasks // batch))]
+  per_task = np.concatenate([np.asarray(c) for c in chunks])[:config.eval_tasks]
+  name = "mse" if learner.loss == "mse" else "accuracy"
+  mean = per_task.mean(0)
+  ci95 = 1.96 * per_task.std(0) / np.sqrt(len(per_task))
+  metrics = {f"test_{name}": float(mean[config.test_inner_steps]),
+             f"test_{name}_ci95": float(ci95[config.test_inner_steps]),
+             f"test_{name}_by_steps": {str(s): float(mean[s]) for s in config.eval_steps},
+             f"test_{name}_ci95_by_steps": {str(s): float(ci95[s]) for s in config.eval_steps},
+             "test_inner_steps": config.test_inner_steps, "eval_tasks": len(per_task)}
+  return metrics
+
+
+def _init_state(config, learner, tx, train_data, sampler):
+  example = sampler(jax.random.PRNGKey(0), train_data, 1).support_x[0]
+  meta_params, batch_stats = learner.init(jax.random.PRNGKey(config.seed), example)
+  return dict(step=jnp.zeros((), jnp.int32), meta_params=meta_params, batch_stats=batch_stats,
+              opt_state=tx.init(meta_params))
+
+
+def make_outer_optimizer(config):
+  if config.meta_optimizer == "adam":
+    return optax.adam(config.meta_lr)
+  if config.meta_optimizer == "sgd":
+    return optax.sgd(config.meta_lr)
+  raise ValueError(f"Unknown meta_optimizer {config.meta_optimizer!r}; valid: adam, sgd.")
+
+
+def _rate(steady, step: int) -> float:
+  """Meta-iterations per second since the end of the first (compiling) call."""
+  if steady is None or step == steady[1]:
+    return float("nan")
+  return (step - steady[1]) / (time.perf_counter() - steady[0])
+
+
+def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
+  """Meta-trains per `config` (experiments/configs/meta.py), resuming from the last
+  checkpoint in `workdir`, then evaluates; writes `workdir/results.json`."""
+  run_dir.prepare(config, workdir)
+  if config.num_steps % config.steps_per_call:
+    raise ValueError(f"num_steps={config.num_steps} must be a multiple of steps_per_call="
+                     f"{config.steps_per_call}.")
+  learner = make_learner(config)
+  train_data, test_data, train_sampler, test_sampler = make_task_data(config)
+  tx = make_outer_optimizer(config)
+  state = _init_state(config, learner, tx, train_data, train_sampler)
+  logging.info("%s: %s, inner loop adapts:\n%s", config.algorithm, learner.task_batching,
+               partition.describe(
+                   state["meta_params"]["params"], learner.labels(state["meta_params"]["params"])))
+  ckpts = checkpoint.manager(workdir)
+  if ckpts.latest_step() is not None:
+    state = ckpts.restore(ckpts.latest_step(), args=checkpoint.ocp.args.StandardRestore(state))
+    logging.info("Resumed from %s at meta-iteration %d.", workdir, int(state["step"]))
+  step_fn = make_meta_step(learner, tx, train_sampler, config.meta_batch, config.steps_per_call)
+  key = jax.random.PRNGKey(config.seed + 1)
+  step = int(state["step"])
+  logger = MetricLogger(workdir, config.num_steps, first_step=step)
+  pending, pending_from, t0 = [], step, time.perf_counter()
+  steady = None  # (time, step) after the first call, which includes compilation
+  while step < config.num_steps:
+    state, (losses, metrics) = step_fn(state, train_data, key)
+    step += config.steps_per_call
+    if steady is None:
+      jax.block_until_ready(losses)
+      steady = (time.perf_counter(), step)
+    pending.append(losses)
+    if step_callback is not None:
+      step_callback(step)
+    log_now = step % config.log_every == 0 or step == config.num_steps
+    save_now = step % config.checkpoint_every == 0 or step == config.num_steps
+    if log_now or save_now:
+      bad = run_dir.first_nonfinite(pending, pending_from + 1)
+      if bad is not None:
+        raise FloatingPointError(
+            f"Meta-loss is not finite at meta-iteration {bad}; the last good checkpoint is "
+            f"{ckpts.latest_step()} in {workdir}/checkpoints. Lower meta_lr or inner_lr.")
+      pending, pending_from = [], step
+      if save_now:
+        ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
+      if log_now:
+        name = "mse" if learner.loss == "mse" else "accuracy"
+        logger.write(step, {"meta_loss": float(losses[-1]), f"query_{name}": float(metrics[-1]),
+                            "meta_iterations_per_second": _rate(steady, step)})
+  ckpts.wait_until_finished()
+  train_seconds = time.perf_counter() - t0
+  results = evaluate(config, learner, state["meta_params"], state["batch_stats"], test_data,
+                     test_sampler)
+  results.update(meta_iterations=step, train_seconds=train_seconds,
+                 meta_iterations_per_second=_rate(steady, step))
+  logger.close()
+  checkpoint.save_variables(workdir, {"meta_params": state["meta_params"],
+                                      "batch_stats": state["batch_stats"]})
+  write_results(workdir, config, results)
+  name = "mse" if learner.loss == "mse" else "accuracy"
+  logging.info("%s: test %s after %d steps %.4f +- %.4f", workdir, name,
+               config.test_inner_steps, results[f"test_{name}"], results[f"test_{name}_ci95"])
+  return results
+
+
+def evaluate_checkpoint(config, workdir: str) -> dict:
+  """Re-evaluates the final meta-parameters saved in `workdir`; rewrites its results.json."""
+  learner = make_learner(config)
+  _, test_data, _, test_sampler = make_task_data(config)
+  saved = checkpoint.load_variables(workdir)
+  metrics = evaluate(config, learner, saved["meta_params"], saved.get("batch_stats", {}),
+                     test_data, test_sampler)
+  write_results(workdir, config, metrics, evaluated_by="experiments.meta_eval")
+  return metrics

@@ -1,0 +1,56 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxtl.models import build_model
+from jaxtl.models.layers import max_pool_2x2
+
+
+@pytest.mark.parametrize("name,kwargs,shape,out", [
+    ("conv4", dict(num_classes=5), (3, 28, 28, 1), (3, 5)),
+    ("conv4", dict(num_classes=5, downsample="maxpool", features=8), (2, 84, 84, 3), (2, 5)),
+    ("conv4", dict(num_classes=0), (3, 28, 28, 1), (3, 256)),
+    ("resnet", dict(num_classes=7, widths=(4, 8)), (2, 8, 8, 1), (2, 7)),
+    ("mlp", dict(num_outputs=1), (4, 1), (4, 1)),
+])
+def test_shapes_and_named_blocks(name, kwargs, shape, out):
+  model = build_model(name, **kwargs)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros(shape), train=False)
+  assert model.apply(variables, jnp.ones(shape), train=False).shape == out
+  assert tuple(variables["params"]) == model.block_names()
+
+
+def test_conv4_feature_sizes_match_maml():
+  # 28x28 with stride-2 convs -> 2x2x64; 84x84 with max pooling -> 5x5x64.
+  for kwargs, shape, dim in [({}, (1, 28, 28, 1), 256),
+                             ({"downsample": "maxpool"}, (1, 84, 84, 3), 1600)]:
+    model = build_model("conv4", num_classes=5, **kwargs)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros(shape))
+    assert variables["params"]["head"]["kernel"].shape == (dim, 5)
+
+
+def test_fast_max_pool_equals_flax():
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 7, 6, 3))
+  np.testing.assert_array_equal(max_pool_2x2(x), nn.max_pool(x, (2, 2), (2, 2)))
+
+
+def test_batch_norm_modes():
+  model = build_model("conv4", num_classes=3, features=4)
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 28, 28, 1))
+  variables = model.init(jax.random.PRNGKey(0), x)
+  # Running averages (train=False): an example's output does not depend on its batch.
+  alone = model.apply(variables, x[:1], train=False)
+  np.testing.assert_allclose(model.apply(variables, x, train=False)[:1], alone, atol=1e-5)
+  # Batch statistics (train=True): it does, and running stats change only when mutable.
+  out, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  assert not np.allclose(out[:1], model.apply(variables, x[:2], train=True,
+                                               mutable=["batch_stats"])[0][:1])
+  assert not np.allclose(updates["batch_stats"]["block1"]["bn"]["mean"],
+                         variables["batch_stats"]["block1"]["bn"]["mean"])
+
+
+def test_unknown_model_lists_valid_names():
+  with pytest.raises(ValueError, match="valid models"):
+    build_model("vit", num_classes=2)
