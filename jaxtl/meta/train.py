@@ -113,8 +113,9 @@ def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampl
   chunks = [chunk(jax.random.fold_in(key, i)) for i in range(-(-config.eval_tasks // batch))]
   per_task = np.concatenate([np.asarray(c) for c in chunks])[:config.eval_tasks]
   name = "mse" if learner.loss == "mse" else "accuracy"
-  mean = per_task.mean(0)
-  ci95 = 1.96 * per_task.std(0) / np.sqrt(len(per_task))
+  with np.errstate(all="ignore"):  # a diverged fine-tuning run is reported as inf / nan
+    mean = per_task.mean(0)
+    ci95 = 1.96 * per_task.std(0) / np.sqrt(len(per_task))
   metrics = {f"test_{name}": float(mean[config.test_inner_steps]),
              f"test_{name}_ci95": float(ci95[config.test_inner_steps]),
              f"test_{name}_by_steps": {str(s): float(mean[s]) for s in config.eval_steps},
@@ -191,8 +192,10 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
         ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
       if log_now:
         name = "mse" if learner.loss == "mse" else "accuracy"
-        logger.write(step, {"meta_loss": float(losses[-1]), f"query_{name}": float(metrics[-1]),
-                            "meta_iterations_per_second": _rate(steady, step)})
+        scalars = {"meta_loss": float(losses[-1]), f"query_{name}": float(metrics[-1])}
+        if step > steady[1]:
+          scalars["meta_iterations_per_second"] = _rate(steady, step)
+        logger.write(step, scalars)
   ckpts.wait_until_finished()
   train_seconds = time.perf_counter() - t0
   results = evaluate(config, learner, state["meta_params"], state["batch_stats"], test_data,

@@ -1,0 +1,211 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import meta as meta_configs
+from jaxtl import checkpoint, partition
+from jaxtl.data import ImageDataset
+from jaxtl.meta import tasks, train
+from jaxtl.meta.algorithms import ALGORITHMS, ANIL_TABLE, MetaLearner
+from jaxtl.models import build_model
+
+jax.config.update("jax_enable_x64", False)
+
+
+def _linear_learner(**kw):
+  return MetaLearner(build_model("mlp", num_outputs=1, hidden=()), loss="mse",
+                     inner_table=((".*", True),), **kw)
+
+
+def _regression_task(seed=0, n=6, d=3):
+  rng = np.random.default_rng(seed)
+  xs, xq = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+  ys, yq = rng.normal(size=(n, 1)), rng.normal(size=(n, 1))
+  f32 = lambda a: jnp.asarray(a, jnp.float32)[None]
+  return tasks.Episodes(f32(xs), f32(ys), f32(xq), f32(yq))
+
+
+def test_maml_gradient_matches_closed_form_on_linear_model():
+  alpha = 0.1
+  learner = _linear_learner(inner_lr=alpha, inner_steps=1)
+  episodes = _regression_task()
+  meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
+  _, grads = learner.meta_gradients(meta_params, bs, episodes)
+  # theta = [w; b]; L(theta) = mean((Phi theta - y)^2); grad = 2/n Phi^T r; H = 2/n Phi^T Phi.
+  p = meta_params["params"]["head"]
+  theta = np.concatenate([np.asarray(p["kernel"])[:, 0], np.asarray(p["bias"])]).astype(np.float64)
+  phi = lambda x: np.concatenate([np.asarray(x[0], np.float64), np.ones((x.shape[1], 1))], 1)
+  ps, pq = phi(episodes.support_x), phi(episodes.query_x)
+  ys, yq = np.asarray(episodes.support_y[0, :, 0]), np.asarray(episodes.query_y[0, :, 0])
+  n = len(ys)
+  grad_s = 2 / n * ps.T @ (ps @ theta - ys)
+  hess_s = 2 / n * ps.T @ ps
+  adapted = theta - alpha * grad_s
+  expected = (np.eye(len(theta)) - alpha * hess_s) @ (2 / n * pq.T @ (pq @ adapted - yq))
+  g = grads["params"]["head"]
+  got = np.concatenate([np.asarray(g["kernel"])[:, 0], np.asarray(g["bias"])])
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_zero_inner_steps_equals_plain_loss():
+  learner = _linear_learner(inner_steps=0)
+  episodes = _regression_task(1)
+  meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
+  (meta_loss, _), grads = learner.meta_gradients(meta_params, bs, episodes)
+  plain = lambda p: learner.loss_and_metric(p, bs, episodes.query_x[0], episodes.query_y[0])[0]
+  np.testing.assert_allclose(meta_loss, plain(meta_params["params"]), rtol=1e-6)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5),
+                         grads["params"], jax.grad(plain)(meta_params["params"]))
+
+
+def _class_data(num_classes=12, per_class=6, size=8):
+  """Each image is filled with a unique id 1000 * class + example, for bookkeeping."""
+  ids = 1000 * np.arange(num_classes)[:, None] + np.arange(per_class)[None]
+  return jnp.asarray(np.broadcast_to(ids[..., None, None, None], ids.shape + (size, size, 1)),
+                     jnp.float32)
+
+
+def _conv_learner(**kw):
+  return MetaLearner(build_model("conv4", num_classes=3, features=4), ways=3, **kw)
+
+
+def test_first_and_second_order_agree_when_alpha_is_zero():
+  data = _class_data() / 12000.0
+  episodes = tasks.sample_classification(jax.random.PRNGKey(0), data, 2, 3, 1, 2)
+  grads = []
+  for first_order in (False, True):
+    learner = _conv_learner(inner_lr=0.0, first_order=first_order)
+    meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
+    grads.append(learner.meta_gradients(meta_params, bs, episodes)[1])
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                         *grads)
+
+
+def test_anil_adapts_only_the_head():
+  data = _class_data() / 12000.0
+  episodes = tasks.sample_classification(jax.random.PRNGKey(0), data, 1, 3, 1, 2)
+  learner = _conv_learner(inner_table=ANIL_TABLE, inner_steps=3, inner_lr=0.5)
+  meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
+  phi, _ = learner.adapt(meta_params, bs, episodes.support_x[0], episodes.support_y[0], 3)
+  before, after = partition._flat(meta_params["params"]), partition._flat(phi)
+  for path, value in before.items():
+    if path.startswith("head/"):
+      assert not np.array_equal(value, after[path])
+    else:
+      assert np.asarray(value).tobytes() == np.asarray(after[path]).tobytes(), path
+
+
+def test_episodes_shapes_disjoint_and_within_split():
+  data = _class_data()
+  way, shot, query, batch = 5, 2, 3, 7
+  ep = tasks.sample_classification(jax.random.PRNGKey(3), data, batch, way, shot, query)
+  assert ep.support_x.shape == (batch, way * shot, 8, 8, 1)
+  assert ep.query_x.shape == (batch, way * query, 8, 8, 1)
+  for b in range(batch):
+    s_ids = np.asarray(ep.support_x[b, :, 0, 0, 0]).astype(int)
+    q_ids = np.asarray(ep.query_x[b, :, 0, 0, 0]).astype(int)
+    assert not set(s_ids) & set(q_ids)
+    assert len(set(s_ids // 1000)) == way and set(q_ids // 1000) == set(s_ids // 1000)
+    # Labels 0..N-1; one label per class, shared by support and query.
+    for ids, labels in [(s_ids, ep.support_y[b]), (q_ids, ep.query_y[b])]:
+      assert sorted(set(np.asarray(labels).tolist())) == list(range(way))
+      for label in range(way):
+        assert len(set(ids[np.asarray(labels) == label] // 1000)) == 1
+    label_of = {c: l for c, l in zip(s_ids // 1000, np.asarray(ep.support_y[b]))}
+    assert all(label_of[c] == l for c, l in zip(q_ids // 1000, np.asarray(ep.query_y[b])))
+
+
+def test_sampling_is_seeded():
+  data = _class_data()
+  a = tasks.sample_classification(jax.random.PRNGKey(5), data, 3, 4, 1, 1)
+  b = tasks.sample_classification(jax.random.PRNGKey(5), data, 3, 4, 1, 1)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.mark.parametrize("way,shot,query,match", [(13, 1, 1, "13-way tasks need 13 classes"),
+                                                  (5, 4, 3, "only 6")])
+def test_impossible_episodes_are_clear_errors(way, shot, query, match):
+  with pytest.raises(ValueError, match=match):
+    tasks.sample_classification(jax.random.PRNGKey(0), _class_data(), 2, way, shot, query)
+
+
+def test_omniglot_class_splits_and_rotations():
+  labels = np.repeat(np.arange(1623), 2)
+  ds = ImageDataset(np.zeros((len(labels), 2, 2, 1), np.float32), labels.astype(np.int32), "o")
+  splits = tasks.omniglot_class_splits(ds, "maml", seed=1, num_val=100)
+  assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (1100, 100, 423)
+  assert not set(splits["train"]) & set(splits["test"])
+  assert not set(splits["val"]) & set(splits["train"])
+  again = tasks.omniglot_class_splits(ds, "maml", seed=1)
+  assert set(again["train"]) == set(splits["train"]) | set(splits["val"])
+  lake = tasks.omniglot_class_splits(ds, "lake")
+  assert len(lake["train"]) == 964 and lake["test"].min() == 964
+  images = np.arange(2 * 3 * 2 * 2).reshape(2, 3, 2, 2, 1).astype(np.float32)
+  rotated = tasks.rotations(images)
+  assert rotated.shape == (8, 3, 2, 2, 1)
+  np.testing.assert_array_equal(rotated[2 + 1, 0, ..., 0], np.rot90(images[1, 0, ..., 0]))
+
+
+def test_sinusoid_tasks_follow_maml():
+  episodes, (amp_phase) = tasks.sample_sinusoid(jax.random.PRNGKey(0), 500, 5, 10)
+  amp, phase = np.asarray(amp_phase[:, 0]), np.asarray(amp_phase[:, 1])
+  assert 0.1 <= amp.min() and amp.max() <= 5.0 and 0 <= phase.min() and phase.max() <= np.pi
+  x = np.asarray(episodes.support_x)
+  assert -5 <= x.min() and x.max() <= 5 and x.shape == (500, 5, 1)
+  np.testing.assert_allclose(episodes.support_y, amp[:, None, None] * np.sin(x - phase[:, None,
+                                                                                    None]),
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_algorithm_gives_finite_gradients(algorithm):
+  data = _class_data() / 12000.0
+  episodes = tasks.sample_classification(jax.random.PRNGKey(0), data, 2, 3, 1, 2)
+  model = build_model("conv4", num_classes=0 if algorithm == "protonet" else 3, features=4)
+  learner = MetaLearner(model, algorithm=algorithm, ways=3, inner_lr=0.1,
+                        inner_table=ANIL_TABLE if algorithm == "anil" else
+                        MetaLearner.inner_table)
+  meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
+  (loss, metric), grads = jax.jit(learner.meta_gradients)(meta_params, bs, episodes)
+  assert np.isfinite(loss) and 0 <= metric <= 1
+  assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(meta_params)
+  if algorithm == "metasgd":  # the step sizes are learned
+    assert any(np.abs(g).sum() > 0 for g in jax.tree_util.tree_leaves(grads["inner_lr"]))
+  per_step = learner.evaluate_tasks(meta_params, bs, episodes, 2)
+  assert per_step.shape == (2, 3)
+
+
+def test_remat_and_task_batching_do_not_change_gradients():
+  data = _class_data() / 12000.0
+  episodes = tasks.sample_classification(jax.random.PRNGKey(0), data, 3, 3, 1, 2)
+  results = []
+  for kw in [{}, {"remat": True}, {"task_batching": "map"}]:
+    learner = _conv_learner(inner_steps=2, inner_lr=0.3, **kw)
+    meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
+    results.append(jax.jit(learner.meta_gradients)(meta_params, bs, episodes)[1])
+  # Conv biases before batch norm have a zero true gradient: compare at the gradients' scale.
+  scale = max(float(np.abs(g).max()) for g in jax.tree_util.tree_leaves(results[0]))
+  for other in results[1:]:
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale),
+        results[0], other)
+
+
+def test_meta_train_quick_end_to_end_and_meta_eval(data_dir, tmp_path):
+  config = meta_configs.get_config("quick")
+  config.data_dir = data_dir
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert 0 <= metrics["test_accuracy"] <= 1 and metrics["eval_tasks"] == 20
+  assert set(metrics["test_accuracy_by_steps"]) == {"0", "1", "3"}
+  again = train.evaluate_checkpoint(config, str(tmp_path))
+  assert again["test_accuracy_by_steps"] == metrics["test_accuracy_by_steps"]
+
+
+def test_bad_meta_config_is_a_clear_error():
+  config = meta_configs.get_config("quick")
+  config.algorithm = "mamll"
+  with pytest.raises(ValueError, match="valid"):
+    train.make_learner(config)
+  with pytest.raises(ValueError, match="valid: sinusoid"):
+    meta_configs.get_config("omniglot_7w1s")
