@@ -18,6 +18,7 @@ setuptools.setup(
         "numpy>=1.24",
         "tensorflow-datasets>=4.9.4",
         "scikit-learn>=1.3",  # ships the embedded 8x8 digits; no download
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.7"],

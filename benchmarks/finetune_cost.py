@@ -53,7 +53,7 @@ def time_strategy(overrides, batch_size, image_size, steps, repeats):
   step = trainer.make_train_step(model, tx, labels, config, batch_size, n)
   state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
                batch_stats=variables["batch_stats"], opt_state=tx.init(trainable))
-  anchor = trainable if config.strategy == "l2sp" else {}
+  anchor = jax.tree_util.tree_map(jnp.copy, trainable) if config.strategy == "l2sp" else {}
   key = jax.random.PRNGKey(2)
   for _ in range(3):
     state, loss = step(state, anchor, x, y, key)

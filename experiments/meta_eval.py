@@ -10,7 +10,8 @@ from jaxtl.runtime import log_versions, quiet_libraries
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:VARIANT).",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (a rerun resumes there).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder holding variables/ (the checkpoint).")
+_OUTDIR = flags.DEFINE_string("outdir", "", "Where to write results.json (default: workdir).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -18,7 +19,7 @@ def main(argv):
   del argv
   quiet_libraries()
   log_versions()
-  print(evaluate_checkpoint(_CONFIG.value, _WORKDIR.value))
+  print(evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _OUTDIR.value))
 
 
 if __name__ == "__main__":

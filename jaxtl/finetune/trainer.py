@@ -136,7 +136,7 @@ def train_and_evaluate(config, workdir: str,
     logging.info("init_from %s: %s", config.init_from, checkpoint.format_report(report))
     if config.strategy == "l2sp":  # pull towards the pretrained values of the loaded leaves
       loaded = [p.split("/", 1)[1] for p in report["loaded"] if p.startswith("params/")]
-      anchor = partition.select(variables["params"], loaded)
+      anchor = jax.tree_util.tree_map(jnp.array, partition.select(variables["params"], loaded))
   elif config.strategy != "full":
     logging.warning("strategy=%s without init_from: fine-tuning a randomly initialised model.",
                     config.strategy)

@@ -7,6 +7,7 @@ with per-task weights becomes a grouped conv that XLA:CPU runs ~12x slower than 
 (`task_batching="auto"`).
 """
 import functools
+import os
 import time
 
 import jax
@@ -212,12 +213,15 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
   return results
 
 
-def evaluate_checkpoint(config, workdir: str) -> dict:
-  """Re-evaluates the final meta-parameters saved in `workdir`; rewrites its results.json."""
+def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
+  """Re-evaluates the final meta-parameters saved in `workdir`; writes results.json to
+  `outdir` (default: `workdir`, replacing the training run's)."""
   learner = make_learner(config)
   _, test_data, _, test_sampler = make_task_data(config)
   saved = checkpoint.load_variables(workdir)
   metrics = evaluate(config, learner, saved["meta_params"], saved.get("batch_stats", {}),
                      test_data, test_sampler)
-  write_results(workdir, config, metrics, evaluated_by="experiments.meta_eval")
+  outdir = outdir or workdir
+  os.makedirs(outdir, exist_ok=True)
+  write_results(outdir, config, metrics, evaluated_by="experiments.meta_eval", checkpoint=workdir)
   return metrics

@@ -1,0 +1,65 @@
+"""End-to-end: every experiment script runs from the command line on its quick variant."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, SHARED_DATA
+
+
+def _run(module, *args, cwd=None):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)["metrics"]
+
+
+def test_pretrain_then_finetune_surgical(tmp_path):
+  src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+  _run("experiments.pretrain", "--config=experiments/configs/finetune.py:quick_source",
+       f"--workdir={src}")
+  proc = _run("experiments.finetune", "--config=experiments/configs/finetune.py:quick",
+              f"--workdir={dst}", f"--config.init_from={src}", "--config.strategy=surgical",
+              "--config.blocks=block1,head")
+  assert "steps/s" in proc.stderr and "ETA" in proc.stderr  # progress lines
+  metrics = _metrics(dst)
+  assert 0 <= metrics["test_accuracy"] <= 1 and metrics["frozen_params"] > 0
+
+
+def test_unknown_strategy_fails_with_the_valid_names(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "experiments.finetune",
+                         "--config=experiments/configs/finetune.py:quick",
+                         f"--workdir={tmp_path}", "--config.strategy=surgicall"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and "valid strategies" in proc.stderr
+
+
+def test_compare_quick(tmp_path):
+  _run("experiments.compare_finetune", "--config=experiments/configs/compare.py:quick",
+       f"--workdir={tmp_path}")
+  assert set(_metrics(tmp_path)) == {"full", "lp_ft"}
+  assert (tmp_path / "results.md").read_text().startswith("| strategy")
+
+
+def test_lecture_quick_runs_from_another_directory(tmp_path):
+  _run("experiments.lecture", f"--config={REPO}/experiments/configs/lecture.py:quick",
+       f"--workdir={tmp_path}", cwd=tmp_path)
+  assert set(_metrics(tmp_path)) == {"maml", "pretrain", "multitask"}
+
+
+def test_meta_train_quick_protonet_cli(tmp_path):
+  if not (SHARED_DATA / "omniglot" / "omniglot_28.npz").exists():
+    pytest.skip("offline data mirrors not found")
+  _run("experiments.meta_train", "--config=experiments/configs/meta.py:quick",
+       f"--workdir={tmp_path}", f"--config.data_dir={SHARED_DATA}",
+       "--config.algorithm=protonet")
+  assert 0 <= _metrics(tmp_path)["test_accuracy"] <= 1
