@@ -41,7 +41,7 @@ def base() -> ml_collections.ConfigDict:
   c.inner_lr_mode = "fixed"     # fixed | per_param (Meta-SGD) | per_layer_step (MAML++)
   c.first_order = False
   c.remat = False               # rematerialise inner steps (memory ~ constant in steps)
-  c.task_batching = "auto"      # auto | vmap | map
+  c.task_batching = "auto"      # auto | vmap | map | unroll
   # Outer loop.
   c.meta_optimizer = "adam"
   c.meta_lr = 1e-3

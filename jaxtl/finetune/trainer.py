@@ -23,6 +23,8 @@ from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# optax renamed multi_transform to partition (0.2.4); accept both.
+_partition = getattr(optax, "partition", None) or optax.multi_transform
 BATCH_NORM_MODES = ("train", "frozen")
 
 
@@ -42,7 +44,7 @@ def make_optimizer(config, lr_scale_labels, phase_lr: float = 1.0):
   group = lambda scale: f"lr_x{scale:g}"
   scales = sorted(set(jax.tree_util.tree_leaves(lr_scale_labels)))
   labels = jax.tree_util.tree_map(group, lr_scale_labels)
-  return optax.partition({group(s): build(s) for s in scales}, labels)
+  return _partition({group(s): build(s) for s in scales}, labels)
 
 
 def _logits(model, params, batch_stats, x, train: bool):

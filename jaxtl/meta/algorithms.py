@@ -32,7 +32,7 @@ from jaxtl.meta.tasks import Episodes
 
 ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "pretrain")
 INNER_LR_MODES = ("fixed", "per_param", "per_layer_step")
-TASK_BATCHING = ("auto", "vmap", "map")
+TASK_BATCHING = ("auto", "vmap", "map", "unroll")
 # Default inner-loop tables: (regex, adapt?)
 MAML_TABLE = ((r"/bn/", False), (r".*", True))
 ANIL_TABLE = ((r"^head/", True), (r".*", False))
@@ -50,7 +50,7 @@ class MetaLearner:
   inner_lr_mode: str = "fixed"
   first_order: bool = False
   remat: bool = False                 # jax.checkpoint each inner step: memory ~ O(1) in steps
-  task_batching: str = "vmap"         # vmap over tasks, or lax.map (a loop) over them
+  task_batching: str = "vmap"         # vmap | map (lax.map, a compiled loop) | unroll
   ways: int = 5                       # N of N-way tasks (ProtoNets' number of prototypes)
 
   def __post_init__(self):
@@ -163,9 +163,14 @@ class MetaLearner:
 
   # ---- the meta-batch --------------------------------------------------------------
   def over_tasks(self, fn, episodes: Episodes):
+    """fn over the leading task axis: vmap, lax.map (a compiled loop), or an unrolled loop."""
     if self.task_batching == "vmap":
       return jax.vmap(fn)(episodes)
-    return jax.lax.map(fn, episodes)
+    if self.task_batching == "map":
+      return jax.lax.map(fn, episodes)
+    outs = [fn(jax.tree_util.tree_map(lambda a: a[i], episodes))
+            for i in range(episodes.support_x.shape[0])]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
 
   def meta_gradients(self, meta_params, batch_stats, episodes: Episodes):
     """(mean query loss, mean query metric), gradients w.r.t. meta_params."""
