@@ -25,17 +25,18 @@ from flax import traverse_util
 PatternTable = Sequence[Tuple[str, Hashable]]
 
 
-def _flat(tree) -> dict:
+def flatten(tree) -> dict:
+  """{"block1/conv/kernel": leaf, ...} of a nested dict."""
   return traverse_util.flatten_dict(tree, sep="/") if tree else {}
 
 
-def _unflat(flat: dict):
+def unflatten(flat: dict):
   return traverse_util.unflatten_dict(flat, sep="/") if flat else {}
 
 
 def param_paths(params) -> list:
   """The '/'-joined path of every leaf, in flatten order."""
-  return list(_flat(params))
+  return list(flatten(params))
 
 
 def label_params(params, table: PatternTable):
@@ -45,7 +46,7 @@ def label_params(params, table: PatternTable):
     if len(row) != 2:
       raise ValueError(f"Pattern table rows are (regex, label) pairs; got {row!r}.")
   compiled = [(re.compile(pattern), label) for pattern, label in table]
-  flat = _flat(params)
+  flat = flatten(params)
   labels, unmatched = {}, []
   for path in flat:
     for regex, label in compiled:
@@ -62,34 +63,34 @@ def label_params(params, table: PatternTable):
   if unused:
     raise ValueError(f"Pattern(s) {[p[0] for p in unused]} match no parameter. "
                      f"Parameter paths are: {list(flat)}.")
-  return _unflat(labels)
+  return unflatten(labels)
 
 
 def split(params, labels, keep: Callable[[Any], bool]):
   """Splits `params` into (leaves whose label satisfies `keep`, the others), as nested dicts."""
-  flat, flat_labels = _flat(params), _flat(labels)
+  flat, flat_labels = flatten(params), flatten(labels)
   kept = {k: v for k, v in flat.items() if keep(flat_labels[k])}
   rest = {k: v for k, v in flat.items() if not keep(flat_labels[k])}
-  return _unflat(kept), _unflat(rest)
+  return unflatten(kept), unflatten(rest)
 
 
 def select(params, paths):
   """The leaves of `params` at `paths`, as a nested dict."""
-  flat = _flat(params)
-  return _unflat({p: flat[p] for p in paths})
+  flat = flatten(params)
+  return unflatten({p: flat[p] for p in paths})
 
 
 def merge(*trees):
   """Inverse of `split`: the union of disjoint nested dicts."""
   flat = {}
   for tree in trees:
-    flat.update(_flat(tree))
-  return _unflat(flat)
+    flat.update(flatten(tree))
+  return unflatten(flat)
 
 
 def describe(params, labels) -> str:
   """A printable table: path, shape, number of values, label."""
-  flat, flat_labels = _flat(params), _flat(labels)
+  flat, flat_labels = flatten(params), flatten(labels)
   width = max((len(p) for p in flat), default=4)
   rows = [f"{'path':<{width}}  {'shape':<18} {'size':>9}  label"]
   for path, value in flat.items():

@@ -43,8 +43,8 @@ def test_frozen_leaves_bit_identical_and_trained_leaves_move():
   before = jax.tree_util.tree_map(np.array, variables["params"])
   for _ in range(3):
     state, _ = step(state, {}, x, y, jax.random.PRNGKey(0))
-  flat_before, flat_after = partition._flat(before), partition._flat(state["params"])
-  flat_labels = partition._flat(labels)
+  flat_before, flat_after = partition.flatten(before), partition.flatten(state["params"])
+  flat_labels = partition.flatten(labels)
   for path, value in flat_before.items():
     if flat_labels[path] is None:
       assert np.array_equal(value, flat_after[path]), path

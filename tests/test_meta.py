@@ -88,7 +88,7 @@ def test_anil_adapts_only_the_head():
   learner = _conv_learner(inner_table=ANIL_TABLE, inner_steps=3, inner_lr=0.5)
   meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
   phi, _ = learner.adapt(meta_params, bs, episodes.support_x[0], episodes.support_y[0], 3)
-  before, after = partition._flat(meta_params["params"]), partition._flat(phi)
+  before, after = partition.flatten(meta_params["params"]), partition.flatten(phi)
   for path, value in before.items():
     if path.startswith("head/"):
       assert not np.array_equal(value, after[path])

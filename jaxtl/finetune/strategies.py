@@ -18,7 +18,8 @@ import dataclasses
 from typing import Optional, Sequence, Tuple
 
 import jax.numpy as jnp
-from flax import traverse_util
+
+from jaxtl import partition
 
 STRATEGIES = ("full", "linear_probe", "lp_ft", "surgical", "freeze_first_k",
               "layerwise_lr", "l2sp", "custom")
@@ -117,8 +118,7 @@ def phase_at(phase_list, step: int):
 def l2sp_penalty(trainable, anchor, alpha: float, beta: float):
   """L2-SP (Li et al. 2018): alpha/2 ||w - w0||^2 over leaves with a pretrained value w0
   in `anchor`, plus beta/2 ||w||^2 over the others (the re-initialised head)."""
-  flat_w = traverse_util.flatten_dict(trainable, sep="/") if trainable else {}
-  flat_0 = traverse_util.flatten_dict(anchor, sep="/") if anchor else {}
+  flat_w, flat_0 = partition.flatten(trainable), partition.flatten(anchor)
   total = jnp.zeros((), jnp.float32)
   for path, w in flat_w.items():
     if path in flat_0:

@@ -151,35 +151,32 @@ def train_and_evaluate(config, workdir: str,
   total = config.num_steps
   step = 0
 
-  def build_phase(index):
+  def start_phase(index, params, batch_stats, step):
+    """A fresh state and step function for phase `index`: its partition and optimizer."""
     phase = phase_list[index]
     labels = partition.label_params(params, phase.table)
-    trainable, _ = partition.split(labels, labels, lambda l: l is not None)
-    if not trainable:
+    trainable_labels, _ = partition.split(labels, labels, lambda l: l is not None)
+    if not trainable_labels:
       raise ValueError(f"Phase {phase.name!r} of strategy {config.strategy!r} trains nothing.")
-    tx = make_optimizer(config, trainable)
     logging.info("phase %s (%d steps), parameter partition:\n%s", phase.name, phase.num_steps,
                  partition.describe(params, labels))
-    return labels, tx, make_train_step(model, tx, labels, config, batch_size, len(train))
-
-  def init_state(index):
-    labels, tx, step_fn = build_phase(index)
+    tx = make_optimizer(config, trainable_labels)
     trainable, _ = partition.split(params, labels, lambda l: l is not None)
     state = dict(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=batch_stats,
                  opt_state=tx.init(trainable))
-    return state, step_fn
+    return state, make_train_step(model, tx, labels, config, batch_size, len(train))
 
   latest = ckpts.latest_step()
   if latest is not None:
     step = latest
     # The saved state belongs to the phase of its last executed step, `latest - 1`.
     phase_index, _, _ = strategies.phase_at(phase_list, max(latest - 1, 0))
-    template, step_fn = init_state(phase_index)
+    template, step_fn = start_phase(phase_index, params, batch_stats, step)
     state = ckpts.restore(latest, args=checkpoint.ocp.args.StandardRestore(template))
     logging.info("Resumed from %s at step %d.", workdir, latest)
   else:
     phase_index = 0
-    state, step_fn = init_state(0)
+    state, step_fn = start_phase(0, params, batch_stats, step)
 
   logger = MetricLogger(workdir, total, first_step=step)
   pending, pending_from = [], step
@@ -187,9 +184,8 @@ def train_and_evaluate(config, workdir: str,
   while step < total:
     index, _, _ = strategies.phase_at(phase_list, step)
     if index != phase_index:  # next phase: same parameters, a new partition and optimizer
-      params, batch_stats = state["params"], state["batch_stats"]
       phase_index = index
-      state, step_fn = init_state(index)
+      state, step_fn = start_phase(index, state["params"], state["batch_stats"], step)
     state, loss = step_fn(state, anchor, images, targets, data_key)
     step += 1
     pending.append(loss)
