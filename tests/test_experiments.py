@@ -63,3 +63,19 @@ def test_meta_train_quick_protonet_cli(tmp_path):
        f"--workdir={tmp_path}", f"--config.data_dir={SHARED_DATA}",
        "--config.algorithm=protonet")
   assert 0 <= _metrics(tmp_path)["test_accuracy"] <= 1
+
+
+def test_surgical_then_multitask_quick(tmp_path):
+  _run("experiments.surgical", "--config=experiments/configs/surgical.py:quick",
+       f"--workdir={tmp_path}")
+  with open(tmp_path / "results.json") as f:
+    results = json.load(f)["metrics"]
+  assert set(results) == {"input", "feature", "output"}
+  assert set(results["input"]["strategies"]) == {"block1", "auto_rgn"}
+  assert (tmp_path / "results_accuracy.png").exists()
+  # The multi-task comparison reuses the finished transfer runs of the same folder.
+  _run("experiments.multitask", "--config=experiments/configs/surgical.py:quick",
+       f"--workdir={tmp_path}")
+  with open(tmp_path / "multitask.json") as f:
+    rows = json.load(f)["metrics"]["output"]["strategies"]
+  assert {"target_only", "multitask", "block1"} <= set(rows)

@@ -45,6 +45,10 @@ def base() -> ml_collections.ConfigDict:
   c.l2sp_alpha = 0.01           # l2sp: weight of ||w - w0||^2
   c.l2sp_beta = 0.0             # l2sp: weight of ||w||^2 on re-initialised leaves
   c.pattern_table = ml_collections.FieldReference(None, field_type=tuple)  # custom
+  c.auto_period = 0             # auto_rgn / auto_snr: re-measure every N steps (0: an epoch)
+  c.auto_measure_steps = 4      # ... from the gradients of the first N steps of each period
+  c.task_weights = ()           # multi-task: loss weight per task (empty: all 1)
+  c.snr_threshold = 0.1         # auto_snr: tensors below this fraction of the max SNR are off
   # Optimisation.
   c.optimizer = "adam"          # adam | adamw | sgd
   c.learning_rate = 1e-3

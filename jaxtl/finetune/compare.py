@@ -17,12 +17,35 @@ from absl import logging
 from jaxtl.finetune.trainer import train_and_evaluate
 
 
-def _run(config, workdir: str) -> Dict:
+def _run(config, workdir: str, data=None, train_fn=train_and_evaluate) -> Dict:
   done = os.path.join(workdir, "results.json")
   if os.path.exists(done):  # finished earlier: reuse
     with open(done) as f:
       return json.load(f)["metrics"]
-  return train_and_evaluate(config, workdir)
+  return train_fn(config, workdir, data=data)
+
+
+def best_of_grid(base_config, overrides, lr_grid, seeds, init_from: str, root: str,
+                 data=None, train_fn=train_and_evaluate) -> Dict:
+  """Fine-tunes with every (lr, seed); the lr with the best mean validation accuracy wins.
+  Returns its test accuracy mean / std over seeds and the validation curve over lr."""
+  per_lr = {}
+  for lr in lr_grid:
+    runs = []
+    for seed in seeds:
+      run_config = base_config.copy_and_resolve_references()
+      run_config.update(dict(overrides))
+      run_config.init_from, run_config.learning_rate, run_config.seed = init_from, lr, seed
+      runs.append(_run(run_config, os.path.join(root, f"lr{lr:g}_seed{seed}"), data, train_fn))
+    per_lr[lr] = runs
+  mean_val = {lr: float(np.mean([r["val_accuracy"] for r in rs])) for lr, rs in per_lr.items()}
+  best_lr = max(mean_val, key=mean_val.get)
+  test = [r["test_accuracy"] for r in per_lr[best_lr]]
+  return {"learning_rate": best_lr, "val_accuracy": mean_val[best_lr],
+          "test_accuracy": float(np.mean(test)), "test_accuracy_std": float(np.std(test)),
+          "seeds": list(seeds), "test_accuracy_per_seed": test,
+          "trainable_params": per_lr[best_lr][0]["trainable_params"],
+          "val_accuracy_per_lr": {f"{lr:g}": v for lr, v in mean_val.items()}}
 
 
 def compare(config, workdir: str) -> Dict:
@@ -33,28 +56,10 @@ def compare(config, workdir: str) -> Dict:
     logging.info("source task: test accuracy %.4f", source["test_accuracy"])
   results = {}
   for label, overrides in config.strategies:
-    per_lr = {}
-    for lr in config.lr_grid:
-      runs = []
-      for seed in config.seeds:
-        run_config = config.finetune.copy_and_resolve_references()
-        run_config.update(dict(overrides))
-        run_config.init_from, run_config.learning_rate, run_config.seed = source_dir, lr, seed
-        runs.append(_run(run_config, os.path.join(workdir, "runs", label, f"lr{lr:g}_seed{seed}")))
-      per_lr[lr] = runs
-    best_lr = max(per_lr, key=lambda lr: np.mean([r["val_accuracy"] for r in per_lr[lr]]))
-    test = [r["test_accuracy"] for r in per_lr[best_lr]]
-    results[label] = {
-        "learning_rate": best_lr,
-        "val_accuracy": float(np.mean([r["val_accuracy"] for r in per_lr[best_lr]])),
-        "test_accuracy": float(np.mean(test)), "test_accuracy_std": float(np.std(test)),
-        "seeds": list(config.seeds), "test_accuracy_per_seed": test,
-        "trainable_params": per_lr[best_lr][0]["trainable_params"],
-        "val_accuracy_per_lr": {f"{lr:g}": float(np.mean([r["val_accuracy"] for r in rs]))
-                                for lr, rs in per_lr.items()},
-    }
-    logging.info("%s: lr %g, test accuracy %.4f +- %.4f", label, best_lr, np.mean(test),
-                 np.std(test))
+    results[label] = best_of_grid(config.finetune, overrides, config.lr_grid, config.seeds,
+                                  source_dir, os.path.join(workdir, "runs", label))
+    logging.info("%s: lr %g, test accuracy %.4f +- %.4f", label, results[label]["learning_rate"],
+                 results[label]["test_accuracy"], results[label]["test_accuracy_std"])
   table = format_table(results)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(table + "\n")

@@ -28,13 +28,18 @@ def make_splits(config):
   if config.classes:
     train = train.select_classes(list(config.classes))
     test = test.select_classes(list(config.classes))
-  rng = np.random.default_rng(config.data_seed)
-  num_val = config.num_val
-  num_train = config.num_train or (len(train) - num_val)
+  return split_train_val(train, config.num_train, config.num_val, config.data_seed) + (test,)
+
+
+def split_train_val(train, num_train: int, num_val: int, seed: int):
+  """(train, val): `num_train` (0: all but val) and `num_val` class-balanced examples,
+  disjoint, drawn with `seed`."""
+  rng = np.random.default_rng(seed)
+  num_train = num_train or (len(train) - num_val)
   if num_train + num_val > len(train):
     raise ValueError(f"num_train={num_train} + num_val={num_val} exceeds the {len(train)} "
-                     f"training examples of {config.dataset} (classes {config.classes}).")
+                     f"training examples of {train.name}.")
   train_index = stratified_take(train.labels, num_train, rng)
   rest = np.setdiff1d(np.arange(len(train)), train_index)
   val_index = rest[stratified_take(train.labels[rest], num_val, rng)] if num_val else rest[:0]
-  return train.subset(np.sort(train_index)), train.subset(np.sort(val_index)), test
+  return train.subset(np.sort(train_index)), train.subset(np.sort(val_index))

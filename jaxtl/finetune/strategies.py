@@ -11,7 +11,9 @@ labels are learning-rate scales (`None` = frozen) for some number of steps.
 | `surgical`       | only `blocks` (names, or `first` / `middle` / `last` / `head`; Lee et al. 2023) |
 | `freeze_first_k` | the first `freeze_k` blocks frozen, the rest trained                   |
 | `layerwise_lr`   | block scales `block_lr_scales` or `lr_decay ** (distance from head)`  |
-| `l2sp`           | everything, plus `l2sp_alpha/2 ||w - w0||^2` (Li et al. 2018), see `penalties` |
+| `l2sp`           | everything, plus `l2sp_alpha/2 ||w - w0||^2` (Li et al. 2018)         |
+| `auto_rgn`       | everything, per-tensor lr scaled by relative gradient norm (`auto.py`) |
+| `auto_snr`       | everything, tensors with low gradient SNR switched off (`auto.py`)     |
 | `custom`         | the config's own `pattern_table`                                       |
 """
 import dataclasses
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 from jaxtl import partition
 
 STRATEGIES = ("full", "linear_probe", "lp_ft", "surgical", "freeze_first_k",
-              "layerwise_lr", "l2sp", "custom")
+              "layerwise_lr", "l2sp", "auto_rgn", "auto_snr", "custom")
 BLOCK_ALIASES = ("first", "middle", "last", "head")
 
 
@@ -67,7 +69,7 @@ def phases(config, block_names: Sequence[str]) -> list:
   head_only = ((block_pattern("head"), 1.0), (".*", None))
   if strategy not in STRATEGIES:
     raise ValueError(f"Unknown strategy {strategy!r}; valid strategies: {list(STRATEGIES)}.")
-  if strategy in ("full", "l2sp"):
+  if strategy in ("full", "l2sp", "auto_rgn", "auto_snr"):
     return [Phase(strategy, everything, steps)]
   if strategy == "linear_probe":
     return [Phase(strategy, head_only, steps)]

@@ -17,7 +17,7 @@ import optax
 from absl import logging
 
 from jaxtl import checkpoint, partition, workdir as run_dir
-from jaxtl.finetune import strategies
+from jaxtl.finetune import auto, strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import build_model
@@ -28,13 +28,15 @@ _partition = getattr(optax, "partition", None) or optax.multi_transform
 BATCH_NORM_MODES = ("train", "frozen")
 
 
-def make_optimizer(config, lr_scale_labels, phase_lr: float = 1.0):
-  """`optax.partition` with one optimizer per learning-rate scale among trainable leaves."""
+def make_optimizer(config, lr_scale_labels, steps_per_epoch: int = 1):
+  """`optax.partition` with one optimizer per learning-rate scale among trainable leaves;
+  wrapped in Auto-RGN / Auto-SNR for those strategies (period: `config.auto_period`
+  steps, or one epoch)."""
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {config.optimizer!r}; valid: {OPTIMIZERS}.")
 
   def build(scale):
-    lr = config.learning_rate * scale * phase_lr
+    lr = config.learning_rate * scale
     if config.optimizer == "adam":
       return optax.adam(lr)
     if config.optimizer == "adamw":
@@ -44,7 +46,14 @@ def make_optimizer(config, lr_scale_labels, phase_lr: float = 1.0):
   group = lambda scale: f"lr_x{scale:g}"
   scales = sorted(set(jax.tree_util.tree_leaves(lr_scale_labels)))
   labels = jax.tree_util.tree_map(group, lr_scale_labels)
-  return _partition({group(s): build(s) for s in scales}, labels)
+  tx = _partition({group(s): build(s) for s in scales}, labels)
+  period = config.get("auto_period", 0) or steps_per_epoch
+  measure = min(config.get("auto_measure_steps", 4), period)
+  if config.strategy == "auto_rgn":
+    return auto.auto_rgn(tx, period, measure)
+  if config.strategy == "auto_snr":
+    return auto.auto_snr(tx, period, max(measure, 2), config.get("snr_threshold", 0.1))
+  return tx
 
 
 def _logits(model, params, batch_stats, x, train: bool):
@@ -118,14 +127,20 @@ def make_eval_fn(model, batch_size: int = 500):
 
 
 def train_and_evaluate(config, workdir: str,
-                       step_callback: Optional[Callable[[int], None]] = None) -> dict:
+                       step_callback: Optional[Callable[[int], None]] = None,
+                       data=None) -> dict:
   """Trains per `config` (see experiments/configs/finetune.py), resuming from the last
-  checkpoint in `workdir`; writes `workdir/results.json` and returns its metrics."""
+  checkpoint in `workdir`; writes `workdir/results.json` and returns its metrics.
+
+  `data`: optional (train, val, test) ImageDatasets replacing the config's dataset fields
+  (the shift benchmarks build their own); labels must lie in 0..num_classes-1.
+  """
   if config.batch_norm not in BATCH_NORM_MODES:
     raise ValueError(f"Unknown batch_norm {config.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
   run_dir.prepare(config, workdir)
-  train, val, test = make_splits(config)
-  num_classes = len(config.classes) if config.classes else train.num_classes
+  train, val, test = data if data is not None else make_splits(config)
+  num_classes = (len(config.classes) if config.classes else
+                 max(train.num_classes, test.num_classes))
   model = build_model(config.model, num_classes=num_classes, **dict(config.model_kwargs))
   phase_list = strategies.phases(config, model.block_names())
   key = jax.random.PRNGKey(config.seed)
@@ -160,7 +175,7 @@ def train_and_evaluate(config, workdir: str,
       raise ValueError(f"Phase {phase.name!r} of strategy {config.strategy!r} trains nothing.")
     logging.info("phase %s (%d steps), parameter partition:\n%s", phase.name, phase.num_steps,
                  partition.describe(params, labels))
-    tx = make_optimizer(config, trainable_labels)
+    tx = make_optimizer(config, trainable_labels, max(len(train) // batch_size, 1))
     trainable, _ = partition.split(params, labels, lambda l: l is not None)
     state = dict(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=batch_stats,
                  opt_state=tx.init(trainable))

@@ -1,0 +1,58 @@
+"""Surgical fine-tuning sweep over input-, feature- and output-level shifts.
+
+    python -m experiments.surgical --config=experiments/configs/surgical.py:digits \
+        --workdir=runs/surgical_digits
+
+Variants:
+  digits: embedded 8x8 digits (no download), ResNet; 300 target examples + 100 for
+      validation; 2 learning rates x 2 seeds per strategy.
+  mnist: MNIST, 1000 target examples as in the paper (mirror or TFDS).
+  quick: three strategies, one lr, one seed, a few steps (tests).
+`python -m experiments.multitask` takes the same configs and adds the equal-budget
+baselines (target only; multi-task on source + target).
+Tuning a single block is `block1` ... `block3` or `head` (= linear probe); batch norm in
+eval mode while fine-tuning, as in the paper's code.
+"""
+import ml_collections
+
+from experiments.configs import finetune
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+  if variant not in ("digits", "mnist", "quick"):
+    raise ValueError(f"Unknown variant {variant!r}; valid: digits, mnist, quick.")
+  c = ml_collections.ConfigDict()
+  c.dataset = "mnist" if variant == "mnist" else "digits"
+  c.data_dir, c.source = "", "auto"
+  c.shifts = ("input", "feature", "output")
+  c.corruption, c.severity, c.shift_seed = "gaussian_noise", 5, 0
+  c.num_train, c.num_val = (1000, 500) if variant == "mnist" else (300, 100)
+  c.pretrain = finetune.base()
+  c.pretrain.num_val = 200
+  c.pretrain.num_steps = 3000 if variant == "mnist" else 600
+  c.pretrain.checkpoint_every = 1000
+  c.finetune = finetune.base()
+  c.finetune.batch_norm = "frozen"
+  c.finetune.batch_size, c.finetune.num_steps = 50, 150
+  c.finetune.log_every = c.finetune.checkpoint_every = 150
+  c.task_weights = (1.0, 1.0)   # multi-task baseline: (target, source)
+  c.lr_grid = (3e-3, 1e-2)
+  c.seeds = (0, 1)
+  c.strategies = (
+      ("block1", {"strategy": "surgical", "blocks": ("block1",)}),
+      ("block2", {"strategy": "surgical", "blocks": ("block2",)}),
+      ("block3", {"strategy": "surgical", "blocks": ("block3",)}),
+      ("head", {"strategy": "linear_probe"}),
+      ("all", {"strategy": "full"}),
+      ("lp_ft", {"strategy": "lp_ft"}),
+      ("auto_rgn", {"strategy": "auto_rgn"}),
+      ("auto_snr", {"strategy": "auto_snr"}),
+  )
+  if variant == "quick":
+    for cfg in (c.pretrain, c.finetune):
+      cfg.model_kwargs.widths = (4, 8, 8)
+      cfg.num_steps, cfg.log_every, cfg.checkpoint_every = 4, 2, 2
+    c.num_train, c.num_val, c.pretrain.num_val = 40, 20, 20
+    c.lr_grid, c.seeds = (1e-2,), (0,)
+    c.strategies = c.strategies[:1] + c.strategies[6:7]
+  return c

@@ -1,0 +1,130 @@
+"""Which layers to fine-tune under input-, feature- and output-level shifts (Lee et al. 2023):
+`sweep(config, workdir)`.
+
+For every shift in `config.shifts` (jaxtl.data.shifts): pre-train on its source task
+(once per distinct source), then fine-tune on `num_train` labelled target examples with
+every strategy in `config.strategies`, each learning rate of `config.lr_grid` and every
+seed; the learning rate is picked on a validation split held out from the target's
+training examples, and the test accuracy reported as mean and std over seeds. Writes
+`results.json`, `results.md` and `results_accuracy.png` (`multitask.*` for the multi-task
+comparison).
+"""
+import json
+import os
+import re
+
+from absl import logging
+
+from jaxtl.data.shifts import make_shift
+from jaxtl.finetune.compare import _run, best_of_grid
+from jaxtl.finetune.data import split_train_val
+from jaxtl.finetune.multitask import train_and_evaluate_multitask
+
+
+def _shift_data(config, shift):
+  """(task, source (train, val, test), target (train, val, test)) for one shift."""
+  task = make_shift(shift, config.dataset, data_dir=config.data_dir, source=config.source,
+                    corruption=config.corruption, severity=config.severity,
+                    seed=config.shift_seed)
+  s_train, s_val = split_train_val(task.source_train, 0, config.pretrain.num_val,
+                                   config.pretrain.data_seed)
+  t_train, t_val = split_train_val(task.target_train, config.num_train, config.num_val,
+                                   config.finetune.data_seed)
+  return task, (s_train, s_val, task.source_test), (t_train, t_val, task.target_test)
+
+
+def _pretrained(config, workdir, task, source_data):
+  """Pre-trains on the task's source once (runs are cached by folder); returns its folder."""
+  src_dir = os.path.join(workdir, "pretrain", re.sub(r"\W", "_", task.source_key))
+  metrics = _run(config.pretrain, src_dir, source_data)
+  return src_dir, metrics["test_accuracy"]
+
+
+def _transfer_rows(config, workdir, shift, src_dir, target_data):
+  rows = {}
+  for label, overrides in config.strategies:
+    rows[label] = best_of_grid(config.finetune, overrides, config.lr_grid, config.seeds,
+                               src_dir, os.path.join(workdir, "runs", shift, label), target_data)
+    logging.info("%s / %s: lr %g, test accuracy %.4f +- %.4f", shift, label,
+                 rows[label]["learning_rate"], rows[label]["test_accuracy"],
+                 rows[label]["test_accuracy_std"])
+  return rows
+
+
+def sweep(config, workdir: str, multitask: bool = False) -> dict:
+  """The sweep of the module docstring; with `multitask=True` also the baselines with the
+  same budget (pre-training + fine-tuning steps): training on the target alone, and
+  multi-task learning on source + target (`experiments.multitask`)."""
+  os.makedirs(workdir, exist_ok=True)
+  results = {}
+  for shift in config.shifts:
+    task, source_data, target_data = _shift_data(config, shift)
+    src_dir, source_acc = _pretrained(config, workdir, task, source_data)
+    rows = _transfer_rows(config, workdir, shift, src_dir, target_data)
+    if multitask:
+      budget = {"num_steps": config.pretrain.num_steps + config.finetune.num_steps}
+      root = os.path.join(workdir, "runs", shift)
+      rows["target_only"] = best_of_grid(
+          config.finetune, dict(budget, strategy="full", batch_norm="train"), config.lr_grid,
+          config.seeds, "", os.path.join(root, "target_only"), target_data)
+      rows["multitask"] = best_of_grid(
+          config.finetune, dict(budget, task_weights=tuple(config.task_weights)),
+          config.lr_grid, config.seeds, "", os.path.join(root, "multitask"),
+          [target_data, source_data], train_fn=train_and_evaluate_multitask)
+    results[shift] = {"source_test_accuracy": source_acc, "strategies": rows}
+  name = "multitask" if multitask else "results"
+  table = format_table(results)
+  with open(os.path.join(workdir, f"{name}.md"), "w") as f:
+    f.write(table + "\n")
+  with open(os.path.join(workdir, f"{name}.json"), "w") as f:
+    json.dump({"config": config.to_dict(), "metrics": results}, f, indent=2, default=str)
+  plot(results, os.path.join(workdir, f"{name}_accuracy.png"))
+  print(table)
+  return results
+
+
+def format_table(results) -> str:
+  shifts = list(results)
+  labels = list(results[shifts[0]]["strategies"])
+  rows = ["| strategy | " + " | ".join(f"{s} shift" for s in shifts) + " |",
+          "|---|" + "---:|" * len(shifts)]
+  for label in labels:
+    cells = []
+    for s in shifts:
+      r = results[s]["strategies"][label]
+      best = max(results[s]["strategies"].values(), key=lambda x: x["test_accuracy"])
+      text = f"{100 * r['test_accuracy']:.1f} +- {100 * r['test_accuracy_std']:.1f}"
+      cells.append(f"**{text}**" if r is best else text)
+    rows.append(f"| {label} | " + " | ".join(cells) + " |")
+  rows.append("| (source task, test) | " + " | ".join(
+      f"{100 * results[s]['source_test_accuracy']:.1f}" for s in shifts) + " |")
+  return "\n".join(rows)
+
+
+def plot(results, path: str):
+  """Bars of target test accuracy per strategy, one panel per shift (needs matplotlib)."""
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    logging.warning("matplotlib is not installed (pip install jaxtl[plots]); no plot written.")
+    return None
+  shifts = list(results)
+  fig, axes = plt.subplots(1, len(shifts), figsize=(4.2 * len(shifts), 3.6), squeeze=False)
+  for ax, shift in zip(axes[0], shifts):
+    strategies = results[shift]["strategies"]
+    names = list(strategies)
+    means = [100 * strategies[n]["test_accuracy"] for n in names]
+    stds = [100 * strategies[n]["test_accuracy_std"] for n in names]
+    colors = ["tab:blue" if n.startswith(("block", "head")) else "tab:gray" for n in names]
+    ax.bar(range(len(names)), means, yerr=stds, color=colors, capsize=3)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    ax.set_title(f"{shift}-level shift")
+    ax.set_ylim(max(0, min(means) - 10), 100)
+    ax.set_ylabel("target test accuracy (%)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
