@@ -1,24 +1,6 @@
-"""Fine-tuning strategies side by side:
-`python -m experiments.compare_finetune --config=experiments/configs/compare.py:digits --workdir=DIR`.
-"""
-from absl import app, flags
-from ml_collections import config_flags
-
+"""Fine-tuning strategies side by side: `python -m experiments.compare_finetune --config=experiments/configs/compare.py:digits --workdir=DIR`."""
+from experiments import launch
 from jaxtl.finetune.compare import compare
-from jaxtl.runtime import log_versions, quiet_libraries
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:VARIANT).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; a rerun resumes there.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-  del argv
-  quiet_libraries()
-  log_versions()
-  compare(_CONFIG.value, _WORKDIR.value)
-
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(compare)

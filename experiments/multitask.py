@@ -1,24 +1,10 @@
-"""Transfer vs multi-task learning vs training on the target alone, equal budgets:
-`python -m experiments.multitask --config=experiments/configs/surgical.py:digits --workdir=DIR`.
-"""
-from absl import app, flags
-from ml_collections import config_flags
+"""Transfer vs multi-task learning vs the target alone, with equal budgets:
+`python -m experiments.multitask --config=experiments/configs/surgical.py:digits --workdir=DIR`
+(reuses the finished transfer runs of a surgical sweep in the same DIR)."""
+import functools
 
+from experiments import launch
 from jaxtl.finetune.surgical import sweep
-from jaxtl.runtime import log_versions, quiet_libraries
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path:VARIANT).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; a rerun resumes there.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-  del argv
-  quiet_libraries()
-  log_versions()
-  sweep(_CONFIG.value, _WORKDIR.value, multitask=True)
-
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(functools.partial(sweep, multitask=True))

@@ -32,8 +32,13 @@ def prepare(config, workdir: str):
     os.replace(path + ".tmp", path)
 
 
-def first_nonfinite(losses, first_step: int):
-  """The step of the first non-finite value in `losses` (logged from `first_step`), or None."""
+def check_finite(losses, first_step: int, last_checkpoint, workdir: str, hint: str):
+  """Raises FloatingPointError naming the first step whose loss in `losses` (the losses of
+  steps `first_step`, `first_step + 1`, ...) is not finite; called before each checkpoint,
+  so the last checkpoint is still good."""
   values = np.asarray(jax.device_get(losses)).reshape(-1)
   bad = np.flatnonzero(~np.isfinite(values))
-  return None if bad.size == 0 else first_step + int(bad[0])
+  if bad.size:
+    raise FloatingPointError(
+        f"Loss is not finite at step {first_step + int(bad[0])}; the last good checkpoint is "
+        f"step {last_checkpoint} in {workdir}/checkpoints. {hint}")

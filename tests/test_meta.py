@@ -209,3 +209,31 @@ def test_bad_meta_config_is_a_clear_error():
     train.make_learner(config)
   with pytest.raises(ValueError, match="valid: sinusoid"):
     meta_configs.get_config("omniglot_7w1s")
+
+
+def _sinusoid_config():
+  config = meta_configs.get_config("sinusoid")
+  config.num_steps, config.steps_per_call = 20, 5
+  config.log_every = config.checkpoint_every = 10
+  config.eval_tasks, config.eval_batch = 20, 10
+  return config
+
+
+def test_meta_train_resumes_after_a_kill_to_the_same_result(tmp_path):
+  config = _sinusoid_config()
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+
+  def die(step):
+    if step == 15:  # the checkpoint of iteration 10 is on disk
+      raise KeyboardInterrupt
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, str(tmp_path / "killed"), step_callback=die)
+  resumed = train.train_and_evaluate(config, str(tmp_path / "killed"))
+  assert resumed["test_mse_by_steps"] == straight["test_mse_by_steps"]
+
+
+def test_meta_nan_stops_and_names_the_iteration(tmp_path):
+  config = _sinusoid_config()
+  config.meta_lr = float("nan")
+  with pytest.raises(FloatingPointError, match="not finite at step 2"):
+    train.train_and_evaluate(config, str(tmp_path))

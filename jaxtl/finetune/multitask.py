@@ -82,16 +82,21 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
   step_num = int(state["step"])
   logger = MetricLogger(workdir, config.num_steps, first_step=step_num)
   t0 = time.perf_counter()
+  pending, pending_from = [], step_num
   while step_num < config.num_steps:
     state, total = step(state, arrays, data_key)
     step_num += 1
-    if step_num % config.log_every == 0 or step_num == config.num_steps:
-      if not jnp.isfinite(total):
-        raise FloatingPointError(f"Multi-task loss is not finite near step {step_num}; the last "
-                                 f"good checkpoint is {ckpts.latest_step()}.")
-      logger.write(step_num, {"train_loss": float(total)})
-    if step_num % config.checkpoint_every == 0 or step_num == config.num_steps:
-      ckpts.save(step_num, args=checkpoint.ocp.args.StandardSave(state))
+    pending.append(total)
+    log_now = step_num % config.log_every == 0 or step_num == config.num_steps
+    save_now = step_num % config.checkpoint_every == 0 or step_num == config.num_steps
+    if log_now or save_now:
+      run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir,
+                           "Lower the learning rate.")
+      if log_now:
+        logger.write(step_num, {"train_loss": float(pending[-1])})
+      pending, pending_from = [], step_num
+      if save_now:
+        ckpts.save(step_num, args=checkpoint.ocp.args.StandardSave(state))
   ckpts.wait_until_finished()
   trunk, heads = state["params"]
   metrics = {"train_seconds": time.perf_counter() - t0, "steps": step_num,

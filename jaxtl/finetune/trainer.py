@@ -209,11 +209,8 @@ def train_and_evaluate(config, workdir: str,
     log_now = step % config.log_every == 0 or step == total
     save_now = step % config.checkpoint_every == 0 or step == total
     if log_now or save_now:
-      bad = run_dir.first_nonfinite(pending, pending_from + 1)
-      if bad is not None:
-        raise FloatingPointError(
-            f"Loss is not finite at step {bad}; the last good checkpoint is step "
-            f"{ckpts.latest_step()} in {workdir}/checkpoints. Lower the learning rate.")
+      run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir,
+                           "Lower the learning rate.")
       last_loss = float(pending[-1])
       pending, pending_from = [], step
       if save_now:

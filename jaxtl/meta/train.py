@@ -183,11 +183,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
     log_now = step % config.log_every == 0 or step == config.num_steps
     save_now = step % config.checkpoint_every == 0 or step == config.num_steps
     if log_now or save_now:
-      bad = run_dir.first_nonfinite(pending, pending_from + 1)
-      if bad is not None:
-        raise FloatingPointError(
-            f"Meta-loss is not finite at meta-iteration {bad}; the last good checkpoint is "
-            f"{ckpts.latest_step()} in {workdir}/checkpoints. Lower meta_lr or inner_lr.")
+      run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir,
+                           "Lower meta_lr or inner_lr.")
       pending, pending_from = [], step
       if save_now:
         ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
