@@ -75,7 +75,7 @@ def test_surgical_then_multitask_quick(tmp_path):
   assert (tmp_path / "results_accuracy.png").exists()
   # The multi-task comparison reuses the finished transfer runs of the same folder.
   _run("experiments.multitask", "--config=experiments/configs/surgical.py:quick",
-       f"--workdir={tmp_path}")
+       f"--workdir={tmp_path}", "--config.shifts=output")
   with open(tmp_path / "multitask.json") as f:
     rows = json.load(f)["metrics"]["output"]["strategies"]
   assert {"target_only", "multitask", "block1"} <= set(rows)
