@@ -5,7 +5,7 @@ from typing import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxtl.runtime import log_versions, quiet_libraries
+from jaxtl.runtime import enable_compilation_cache, log_versions, quiet_libraries
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:VARIANT]).",
                                           lock_config=True)
@@ -18,6 +18,7 @@ def run(fn: Callable[..., object], print_result: bool = False):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     quiet_libraries()
+    enable_compilation_cache()
     log_versions()
     result = fn(_CONFIG.value, _WORKDIR.value)
     if print_result:

@@ -10,7 +10,7 @@ from tests.conftest import REPO, SHARED_DATA
 
 
 def _run(module, *args, cwd=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="")  # hermetic
   proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -35,7 +35,7 @@ def test_pretrain_then_finetune_surgical(tmp_path):
 
 
 def test_unknown_strategy_fails_with_the_valid_names(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="")
   proc = subprocess.run([sys.executable, "-m", "experiments.finetune",
                          "--config=experiments/configs/finetune.py:quick",
                          f"--workdir={tmp_path}", "--config.strategy=surgicall"],
