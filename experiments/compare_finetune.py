@@ -1,4 +1,8 @@
-"""Fine-tuning strategies side by side: `python -m experiments.compare_finetune --config=experiments/configs/compare.py:digits --workdir=DIR`."""
+"""Fine-tuning strategies side by side:
+
+    python -m experiments.compare_finetune --config=experiments/configs/compare.py:digits
+        --workdir=DIR
+"""
 from experiments import launch
 from jaxtl.finetune.compare import compare
 

@@ -1,4 +1,7 @@
-"""Transfer vs multi-task vs meta-learning on sinusoids, one table: `python -m experiments.lecture --config=experiments/configs/lecture.py --workdir=DIR`."""
+"""Transfer vs multi-task vs meta-learning on sinusoids, one table:
+
+    python -m experiments.lecture --config=experiments/configs/lecture.py --workdir=DIR
+"""
 from experiments import launch
 from jaxtl.meta.lecture import run
 

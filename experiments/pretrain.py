@@ -1,4 +1,8 @@
-"""Pre-train: `python -m experiments.pretrain --config=experiments/configs/finetune.py:VARIANT --workdir=DIR`."""
+"""Pre-train:
+
+    python -m experiments.pretrain --config=experiments/configs/finetune.py:VARIANT
+        --workdir=DIR
+"""
 from experiments import launch
 from jaxtl.finetune.trainer import train_and_evaluate
 

@@ -1,14 +1,13 @@
 """Checkpoints (orbax, written atomically) and loading pretrained weights into a new model."""
 import os
 import re
-from typing import Optional, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from jaxtl import partition
 
 VARIABLES_DIR = "variables"  # a finished run's final model variables, for fine-tuning
 

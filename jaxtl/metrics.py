@@ -2,7 +2,7 @@
 import json
 import os
 import time
-from typing import Mapping, Optional
+from typing import Mapping
 
 from absl import logging
 
@@ -34,10 +34,6 @@ class MetricLogger:
       eta = (self._total - step) / rate if rate else float("nan")
       text = " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
       logging.info("step %d/%d %s | %.1f steps/s | ETA %.0fs", step, self._total, text, rate, eta)
-
-  def rate(self, step: int) -> float:
-    elapsed = time.perf_counter() - self._t0
-    return (step - self._step0) / elapsed if elapsed > 0 else 0.0
 
   def close(self):
     self._jsonl.close()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import meta as meta_configs
-from jaxtl import checkpoint, partition
+from jaxtl import partition
 from jaxtl.data import ImageDataset
 from jaxtl.meta import tasks, train
 from jaxtl.meta.algorithms import ALGORITHMS, ANIL_TABLE, MetaLearner

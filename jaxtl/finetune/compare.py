@@ -17,7 +17,8 @@ from absl import logging
 from jaxtl.finetune.trainer import train_and_evaluate
 
 
-def _run(config, workdir: str, data=None, train_fn=train_and_evaluate) -> Dict:
+def run_cached(config, workdir: str, data=None, train_fn=train_and_evaluate) -> Dict:
+  """`train_fn(config, workdir, data=data)`, or the metrics of that run if it already finished."""
   done = os.path.join(workdir, "results.json")
   if os.path.exists(done):  # finished earlier: reuse
     with open(done) as f:
@@ -36,7 +37,8 @@ def best_of_grid(base_config, overrides, lr_grid, seeds, init_from: str, root: s
       run_config = base_config.copy_and_resolve_references()
       run_config.update(dict(overrides))
       run_config.init_from, run_config.learning_rate, run_config.seed = init_from, lr, seed
-      runs.append(_run(run_config, os.path.join(root, f"lr{lr:g}_seed{seed}"), data, train_fn))
+      run_dir = os.path.join(root, f"lr{lr:g}_seed{seed}")
+      runs.append(run_cached(run_config, run_dir, data, train_fn))
     per_lr[lr] = runs
   mean_val = {lr: float(np.mean([r["val_accuracy"] for r in rs])) for lr, rs in per_lr.items()}
   best_lr = max(mean_val, key=mean_val.get)
@@ -52,7 +54,7 @@ def compare(config, workdir: str) -> Dict:
   """Runs the sweep; writes `workdir/results.json` and `workdir/results.md`."""
   source_dir = config.pretrain.init_from or os.path.join(workdir, "pretrain")
   if not config.pretrain.init_from:
-    source = _run(config.pretrain, source_dir)
+    source = run_cached(config.pretrain, source_dir)
     logging.info("source task: test accuracy %.4f", source["test_accuracy"])
   results = {}
   for label, overrides in config.strategies:

@@ -16,7 +16,7 @@ import re
 from absl import logging
 
 from jaxtl.data.shifts import make_shift
-from jaxtl.finetune.compare import _run, best_of_grid
+from jaxtl.finetune.compare import best_of_grid, run_cached
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
 
@@ -36,7 +36,7 @@ def _shift_data(config, shift):
 def _pretrained(config, workdir, task, source_data):
   """Pre-trains on the task's source once (runs are cached by folder); returns its folder."""
   src_dir = os.path.join(workdir, "pretrain", re.sub(r"\W", "_", task.source_key))
-  metrics = _run(config.pretrain, src_dir, source_data)
+  metrics = run_cached(config.pretrain, src_dir, source_data)
   return src_dir, metrics["test_accuracy"]
 
 

@@ -9,7 +9,6 @@ over the reported step counts on 600 *validation* tasks (another seed), from
 import json
 import os
 
-import jax
 import numpy as np
 from absl import logging
 
@@ -66,7 +65,7 @@ def run(config, workdir: str) -> dict:
                              steps_keys, config.finetune_lr_grid, config.val_seed)
   learner = train.make_learner(config.maml)
   init, last_loss = multitask.train(
-      learner.model, config, config.multitask_pool_seed, config.multitask_tasks,
+      learner.model, config.multitask_pool_seed, config.multitask_tasks,
       config.maml.num_steps, config.maml.meta_batch, config.maml.shot + config.maml.query,
       config.maml.meta_lr, config.maml.seed)
   logging.info("multi-task: final training loss %.4f", last_loss)

@@ -31,11 +31,10 @@ def mean_head_params(trunk, heads):
   return partition.merge(trunk, jax.tree_util.tree_map(lambda h: h.mean(0), heads))
 
 
-def train(model, config, pool_seed: int, num_tasks: int, num_steps: int, tasks_per_step: int,
+def train(model, pool_seed: int, num_tasks: int, num_steps: int, tasks_per_step: int,
           shot: int, lr: float, seed: int):
   """Adam on the sum over `tasks_per_step` pool tasks of their mean squared errors.
   Returns the test-time initialisation (trunk + mean head)."""
-  del config
   pool = jax.random.PRNGKey(pool_seed)
   k_a, k_p = jax.random.split(pool)
   amplitude = jax.random.uniform(k_a, (num_tasks,), minval=tasks.SINUSOID_AMPLITUDE[0],
