@@ -37,7 +37,7 @@ def measure(setting: str, batching: str, calls: int, repeats: int, steps_per_cal
   sampler = lambda key, d, b: train.tasks.sample_classification(key, d, b, config.way,
                                                                 config.shot, config.query)
   tx = train.make_outer_optimizer(config)
-  state = train._init_state(config, learner, tx, data, sampler)  # pylint: disable=protected-access
+  state = train.init_state(config, learner, tx, data, sampler)
   step = train.make_meta_step(learner, tx, sampler, config.meta_batch, steps_per_call)
   key = jax.random.PRNGKey(1)
   t0 = time.perf_counter()

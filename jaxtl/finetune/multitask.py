@@ -14,7 +14,7 @@ import optax
 from absl import logging
 
 from jaxtl import checkpoint, partition, workdir as run_dir
-from jaxtl.finetune.trainer import _logits, make_eval_fn
+from jaxtl.finetune.trainer import forward, make_eval_fn
 from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import build_model
 
@@ -27,7 +27,7 @@ def multitask_loss(model_fns, trunk, heads, batch_stats, batches, weights):
   losses = []
   for model, head, (x, y) in zip(model_fns, heads, batches):
     params = partition.merge(trunk, head)
-    logits, batch_stats = _logits(model, params, batch_stats, x, train=True)
+    logits, batch_stats = forward(model, params, batch_stats, x, train=True)
     losses.append(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
   losses = jnp.stack(losses)
   return jnp.sum(jnp.asarray(weights) * losses), (losses, batch_stats)

@@ -47,16 +47,16 @@ def make_optimizer(config, lr_scale_labels, steps_per_epoch: int = 1):
   scales = sorted(set(jax.tree_util.tree_leaves(lr_scale_labels)))
   labels = jax.tree_util.tree_map(group, lr_scale_labels)
   tx = _partition({group(s): build(s) for s in scales}, labels)
-  period = config.get("auto_period", 0) or steps_per_epoch
-  measure = min(config.get("auto_measure_steps", 4), period)
+  period = config.auto_period or steps_per_epoch
+  measure = min(config.auto_measure_steps, period)
   if config.strategy == "auto_rgn":
     return auto.auto_rgn(tx, period, measure)
   if config.strategy == "auto_snr":
-    return auto.auto_snr(tx, period, max(measure, 2), config.get("snr_threshold", 0.1))
+    return auto.auto_snr(tx, period, max(measure, 2), config.snr_threshold)
   return tx
 
 
-def _logits(model, params, batch_stats, x, train: bool):
+def forward(model, params, batch_stats, x, train: bool):
   """Forward pass; returns (logits, new batch_stats). `train` = use batch statistics."""
   variables = {"params": params}
   if batch_stats:
@@ -76,7 +76,7 @@ def make_train_step(model, tx, labels, config, batch_size: int, num_examples: in
 
   def loss_fn(trainable, frozen, batch_stats, anchor, x, y):
     params = partition.merge(trainable, frozen)
-    logits, batch_stats = _logits(model, params, batch_stats, x, bn_train)
+    logits, batch_stats = forward(model, params, batch_stats, x, bn_train)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     if l2sp:
       loss += strategies.l2sp_penalty(trainable, anchor, config.l2sp_alpha, config.l2sp_beta)
@@ -104,7 +104,7 @@ def make_eval_fn(model, batch_size: int = 500):
   """Returns evaluate(variables, dataset) -> {"accuracy", "loss"} with running BN stats."""
   @jax.jit
   def batch_stats(params, bn, x, y, mask):
-    logits, _ = _logits(model, params, bn, x, train=False)
+    logits, _ = forward(model, params, bn, x, train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     correct = (jnp.argmax(logits, -1) == y)
     return jnp.sum(correct * mask), jnp.sum(loss * mask)

@@ -125,7 +125,7 @@ def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampl
   return metrics
 
 
-def _init_state(config, learner, tx, train_data, sampler):
+def init_state(config, learner, tx, train_data, sampler):
   example = sampler(jax.random.PRNGKey(0), train_data, 1).support_x[0]
   meta_params, batch_stats = learner.init(jax.random.PRNGKey(config.seed), example)
   return dict(step=jnp.zeros((), jnp.int32), meta_params=meta_params, batch_stats=batch_stats,
@@ -157,7 +157,7 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
   learner = make_learner(config)
   train_data, test_data, train_sampler, test_sampler = make_task_data(config)
   tx = make_outer_optimizer(config)
-  state = _init_state(config, learner, tx, train_data, train_sampler)
+  state = init_state(config, learner, tx, train_data, train_sampler)
   logging.info("%s: %s, inner loop adapts:\n%s", config.algorithm, learner.task_batching,
                partition.describe(
                    state["meta_params"]["params"], learner.labels(state["meta_params"]["params"])))
