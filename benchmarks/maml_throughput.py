@@ -1,11 +1,15 @@
-"""Meta-training throughput of second-order MAML (meta-iterations per second).
+"""Meta-training throughput of second-order MAML (meta-iterations per second), jaxtl
+side by side with the PyTorch peers in the same run on the same machine.
 
     python -m benchmarks.maml_throughput [--settings=5w1s,5w5s,20w1s] [--out=FILE.json]
+        [--task_batching=auto,map] [--conv=auto,xla] [--peers=torch.func,learn2learn method]
 
 Omniglot shapes (28x28x1), MAML's 4-conv net with stride-2 convs, random pixels
-(throughput does not depend on them), the exact jitted meta-step that meta-training
-runs (tasks sampled on the device, `steps_per_call` iterations per call). Each number
-is the median over `--repeats` timed blocks after a warm-up call that compiles.
+(throughput does not depend on them). jaxtl runs the exact jitted meta-step that
+meta-training runs (tasks sampled on the device, `steps_per_call` iterations per
+call); the peers (`benchmarks/torch_peers.py`, needs `pip install -e '.[peers]'`) run
+the same network, batch and step in PyTorch. Each number is the median over
+`--repeats` timed blocks after a warm-up call (which compiles, for jaxtl).
 """
 import json
 import time
@@ -20,17 +24,25 @@ from jaxtl.runtime import log_versions
 
 SETTINGS = {"5w1s": "omniglot_5w1s", "5w5s": "omniglot_5w5s", "20w1s": "omniglot_20w1s",
             "20w5s": "omniglot_20w5s"}
+PEERS = ("torch.func", "learn2learn method", "learn2learn")
 _SETTINGS = flags.DEFINE_list("settings", ["5w1s", "5w5s", "20w1s"], "Which settings.")
-_BATCHING = flags.DEFINE_list("task_batching", ["auto"], "auto, vmap and/or map.")
+_BATCHING = flags.DEFINE_list("task_batching", ["auto"], "auto, vmap, map and/or unroll.")
+_CONV = flags.DEFINE_list("conv", ["auto"], "Conv kernels: auto, xla and/or im2col.")
+_PEERS = flags.DEFINE_list("peers", list(PEERS), f"PyTorch peers to run, of {PEERS}; "
+                           "empty for none.")
 _CALLS = flags.DEFINE_integer("calls", 5, "Jitted calls per timed block.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed blocks; the median is reported.")
 _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 10, "Meta-iterations per call.")
+_PEER_CALLS = flags.DEFINE_integer("peer_calls", 3, "Peer meta-iterations per timed block.")
 _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
 
 
-def measure(setting: str, batching: str, calls: int, repeats: int, steps_per_call: int) -> dict:
+def measure(setting: str, batching: str, conv: str, calls: int, repeats: int,
+            steps_per_call: int, algorithm: str = "maml") -> dict:
   config = meta_configs.get_config(SETTINGS[setting])
   config.task_batching, config.steps_per_call = batching, steps_per_call
+  config.algorithm = algorithm
+  config.model_kwargs.conv = conv
   learner = train.make_learner(config)
   # 1200 characters x 4 rotations, 20 drawings each, as in meta-training.
   data = jax.random.uniform(jax.random.PRNGKey(0), (4800, 20, 28, 28, 1))
@@ -51,28 +63,75 @@ def measure(setting: str, batching: str, calls: int, repeats: int, steps_per_cal
       state, (losses, _) = step(state, data, key)
     jax.block_until_ready(losses)
     rates.append(calls * steps_per_call / (time.perf_counter() - t0))
-  return {"setting": setting, "way": config.way, "shot": config.shot,
-          "meta_batch": config.meta_batch, "inner_steps": config.inner_steps,
-          "task_batching": learner.task_batching, "meta_iterations_per_second":
-          float(np.median(rates)), "first_call_seconds": compile_seconds}
+  return {"setting": setting, "method": f"jaxtl ({learner.task_batching}, "
+          f"conv={learner.model.conv})", "meta_iterations_per_second": float(np.median(rates)),
+          "first_call_seconds": compile_seconds, **shape_of(config)}
+
+
+def shape_of(config) -> dict:
+  return {"way": config.way, "shot": config.shot, "meta_batch": config.meta_batch,
+          "inner_steps": config.inner_steps}
+
+
+def measure_peer(setting: str, peer: str, calls: int, repeats: int) -> dict:
+  from benchmarks import torch_peers  # pylint: disable=import-outside-toplevel
+  config = meta_configs.get_config(SETTINGS[setting])
+  rate = torch_peers.measure(peer, config.way, config.shot, config.meta_batch,
+                             config.inner_steps, config.inner_lr, calls, repeats)
+  return {"setting": setting, "method": peer, "meta_iterations_per_second": rate,
+          "first_call_seconds": None, **shape_of(config)}
+
+
+def peer_rows(settings, peers, calls, repeats) -> tuple[list, list]:
+  """Rows for the peers that run here, and a reason for each one that does not."""
+  rows, skipped = [], []
+  for peer in peers:
+    if peer not in PEERS:
+      raise ValueError(f"Unknown peer {peer!r}; valid: {list(PEERS)}.")
+    for setting in settings:
+      try:
+        rows.append(measure_peer(setting, peer, calls, repeats))
+      except ImportError as e:
+        skipped.append(f"{peer}: {e}")
+        break
+  return rows, skipped
+
+
+def ratio_lines(rows) -> list[str]:
+  """jaxtl's fastest row per setting over each peer's."""
+  lines = []
+  for setting in dict.fromkeys(r["setting"] for r in rows):
+    ours = [r for r in rows if r["setting"] == setting and r["method"].startswith("jaxtl")]
+    best = max(ours, key=lambda r: r["meta_iterations_per_second"])
+    for r in rows:
+      if r["setting"] == setting and not r["method"].startswith("jaxtl"):
+        ratio = best["meta_iterations_per_second"] / r["meta_iterations_per_second"]
+        lines.append(f"{setting}: {best['method']} / {r['method']} = {ratio:.2f}x")
+  return lines
 
 
 def main(argv):
   del argv
   log_versions()
-  rows = [measure(s, b, _CALLS.value, _REPEATS.value, _STEPS_PER_CALL.value)
-          for s in _SETTINGS.value for b in _BATCHING.value]
+  rows = [measure(s, b, c, _CALLS.value, _REPEATS.value, _STEPS_PER_CALL.value)
+          for s in _SETTINGS.value for b in _BATCHING.value for c in _CONV.value]
+  more, skipped = peer_rows(_SETTINGS.value, [p for p in _PEERS.value if p],
+                            _PEER_CALLS.value, _REPEATS.value)
+  rows += more
   device = jax.devices()[0].device_kind
   print(f"second-order MAML meta-training, {device}")
-  print("| setting | tasks | inner steps | batching | meta-it/s | first call (s) |")
+  print("| setting | tasks | inner steps | method | meta-it/s | first call (s) |")
   print("|---|---:|---:|---|---:|---:|")
-  for r in rows:
-    print(f"| {r['setting']} | {r['meta_batch']} | {r['inner_steps']} | {r['task_batching']} | "
-          f"{r['meta_iterations_per_second']:.2f} | {r['first_call_seconds']:.1f} |")
+  for r in sorted(rows, key=lambda r: list(SETTINGS).index(r["setting"])):
+    first = "" if r["first_call_seconds"] is None else f"{r['first_call_seconds']:.1f}"
+    print(f"| {r['setting']} | {r['meta_batch']} | {r['inner_steps']} | {r['method']} | "
+          f"{r['meta_iterations_per_second']:.2f} | {first} |")
+  ratios = ratio_lines(rows)
+  print("\n".join(ratios + [f"not run: {s}" for s in skipped]))
   if _OUT.value:
     with open(_OUT.value, "w") as f:
-      json.dump({"device": device, "backend": jax.default_backend(), "results": rows}, f,
-                indent=2)
+      json.dump({"device": device, "backend": jax.default_backend(), "results": rows,
+                 "ratios": ratios, "not_run": skipped}, f, indent=2)
 
 
 if __name__ == "__main__":

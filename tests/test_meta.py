@@ -1,10 +1,12 @@
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments.configs import meta as meta_configs
-from jaxtl import partition
+from jaxtl import partition, report
 from jaxtl.data import ImageDataset
 from jaxtl.meta import tasks, train
 from jaxtl.meta.algorithms import ALGORITHMS, ANIL_TABLE, MetaLearner
@@ -66,8 +68,8 @@ def _class_data(num_classes=12, per_class=6, size=8):
                      jnp.float32)
 
 
-def _conv_learner(**kw):
-  return MetaLearner(build_model("conv4", num_classes=3, features=4), ways=3, **kw)
+def _conv_learner(conv="auto", **kw):
+  return MetaLearner(build_model("conv4", num_classes=3, features=4, conv=conv), ways=3, **kw)
 
 
 def test_first_and_second_order_agree_when_alpha_is_zero():
@@ -123,6 +125,16 @@ def test_sampling_is_seeded():
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
+def test_random_subset_is_distinct_and_uniform():
+  keys = jax.random.split(jax.random.PRNGKey(0), 20000)
+  subsets = np.asarray(jax.vmap(lambda k: tasks.random_subset(k, 5, 3))(keys))
+  assert all(len(set(row)) == 3 for row in subsets[:500])
+  # Every index is equally likely in every position (1/5), as for random.choice.
+  for position in range(3):
+    freq = np.bincount(subsets[:, position], minlength=5) / len(subsets)
+    np.testing.assert_allclose(freq, 0.2, atol=0.015)
+
+
 @pytest.mark.parametrize("way,shot,query,match", [(13, 1, 1, "13-way tasks need 13 classes"),
                                                   (5, 4, 3, "only 6")])
 def test_impossible_episodes_are_clear_errors(way, shot, query, match):
@@ -176,11 +188,15 @@ def test_every_algorithm_gives_finite_gradients(algorithm):
   assert per_step.shape == (2, 3)
 
 
-def test_remat_and_task_batching_do_not_change_gradients():
+def test_remat_batching_and_conv_kernels_do_not_change_gradients():
   data = _class_data() / 12000.0
   episodes = tasks.sample_classification(jax.random.PRNGKey(0), data, 3, 3, 1, 2)
   results = []
-  for kw in [{}, {"remat": True}, {"task_batching": "map"}]:
+  # Second-order meta-gradients through XLA's conv and through patches @ kernel agree.
+  # (Not XLA's conv under vmap: XLA:CPU's grouped conv is off by ~1% of the gradients'
+  # scale from a float64 reference here, im2col by 0.06%, XLA's conv in a loop 0.01%.)
+  for kw in [{}, {"remat": True}, {"task_batching": "map"},
+             {"conv": "xla", "task_batching": "map"}, {"conv": "im2col", "task_batching": "unroll"}]:
     learner = _conv_learner(inner_steps=2, inner_lr=0.3, **kw)
     meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
     results.append(jax.jit(learner.meta_gradients)(meta_params, bs, episodes)[1])
@@ -188,7 +204,7 @@ def test_remat_and_task_batching_do_not_change_gradients():
   scale = max(float(np.abs(g).max()) for g in jax.tree_util.tree_leaves(results[0]))
   for other in results[1:]:
     jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale),
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * scale),
         results[0], other)
 
 
@@ -200,6 +216,13 @@ def test_meta_train_quick_end_to_end_and_meta_eval(data_dir, tmp_path):
   assert set(metrics["test_accuracy_by_steps"]) == {"0", "1", "3"}
   again = train.evaluate_checkpoint(config, str(tmp_path))
   assert again["test_accuracy_by_steps"] == metrics["test_accuracy_by_steps"]
+  # The report finds the run and shows its number with its CI, and plots it.
+  with open(report.write_report(str(tmp_path), str(tmp_path / "report"))) as f:
+    text = f.read()
+  ci = f"{100 * metrics['test_accuracy']:.2f} +- {100 * metrics['test_accuracy_ci95']:.2f}"
+  assert "## Meta-learning" in text and ci in text
+  assert os.path.exists(tmp_path / "report" / "meta_accuracy_by_steps.png")
+  assert os.path.exists(tmp_path / "report" / "learning_curves.png")
 
 
 def test_bad_meta_config_is_a_clear_error():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxtl.models import build_model
-from jaxtl.models.layers import max_pool_2x2
+from jaxtl.models.layers import Conv, max_pool_2x2
 
 
 @pytest.mark.parametrize("name,kwargs,shape,out", [
@@ -14,6 +14,7 @@ from jaxtl.models.layers import max_pool_2x2
     ("conv4", dict(num_classes=0), (3, 28, 28, 1), (3, 256)),
     ("resnet", dict(num_classes=7, widths=(4, 8)), (2, 8, 8, 1), (2, 7)),
     ("mlp", dict(num_outputs=1), (4, 1), (4, 1)),
+    ("mlp", dict(num_outputs=5, hidden=(16, 8), batch_norm=True), (4, 28, 28, 1), (4, 5)),
 ])
 def test_shapes_and_named_blocks(name, kwargs, shape, out):
   model = build_model(name, **kwargs)
@@ -29,6 +30,24 @@ def test_conv4_feature_sizes_match_maml():
     model = build_model("conv4", num_classes=5, **kwargs)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros(shape))
     assert variables["params"]["head"]["kernel"].shape == (dim, 5)
+
+
+@pytest.mark.parametrize("kernel,stride,shape", [
+    ((3, 3), (2, 2), (2, 28, 28, 3)), ((3, 3), (2, 2), (2, 7, 7, 3)),
+    ((3, 3), (1, 1), (2, 5, 6, 3)), ((1, 1), (2, 2), (2, 7, 7, 3))])
+def test_im2col_and_xla_convs_equal_flax_conv(kernel, stride, shape):
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  reference = nn.Conv(4, kernel, stride, padding="SAME")
+  variables = reference.init(jax.random.PRNGKey(1), x)
+  for impl in ("xla", "im2col"):
+    conv = Conv(4, kernel, stride, impl=impl)
+    # Same parameter names, shapes and initial values: checkpoints move between them.
+    same = jax.tree_util.tree_map(np.array_equal, conv.init(jax.random.PRNGKey(1), x), variables)
+    assert all(jax.tree_util.tree_leaves(same))
+    np.testing.assert_allclose(conv.apply(variables, x), reference.apply(variables, x),
+                               atol=1e-5)
+  with pytest.raises(ValueError, match=r"Unknown conv 'cudnn'; valid: \['auto', 'xla', 'im2col'\]"):
+    Conv(4, impl="cudnn").init(jax.random.PRNGKey(1), x)
 
 
 def test_fast_max_pool_equals_flax():

@@ -55,6 +55,7 @@ def base() -> ml_collections.ConfigDict:
   c.momentum = 0.9
   c.weight_decay = 1e-4
   c.batch_size = 64
+  c.num_devices = 0             # devices the batch is split over (0: all; jaxtl.sharding)
   c.num_steps = 500
   c.seed = 0
   # Bookkeeping.

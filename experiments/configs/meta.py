@@ -10,6 +10,7 @@ Variants (Finn et al. 2017 settings; inner loss is a mean, so alpha = N x the pa
       70,000 iterations; this variant 20,000). Test: 5-shot, 600 tasks, MSE after 1/5/10 steps.
   omniglot_5w1s / omniglot_5w5s: 1 inner step (alpha 0.4 x 5 = 2.0), meta-batch 32, 3 test steps.
   omniglot_20w1s / omniglot_20w5s: 5 inner steps (alpha 0.1 x 20 = 2.0), meta-batch 16, 5 test steps.
+  omniglot_5w1s_mlp / omniglot_5w5s_mlp: MAML's MLP row (hidden 256-128-64-64 with batch norm).
   quick: 5-way 1-shot Omniglot, a tiny conv net, a few iterations (tests).
 Algorithms (--config.algorithm): maml, fomaml, anil, metasgd, reptile, protonet, pretrain.
 """
@@ -46,6 +47,7 @@ def base() -> ml_collections.ConfigDict:
   c.meta_optimizer = "adam"
   c.meta_lr = 1e-3
   c.meta_batch = 32
+  c.num_devices = 0             # devices the meta-batch is split over (0: all; jaxtl.sharding)
   c.num_steps = 60000           # meta-iterations
   c.steps_per_call = 10         # meta-iterations per jitted call (lax.scan)
   c.seed = 0
@@ -74,10 +76,16 @@ def get_config(variant: str = "omniglot_5w1s") -> ml_collections.ConfigDict:
   elif variant.startswith("omniglot_"):
     settings = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
     key = variant[len("omniglot_"):]
+    mlp = key.endswith("_mlp")
+    key = key.removesuffix("_mlp")
     if key not in settings:
       raise ValueError(f"Unknown variant {variant!r}; valid: sinusoid, quick, "
-                       + ", ".join(f"omniglot_{k}" for k in settings) + ".")
+                       + ", ".join(f"omniglot_{k}" for k in settings) + " (+ _mlp).")
     c.way, c.shot = settings[key]
+    if mlp:  # MAML's non-convolutional row: 256-128-64-64, batch norm, ReLU
+      c.model = "mlp"
+      c.model_kwargs = ml_collections.ConfigDict({"hidden": (256, 128, 64, 64),
+                                                  "batch_norm": True})
     c.query, c.test_shot, c.test_query = c.shot, c.shot, c.shot
     if c.way == 20:
       c.inner_steps, c.meta_batch, c.test_inner_steps = 5, 16, 5

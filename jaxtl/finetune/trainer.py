@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, partition, workdir as run_dir
+from jaxtl import checkpoint, partition, sharding, workdir as run_dir
 from jaxtl.finetune import auto, strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import MetricLogger, write_results
@@ -67,8 +67,9 @@ def forward(model, params, batch_stats, x, train: bool):
   return model.apply(variables, x, train=train), batch_stats
 
 
-def make_train_step(model, tx, labels, config, batch_size: int, num_examples: int):
-  """Returns step(state, anchor, images, labels, key) -> (state, loss); donates the state."""
+def make_train_step(model, tx, labels, config, batch_size: int, num_examples: int, mesh=None):
+  """Returns step(state, anchor, images, labels, key) -> (state, loss); donates the state.
+  With a `mesh` (`jaxtl.sharding`) the batch is split over its devices."""
   trainable_label = lambda label: label is not None
   steps_per_epoch = max(num_examples // batch_size, 1)
   bn_train = config.batch_norm == "train"
@@ -82,22 +83,25 @@ def make_train_step(model, tx, labels, config, batch_size: int, num_examples: in
       loss += strategies.l2sp_penalty(trainable, anchor, config.l2sp_alpha, config.l2sp_beta)
     return loss, batch_stats
 
-  @functools.partial(jax.jit, donate_argnums=0)
   def step(state, anchor, images, targets, key):
     # The batch is drawn on the device: a fresh permutation per epoch, from (key, epoch).
     epoch, pos = jnp.divmod(state["step"], steps_per_epoch)
     perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
     idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
+    x, y = images[idx], targets[idx]
+    if mesh is not None:
+      x, y = sharding.shard_batch((x, y), mesh)
     trainable, frozen = partition.split(state["params"], labels, trainable_label)
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        trainable, frozen, state["batch_stats"], anchor, images[idx], targets[idx])
+        trainable, frozen, state["batch_stats"], anchor, x, y)
     updates, opt_state = tx.update(grads, state["opt_state"], trainable)
     trainable = optax.apply_updates(trainable, updates)
     new_state = dict(step=state["step"] + 1, params=partition.merge(trainable, frozen),
                      batch_stats=batch_stats, opt_state=opt_state)
     return new_state, loss
 
-  return step
+  replicated = {} if mesh is None else {"out_shardings": sharding.replicated(mesh)}
+  return jax.jit(step, donate_argnums=0, **replicated)
 
 
 def make_eval_fn(model, batch_size: int = 500):
@@ -160,7 +164,9 @@ def train_and_evaluate(config, workdir: str,
   params, batch_stats = variables["params"], variables.get("batch_stats", {})
 
   batch_size = min(config.batch_size, len(train))
-  images, targets = jnp.asarray(train.images), jnp.asarray(train.labels)
+  mesh = sharding.make_mesh(config.num_devices)
+  sharding.check_divisible(batch_size, mesh, "batch_size")
+  images, targets, anchor = sharding.replicate((train.images, train.labels, anchor), mesh)
   evaluate = make_eval_fn(model, config.eval_batch_size)
   ckpts = checkpoint.manager(workdir)
   total = config.num_steps
@@ -179,7 +185,8 @@ def train_and_evaluate(config, workdir: str,
     trainable, _ = partition.split(params, labels, lambda l: l is not None)
     state = dict(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=batch_stats,
                  opt_state=tx.init(trainable))
-    return state, make_train_step(model, tx, labels, config, batch_size, len(train))
+    return (sharding.replicate(state, mesh),
+            make_train_step(model, tx, labels, config, batch_size, len(train), mesh))
 
   latest = ckpts.latest_step()
   if latest is not None:

@@ -72,6 +72,13 @@ def check_episode_shape(num_classes: int, per_class: int, way: int, shot: int, q
                      f"but each class has only {per_class}.")
 
 
+def random_subset(key, n: int, k: int) -> jax.Array:
+  """k distinct indices of range(n), uniformly at random, in random order: the top k of
+  n i.i.d. uniforms. Same law as `jax.random.choice(replace=False)`, which sorts a full
+  permutation and cost ~60 ms per meta-batch of 32 Omniglot tasks on CPU (~1 ms here)."""
+  return jax.lax.top_k(jax.random.uniform(key, (n,)), k)[1]
+
+
 def sample_classification(key, data: jax.Array, batch: int, way: int, shot: int,
                           query: int) -> Episodes:
   """`batch` N-way K-shot tasks from class-major `data` (C, E, H, W, Ch): N distinct
@@ -81,9 +88,8 @@ def sample_classification(key, data: jax.Array, batch: int, way: int, shot: int,
 
   def one_task(k):
     k_cls, k_ex = jax.random.split(k)
-    classes = jax.random.choice(k_cls, num_classes, (way,), replace=False)
-    examples = jax.vmap(lambda kk: jax.random.choice(kk, per_class, (shot + query,),
-                                                     replace=False))(
+    classes = random_subset(k_cls, num_classes, way)
+    examples = jax.vmap(lambda kk: random_subset(kk, per_class, shot + query))(
         jax.random.split(k_ex, way))
     images = data[classes[:, None], examples]  # (N, K+Q, H, W, Ch)
     labels = jnp.broadcast_to(jnp.arange(way)[:, None], (way, shot + query))

@@ -2,9 +2,10 @@
 
 One jitted call runs `steps_per_call` meta-iterations under `lax.scan`; tasks are
 sampled on the device inside it, so the steady state has no host round-trips. The
-meta-batch is vmapped over tasks, except on CPU for conv nets, where a vmapped conv
-with per-task weights becomes a grouped conv that XLA:CPU runs ~12x slower than a loop
-(`task_batching="auto"`).
+meta-batch is vmapped over tasks (`task_batching="auto"`). On CPU the conv nets compute
+convolutions as patches @ kernel (`conv="auto"` in `jaxtl.models.layers`), so vmap
+over per-task weights is a batched matrix product; with XLA's native conv it would be a
+grouped conv that XLA:CPU runs ~12x slower than a loop, and "auto" then picks `lax.map`.
 """
 import functools
 import os
@@ -16,17 +17,18 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, partition, workdir as run_dir
+from jaxtl import checkpoint, partition, sharding, workdir as run_dir
 from jaxtl.data import load_dataset
 from jaxtl.meta import tasks
 from jaxtl.meta.algorithms import ANIL_TABLE, MAML_TABLE, MetaLearner
 from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import build_model
+from jaxtl.models.layers import resolve_conv
 
 DATASETS = ("omniglot", "sinusoid")
 
 
-def make_learner(config, backend: str = None) -> MetaLearner:
+def make_learner(config) -> MetaLearner:
   if config.dataset not in DATASETS:
     raise ValueError(f"Unknown meta-learning dataset {config.dataset!r}; valid: {DATASETS}.")
   regression = config.dataset == "sinusoid"
@@ -37,12 +39,14 @@ def make_learner(config, backend: str = None) -> MetaLearner:
     kwargs["num_classes"] = 0 if config.algorithm == "protonet" else config.way
   model = build_model(config.model, **kwargs)
   table = config.inner_table or (ANIL_TABLE if config.algorithm == "anil" else MAML_TABLE)
-  if config.model == "mlp" and not config.inner_table and config.algorithm != "anil":
+  no_batch_norm = config.model == "mlp" and not kwargs.get("batch_norm", False)
+  if no_batch_norm and not config.inner_table and config.algorithm != "anil":
     table = ((".*", True),)  # no batch norm to exclude
   batching = config.task_batching
   if batching == "auto":  # see the module docstring
-    backend = backend or jax.default_backend()
-    batching = "map" if backend == "cpu" and config.model != "mlp" else "vmap"
+    grouped_conv = (config.model != "mlp" and jax.default_backend() == "cpu"
+                    and resolve_conv(kwargs.get("conv", "auto")) == "xla")
+    batching = "map" if grouped_conv else "vmap"
   return MetaLearner(
       model=model, algorithm=config.algorithm, loss="mse" if regression else "xent",
       inner_table=tuple(tuple(r) for r in table), inner_steps=config.inner_steps,
@@ -79,11 +83,15 @@ def make_task_data(config):
   return jnp.asarray(train), jnp.asarray(test), train_sampler, test_sampler
 
 
-def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per_call: int):
+def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per_call: int,
+                   mesh=None):
   """step(state, data, key) -> (state, (losses, metrics)) running `steps_per_call`
-  meta-iterations; the tasks of iteration i come from fold_in(key, i)."""
+  meta-iterations; the tasks of iteration i come from fold_in(key, i). With a `mesh`
+  (`jaxtl.sharding`), the tasks are split over its devices; state and data replicated."""
   def one(state, data, key):
     episodes = sampler(jax.random.fold_in(key, state["step"]), data, meta_batch)
+    if mesh is not None:
+      episodes = sharding.shard_batch(episodes, mesh)
     (loss, metric), grads = learner.meta_gradients(state["meta_params"], state["batch_stats"],
                                                    episodes)
     updates, opt_state = tx.update(grads, state["opt_state"], state["meta_params"])
@@ -91,11 +99,11 @@ def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per
     return dict(state, step=state["step"] + 1, meta_params=meta_params,
                 opt_state=opt_state), (loss, metric)
 
-  @functools.partial(jax.jit, donate_argnums=0)
   def step(state, data, key):
     return jax.lax.scan(lambda s, _: one(s, data, key), state, None, length=steps_per_call)
 
-  return step
+  replicated = {} if mesh is None else {"out_shardings": sharding.replicated(mesh)}
+  return jax.jit(step, donate_argnums=0, **replicated)
 
 
 def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampler) -> dict:
@@ -155,9 +163,12 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
     raise ValueError(f"num_steps={config.num_steps} must be a multiple of steps_per_call="
                      f"{config.steps_per_call}.")
   learner = make_learner(config)
+  mesh = sharding.make_mesh(config.num_devices)
+  sharding.check_divisible(config.meta_batch, mesh, "meta_batch")
   train_data, test_data, train_sampler, test_sampler = make_task_data(config)
   tx = make_outer_optimizer(config)
   state = init_state(config, learner, tx, train_data, train_sampler)
+  state, train_data = sharding.replicate((state, train_data), mesh)
   logging.info("%s: %s, inner loop adapts:\n%s", config.algorithm, learner.task_batching,
                partition.describe(
                    state["meta_params"]["params"], learner.labels(state["meta_params"]["params"])))
@@ -165,7 +176,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
   if ckpts.latest_step() is not None:
     state = ckpts.restore(ckpts.latest_step(), args=checkpoint.ocp.args.StandardRestore(state))
     logging.info("Resumed from %s at meta-iteration %d.", workdir, int(state["step"]))
-  step_fn = make_meta_step(learner, tx, train_sampler, config.meta_batch, config.steps_per_call)
+  step_fn = make_meta_step(learner, tx, train_sampler, config.meta_batch, config.steps_per_call,
+                           mesh)
   key = jax.random.PRNGKey(config.seed + 1)
   step = int(state["step"])
   logger = MetricLogger(workdir, config.num_steps, first_step=step)

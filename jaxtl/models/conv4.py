@@ -1,18 +1,19 @@
 """The 4-block conv net of MAML (Finn et al. 2017) and ProtoNets (Snell et al. 2017)."""
 import flax.linen as nn
 
-from jaxtl.models.layers import batch_norm, max_pool_2x2
+from jaxtl.models.layers import Conv, batch_norm, max_pool_2x2
 
 
 class ConvBlock(nn.Module):
   """3x3 conv -> batch norm -> ReLU, downsampled by a stride-2 conv or a 2x2 max pool."""
   features: int
   downsample: str  # "stride" or "maxpool"
+  conv: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool):
     strides = (2, 2) if self.downsample == "stride" else (1, 1)
-    x = nn.Conv(self.features, (3, 3), strides=strides, padding="SAME", name="conv")(x)
+    x = Conv(self.features, (3, 3), strides, impl=self.conv, name="conv")(x)
     x = nn.relu(batch_norm(train, "bn")(x))
     return max_pool_2x2(x) if self.downsample == "maxpool" else x
 
@@ -23,10 +24,12 @@ class Conv4(nn.Module):
   `downsample="stride"` is MAML's Omniglot network (28x28 -> 2x2x64 features);
   `downsample="maxpool"` its mini-ImageNet one (84x84 -> 5x5x`features`).
   `num_classes=0` drops the head and returns the flat embedding (ProtoNets).
+  `conv`: how convolutions are computed (`jaxtl.models.layers`; auto | xla | im2col).
   """
   num_classes: int
   features: int = 64
   downsample: str = "stride"
+  conv: str = "auto"
 
   def block_names(self):
     return ("block1", "block2", "block3", "block4") + (("head",) if self.num_classes else ())
@@ -36,7 +39,7 @@ class Conv4(nn.Module):
     if self.downsample not in ("stride", "maxpool"):
       raise ValueError(f"Conv4 downsample={self.downsample!r}; valid: 'stride', 'maxpool'.")
     for i in range(1, 5):
-      x = ConvBlock(self.features, self.downsample, name=f"block{i}")(x, train)
+      x = ConvBlock(self.features, self.downsample, self.conv, name=f"block{i}")(x, train)
     x = x.reshape(x.shape[0], -1)
     if not self.num_classes:
       return x

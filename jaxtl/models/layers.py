@@ -1,4 +1,16 @@
-"""Layers shared by the models: batch norm with explicit semantics and a fast 2x2 pool.
+"""Layers shared by the models: a conv with a choice of kernel, batch norm with explicit
+semantics and a fast 2x2 pool.
+
+Convolutions (`conv` argument of the conv models):
+  * `"xla"`: `lax.conv_general_dilated`, XLA's native convolution (fast on GPU/TPU).
+  * `"im2col"`: patches by strided slicing, then one matrix product. On XLA's CPU
+    backend this is several times faster for the small convs of few-shot learning:
+    the backward of a strided conv becomes slices and products instead of dilated
+    convolutions, and `vmap` over tasks with per-task weights becomes a batched
+    matrix product instead of a grouped convolution (see BUILD_NOTES.md).
+  * `"auto"` (default): `im2col` on CPU, `xla` elsewhere.
+Both compute the same function with the same parameters (`kernel` HWIO, `bias`), as
+`flax.linen.Conv` with `padding="SAME"`, so checkpoints move between them.
 
 Batch norm modes (`train` argument of every model):
   * `train=True`: normalise with the current batch's statistics. Running averages
@@ -10,7 +22,59 @@ Batch norm modes (`train` argument of every model):
     (running statistics frozen, as in the surgical fine-tuning reference code).
 """
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+CONV_IMPLS = ("auto", "xla", "im2col")
+
+
+def resolve_conv(impl: str) -> str:
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"Unknown conv {impl!r}; valid: {list(CONV_IMPLS)}.")
+  if impl == "auto":
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+  return impl
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def im2col_conv(x, kernel, stride: tuple[int, int]):
+  """SAME convolution of NHWC `x` with an HWIO `kernel` as patches @ kernel."""
+  kh, kw, cin, cout = kernel.shape
+  n, h, w, _ = x.shape
+  (sh, sw), ho, wo = stride, -(-h // stride[0]), -(-w // stride[1])
+  x = jnp.pad(x, ((0, 0), _same_padding(h, kh, sh), _same_padding(w, kw, sw), (0, 0)))
+  patches = [x[:, i: i + (ho - 1) * sh + 1: sh, j: j + (wo - 1) * sw + 1: sw, :]
+             for i in range(kh) for j in range(kw)]
+  patches = patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
+  out = patches.reshape(n * ho * wo, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
+  return out.reshape(n, ho, wo, cout)
+
+
+class Conv(nn.Module):
+  """`nn.Conv(features, kernel_size, strides, padding="SAME")` with a choice of kernel
+  (module docstring); same parameter names, shapes and initialisation."""
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  strides: tuple[int, int] = (1, 1)
+  use_bias: bool = True
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x):
+    shape = (*self.kernel_size, x.shape[-1], self.features)
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+    if resolve_conv(self.impl) == "im2col":
+      y = im2col_conv(x, kernel, tuple(self.strides))
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    return y
 
 
 def batch_norm(train: bool, name: str) -> nn.BatchNorm:

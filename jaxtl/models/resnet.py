@@ -4,24 +4,25 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtl.models.layers import batch_norm
+from jaxtl.models.layers import Conv, batch_norm
 
 
 class BasicBlock(nn.Module):
   """Two 3x3 convs with batch norm and a (projected) residual connection."""
   features: int
   stride: int
+  conv: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = nn.Conv(self.features, (3, 3), (self.stride, self.stride), padding="SAME",
-                use_bias=False, name="conv1")(x)
+    y = Conv(self.features, (3, 3), (self.stride, self.stride), use_bias=False,
+             impl=self.conv, name="conv1")(x)
     y = nn.relu(batch_norm(train, "bn1")(y))
-    y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, name="conv2")(y)
+    y = Conv(self.features, (3, 3), use_bias=False, impl=self.conv, name="conv2")(y)
     y = batch_norm(train, "bn2")(y)
     if x.shape[-1] != self.features or self.stride != 1:
-      x = nn.Conv(self.features, (1, 1), (self.stride, self.stride), use_bias=False,
-                  name="proj")(x)
+      x = Conv(self.features, (1, 1), (self.stride, self.stride), use_bias=False,
+               impl=self.conv, name="proj")(x)
       x = batch_norm(train, "proj_bn")(x)
     return nn.relu(x + y)
 
@@ -31,14 +32,15 @@ class Stage(nn.Module):
   stride: int
   num_blocks: int
   stem: bool = False
+  conv: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.stem:  # the stem conv belongs to the first block, so "block1" is the input end
-      x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, name="stem_conv")(x)
+      x = Conv(self.features, (3, 3), use_bias=False, impl=self.conv, name="stem_conv")(x)
       x = nn.relu(batch_norm(train, "stem_bn")(x))
     for i in range(self.num_blocks):
-      x = BasicBlock(self.features, self.stride if i == 0 else 1, name=f"unit{i + 1}")(x, train)
+      x = BasicBlock(self.features, self.stride if i == 0 else 1, self.conv, name=f"unit{i + 1}")(x, train)
     return x
 
 
@@ -48,6 +50,7 @@ class ResNet(nn.Module):
   num_classes: int
   widths: Sequence[int] = (16, 32, 64)
   units_per_stage: int = 1
+  conv: str = "auto"  # how convolutions are computed: auto | xla | im2col (layers.py)
 
   def block_names(self):
     return tuple(f"block{i + 1}" for i in range(len(self.widths))) + ("head",)
@@ -55,7 +58,7 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     for i, width in enumerate(self.widths):
-      x = Stage(width, 1 if i == 0 else 2, self.units_per_stage, stem=(i == 0),
+      x = Stage(width, 1 if i == 0 else 2, self.units_per_stage, stem=(i == 0), conv=self.conv,
                 name=f"block{i + 1}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name="head")(x)

@@ -1,0 +1,146 @@
+"""PyTorch peers for `benchmarks.maml_throughput`: the same second-order MAML step.
+
+Two ways users write MAML in PyTorch, on MAML's Omniglot 4-conv net (3x3 convs with
+stride 2, batch norm on the batch's statistics, ReLU, a linear head):
+  * `torch.func`: a functional net, `torch.func.grad` for the inner loop and `vmap`
+    over the tasks of a meta-batch (the strongest plain-PyTorch MAML).
+  * the learn2learn method: clone the weights and adapt one task at a time with
+    `torch.autograd.grad(create_graph=True)`, calling `backward()` per task (what
+    learn2learn's `MAML.clone()` / `adapt()` do); learn2learn itself where it imports.
+PyTorch is an optional extra (`pip install -e '.[peers]'`), never a jaxtl dependency.
+"""
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def init_params(way: int, features: int = 64, seed: int = 0) -> dict:
+  gen = torch.Generator().manual_seed(seed)
+  params, cin = {}, 1
+  for i in range(1, 5):
+    params[f"w{i}"] = torch.randn(features, cin, 3, 3, generator=gen) * (2 / (9 * cin)) ** 0.5
+    params[f"b{i}"] = torch.zeros(features)
+    params[f"s{i}"] = torch.ones(features)   # batch-norm scale and offset: not adapted
+    params[f"o{i}"] = torch.zeros(features)
+    cin = features
+  params["wh"] = torch.randn(way, features * 4, generator=gen) * (1 / (features * 4)) ** 0.5
+  params["bh"] = torch.zeros(way)
+  return {k: v.requires_grad_() for k, v in params.items()}
+
+
+ADAPTED = ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4", "wh", "bh")
+
+
+def forward(params: dict, x: torch.Tensor) -> torch.Tensor:
+  for i in range(1, 5):
+    x = F.conv2d(x, params[f"w{i}"], params[f"b{i}"], stride=2, padding=1)
+    x = F.relu(F.batch_norm(x, None, None, params[f"s{i}"], params[f"o{i}"], training=True))
+  return F.linear(x.flatten(1), params["wh"], params["bh"])
+
+
+def loss_fn(params, x, y):
+  return F.cross_entropy(forward(params, x), y)
+
+
+def adapt_func(params, x, y, steps, alpha):
+  for _ in range(steps):
+    fast = {k: params[k] for k in ADAPTED}
+    grads = torch.func.grad(lambda f: loss_fn({**params, **f}, x, y))(fast)
+    params = {**params, **{k: fast[k] - alpha * grads[k] for k in ADAPTED}}
+  return params
+
+
+def make_torch_func_step(params, steps, alpha):
+  """One meta-iteration: vmap over tasks, second-order through torch.func.grad."""
+  opt = torch.optim.Adam(params.values(), lr=1e-3)
+
+  def task_loss(p, sx, sy, qx, qy):
+    return loss_fn(adapt_func(p, sx, sy, steps, alpha), qx, qy)
+
+  def meta_loss(p, sx, sy, qx, qy):
+    return torch.func.vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(p, sx, sy, qx, qy).mean()
+
+  def step(batch):
+    grads = torch.func.grad(meta_loss)(params, *batch)
+    for k, g in grads.items():
+      params[k].grad = g
+    opt.step()
+  return step
+
+
+def make_learn2learn_method_step(params, steps, alpha):
+  """One meta-iteration: clone, adapt and backward one task at a time."""
+  opt = torch.optim.Adam(params.values(), lr=1e-3)
+
+  def step(batch):
+    sx, sy, qx, qy = batch
+    opt.zero_grad()
+    tasks = sx.shape[0]
+    for t in range(tasks):
+      fast = dict(params)
+      for _ in range(steps):
+        grads = torch.autograd.grad(loss_fn(fast, sx[t], sy[t]), [fast[k] for k in ADAPTED],
+                                    create_graph=True)
+        fast.update({k: fast[k] - alpha * g for k, g in zip(ADAPTED, grads)})
+      (loss_fn(fast, qx[t], qy[t]) / tasks).backward()
+    opt.step()
+  return step
+
+
+def make_learn2learn_step(params, steps, alpha, way):
+  """learn2learn 0.2's own MAML wrapper (raises ImportError where it does not install)."""
+  try:
+    import learn2learn as l2l  # pylint: disable=import-outside-toplevel
+  except Exception as e:  # a missing package, or one built against another torch
+    raise ImportError(f"learn2learn does not import here ({type(e).__name__}: {e})") from e
+
+  class Net(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.p = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().clone())
+                                       for k, v in params.items()})
+
+    def forward(self, x):
+      return forward(dict(self.p), x)
+
+  maml = l2l.algorithms.MAML(Net(), lr=alpha, first_order=False)
+  opt = torch.optim.Adam(maml.parameters(), lr=1e-3)
+
+  def step(batch):
+    sx, sy, qx, qy = batch
+    opt.zero_grad()
+    for t in range(sx.shape[0]):
+      learner = maml.clone()
+      for _ in range(steps):
+        learner.adapt(F.cross_entropy(learner(sx[t]), sy[t]))
+      (F.cross_entropy(learner(qx[t]), qy[t]) / sx.shape[0]).backward()
+    opt.step()
+  return step
+
+
+def random_batch(tasks, way, shot, query, seed=0):
+  gen = torch.Generator().manual_seed(seed)
+  labels = lambda k: torch.arange(way).repeat_interleave(k).repeat(tasks, 1)
+  return (torch.rand(tasks, way * shot, 1, 28, 28, generator=gen), labels(shot),
+          torch.rand(tasks, way * query, 1, 28, 28, generator=gen), labels(query))
+
+
+def measure(method: str, way: int, shot: int, tasks: int, steps: int, alpha: float,
+            calls: int, repeats: int) -> float:
+  """Median meta-iterations per second over `repeats` blocks of `calls` iterations."""
+  params = init_params(way)
+  makers = {"torch.func": lambda: make_torch_func_step(params, steps, alpha),
+            "learn2learn method": lambda: make_learn2learn_method_step(params, steps, alpha),
+            "learn2learn": lambda: make_learn2learn_step(params, steps, alpha, way)}
+  step = makers[method]()
+  batch = random_batch(tasks, way, shot, shot)
+  step(batch)  # warm-up
+  rates = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+      step(batch)
+    rates.append(calls / (time.perf_counter() - t0))
+  return float(np.median(rates))

@@ -1,0 +1,23 @@
+"""Turn the results.json files under a folder into a Markdown report with plots:
+
+    python -m experiments.report --workdir=results [--out=DIR]
+
+Writes DIR/report.md (default DIR = workdir) and PNGs beside it (see jaxtl/report.py).
+"""
+from absl import app, flags
+
+from jaxtl.report import write_report
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder searched for results.json files.")
+_OUT = flags.DEFINE_string("out", "", "Where report.md and the plots go (default: workdir).")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  print(write_report(_WORKDIR.value, _OUT.value))
+
+
+if __name__ == "__main__":
+  app.run(main)
