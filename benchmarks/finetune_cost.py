@@ -6,7 +6,7 @@ meta-step relative to MAML's, in one run.
 The ResNet of the transfer experiments on random 28x28 images (step time does not
 depend on pixel values). Each strategy's jitted step is timed as the median of
 `--repeats` blocks of `--steps` steps, after a warm-up that includes compilation.
-The meta-steps are `benchmarks.maml_throughput`'s (Omniglot 5-way 1-shot, 32 tasks).
+The meta-steps are `benchmarks.meta_step`'s (Omniglot 5-way 1-shot, 32 tasks).
 """
 import json
 import time
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks import maml_throughput
+from benchmarks import meta_step
 from experiments.configs import finetune as finetune_configs
 from jaxtl import partition
 from jaxtl.finetune import strategies, trainer
@@ -27,7 +27,7 @@ _BATCH = flags.DEFINE_integer("batch_size", 128, "Examples per step.")
 _SIZE = flags.DEFINE_integer("image_size", 28, "Image height and width.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed block.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed blocks; the median is reported.")
-_CONV = flags.DEFINE_string("conv", "auto", "Conv kernels: auto, xla or im2col.")
+_CONV = flags.DEFINE_string("conv", "xla", "The ResNet's conv kernels: xla or im2col.")
 _META = flags.DEFINE_string("meta_setting", "5w1s", "Meta-step setting; empty to skip.")
 _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
 
@@ -93,8 +93,8 @@ def main(argv):
   meta = {}
   if _META.value:
     for algorithm in ("maml", "anil"):
-      rate = maml_throughput.measure(_META.value, "auto", _CONV.value, 2, _REPEATS.value, 5,
-                                     algorithm)["meta_iterations_per_second"]
+      rate = meta_step.measure(_META.value, "auto", "auto", 2, _REPEATS.value, 5,
+                               algorithm)["meta_iterations_per_second"]
       meta[algorithm] = {"step_ms": 1e3 / rate, "relative_to_maml": None}
     print(f"\nmeta-step, Omniglot {_META.value}\n| algorithm | step (ms) | relative to MAML |"
           "\n|---|---:|---:|")

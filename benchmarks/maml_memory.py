@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from benchmarks.maml_throughput import SETTINGS
+from benchmarks.meta_step import SETTINGS
 from experiments.configs import meta as meta_configs
 from jaxtl.meta import train
 from jaxtl.runtime import log_versions

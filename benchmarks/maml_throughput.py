@@ -12,18 +12,14 @@ the same network, batch and step in PyTorch. Each number is the median over
 `--repeats` timed blocks after a warm-up call (which compiles, for jaxtl).
 """
 import json
-import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
+from benchmarks.meta_step import SETTINGS, measure, shape_of
 from experiments.configs import meta as meta_configs
-from jaxtl.meta import train
 from jaxtl.runtime import log_versions
 
-SETTINGS = {"5w1s": "omniglot_5w1s", "5w5s": "omniglot_5w5s", "20w1s": "omniglot_20w1s",
-            "20w5s": "omniglot_20w5s"}
 PEERS = ("torch.func", "learn2learn method", "learn2learn")
 _SETTINGS = flags.DEFINE_list("settings", ["5w1s", "5w5s", "20w1s"], "Which settings.")
 _BATCHING = flags.DEFINE_list("task_batching", ["auto"], "auto, vmap, map and/or unroll.")
@@ -35,42 +31,6 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed blocks; the median is repor
 _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 10, "Meta-iterations per call.")
 _PEER_CALLS = flags.DEFINE_integer("peer_calls", 3, "Peer meta-iterations per timed block.")
 _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
-
-
-def measure(setting: str, batching: str, conv: str, calls: int, repeats: int,
-            steps_per_call: int, algorithm: str = "maml") -> dict:
-  config = meta_configs.get_config(SETTINGS[setting])
-  config.task_batching, config.steps_per_call = batching, steps_per_call
-  config.algorithm = algorithm
-  config.model_kwargs.conv = conv
-  learner = train.make_learner(config)
-  # 1200 characters x 4 rotations, 20 drawings each, as in meta-training.
-  data = jax.random.uniform(jax.random.PRNGKey(0), (4800, 20, 28, 28, 1))
-  sampler = lambda key, d, b: train.tasks.sample_classification(key, d, b, config.way,
-                                                                config.shot, config.query)
-  tx = train.make_outer_optimizer(config)
-  state = train.init_state(config, learner, tx, data, sampler)
-  step = train.make_meta_step(learner, tx, sampler, config.meta_batch, steps_per_call)
-  key = jax.random.PRNGKey(1)
-  t0 = time.perf_counter()
-  state, (losses, _) = step(state, data, key)
-  jax.block_until_ready(losses)
-  compile_seconds = time.perf_counter() - t0
-  rates = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for _ in range(calls):
-      state, (losses, _) = step(state, data, key)
-    jax.block_until_ready(losses)
-    rates.append(calls * steps_per_call / (time.perf_counter() - t0))
-  return {"setting": setting, "method": f"jaxtl ({learner.task_batching}, "
-          f"conv={learner.model.conv})", "meta_iterations_per_second": float(np.median(rates)),
-          "first_call_seconds": compile_seconds, **shape_of(config)}
-
-
-def shape_of(config) -> dict:
-  return {"way": config.way, "shot": config.shot, "meta_batch": config.meta_batch,
-          "inner_steps": config.inner_steps}
 
 
 def measure_peer(setting: str, peer: str, calls: int, repeats: int) -> dict:

@@ -68,7 +68,7 @@ def _class_data(num_classes=12, per_class=6, size=8):
                      jnp.float32)
 
 
-def _conv_learner(conv="auto", **kw):
+def _conv_learner(conv="im2col", **kw):
   return MetaLearner(build_model("conv4", num_classes=3, features=4, conv=conv), ways=3, **kw)
 
 

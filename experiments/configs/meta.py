@@ -33,7 +33,9 @@ def base() -> ml_collections.ConfigDict:
   c.test_shot, c.test_query = 1, 1
   # Model.
   c.model = "conv4"
-  c.model_kwargs = ml_collections.ConfigDict({"features": 64, "downsample": "stride"})
+  # conv: auto (patches @ kernel on CPU, XLA's conv elsewhere) | xla | im2col
+  c.model_kwargs = ml_collections.ConfigDict({"features": 64, "downsample": "stride",
+                                              "conv": "auto"})
   # Algorithm.
   c.algorithm = "maml"
   c.inner_table = ml_collections.FieldReference(None, field_type=tuple)  # (regex, adapt?) rows

@@ -2,10 +2,11 @@
 
 One jitted call runs `steps_per_call` meta-iterations under `lax.scan`; tasks are
 sampled on the device inside it, so the steady state has no host round-trips. The
-meta-batch is vmapped over tasks (`task_batching="auto"`). On CPU the conv nets compute
-convolutions as patches @ kernel (`conv="auto"` in `jaxtl.models.layers`), so vmap
-over per-task weights is a batched matrix product; with XLA's native conv it would be a
-grouped conv that XLA:CPU runs ~12x slower than a loop, and "auto" then picks `lax.map`.
+meta-batch is vmapped over tasks (`task_batching="auto"`). With per-task weights,
+vmap turns a conv into a grouped conv, which XLA:CPU runs ~12x slower than a loop; so
+`conv="auto"` computes convolutions as patches @ kernel on CPU (a batched matrix
+product under vmap; `jaxtl.models.layers`) and with XLA's conv elsewhere. With
+`conv="xla"` forced on CPU, "auto" batching falls back to `lax.map` over tasks.
 """
 import functools
 import os
@@ -23,7 +24,6 @@ from jaxtl.meta import tasks
 from jaxtl.meta.algorithms import ANIL_TABLE, MAML_TABLE, MetaLearner
 from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import build_model
-from jaxtl.models.layers import resolve_conv
 
 DATASETS = ("omniglot", "sinusoid")
 
@@ -37,16 +37,18 @@ def make_learner(config) -> MetaLearner:
     kwargs.setdefault("num_outputs", 1 if regression else config.way)
   else:
     kwargs["num_classes"] = 0 if config.algorithm == "protonet" else config.way
-  model = build_model(config.model, **kwargs)
   table = config.inner_table or (ANIL_TABLE if config.algorithm == "anil" else MAML_TABLE)
   no_batch_norm = config.model == "mlp" and not kwargs.get("batch_norm", False)
   if no_batch_norm and not config.inner_table and config.algorithm != "anil":
     table = ((".*", True),)  # no batch norm to exclude
+  # See the module docstring. ProtoNets have no per-task weights: nothing to group.
+  cpu_per_task_convs = jax.default_backend() == "cpu" and config.algorithm != "protonet"
+  if kwargs.get("conv") == "auto":
+    kwargs["conv"] = "im2col" if cpu_per_task_convs else "xla"
+  model = build_model(config.model, **kwargs)
   batching = config.task_batching
-  if batching == "auto":  # see the module docstring
-    grouped_conv = (config.model != "mlp" and jax.default_backend() == "cpu"
-                    and resolve_conv(kwargs.get("conv", "auto")) == "xla")
-    batching = "map" if grouped_conv else "vmap"
+  if batching == "auto":
+    batching = "map" if cpu_per_task_convs and kwargs.get("conv") == "xla" else "vmap"
   return MetaLearner(
       model=model, algorithm=config.algorithm, loss="mse" if regression else "xent",
       inner_table=tuple(tuple(r) for r in table), inner_steps=config.inner_steps,

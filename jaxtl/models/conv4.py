@@ -8,7 +8,7 @@ class ConvBlock(nn.Module):
   """3x3 conv -> batch norm -> ReLU, downsampled by a stride-2 conv or a 2x2 max pool."""
   features: int
   downsample: str  # "stride" or "maxpool"
-  conv: str = "auto"
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -24,12 +24,12 @@ class Conv4(nn.Module):
   `downsample="stride"` is MAML's Omniglot network (28x28 -> 2x2x64 features);
   `downsample="maxpool"` its mini-ImageNet one (84x84 -> 5x5x`features`).
   `num_classes=0` drops the head and returns the flat embedding (ProtoNets).
-  `conv`: how convolutions are computed (`jaxtl.models.layers`; auto | xla | im2col).
+  `conv`: how convolutions are computed (`jaxtl.models.layers`: xla | im2col).
   """
   num_classes: int
   features: int = 64
   downsample: str = "stride"
-  conv: str = "auto"
+  conv: str = "xla"
 
   def block_names(self):
     return ("block1", "block2", "block3", "block4") + (("head",) if self.num_classes else ())

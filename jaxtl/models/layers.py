@@ -2,13 +2,13 @@
 semantics and a fast 2x2 pool.
 
 Convolutions (`conv` argument of the conv models):
-  * `"xla"`: `lax.conv_general_dilated`, XLA's native convolution (fast on GPU/TPU).
-  * `"im2col"`: patches by strided slicing, then one matrix product. On XLA's CPU
-    backend this is several times faster for the small convs of few-shot learning:
-    the backward of a strided conv becomes slices and products instead of dilated
-    convolutions, and `vmap` over tasks with per-task weights becomes a batched
-    matrix product instead of a grouped convolution (see BUILD_NOTES.md).
-  * `"auto"` (default): `im2col` on CPU, `xla` elsewhere.
+  * `"xla"` (default): `lax.conv_general_dilated`, XLA's native convolution.
+  * `"im2col"`: patches by strided slicing, then one matrix product. Under `vmap` over
+    tasks with per-task weights (MAML's inner loop) XLA turns a native conv into a
+    grouped conv, which its CPU backend runs ~12x slower than a loop; patches @ kernel
+    become a batched matrix product instead, and the backward of a strided conv
+    becomes slices and products. Meta-training on CPU uses it (`jaxtl.meta.train`,
+    `conv="auto"`); plain training of a ResNet is faster with `"xla"` (BUILD_NOTES.md).
 Both compute the same function with the same parameters (`kernel` HWIO, `bias`), as
 `flax.linen.Conv` with `padding="SAME"`, so checkpoints move between them.
 
@@ -25,15 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-CONV_IMPLS = ("auto", "xla", "im2col")
-
-
-def resolve_conv(impl: str) -> str:
-  if impl not in CONV_IMPLS:
-    raise ValueError(f"Unknown conv {impl!r}; valid: {list(CONV_IMPLS)}.")
-  if impl == "auto":
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
-  return impl
+CONV_IMPLS = ("xla", "im2col")
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -61,13 +53,15 @@ class Conv(nn.Module):
   kernel_size: tuple[int, int] = (3, 3)
   strides: tuple[int, int] = (1, 1)
   use_bias: bool = True
-  impl: str = "auto"
+  impl: str = "xla"
 
   @nn.compact
   def __call__(self, x):
     shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
-    if resolve_conv(self.impl) == "im2col":
+    if self.impl not in CONV_IMPLS:
+      raise ValueError(f"Unknown conv {self.impl!r}; valid: {list(CONV_IMPLS)}.")
+    if self.impl == "im2col":
       y = im2col_conv(x, kernel, tuple(self.strides))
     else:
       y = jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), "SAME",

@@ -11,7 +11,7 @@ class BasicBlock(nn.Module):
   """Two 3x3 convs with batch norm and a (projected) residual connection."""
   features: int
   stride: int
-  conv: str = "auto"
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -32,7 +32,7 @@ class Stage(nn.Module):
   stride: int
   num_blocks: int
   stem: bool = False
-  conv: str = "auto"
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -50,7 +50,7 @@ class ResNet(nn.Module):
   num_classes: int
   widths: Sequence[int] = (16, 32, 64)
   units_per_stage: int = 1
-  conv: str = "auto"  # how convolutions are computed: auto | xla | im2col (layers.py)
+  conv: str = "xla"  # how convolutions are computed: xla | im2col (layers.py)
 
   def block_names(self):
     return tuple(f"block{i + 1}" for i in range(len(self.widths))) + ("head",)

@@ -1,0 +1,52 @@
+"""The jitted meta-training step that the meta-learning benchmarks time (no flags here)."""
+import time
+
+import jax
+import numpy as np
+
+from experiments.configs import meta as meta_configs
+from jaxtl.meta import train
+
+SETTINGS = {"5w1s": "omniglot_5w1s", "5w5s": "omniglot_5w5s", "20w1s": "omniglot_20w1s",
+            "20w5s": "omniglot_20w5s", "mlp5w1s": "omniglot_5w1s_mlp",
+            "mlp5w5s": "omniglot_5w5s_mlp"}
+
+
+def measure(setting: str, batching: str, conv: str, calls: int, repeats: int,
+            steps_per_call: int, algorithm: str = "maml") -> dict:
+  """Median meta-iterations per second of `algorithm` on `setting` with random pixels,
+  over `repeats` blocks of `calls` jitted calls, after a first (compiling) call."""
+  config = meta_configs.get_config(SETTINGS[setting])
+  config.task_batching, config.steps_per_call = batching, steps_per_call
+  config.algorithm = algorithm
+  if config.model != "mlp":
+    config.model_kwargs.conv = conv
+  learner = train.make_learner(config)
+  # 1200 characters x 4 rotations, 20 drawings each, as in meta-training.
+  data = jax.random.uniform(jax.random.PRNGKey(0), (4800, 20, 28, 28, 1))
+  sampler = lambda key, d, b: train.tasks.sample_classification(key, d, b, config.way,
+                                                                config.shot, config.query)
+  tx = train.make_outer_optimizer(config)
+  state = train.init_state(config, learner, tx, data, sampler)
+  step = train.make_meta_step(learner, tx, sampler, config.meta_batch, steps_per_call)
+  key = jax.random.PRNGKey(1)
+  t0 = time.perf_counter()
+  state, (losses, _) = step(state, data, key)
+  jax.block_until_ready(losses)
+  compile_seconds = time.perf_counter() - t0
+  rates = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+      state, (losses, _) = step(state, data, key)
+    jax.block_until_ready(losses)
+    rates.append(calls * steps_per_call / (time.perf_counter() - t0))
+  conv = getattr(learner.model, "conv", "none")
+  return {"setting": setting, "method": f"jaxtl ({learner.task_batching}, conv={conv})",
+          "meta_iterations_per_second": float(np.median(rates)),
+          "first_call_seconds": compile_seconds, **shape_of(config)}
+
+
+def shape_of(config) -> dict:
+  return {"way": config.way, "shot": config.shot, "meta_batch": config.meta_batch,
+          "inner_steps": config.inner_steps}
