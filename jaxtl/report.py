@@ -181,7 +181,7 @@ def write_report(root: str, out: str = "") -> str:
   for name, r in by_kind.get("surgical", []):
     from jaxtl.finetune import surgical  # pylint: disable=import-outside-toplevel
     png = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") + "_surgical.png"
-    sections.append("## Surgical fine-tuning\n\n" + surgical_table(name, r))
+    sections.append(f"## Surgical fine-tuning: {name}\n\n" + surgical_table(name, r))
     if surgical.plot(r["metrics"], os.path.join(out, png)):
       sections.append(f"![surgical fine-tuning]({png})")
   if by_kind.get("other"):
