@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All GPU measurements of one device session, in one command (see BUILD_NOTES.md):
-#   1. MAML meta-training throughput (benchmarks.maml_throughput),
+#   1. MAML meta-training throughput (benchmarks.maml_throughput), XLA's conv and im2col,
+#      with the PyTorch peers (CUDA) where torch imports (PEERS="" to skip),
 #   2. MAML on Omniglot for a time budget sized from (1), then its 600-task evaluation.
 # Outputs under $OUT: throughput.json, results.json, metrics.jsonl, train.log, variables.tar.
 # Env: VARIANT (omniglot_5w1s), TRAIN_SECONDS (300), SETTINGS (5w1s,20w1s), DATA_DIR (.gpu_data),
@@ -13,7 +14,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}"
 PY=${PY:-python3}
 nvidia-smi -L 2>/dev/null || true
 $PY -m benchmarks.maml_throughput --settings="$SETTINGS" --calls="$CALLS" --repeats=3 \
-    --steps_per_call=10 --out="$OUT/throughput.json" 2>&1 | grep -v "^I1"
+    --steps_per_call=10 --conv=xla,im2col --peers="${PEERS-torch.func,learn2learn method}" \
+    --out="$OUT/throughput.json" 2>&1 | grep -v "^I1"
 steps=$($PY - "$OUT/throughput.json" "$TRAIN_SECONDS" <<'PY'
 import json, sys
 rate = json.load(open(sys.argv[1]))["results"][0]["meta_iterations_per_second"]

@@ -8,12 +8,20 @@ stride 2, batch norm on the batch's statistics, ReLU, a linear head):
     `torch.autograd.grad(create_graph=True)`, calling `backward()` per task (what
     learn2learn's `MAML.clone()` / `adapt()` do); learn2learn itself where it imports.
 PyTorch is an optional extra (`pip install -e '.[peers]'`), never a jaxtl dependency.
+Runs on the GPU when PyTorch sees one, else on the CPU.
 """
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sync():
+  if DEVICE.type == "cuda":
+    torch.cuda.synchronize()
 
 
 def init_params(way: int, features: int = 64, seed: int = 0) -> dict:
@@ -27,7 +35,7 @@ def init_params(way: int, features: int = 64, seed: int = 0) -> dict:
     cin = features
   params["wh"] = torch.randn(way, features * 4, generator=gen) * (1 / (features * 4)) ** 0.5
   params["bh"] = torch.zeros(way)
-  return {k: v.requires_grad_() for k, v in params.items()}
+  return {k: v.to(DEVICE).requires_grad_() for k, v in params.items()}
 
 
 ADAPTED = ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4", "wh", "bh")
@@ -123,8 +131,9 @@ def make_learn2learn_step(params, steps, alpha, way):
 def random_batch(tasks, way, shot, query, seed=0):
   gen = torch.Generator().manual_seed(seed)
   labels = lambda k: torch.arange(way).repeat_interleave(k).repeat(tasks, 1)
-  return (torch.rand(tasks, way * shot, 1, 28, 28, generator=gen), labels(shot),
-          torch.rand(tasks, way * query, 1, 28, 28, generator=gen), labels(query))
+  batch = (torch.rand(tasks, way * shot, 1, 28, 28, generator=gen), labels(shot),
+           torch.rand(tasks, way * query, 1, 28, 28, generator=gen), labels(query))
+  return tuple(t.to(DEVICE) for t in batch)
 
 
 def measure(method: str, way: int, shot: int, tasks: int, steps: int, alpha: float,
@@ -137,10 +146,12 @@ def measure(method: str, way: int, shot: int, tasks: int, steps: int, alpha: flo
   step = makers[method]()
   batch = random_batch(tasks, way, shot, shot)
   step(batch)  # warm-up
+  sync()
   rates = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     for _ in range(calls):
       step(batch)
+    sync()
     rates.append(calls / (time.perf_counter() - t0))
   return float(np.median(rates))
