@@ -16,9 +16,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from benchmarks.meta_step import SETTINGS
+from benchmarks.meta_step import SETTINGS, build
 from experiments.configs import meta as meta_configs
-from jaxtl.meta import train
 from jaxtl.runtime import log_versions
 
 _SETTING = flags.DEFINE_string("setting", "20w1s", f"One of {list(SETTINGS)}.")
@@ -32,13 +31,7 @@ GIB = 2.0 ** 30
 def measure(setting: str, inner_steps: int, remat: bool, time_calls: int) -> dict:
   config = meta_configs.get_config(SETTINGS[setting])
   config.inner_steps, config.remat, config.steps_per_call = inner_steps, remat, 1
-  learner = train.make_learner(config)
-  data = jax.random.uniform(jax.random.PRNGKey(0), (200, 20, 28, 28, 1))
-  sampler = lambda key, d, b: train.tasks.sample_classification(key, d, b, config.way,
-                                                                config.shot, config.query)
-  tx = train.make_outer_optimizer(config)
-  state = train.init_state(config, learner, tx, data, sampler)
-  step = train.make_meta_step(learner, tx, sampler, config.meta_batch, 1)
+  _, state, data, step = build(config, num_classes=200)
   key = jax.random.PRNGKey(1)
   t0 = time.perf_counter()
   compiled = step.lower(state, data, key).compile()

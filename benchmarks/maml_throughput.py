@@ -49,6 +49,9 @@ def peer_rows(settings, peers, calls, repeats) -> tuple[list, list]:
     if peer not in PEERS:
       raise ValueError(f"Unknown peer {peer!r}; valid: {list(PEERS)}.")
     for setting in settings:
+      if meta_configs.get_config(SETTINGS[setting]).model != "conv4":
+        skipped.append(f"{peer} on {setting}: the peers implement the 4-conv net only")
+        continue
       try:
         rows.append(measure_peer(setting, peer, calls, repeats))
       except ImportError as e:

@@ -12,6 +12,19 @@ SETTINGS = {"5w1s": "omniglot_5w1s", "5w5s": "omniglot_5w5s", "20w1s": "omniglot
             "mlp5w5s": "omniglot_5w5s_mlp"}
 
 
+def build(config, num_classes: int = 4800):
+  """(learner, state, random class-major data, jitted step) for `config`; by default
+  1200 characters x 4 rotations, 20 drawings each, as in meta-training."""
+  learner = train.make_learner(config)
+  data = jax.random.uniform(jax.random.PRNGKey(0), (num_classes, 20, 28, 28, 1))
+  sampler = lambda key, d, b: train.tasks.sample_classification(key, d, b, config.way,
+                                                                config.shot, config.query)
+  tx = train.make_outer_optimizer(config)
+  state = train.init_state(config, learner, tx, data, sampler)
+  step = train.make_meta_step(learner, tx, sampler, config.meta_batch, config.steps_per_call)
+  return learner, state, data, step
+
+
 def measure(setting: str, batching: str, conv: str, calls: int, repeats: int,
             steps_per_call: int, algorithm: str = "maml") -> dict:
   """Median meta-iterations per second of `algorithm` on `setting` with random pixels,
@@ -21,14 +34,7 @@ def measure(setting: str, batching: str, conv: str, calls: int, repeats: int,
   config.algorithm = algorithm
   if config.model != "mlp":
     config.model_kwargs.conv = conv
-  learner = train.make_learner(config)
-  # 1200 characters x 4 rotations, 20 drawings each, as in meta-training.
-  data = jax.random.uniform(jax.random.PRNGKey(0), (4800, 20, 28, 28, 1))
-  sampler = lambda key, d, b: train.tasks.sample_classification(key, d, b, config.way,
-                                                                config.shot, config.query)
-  tx = train.make_outer_optimizer(config)
-  state = train.init_state(config, learner, tx, data, sampler)
-  step = train.make_meta_step(learner, tx, sampler, config.meta_batch, steps_per_call)
+  learner, state, data, step = build(config)
   key = jax.random.PRNGKey(1)
   t0 = time.perf_counter()
   state, (losses, _) = step(state, data, key)
