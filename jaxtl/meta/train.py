@@ -3,7 +3,8 @@
 One jitted call runs `steps_per_call` meta-iterations under `lax.scan`; tasks are
 sampled on the device inside it, so the steady state has no host round-trips. The
 meta-batch is vmapped over tasks (`task_batching="auto"`). With per-task weights,
-vmap turns a conv into a grouped conv, which XLA:CPU runs ~12x slower than a loop; so
+vmap turns a conv into a grouped conv, which XLA:CPU runs ~12x slower than a loop, and
+even ProtoNets' vmapped conv with shared weights trains 30x slower there; so
 `conv="auto"` computes convolutions as patches @ kernel on CPU (a batched matrix
 product under vmap; `jaxtl.models.layers`) and with XLA's conv elsewhere. With
 `conv="xla"` forced on CPU, "auto" batching falls back to `lax.map` over tasks.
@@ -41,14 +42,13 @@ def make_learner(config) -> MetaLearner:
   no_batch_norm = config.model == "mlp" and not kwargs.get("batch_norm", False)
   if no_batch_norm and not config.inner_table and config.algorithm != "anil":
     table = ((".*", True),)  # no batch norm to exclude
-  # See the module docstring. ProtoNets have no per-task weights: nothing to group.
-  cpu_per_task_convs = jax.default_backend() == "cpu" and config.algorithm != "protonet"
+  cpu = jax.default_backend() == "cpu"  # see the module docstring
   if kwargs.get("conv") == "auto":
-    kwargs["conv"] = "im2col" if cpu_per_task_convs else "xla"
+    kwargs["conv"] = "im2col" if cpu else "xla"
   model = build_model(config.model, **kwargs)
   batching = config.task_batching
   if batching == "auto":
-    batching = "map" if cpu_per_task_convs and kwargs.get("conv") == "xla" else "vmap"
+    batching = "map" if cpu and kwargs.get("conv") == "xla" else "vmap"
   return MetaLearner(
       model=model, algorithm=config.algorithm, loss="mse" if regression else "xent",
       inner_table=tuple(tuple(r) for r in table), inner_steps=config.inner_steps,
