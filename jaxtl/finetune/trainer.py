@@ -6,7 +6,6 @@ closed over, so XLA drops their backward pass), and the optimizer, an
 `optax.partition` over learning-rate groups, only ever sees trainable leaves: frozen
 leaves get no optimizer state and no weight decay, and stay bit-identical.
 """
-import functools
 import time
 from typing import Callable, Optional
 

@@ -9,7 +9,6 @@ even ProtoNets' vmapped conv with shared weights trains 30x slower there; so
 product under vmap; `jaxtl.models.layers`) and with XLA's conv elsewhere. With
 `conv="xla"` forced on CPU, "auto" batching falls back to `lax.map` over tasks.
 """
-import functools
 import os
 import time
 
