@@ -65,9 +65,9 @@ def meta_table(runs) -> str:
       paper = ""
     iterations = m.get("meta_iterations", r.get("meta_iterations", ""))
     seconds = m.get("train_seconds")
+    steps = "" if c["algorithm"] == "protonet" else m.get("test_inner_steps")  # no inner loop
     lines.append(f"| {name} | {c['algorithm']} | {c['model']} | {setting} | {iterations} | "
-                 f"{'' if seconds is None else f'{seconds:.0f}'} | {m.get('test_inner_steps')} | "
-                 f"{shown} | {paper} |")
+                 f"{'' if seconds is None else f'{seconds:.0f}'} | {steps} | {shown} | {paper} |")
   return "\n".join(lines)
 
 
