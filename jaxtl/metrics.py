@@ -50,3 +50,15 @@ def write_results(workdir: str, config, metrics: Mapping, **extra) -> str:
     json.dump({"config": cfg, "metrics": dict(metrics), **extra}, f, indent=2, default=str)
   os.replace(tmp, path)
   return path
+
+
+def pyplot():
+  """matplotlib.pyplot with the Agg backend, or None (with a warning) if not installed."""
+  try:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plt
+  except ImportError:
+    logging.warning("matplotlib is not installed (pip install jaxtl[plots]); no plot written.")
+    return None

@@ -10,7 +10,7 @@ import json
 import os
 import re
 
-from absl import logging
+from jaxtl.metrics import pyplot
 
 PUBLISHED_MAML = {  # Finn et al. 2017, Table 1 (conv) and the MLP row; ProtoNets (Snell 2017)
     ("maml", "conv4", 5, 1): "98.7 +- 0.4", ("maml", "conv4", 5, 5): "99.9 +- 0.1",
@@ -92,17 +92,6 @@ def other_table(runs) -> str:
   return "\n".join(lines)
 
 
-def _pyplot():
-  try:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    return plt
-  except ImportError:
-    logging.warning("matplotlib is not installed (pip install jaxtl[plots]); no plots.")
-    return None
-
-
 def plot_learning_curves(root: str, runs, path: str) -> bool:
   """One panel per logged scalar; one line per run with a metrics.jsonl."""
   curves = {}
@@ -112,7 +101,7 @@ def plot_learning_curves(root: str, runs, path: str) -> bool:
       with open(file) as f:
         curves[name] = [json.loads(line) for line in f if line.strip()]
   keys = sorted({k for rows in curves.values() for row in rows for k in row} - {"step"})
-  plt = _pyplot()
+  plt = pyplot()
   if not curves or not keys or plt is None:
     return False
   fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
@@ -132,7 +121,7 @@ def plot_learning_curves(root: str, runs, path: str) -> bool:
 
 def plot_by_steps(runs, metric: str, path: str) -> bool:
   """Test `metric` (95% CI bars) against the number of test-time inner steps."""
-  plt = _pyplot()
+  plt = pyplot()
   if not runs or plt is None:
     return False
   fig, ax = plt.subplots(figsize=(5.5, 3.5))

@@ -51,8 +51,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def replicate(tree, mesh: Mesh):
   """Places host or device arrays on every device of `mesh` (also across hosts); None
-  leaves (no data) stay None."""
+  leaves (no data) stay None. In one process a device-to-device `device_put`; across
+  hosts each process builds its local copies from its own (identical) values."""
   sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
 
   def put(x):
     x = np.asarray(x)

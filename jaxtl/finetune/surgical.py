@@ -19,6 +19,7 @@ from jaxtl.data.shifts import make_shift
 from jaxtl.finetune.compare import best_of_grid, run_cached
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
+from jaxtl.metrics import pyplot
 
 
 def _shift_data(config, shift):
@@ -103,12 +104,8 @@ def format_table(results) -> str:
 
 def plot(results, path: str):
   """Bars of target test accuracy per strategy, one panel per shift (needs matplotlib)."""
-  try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    logging.warning("matplotlib is not installed (pip install jaxtl[plots]); no plot written.")
+  plt = pyplot()
+  if plt is None:
     return None
   shifts = list(results)
   fig, axes = plt.subplots(1, len(shifts), figsize=(4.2 * len(shifts), 3.6), squeeze=False)
