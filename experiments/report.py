@@ -16,7 +16,10 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  print(write_report(_WORKDIR.value, _OUT.value))
+  try:
+    print(write_report(_WORKDIR.value, _OUT.value))
+  except FileNotFoundError as e:  # no folder, or no finished run in it: say so, no traceback
+    raise app.UsageError(str(e)) from e
 
 
 if __name__ == "__main__":
