@@ -41,13 +41,21 @@ class MetricLogger:
       self._tb.close()
 
 
-def write_results(workdir: str, config, metrics: Mapping, **extra) -> str:
-  """Writes `workdir/results.json` = {"config": ..., "metrics": ..., **extra} atomically."""
-  path = os.path.join(workdir, "results.json")
+RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "lecture")
+
+
+def write_results(workdir: str, config, metrics: Mapping, kind: str, name: str = "results",
+                  **extra) -> str:
+  """Writes `workdir/{name}.json` = {"kind": ..., "config": ..., "metrics": ..., **extra}
+  atomically; `kind` (one of RESULT_KINDS) tells `jaxtl.report` how to show it."""
+  if kind not in RESULT_KINDS:
+    raise ValueError(f"Unknown result kind {kind!r}; valid: {RESULT_KINDS}.")
+  path = os.path.join(workdir, f"{name}.json")
   cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump({"config": cfg, "metrics": dict(metrics), **extra}, f, indent=2, default=str)
+    json.dump({"kind": kind, "config": cfg, "metrics": dict(metrics), **extra}, f, indent=2,
+              default=str)
   os.replace(tmp, path)
   return path
 

@@ -33,6 +33,10 @@ def find_runs(root: str) -> list[tuple[str, dict]]:
 
 
 def kind_of(result: dict) -> str:
+  """The `kind` each trainer writes (`jaxtl.metrics.write_results`); results.json files
+  written before that field existed are recognised by their shape."""
+  if "kind" in result:
+    return result["kind"]
   config, metrics = result.get("config", {}), result.get("metrics", {})
   if "maml" in config and "multitask" in metrics:
     return "lecture"
@@ -64,6 +68,8 @@ def meta_table(runs) -> str:
     if c["algorithm"] == "fomaml":
       paper = ""
     iterations = m.get("meta_iterations", r.get("meta_iterations", ""))
+    if "num_steps" in m:  # meta_eval of a run still in progress
+      iterations = f"{iterations} of {m['num_steps']} (in progress)"
     seconds = m.get("train_seconds")
     steps = "" if c["algorithm"] == "protonet" else m.get("test_inner_steps")  # no inner loop
     lines.append(f"| {name} | {c['algorithm']} | {c['model']} | {setting} | {iterations} | "
@@ -162,19 +168,21 @@ def write_report(root: str, out: str = "") -> str:
       png = f"meta_{metric}_by_steps.png"
       if group and plot_by_steps(group, metric, os.path.join(out, png)):
         sections.append(f"![test {metric} against inner steps]({png})")
-  for name, r in by_kind.get("lecture", []):
-    table = os.path.join(root, name, "results.md")
-    if os.path.exists(table):
-      with open(table) as f:
-        sections.append(f"## Sinusoid lecture: {name}\n\n" + f.read().strip())
+  for kind, title in [("lecture", "Sinusoid lecture"), ("compare", "Fine-tuning strategies")]:
+    for name, _ in by_kind.get(kind, []):  # these runs write their own table
+      table = os.path.join(root, name, "results.md")
+      if os.path.exists(table):
+        with open(table) as f:
+          sections.append(f"## {title}: {name}\n\n" + f.read().strip())
   for name, r in by_kind.get("surgical", []):
     from jaxtl.finetune import surgical  # pylint: disable=import-outside-toplevel
     png = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") + "_surgical.png"
     sections.append(f"## Surgical fine-tuning: {name}\n\n" + surgical_table(name, r))
     if surgical.plot(r["metrics"], os.path.join(out, png)):
       sections.append(f"![surgical fine-tuning]({png})")
-  if by_kind.get("other"):
-    sections.append("## Other runs\n\n" + other_table(by_kind["other"]))
+  other = [run for kind in ("finetune", "other") for run in by_kind.get(kind, [])]
+  if other:
+    sections.append("## Other runs\n\n" + other_table(other))
   if plot_learning_curves(root, runs, os.path.join(out, "learning_curves.png")):
     sections.append("## Learning curves\n\n![learning curves](learning_curves.png)")
   path = os.path.join(out, "report.md")

@@ -69,7 +69,9 @@ def test_surgical_then_multitask_quick(tmp_path):
   _run("experiments.surgical", "--config=experiments/configs/surgical.py:quick",
        f"--workdir={tmp_path}")
   with open(tmp_path / "results.json") as f:
-    results = json.load(f)["metrics"]
+    results = json.load(f)
+  assert results["kind"] == "surgical"
+  results = results["metrics"]
   assert set(results) == {"input", "feature", "output"}
   assert set(results["input"]["strategies"]) == {"block1", "auto_rgn"}
   assert (tmp_path / "results_accuracy.png").exists()

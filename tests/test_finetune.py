@@ -200,7 +200,7 @@ def test_results_json_contract(pretrained):
   workdir, metrics = pretrained
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
-  assert results["config"]["strategy"] == "full"
+  assert results["kind"] == "finetune" and results["config"]["strategy"] == "full"
   assert 0 <= results["metrics"]["test_accuracy"] <= 1
   assert results["metrics"]["test_accuracy"] == metrics["test_accuracy"]
   assert os.path.exists(os.path.join(workdir, "metrics.jsonl"))

@@ -216,6 +216,10 @@ def test_meta_train_quick_end_to_end_and_meta_eval(data_dir, tmp_path):
   assert set(metrics["test_accuracy_by_steps"]) == {"0", "1", "3"}
   again = train.evaluate_checkpoint(config, str(tmp_path))
   assert again["test_accuracy_by_steps"] == metrics["test_accuracy_by_steps"]
+  other = config.copy_and_resolve_references()
+  other.model_kwargs.pool = "mean"  # another network than the one trained: a clear error
+  with pytest.raises(ValueError, match="model_kwargs.pool=flatten"):
+    train.evaluate_checkpoint(other, str(tmp_path), str(tmp_path / "other"))
   # The report finds the run and shows its number with its CI, and plots it.
   with open(report.write_report(str(tmp_path), str(tmp_path / "report"))) as f:
     text = f.read()
@@ -251,6 +255,14 @@ def test_meta_train_resumes_after_a_kill_to_the_same_result(tmp_path):
       raise KeyboardInterrupt
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(config, str(tmp_path / "killed"), step_callback=die)
+  # A run in progress evaluates from its last checkpoint, which is a 10-iteration run.
+  partial = train.evaluate_checkpoint(config, str(tmp_path / "killed"),
+                                      str(tmp_path / "killed_eval"))
+  assert partial["meta_iterations"] == 10 and partial["num_steps"] == 20
+  config_10 = _sinusoid_config()
+  config_10.num_steps = 10
+  short = train.train_and_evaluate(config_10, str(tmp_path / "short"))
+  assert partial["test_mse_by_steps"] == short["test_mse_by_steps"]
   resumed = train.train_and_evaluate(config, str(tmp_path / "killed"))
   assert resumed["test_mse_by_steps"] == straight["test_mse_by_steps"]
 

@@ -24,12 +24,20 @@ def test_shapes_and_named_blocks(name, kwargs, shape, out):
 
 
 def test_conv4_feature_sizes_match_maml():
-  # 28x28 with stride-2 convs -> 2x2x64; 84x84 with max pooling -> 5x5x64.
-  for kwargs, shape, dim in [({}, (1, 28, 28, 1), 256),
+  # 28x28 with stride-2 convs -> 2x2x64 (MAML's code averages it to 64); 84x84 with max
+  # pooling -> 5x5x64.
+  for kwargs, shape, dim in [({}, (1, 28, 28, 1), 256), ({"pool": "mean"}, (1, 28, 28, 1), 64),
                              ({"downsample": "maxpool"}, (1, 84, 84, 3), 1600)]:
     model = build_model("conv4", num_classes=5, **kwargs)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros(shape))
     assert variables["params"]["head"]["kernel"].shape == (dim, 5)
+  # MAML's N(0, 1) head kernel.
+  model = build_model("conv4", num_classes=20, pool="mean", head_init_std=1.0)
+  x = jnp.zeros((1, 28, 28, 1))
+  kernel = model.init(jax.random.PRNGKey(0), x)["params"]["head"]["kernel"]
+  assert abs(float(kernel.std()) - 1.0) < 0.05
+  with pytest.raises(ValueError, match="valid: 'flatten', 'mean'"):
+    build_model("conv4", num_classes=5, pool="max").init(jax.random.PRNGKey(0), x)
 
 
 @pytest.mark.parametrize("kernel,stride,shape", [

@@ -15,6 +15,7 @@ import numpy as np
 from absl import logging
 
 from jaxtl.finetune.trainer import train_and_evaluate
+from jaxtl.metrics import write_results
 
 
 def run_cached(config, workdir: str, data=None, train_fn=train_and_evaluate) -> Dict:
@@ -65,8 +66,7 @@ def compare(config, workdir: str) -> Dict:
   table = format_table(results)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(table + "\n")
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"config": config.to_dict(), "metrics": results}, f, indent=2, default=str)
+  write_results(workdir, config, results, "compare")
   print(table)
   return results
 

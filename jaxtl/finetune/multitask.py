@@ -111,6 +111,6 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
                                  if len(val) else float("nan"))
       metrics["trainable_params"] = partition.count(params)
   logger.close()
-  write_results(workdir, config, metrics)
+  write_results(workdir, config, metrics, "finetune")
   logging.info("%s: multi-task, task 0 test accuracy %.4f", workdir, metrics["test_accuracy"])
   return metrics

@@ -9,7 +9,6 @@ training examples, and the test accuracy reported as mean and std over seeds. Wr
 `results.json`, `results.md` and `results_accuracy.png` (`multitask.*` for the multi-task
 comparison).
 """
-import json
 import os
 import re
 
@@ -19,7 +18,7 @@ from jaxtl.data.shifts import make_shift
 from jaxtl.finetune.compare import best_of_grid, run_cached
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
-from jaxtl.metrics import pyplot
+from jaxtl.metrics import pyplot, write_results
 
 
 def _shift_data(config, shift):
@@ -77,8 +76,7 @@ def sweep(config, workdir: str, multitask: bool = False) -> dict:
   table = format_table(results)
   with open(os.path.join(workdir, f"{name}.md"), "w") as f:
     f.write(table + "\n")
-  with open(os.path.join(workdir, f"{name}.json"), "w") as f:
-    json.dump({"config": config.to_dict(), "metrics": results}, f, indent=2, default=str)
+  write_results(workdir, config, results, "surgical", name=name)
   plot(results, os.path.join(workdir, f"{name}_accuracy.png"))
   print(table)
   return results

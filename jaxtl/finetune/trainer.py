@@ -243,6 +243,6 @@ def train_and_evaluate(config, workdir: str,
   logger.close()
   checkpoint.save_variables(workdir, {"params": params, "batch_stats": batch_stats}
                             if batch_stats else {"params": params})
-  write_results(workdir, config, metrics)
+  write_results(workdir, config, metrics, "finetune")
   logging.info("%s: test accuracy %.4f", workdir, metrics["test_accuracy"])
   return metrics

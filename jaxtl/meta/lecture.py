@@ -13,6 +13,7 @@ import numpy as np
 from absl import logging
 
 from jaxtl.meta import multitask, train
+from jaxtl.metrics import write_results
 
 PUBLISHED = {  # Finn et al. 2017, appendix Table 2 (MSE after 1 / 5 / 10 steps)
     "maml": {"1": 0.67, "5": 0.38, "10": 0.35},
@@ -74,9 +75,7 @@ def run(config, workdir: str) -> dict:
   table = format_table(results, steps_keys)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(table + "\n")
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"config": config.to_dict(), "metrics": results, "published": PUBLISHED}, f,
-              indent=2, default=str)
+  write_results(workdir, config, results, "lecture", published=PUBLISHED)
   print(table)
   return results
 

@@ -9,6 +9,8 @@ even ProtoNets' vmapped conv with shared weights trains 30x slower there; so
 product under vmap; `jaxtl.models.layers`) and with XLA's conv elsewhere. With
 `conv="xla"` forced on CPU, "auto" batching falls back to `lax.map` over tasks.
 """
+import dataclasses
+import json
 import os
 import time
 
@@ -23,7 +25,7 @@ from jaxtl.data import load_dataset
 from jaxtl.meta import tasks
 from jaxtl.meta.algorithms import ANIL_TABLE, MAML_TABLE, MetaLearner
 from jaxtl.metrics import MetricLogger, write_results
-from jaxtl.models import build_model
+from jaxtl.models import MODELS, build_model
 
 DATASETS = ("omniglot", "sinusoid")
 
@@ -216,22 +218,75 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
   logger.close()
   checkpoint.save_variables(workdir, {"meta_params": state["meta_params"],
                                       "batch_stats": state["batch_stats"]})
-  write_results(workdir, config, results)
+  write_results(workdir, config, results, "meta")
   name = "mse" if learner.loss == "mse" else "accuracy"
   logging.info("%s: test %s after %d steps %.4f +- %.4f", workdir, name,
                config.test_inner_steps, results[f"test_{name}"], results[f"test_{name}_ci95"])
   return results
 
 
+def _model_spec(config: dict) -> tuple:
+  """(model name, its keyword arguments with the model's defaults filled in), without the
+  ones that do not change what trained weights compute (`conv` picks a kernel, and
+  `head_init_std` only acts at initialisation)."""
+  name, kwargs = config.get("model"), dict(config.get("model_kwargs") or {})
+  if name in MODELS:
+    defaults = {f.name: f.default for f in dataclasses.fields(MODELS[name])
+                if f.default is not dataclasses.MISSING and f.name not in ("parent", "name")}
+    kwargs = {**defaults, **kwargs}
+  for key in ("conv", "head_init_std"):
+    kwargs.pop(key, None)
+  return name, json.loads(json.dumps(kwargs))  # tuples -> lists, as in the saved JSON
+
+
+def check_same_model(config, workdir: str):
+  """Raises ValueError naming the differences if the run in `workdir` (its config.json or
+  results.json) was trained with another model than `config` describes."""
+  for file, key in [("config.json", None), ("results.json", "config")]:
+    path = os.path.join(workdir, file)
+    if os.path.exists(path):
+      with open(path) as f:
+        saved = json.load(f)
+      saved = saved[key] if key else saved
+      break
+  else:
+    return
+  (saved_name, saved_kwargs), (name, kwargs) = _model_spec(saved), _model_spec(
+      json.loads(config.to_json_best_effort()))
+  diff = {k: (saved_kwargs.get(k), kwargs.get(k)) for k in set(saved_kwargs) | set(kwargs)
+          if saved_kwargs.get(k) != kwargs.get(k)}
+  if saved_name != name or diff:
+    overrides = " ".join(f"--config.model_kwargs.{k}={v[0]}" for k, v in sorted(diff.items()))
+    raise ValueError(f"{workdir} was trained with model {saved_name!r} {saved_kwargs}; the "
+                     f"config describes {name!r} {kwargs}. Evaluate it with the same model"
+                     + (f" (e.g. {overrides})." if overrides and saved_name == name else "."))
+
+
 def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
-  """Re-evaluates the final meta-parameters saved in `workdir`; writes results.json to
-  `outdir` (default: `workdir`, replacing the training run's)."""
+  """Re-evaluates the final meta-parameters saved in `workdir`, or, for a run still in
+  progress, its latest training checkpoint (results then say `meta_iterations` of
+  `num_steps`); writes results.json to `outdir` (default: `workdir`, replacing the
+  training run's)."""
+  check_same_model(config, workdir)
   learner = make_learner(config)
   _, test_data, _, test_sampler = make_task_data(config)
-  saved = checkpoint.load_variables(workdir)
+  progress = {}
+  if os.path.isdir(os.path.join(workdir, checkpoint.VARIABLES_DIR)):
+    saved = checkpoint.load_variables(workdir)
+  else:
+    ckpts = checkpoint.manager(workdir)
+    step = ckpts.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"{workdir} holds neither final variables "
+                              f"({checkpoint.VARIABLES_DIR}/) nor training checkpoints.")
+    saved = ckpts.restore(step)
+    progress = {"meta_iterations": int(step), "num_steps": config.num_steps}
+    logging.info("%s: no final variables; evaluating the training checkpoint at "
+                 "meta-iteration %d of %d.", workdir, step, config.num_steps)
   metrics = evaluate(config, learner, saved["meta_params"], saved.get("batch_stats", {}),
                      test_data, test_sampler)
+  metrics.update(progress)
   outdir = outdir or workdir
   os.makedirs(outdir, exist_ok=True)
-  write_results(outdir, config, metrics, evaluated_by="experiments.meta_eval", checkpoint=workdir)
+  write_results(outdir, config, metrics, "meta", evaluated_by="experiments.meta_eval", checkpoint=workdir)
   return metrics

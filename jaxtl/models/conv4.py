@@ -25,11 +25,17 @@ class Conv4(nn.Module):
   `downsample="maxpool"` its mini-ImageNet one (84x84 -> 5x5x`features`).
   `num_classes=0` drops the head and returns the flat embedding (ProtoNets).
   `conv`: how convolutions are computed (`jaxtl.models.layers`: xla | im2col).
+  `pool="mean"` averages the last feature map over space (MAML's Omniglot code: 64
+  features); "flatten" keeps it whole (2x2x64 = 256 on Omniglot).
+  `head_init_std`: the head's kernel ~ N(0, std^2) (MAML's Omniglot code: 1.0); 0 keeps
+  flax's LeCun normal. The head's scale sets how far a fixed inner step moves the logits.
   """
   num_classes: int
   features: int = 64
   downsample: str = "stride"
   conv: str = "xla"
+  pool: str = "flatten"
+  head_init_std: float = 0.0
 
   def block_names(self):
     return ("block1", "block2", "block3", "block4") + (("head",) if self.num_classes else ())
@@ -38,9 +44,13 @@ class Conv4(nn.Module):
   def __call__(self, x, train: bool = True):
     if self.downsample not in ("stride", "maxpool"):
       raise ValueError(f"Conv4 downsample={self.downsample!r}; valid: 'stride', 'maxpool'.")
+    if self.pool not in ("flatten", "mean"):
+      raise ValueError(f"Conv4 pool={self.pool!r}; valid: 'flatten', 'mean'.")
     for i in range(1, 5):
       x = ConvBlock(self.features, self.downsample, self.conv, name=f"block{i}")(x, train)
-    x = x.reshape(x.shape[0], -1)
+    x = x.mean((1, 2)) if self.pool == "mean" else x.reshape(x.shape[0], -1)
     if not self.num_classes:
       return x
-    return nn.Dense(self.num_classes, name="head")(x)
+    init = (nn.initializers.normal(self.head_init_std) if self.head_init_std
+            else nn.linear.default_kernel_init)
+    return nn.Dense(self.num_classes, kernel_init=init, name="head")(x)
