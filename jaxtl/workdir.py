@@ -10,9 +10,15 @@ class FinishedRunError(RuntimeError):
   """The workdir already holds a finished run."""
 
 
+# How a run executes, not what it computes (each meta-iteration's tasks come from the
+# iteration number): a run started on CPU may resume on a GPU with other values of these.
+EXECUTION_FIELDS = ("data_dir", "log_every", "checkpoint_every", "steps_per_call",
+                    "num_devices", "task_batching", "remat")
+
+
 def prepare(config, workdir: str):
   """Creates `workdir`; refuses one holding a finished run or an unfinished run of another
-  config (so that a resumed run is the run that was started)."""
+  config, EXECUTION_FIELDS aside (so that a resumed run is the run that was started)."""
   os.makedirs(workdir, exist_ok=True)
   if os.path.exists(os.path.join(workdir, "results.json")):
     raise FinishedRunError(f"{workdir} already holds a finished run (results.json). Use "
@@ -22,7 +28,8 @@ def prepare(config, workdir: str):
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    diff = sorted(k for k in set(saved) | set(current)
+                  if saved.get(k) != current.get(k) and k not in EXECUTION_FIELDS)
     if diff:
       raise ValueError(f"{workdir} holds an unfinished run with another config (fields "
                        f"{diff} differ); resume with the same config or use another workdir.")
