@@ -23,7 +23,7 @@ class Conv4(nn.Module):
 
   `downsample="stride"` is MAML's Omniglot network (28x28 -> 2x2x64 features);
   `downsample="maxpool"` its mini-ImageNet one (84x84 -> 5x5x`features`).
-  `num_classes=0` drops the head and returns the flat embedding (ProtoNets).
+  `num_classes=0` drops the head and returns the embedding, pooled per `pool` (ProtoNets).
   `conv`: how convolutions are computed (`jaxtl.models.layers`: xla | im2col).
   `pool="mean"` averages the last feature map over space (MAML's Omniglot code: 64
   features); "flatten" keeps it whole (2x2x64 = 256 on Omniglot).
