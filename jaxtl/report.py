@@ -98,14 +98,16 @@ def other_table(runs) -> str:
   return "\n".join(lines)
 
 
-def plot_learning_curves(root: str, runs, path: str) -> bool:
-  """One panel per logged scalar; one line per run with a metrics.jsonl."""
+def plot_learning_curves(root: str, path: str) -> bool:
+  """One panel per logged scalar; one line per metrics.jsonl under root (runs in progress
+  included)."""
   curves = {}
-  for name, _ in runs:
-    file = os.path.join(root, name, "metrics.jsonl")
-    if os.path.exists(file):
-      with open(file) as f:
-        curves[name] = [json.loads(line) for line in f if line.strip()]
+  for folder, _, files in sorted(os.walk(root)):
+    if "metrics.jsonl" in files:
+      with open(os.path.join(folder, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+      if rows:
+        curves[os.path.relpath(folder, root)] = rows
   keys = sorted({k for rows in curves.values() for row in rows for k in row} - {"step"})
   plt = pyplot()
   if not curves or not keys or plt is None:
@@ -183,7 +185,7 @@ def write_report(root: str, out: str = "") -> str:
   other = [run for kind in ("finetune", "other") for run in by_kind.get(kind, [])]
   if other:
     sections.append("## Other runs\n\n" + other_table(other))
-  if plot_learning_curves(root, runs, os.path.join(out, "learning_curves.png")):
+  if plot_learning_curves(root, os.path.join(out, "learning_curves.png")):
     sections.append("## Learning curves\n\n![learning curves](learning_curves.png)")
   path = os.path.join(out, "report.md")
   with open(path, "w") as f:
