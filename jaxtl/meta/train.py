@@ -288,5 +288,6 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
   metrics.update(progress)
   outdir = outdir or workdir
   os.makedirs(outdir, exist_ok=True)
-  write_results(outdir, config, metrics, "meta", evaluated_by="experiments.meta_eval", checkpoint=workdir)
+  write_results(outdir, config, metrics, "meta", evaluated_by="experiments.meta_eval",
+                checkpoint=workdir)
   return metrics
