@@ -65,8 +65,6 @@ def meta_table(runs) -> str:
       shown = f"{value:.3f} +- {ci:.3f} MSE"
       setting = f"sinusoid {c['shot']}-shot"
     paper = PUBLISHED_MAML.get((c["algorithm"], c["model"], c["way"], c["shot"]), "")
-    if c["algorithm"] == "fomaml":
-      paper = ""
     iterations = m.get("meta_iterations", r.get("meta_iterations", ""))
     if "num_steps" in m:  # meta_eval of a run still in progress
       iterations = f"{iterations} of {m['num_steps']} (in progress)"

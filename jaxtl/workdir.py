@@ -16,6 +16,18 @@ EXECUTION_FIELDS = ("data_dir", "log_every", "checkpoint_every", "steps_per_call
                     "num_devices", "task_batching", "remat")
 
 
+def saved_config(workdir: str):
+  """The config a run in `workdir` was started with (config.json, else the config in
+  results.json), as plain JSON; None if neither exists."""
+  for file, key in [("config.json", None), ("results.json", "config")]:
+    path = os.path.join(workdir, file)
+    if os.path.exists(path):
+      with open(path) as f:
+        saved = json.load(f)
+      return saved[key] if key else saved
+  return None
+
+
 def prepare(config, workdir: str):
   """Creates `workdir`; refuses one holding a finished run or an unfinished run of another
   config, EXECUTION_FIELDS aside (so that a resumed run is the run that was started)."""
@@ -23,17 +35,16 @@ def prepare(config, workdir: str):
   if os.path.exists(os.path.join(workdir, "results.json")):
     raise FinishedRunError(f"{workdir} already holds a finished run (results.json). Use "
                            f"another --workdir, or delete that folder to run again.")
-  path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json_best_effort())
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+  saved = saved_config(workdir)  # config.json: results.json was ruled out above
+  if saved is not None:
     diff = sorted(k for k in set(saved) | set(current)
                   if saved.get(k) != current.get(k) and k not in EXECUTION_FIELDS)
     if diff:
       raise ValueError(f"{workdir} holds an unfinished run with another config (fields "
                        f"{diff} differ); resume with the same config or use another workdir.")
   else:
+    path = os.path.join(workdir, "config.json")
     with open(path + ".tmp", "w") as f:
       json.dump(current, f, indent=2)
     os.replace(path + ".tmp", path)

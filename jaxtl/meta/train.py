@@ -242,14 +242,8 @@ def _model_spec(config: dict) -> tuple:
 def check_same_model(config, workdir: str):
   """Raises ValueError naming the differences if the run in `workdir` (its config.json or
   results.json) was trained with another model than `config` describes."""
-  for file, key in [("config.json", None), ("results.json", "config")]:
-    path = os.path.join(workdir, file)
-    if os.path.exists(path):
-      with open(path) as f:
-        saved = json.load(f)
-      saved = saved[key] if key else saved
-      break
-  else:
+  saved = run_dir.saved_config(workdir)
+  if saved is None:
     return
   (saved_name, saved_kwargs), (name, kwargs) = _model_spec(saved), _model_spec(
       json.loads(config.to_json_best_effort()))
