@@ -10,6 +10,7 @@ from ml_collections import config_flags
 
 from jaxtl.runtime import enable_compilation_cache, log_versions, quiet_libraries
 from jaxtl.sharding import initialize_distributed
+from jaxtl.workdir import FinishedRunError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:VARIANT]).",
                                           lock_config=True)
@@ -29,7 +30,10 @@ def run(fn: Callable[..., object], print_result: bool = False):
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     enable_compilation_cache()
     log_versions()
-    result = fn(_CONFIG.value, _WORKDIR.value)
+    try:
+      result = fn(_CONFIG.value, _WORKDIR.value)
+    except (FileNotFoundError, FinishedRunError) as e:  # a wrong folder: one line, no traceback
+      raise app.UsageError(str(e)) from e
     if print_result:
       print(result)
 

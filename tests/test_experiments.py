@@ -43,6 +43,16 @@ def test_unknown_strategy_fails_with_the_valid_names(tmp_path):
   assert proc.returncode != 0 and "valid strategies" in proc.stderr
 
 
+def test_meta_eval_of_an_empty_folder_is_one_line_not_a_traceback(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="")
+  proc = subprocess.run([sys.executable, "-m", "experiments.meta_eval",
+                         "--config=experiments/configs/meta.py:quick",
+                         f"--workdir={tmp_path / 'typo'}"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and "neither final variables" in proc.stderr
+  assert "Traceback" not in proc.stderr and not (tmp_path / "typo").exists()
+
+
 def test_compare_quick(tmp_path):
   _run("experiments.compare_finetune", "--config=experiments/configs/compare.py:quick",
        f"--workdir={tmp_path}")

@@ -262,14 +262,13 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
   `num_steps`); writes results.json to `outdir` (default: `workdir`, replacing the
   training run's)."""
   check_same_model(config, workdir)
-  learner = make_learner(config)
-  _, test_data, _, test_sampler = make_task_data(config)
   progress = {}
   if os.path.isdir(os.path.join(workdir, checkpoint.VARIABLES_DIR)):
     saved = checkpoint.load_variables(workdir)
-  else:
-    ckpts = checkpoint.manager(workdir)
-    step = ckpts.latest_step()
+  else:  # look before opening a manager, which would create the folder
+    has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints"))
+    ckpts = checkpoint.manager(workdir) if has_checkpoints else None
+    step = ckpts.latest_step() if ckpts else None
     if step is None:
       raise FileNotFoundError(f"{workdir} holds neither final variables "
                               f"({checkpoint.VARIABLES_DIR}/) nor training checkpoints.")
@@ -277,6 +276,8 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
     progress = {"meta_iterations": int(step), "num_steps": config.num_steps}
     logging.info("%s: no final variables; evaluating the training checkpoint at "
                  "meta-iteration %d of %d.", workdir, step, config.num_steps)
+  learner = make_learner(config)
+  _, test_data, _, test_sampler = make_task_data(config)
   metrics = evaluate(config, learner, saved["meta_params"], saved.get("batch_stats", {}),
                      test_data, test_sampler)
   metrics.update(progress)
