@@ -1,6 +1,8 @@
-"""Run folders: refuse finished runs, pin the config of an unfinished one, detect NaNs."""
+"""Run folders: refuse finished runs, pin the config of an unfinished one, detect NaNs,
+and sum a run's training time over the processes that ran it."""
 import json
 import os
+import time
 
 import jax
 import numpy as np
@@ -26,6 +28,15 @@ def saved_config(workdir: str):
         saved = json.load(f)
       return saved[key] if key else saved
   return None
+
+
+def saved_results(workdir: str) -> dict:
+  """The finished run's results.json in `workdir`, or {}."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
 
 
 def prepare(config, workdir: str):
@@ -60,3 +71,60 @@ def check_finite(losses, first_step: int, last_checkpoint, workdir: str, hint: s
     raise FloatingPointError(
         f"Loss is not finite at step {first_step + int(bad[0])}; the last good checkpoint is "
         f"step {last_checkpoint} in {workdir}/checkpoints. {hint}")
+
+
+def machine() -> str:
+  """What this process trains on, e.g. "1 x NVIDIA H100 80GB HBM3" or "CPU, 2 cores"."""
+  devices = jax.devices()
+  if devices[0].platform == "cpu":
+    return f"CPU, {len(os.sched_getaffinity(0))} cores"
+  return f"{len(devices)} x {devices[0].device_kind}"
+
+
+class TrainClock:
+  """Wall time of a run that may be killed and resumed, on this machine or another.
+
+  `save(step)`, called with each checkpoint, writes `workdir/train_time.json`: one segment
+  per process, {"from": step, "to": step, "seconds": s, "machine": ...}. A resumed process
+  keeps the segments that end at or before its checkpoint (later progress died with the
+  process that made it). A run resumed from a checkpoint older than this file has a first
+  segment with "seconds": null, and `total_seconds` is then None: unknown, not zero."""
+
+  FILE = "train_time.json"
+
+  def __init__(self, workdir: str, step: int):
+    self.path = os.path.join(workdir, self.FILE)
+    self.before = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        self.before = [s for s in json.load(f)["segments"] if s["to"] <= step]
+    known_to = self.before[-1]["to"] if self.before else 0
+    if known_to < step:
+      self.before.append({"from": known_to, "to": step, "seconds": None, "machine": None})
+    self.first_step, self.t0, self.machine = step, time.perf_counter(), machine()
+
+  def segments(self, step: int) -> list:
+    now = {"from": self.first_step, "to": step,
+           "seconds": round(time.perf_counter() - self.t0, 1), "machine": self.machine}
+    return self.before + [now]
+
+  def save(self, step: int):
+    with open(self.path + ".tmp", "w") as f:
+      json.dump({"segments": self.segments(step)}, f, indent=1)
+    os.replace(self.path + ".tmp", self.path)
+
+
+def segments_up_to(workdir: str, step: int):
+  """The saved segments of `workdir`'s run up to `step` (a checkpoint's), or None."""
+  path = os.path.join(workdir, TrainClock.FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return [s for s in json.load(f)["segments"] if s["to"] <= step]
+
+
+def total_seconds(segments) -> float | None:
+  """Sum of the segments' seconds; None if any is unknown or there are none."""
+  if not segments or any(s["seconds"] is None for s in segments):
+    return None
+  return round(sum(s["seconds"] for s in segments), 1)

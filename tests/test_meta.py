@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import meta as meta_configs
-from jaxtl import partition, report
+from jaxtl import partition, report, workdir as run_dir
 from jaxtl.data import ImageDataset
 from jaxtl.meta import tasks, train
 from jaxtl.meta.algorithms import ALGORITHMS, ANIL_TABLE, MetaLearner
@@ -225,6 +225,9 @@ def test_meta_train_quick_end_to_end_and_meta_eval(data_dir, tmp_path):
     text = f.read()
   ci = f"{100 * metrics['test_accuracy']:.2f} +- {100 * metrics['test_accuracy_ci95']:.2f}"
   assert "## Meta-learning" in text and ci in text
+  # ... and in MAML Table 1's layout, from the re-evaluation, with iterations and machine.
+  assert f"| maml, jaxtl | {ci} (6 it., CPU, " in text
+  assert "| maml, published | 98.7 +- 0.4 |" in text
   assert os.path.exists(tmp_path / "report" / "meta_accuracy_by_steps.png")
   assert os.path.exists(tmp_path / "report" / "learning_curves.png")
 
@@ -260,6 +263,7 @@ def test_meta_train_resumes_after_a_kill_to_the_same_result(tmp_path):
   partial = train.evaluate_checkpoint(config, str(tmp_path / "killed"),
                                       str(tmp_path / "killed_eval"))
   assert partial["meta_iterations"] == 10 and partial["num_steps"] == 20
+  assert [(s["from"], s["to"]) for s in partial["train_segments"]] == [(0, 10)]
   config_10 = _sinusoid_config()
   config_10.num_steps = 10
   short = train.train_and_evaluate(config_10, str(tmp_path / "short"))
@@ -275,6 +279,27 @@ def test_meta_train_resumes_after_a_kill_to_the_same_result(tmp_path):
   for s in straight["test_mse_by_steps"]:
     np.testing.assert_allclose(resumed["test_mse_by_steps"][s], straight["test_mse_by_steps"][s],
                                rtol=1e-5)
+  # Its training time is the two processes' up to their checkpoints: iterations 11-15 of
+  # the killed one were lost and are not counted.
+  segments = resumed["train_segments"]
+  assert [(s["from"], s["to"]) for s in segments] == [(0, 10), (10, 20)]
+  assert resumed["train_seconds"] == pytest.approx(sum(s["seconds"] for s in segments), abs=0.2)
+  assert segments[0]["machine"].startswith("CPU")
+  # meta_eval of the finished run carries its iterations and time.
+  again = train.evaluate_checkpoint(config, str(tmp_path / "killed"), str(tmp_path / "eval"))
+  assert again["meta_iterations"] == 20 and again["train_segments"] == segments
+
+
+def test_train_clock_marks_time_it_did_not_see_as_unknown(tmp_path):
+  clock = run_dir.TrainClock(str(tmp_path), 30)  # resumed at 30, no train_time.json
+  clock.save(40)
+  resumed = run_dir.TrainClock(str(tmp_path), 40)
+  segments = resumed.segments(50)
+  assert [(s["from"], s["to"], s["seconds"] is None) for s in segments] == [
+      (0, 30, True), (30, 40, False), (40, 50, False)]
+  assert run_dir.total_seconds(segments) is None
+  assert run_dir.total_seconds(segments[1:]) == pytest.approx(
+      segments[1]["seconds"] + segments[2]["seconds"], abs=0.2)
 
 
 def test_meta_nan_stops_and_names_the_iteration(tmp_path):

@@ -6,7 +6,6 @@ multi-task sees both together. Task 0 is the one reported (`test_accuracy`,
 `val_accuracy`); every task's test accuracy is reported too.
 """
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +80,7 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
   data_key = jax.random.fold_in(key, 10_000)
   step_num = int(state["step"])
   logger = MetricLogger(workdir, config.num_steps, first_step=step_num)
-  t0 = time.perf_counter()
+  clock = run_dir.TrainClock(workdir, step_num)
   pending, pending_from = [], step_num
   while step_num < config.num_steps:
     state, total = step(state, arrays, data_key)
@@ -97,10 +96,12 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
       pending, pending_from = [], step_num
       if save_now:
         ckpts.save(step_num, args=checkpoint.ocp.args.StandardSave(state))
+        clock.save(step_num)
   ckpts.wait_until_finished()
   trunk, heads = state["params"]
-  metrics = {"train_seconds": time.perf_counter() - t0, "steps": step_num,
-             "task_weights": list(weights)}
+  segments = clock.segments(step_num)
+  metrics = {"train_seconds": run_dir.total_seconds(segments), "train_segments": segments,
+             "steps": step_num, "task_weights": list(weights)}
   for i, (model, head, (_, val, test)) in enumerate(zip(models, heads, data)):
     evaluate = make_eval_fn(model, config.eval_batch_size)
     params = partition.merge(trunk, head)

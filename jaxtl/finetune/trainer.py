@@ -6,7 +6,6 @@ closed over, so XLA drops their backward pass), and the optimizer, an
 `optax.partition` over learning-rate groups, only ever sees trainable leaves: frozen
 leaves get no optimizer state and no weight decay, and stay bit-identical.
 """
-import time
 from typing import Callable, Optional
 
 import jax
@@ -201,7 +200,7 @@ def train_and_evaluate(config, workdir: str,
 
   logger = MetricLogger(workdir, total, first_step=step)
   pending, pending_from = [], step
-  t_start = time.perf_counter()
+  clock = run_dir.TrainClock(workdir, step)
   while step < total:
     index, _, _ = strategies.phase_at(phase_list, step)
     if index != phase_index:  # next phase: same parameters, a new partition and optimizer
@@ -221,13 +220,14 @@ def train_and_evaluate(config, workdir: str,
       pending, pending_from = [], step
       if save_now:
         ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
+        clock.save(step)
       if log_now:
         scalars = {"train_loss": last_loss}
         if config.eval_every and (step % config.eval_every == 0) and len(val):
           scalars["val_accuracy"] = evaluate(state["params"], state["batch_stats"], val)["accuracy"]
         logger.write(step, scalars)
   ckpts.wait_until_finished()
-  train_seconds = time.perf_counter() - t_start
+  segments = clock.segments(step)
 
   params, batch_stats = state["params"], state["batch_stats"]
   metrics = {f"test_{k}": v for k, v in evaluate(params, batch_stats, test).items()}
@@ -235,7 +235,8 @@ def train_and_evaluate(config, workdir: str,
     metrics.update({f"val_{k}": v for k, v in evaluate(params, batch_stats, val).items()})
   last_labels = partition.label_params(params, phase_list[-1].table)
   trainable, frozen = partition.split(params, last_labels, lambda l: l is not None)
-  metrics.update(steps=step, train_seconds=train_seconds,
+  metrics.update(steps=step, train_seconds=run_dir.total_seconds(segments),
+                 train_segments=segments,
                  trainable_params=partition.count(trainable), frozen_params=partition.count(frozen),
                  num_train=len(train), num_val=len(val), num_test=len(test))
   logger.write(step, {k: v for k, v in metrics.items() if k.startswith(("test_", "val_"))},

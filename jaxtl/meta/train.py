@@ -184,7 +184,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
   key = jax.random.PRNGKey(config.seed + 1)
   step = int(state["step"])
   logger = MetricLogger(workdir, config.num_steps, first_step=step)
-  pending, pending_from, t0 = [], step, time.perf_counter()
+  clock = run_dir.TrainClock(workdir, step)
+  pending, pending_from = [], step
   steady = None  # (time, step) after the first call, which includes compilation
   while step < config.num_steps:
     state, (losses, metrics) = step_fn(state, train_data, key)
@@ -203,6 +204,7 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
       pending, pending_from = [], step
       if save_now:
         ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
+        clock.save(step)
       if log_now:
         name = "mse" if learner.loss == "mse" else "accuracy"
         scalars = {"meta_loss": float(losses[-1]), f"query_{name}": float(metrics[-1])}
@@ -210,11 +212,11 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
           scalars["meta_iterations_per_second"] = _rate(steady, step)
         logger.write(step, scalars)
   ckpts.wait_until_finished()
-  train_seconds = time.perf_counter() - t0
+  segments = clock.segments(step)
   results = evaluate(config, learner, state["meta_params"], state["batch_stats"], test_data,
                      test_sampler)
-  results.update(meta_iterations=step, train_seconds=train_seconds,
-                 meta_iterations_per_second=_rate(steady, step))
+  results.update(meta_iterations=step, train_seconds=run_dir.total_seconds(segments),
+                 train_segments=segments, meta_iterations_per_second=_rate(steady, step))
   logger.close()
   checkpoint.save_variables(workdir, {"meta_params": state["meta_params"],
                                       "batch_stats": state["batch_stats"]})
@@ -265,6 +267,9 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
   progress = {}
   if os.path.isdir(os.path.join(workdir, checkpoint.VARIABLES_DIR)):
     saved = checkpoint.load_variables(workdir)
+    trained = run_dir.saved_results(workdir).get("metrics", {})
+    progress = {k: trained[k] for k in ("meta_iterations", "train_seconds", "train_segments")
+                if k in trained}
   else:  # look before opening a manager, which would create the folder
     has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints"))
     ckpts = checkpoint.manager(workdir) if has_checkpoints else None
@@ -273,7 +278,9 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
       raise FileNotFoundError(f"{workdir} holds neither final variables "
                               f"({checkpoint.VARIABLES_DIR}/) nor training checkpoints.")
     saved = ckpts.restore(step)
-    progress = {"meta_iterations": int(step), "num_steps": config.num_steps}
+    segments = run_dir.segments_up_to(workdir, int(step))
+    progress = {"meta_iterations": int(step), "num_steps": config.num_steps,
+                "train_seconds": run_dir.total_seconds(segments), "train_segments": segments}
     logging.info("%s: no final variables; evaluating the training checkpoint at "
                  "meta-iteration %d of %d.", workdir, step, config.num_steps)
   learner = make_learner(config)
