@@ -25,6 +25,9 @@ PUBLISHED_MAML = {  # Finn et al. 2017, Table 1 (conv) and the MLP row; ProtoNet
     ("reptile", "conv4", 5, 1): "97.68", ("reptile", "conv4", 5, 5): "99.48",
     ("reptile", "conv4", 20, 1): "89.43", ("reptile", "conv4", 20, 5): "97.12",
 }
+PEERS = {  # peers' own reported Omniglot numbers, a row each below jaxtl's
+    ("maml", "conv4"): {"learn2learn (reported)": {(5, 1): "99.1"}},
+}
 OMNIGLOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
 ALGORITHM_ORDER = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "pretrain")
 
@@ -106,7 +109,8 @@ def omniglot_grid(runs) -> str:
   best = {}
   for _, r in runs:
     c = r["config"]
-    if c.get("dataset") != "omniglot" or "test_accuracy" not in r["metrics"]:
+    if (kind_of(r) != "meta" or c.get("dataset") != "omniglot"
+        or "test_accuracy" not in r["metrics"]):
       continue
     key = (c["algorithm"], c["model"], c["way"], c["shot"])
     rank = (r.get("evaluated_by") == "experiments.meta_eval", _iterations(r))
@@ -124,6 +128,9 @@ def omniglot_grid(runs) -> str:
     cells = [_grid_cell(best[(algorithm, model, w, k)][1])
              if (algorithm, model, w, k) in best else "" for w, k in OMNIGLOT_SETTINGS]
     lines.append(f"| {name}, jaxtl | " + " | ".join(cells) + " |")
+    for peer, numbers in PEERS.get((algorithm, model), {}).items():
+      lines.append(f"| {name}, {peer} | "
+                   + " | ".join(numbers.get(s, "") for s in OMNIGLOT_SETTINGS) + " |")
   return "\n".join(lines)
 
 
