@@ -44,6 +44,16 @@ for devices in (1, 4):
 close = jax.tree_util.tree_map(lambda a, b: np.allclose(a, b, rtol=1e-4, atol=1e-6),
                                results[1], results[4])
 assert all(jax.tree_util.tree_leaves(close)), close
+# Evaluation splits each chunk's tasks over the mesh, to the same per-task numbers.
+config.eval_batch, config.eval_tasks = 8, 16
+metrics = {}
+for devices in (1, 4):
+  mesh = sharding.make_mesh(devices)
+  metrics[devices] = train.evaluate(config, learner, *sharding.replicate(
+      (state["meta_params"], state["batch_stats"], data), mesh), sampler, mesh)
+for s in metrics[1]["test_accuracy_by_steps"]:
+  assert abs(metrics[1]["test_accuracy_by_steps"][s] - metrics[4]["test_accuracy_by_steps"][s]) \
+      < 1e-6, metrics
 try:
   sharding.check_divisible(6, sharding.make_mesh(4), "meta_batch")
   raise AssertionError("no error")

@@ -10,6 +10,7 @@ product under vmap; `jaxtl.models.layers`) and with XLA's conv elsewhere. With
 `conv="xla"` forced on CPU, "auto" batching falls back to `lax.map` over tasks.
 """
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -109,16 +110,25 @@ def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per
   return jax.jit(step, donate_argnums=0, **replicated)
 
 
-def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampler) -> dict:
+def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampler,
+             mesh=None) -> dict:
   """Mean and 95% CI (1.96 std / sqrt(n)) of the query metric over `eval_tasks` test
-  tasks drawn with `eval_seed`, after each number of steps in `eval_steps`."""
+  tasks drawn with `eval_seed`, after each number of steps in `eval_steps`. With a `mesh`
+  whose size divides `eval_batch`, each chunk's tasks are split over its devices."""
   steps = max(max(config.eval_steps), config.test_inner_steps)
   lr = config.test_inner_lr or None
   batch = config.eval_batch
+  if mesh is not None and batch % mesh.devices.size:
+    logging.warning("eval_batch=%d is not divisible by the %d devices: evaluating on one.",
+                    batch, mesh.devices.size)
+    mesh = None
+  replicated = {} if mesh is None else {"out_shardings": sharding.replicated(mesh)}
 
-  @jax.jit
+  @functools.partial(jax.jit, **replicated)
   def chunk(key):
     episodes = sampler(key, data, batch)
+    if mesh is not None:
+      episodes = sharding.shard_batch(episodes, mesh)
     return learner.evaluate_tasks(meta_params, batch_stats, episodes, steps, lr=lr)
 
   key = jax.random.PRNGKey(config.eval_seed)
@@ -213,8 +223,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
         logger.write(step, scalars)
   ckpts.wait_until_finished()
   segments = clock.segments(step)
-  results = evaluate(config, learner, state["meta_params"], state["batch_stats"], test_data,
-                     test_sampler)
+  results = evaluate(config, learner, state["meta_params"], state["batch_stats"],
+                     sharding.replicate(test_data, mesh), test_sampler, mesh)
   results.update(meta_iterations=step, train_seconds=run_dir.total_seconds(segments),
                  train_segments=segments, meta_iterations_per_second=_rate(steady, step))
   logger.close()
@@ -285,8 +295,10 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
                  "meta-iteration %d of %d.", workdir, step, config.num_steps)
   learner = make_learner(config)
   _, test_data, _, test_sampler = make_task_data(config)
+  mesh = sharding.make_mesh(config.num_devices)
+  saved, test_data = sharding.replicate((saved, test_data), mesh)
   metrics = evaluate(config, learner, saved["meta_params"], saved.get("batch_stats", {}),
-                     test_data, test_sampler)
+                     test_data, test_sampler, mesh)
   metrics.update(progress)
   outdir = outdir or workdir
   os.makedirs(outdir, exist_ok=True)
