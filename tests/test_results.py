@@ -5,9 +5,11 @@ import os
 import re
 
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
 from experiments.configs import meta as meta_configs
-from jaxtl import report
+from jaxtl import report, workdir as run_dir
 from jaxtl.meta import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,6 +25,47 @@ def test_readme_omniglot_table_is_the_reports():
   block = re.search(r"<!-- omniglot-table -->\n(.*?)\n<!-- /omniglot-table -->", readme, re.S)
   assert block, "README.md lost its <!-- omniglot-table --> block"
   assert block.group(1).strip() == report.omniglot_grid(report.find_runs(RESULTS)).strip()
+
+
+def _readme_block(name: str) -> str:
+  with open(os.path.join(ROOT, "README.md")) as f:
+    block = re.search(rf"<!-- {name} -->\n(.*?)\n<!-- /{name} -->", f.read(), re.S)
+  assert block, f"README.md lost its <!-- {name} --> block"
+  return block.group(1)
+
+
+def _config_from_flags(variant: str, overrides: list[str]):
+  argv = ["meta_train", f"--config={ROOT}/experiments/configs/meta.py:{variant}", *overrides]
+  values = flags.FlagValues()  # parsed as the launchers parse them
+  config_flags.DEFINE_config_file("config", None, flag_values=values, sys_argv=argv)
+  values(argv)
+  return values.config
+
+
+def test_readme_commands_reproduce_each_omniglot_run():
+  """Each row of the README's runs table: variant + flags give the config the committed
+  run was trained with (fields of how it executed aside), and a model `meta_eval`
+  accepts; every Omniglot run under results/ has a row."""
+  rows = [re.findall(r"`([^`]*)`", line) for line in _readme_block("omniglot-runs").splitlines()
+          if line.startswith("| `results/")]
+  listed = set()
+  for cells in rows:
+    folder, variant, overrides = cells[0].rstrip("/"), cells[1], " ".join(cells[2:3])
+    listed.add(folder)
+    saved = run_dir.saved_config(os.path.join(ROOT, folder))
+    config = _config_from_flags(variant, overrides.split())
+    current = json.loads(config.to_json_best_effort())
+    for key, value in saved.items():
+      if key in run_dir.EXECUTION_FIELDS:
+        continue
+      if isinstance(value, dict):  # runs older than a model option lack its key
+        assert {k: current[key][k] for k in value} == value, (folder, key)
+      else:
+        assert current[key] == value, (folder, key, current[key], value)
+    train.check_same_model(config, os.path.join(ROOT, folder))  # meta_eval accepts it
+  runs = {os.path.join("results", name.split("/")[0]) for name, r in report.find_runs(RESULTS)
+          if r["config"].get("dataset") == "omniglot"}
+  assert runs <= listed, runs - listed
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "omniglot", "omniglot_28.npz")),
