@@ -60,15 +60,15 @@ def time_strategy(overrides, batch_size, image_size, steps, repeats, conv):
   state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
                batch_stats=variables["batch_stats"], opt_state=tx.init(trainable))
   anchor = jax.tree_util.tree_map(jnp.copy, trainable) if config.strategy == "l2sp" else {}
-  key = jax.random.PRNGKey(2)
+  order = trainer.epoch_order(jax.random.PRNGKey(2), 0, n)
   for _ in range(3):
-    state, loss = step(state, anchor, x, y, key)
+    state, loss = step(state, anchor, x, y, order)
   loss.block_until_ready()
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     for _ in range(steps):
-      state, loss = step(state, anchor, x, y, key)
+      state, loss = step(state, anchor, x, y, order)
     loss.block_until_ready()
     times.append((time.perf_counter() - t0) / steps)
   return float(np.median(times)), partition.count(trainable)

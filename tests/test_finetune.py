@@ -42,7 +42,7 @@ def test_frozen_leaves_bit_identical_and_trained_leaves_move():
   _, variables, labels, _, step, state, (x, y) = _setup(blocks=("block2",))
   before = jax.tree_util.tree_map(np.array, variables["params"])
   for _ in range(3):
-    state, _ = step(state, {}, x, y, jax.random.PRNGKey(0))
+    state, _ = step(state, {}, x, y, trainer.epoch_order(jax.random.PRNGKey(0), 0, 16))
   flat_before, flat_after = partition.flatten(before), partition.flatten(state["params"])
   flat_labels = partition.flatten(labels)
   for path, value in flat_before.items():
@@ -70,11 +70,11 @@ def test_frozen_gradients_are_not_computed():
   model, variables, _, _, probe_step, probe_state, (x, y) = _setup(strategy="linear_probe")
   *_, full_step, full_state, _ = _setup(strategy="full")
   forward = _count_convs(lambda v: model.apply(v, x, train=False), variables)
-  key = jax.random.PRNGKey(0)
+  order = trainer.epoch_order(jax.random.PRNGKey(0), 0, 16)
   # A linear probe differentiates only the head: no conv appears in its backward pass.
-  assert _count_convs(probe_step, probe_state, {}, x, y, key) == forward
+  assert _count_convs(probe_step, probe_state, {}, x, y, order) == forward
   # Full fine-tuning: forward + input and weight gradients for each conv.
-  assert _count_convs(full_step, full_state, {}, x, y, key) == 3 * forward - 1
+  assert _count_convs(full_step, full_state, {}, x, y, order) == 3 * forward - 1
 
 
 def test_strategies_tables():

@@ -6,6 +6,7 @@ closed over, so XLA drops their backward pass), and the optimizer, an
 `optax.partition` over learning-rate groups, only ever sees trainable leaves: frozen
 leaves get no optimizer state and no weight decay, and stay bit-identical.
 """
+import functools
 from typing import Callable, Optional
 
 import jax
@@ -65,11 +66,24 @@ def forward(model, params, batch_stats, x, train: bool):
   return model.apply(variables, x, train=train), batch_stats
 
 
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  return max(num_examples // batch_size, 1)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def epoch_order(key, epoch, num_examples: int) -> jax.Array:
+  """The order of the training examples in `epoch`, drawn from (key, epoch): a resumed run
+  sees the batches an uninterrupted one would. Drawn once per epoch, not per step: it
+  sorts the whole training set (about 10 ms for MNIST's 60,000 on a CPU core)."""
+  return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+
+
 def make_train_step(model, tx, labels, config, batch_size: int, num_examples: int, mesh=None):
-  """Returns step(state, anchor, images, labels, key) -> (state, loss); donates the state.
-  With a `mesh` (`jaxtl.sharding`) the batch is split over its devices."""
+  """Returns step(state, anchor, images, labels, order) -> (state, loss), `order` being
+  `epoch_order` of the step's epoch; donates the state. With a `mesh`
+  (`jaxtl.sharding`) the batch is split over its devices."""
   trainable_label = lambda label: label is not None
-  steps_per_epoch = max(num_examples // batch_size, 1)
+  per_epoch = steps_per_epoch(num_examples, batch_size)
   bn_train = config.batch_norm == "train"
   l2sp = config.strategy == "l2sp"
 
@@ -81,11 +95,10 @@ def make_train_step(model, tx, labels, config, batch_size: int, num_examples: in
       loss += strategies.l2sp_penalty(trainable, anchor, config.l2sp_alpha, config.l2sp_beta)
     return loss, batch_stats
 
-  def step(state, anchor, images, targets, key):
-    # The batch is drawn on the device: a fresh permutation per epoch, from (key, epoch).
-    epoch, pos = jnp.divmod(state["step"], steps_per_epoch)
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
-    idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
+  def step(state, anchor, images, targets, order):
+    # The batch is gathered on the device from the epoch's order.
+    pos = state["step"] % per_epoch
+    idx = jax.lax.dynamic_slice_in_dim(order, pos * batch_size, batch_size)
     x, y = images[idx], targets[idx]
     if mesh is not None:
       x, y = sharding.shard_batch((x, y), mesh)
@@ -201,12 +214,16 @@ def train_and_evaluate(config, workdir: str,
   logger = MetricLogger(workdir, total, first_step=step)
   pending, pending_from = [], step
   clock = run_dir.TrainClock(workdir, step)
+  per_epoch, order_epoch = steps_per_epoch(len(train), batch_size), None
   while step < total:
     index, _, _ = strategies.phase_at(phase_list, step)
     if index != phase_index:  # next phase: same parameters, a new partition and optimizer
       phase_index = index
       state, step_fn = start_phase(index, state["params"], state["batch_stats"], step)
-    state, loss = step_fn(state, anchor, images, targets, data_key)
+    if step // per_epoch != order_epoch:
+      order_epoch = step // per_epoch
+      order = sharding.replicate(epoch_order(data_key, order_epoch, len(train)), mesh)
+    state, loss = step_fn(state, anchor, images, targets, order)
     step += 1
     pending.append(loss)
     if step_callback is not None:
