@@ -77,7 +77,8 @@ def machine() -> str:
   """What this process trains on, e.g. "1 x NVIDIA H100 80GB HBM3" or "CPU, 2 cores"."""
   devices = jax.devices()
   if devices[0].platform == "cpu":
-    return f"CPU, {len(os.sched_getaffinity(0))} cores"
+    cores = len(os.sched_getaffinity(0))
+    return f"CPU, {cores} core{'s' if cores > 1 else ''}"
   return f"{len(devices)} x {devices[0].device_kind}"
 
 
