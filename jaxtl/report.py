@@ -61,6 +61,11 @@ def _pct(x) -> str:
   return f"{100 * x:.2f}"
 
 
+def _iterations(r) -> int:
+  """Meta-iterations a run trained for (0 if it did not say)."""
+  return int(r["metrics"].get("meta_iterations", r.get("meta_iterations", 0)) or 0)
+
+
 def meta_table(runs) -> str:
   lines = ["| run | algorithm | model | setting | meta-iterations | train time (s) | test steps "
            "| jaxtl | paper |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
@@ -75,7 +80,7 @@ def meta_table(runs) -> str:
       shown = f"{value:.3f} +- {ci:.3f} MSE"
       setting = f"sinusoid {c['shot']}-shot"
     paper = PUBLISHED_MAML.get((c["algorithm"], c["model"], c["way"], c["shot"]), "")
-    iterations = m.get("meta_iterations", r.get("meta_iterations", ""))
+    iterations = _iterations(r) or ""
     if "num_steps" in m:  # meta_eval of a run still in progress
       iterations = f"{iterations} of {m['num_steps']} (in progress)"
     seconds = m.get("train_seconds")
@@ -83,10 +88,6 @@ def meta_table(runs) -> str:
     lines.append(f"| {name} | {c['algorithm']} | {c['model']} | {setting} | {iterations} | "
                  f"{'' if seconds is None else f'{seconds:.0f}'} | {steps} | {shown} | {paper} |")
   return "\n".join(lines)
-
-
-def _iterations(r) -> int:
-  return int(r["metrics"].get("meta_iterations", r.get("meta_iterations", 0)) or 0)
 
 
 def _grid_cell(r) -> str:
@@ -116,6 +117,8 @@ def omniglot_grid(runs) -> str:
     rank = (r.get("evaluated_by") == "experiments.meta_eval", _iterations(r))
     if key not in best or rank > best[key][0]:
       best[key] = (rank, r)
+  if not best:
+    return ""
   header = "| method | " + " | ".join(f"{w}-way {k}-shot" for w, k in OMNIGLOT_SETTINGS)
   lines = [header + " |", "|---|" + "---:|" * len(OMNIGLOT_SETTINGS)]
   rows = sorted({key[:2] for key in best},
@@ -222,7 +225,7 @@ def write_report(root: str, out: str = "") -> str:
           or "test_mse_by_steps" in r["metrics"]]
   if meta:
     grid = omniglot_grid(meta)
-    if grid.count("\n") > 1:
+    if grid:
       sections.append("## Omniglot, MAML Table 1's layout (test accuracy, %, +- 95% CI)\n\n"
                       + grid)
     sections.append("## Meta-learning runs (mean over test tasks +- 95% CI)\n\n"

@@ -21,13 +21,11 @@ EXECUTION_FIELDS = ("data_dir", "log_every", "checkpoint_every", "steps_per_call
 def saved_config(workdir: str):
   """The config a run in `workdir` was started with (config.json, else the config in
   results.json), as plain JSON; None if neither exists."""
-  for file, key in [("config.json", None), ("results.json", "config")]:
-    path = os.path.join(workdir, file)
-    if os.path.exists(path):
-      with open(path) as f:
-        saved = json.load(f)
-      return saved[key] if key else saved
-  return None
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  return saved_results(workdir).get("config")
 
 
 def saved_results(workdir: str) -> dict:
@@ -95,10 +93,7 @@ class TrainClock:
 
   def __init__(self, workdir: str, step: int):
     self.path = os.path.join(workdir, self.FILE)
-    self.before = []
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        self.before = [s for s in json.load(f)["segments"] if s["to"] <= step]
+    self.before = segments_up_to(workdir, step) or []
     known_to = self.before[-1]["to"] if self.before else 0
     if known_to < step:
       self.before.append({"from": known_to, "to": step, "seconds": None, "machine": None})
