@@ -3,14 +3,15 @@
 
 Multi-host runs (see `jaxtl.sharding`) start the same command on every host with
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`."""
+import sys
 from typing import Callable
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from jaxtl.errors import ConfigError
 from jaxtl.runtime import enable_compilation_cache, log_versions, quiet_libraries
 from jaxtl.sharding import initialize_distributed
-from jaxtl.workdir import FinishedRunError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:VARIANT]).",
                                           lock_config=True)
@@ -32,8 +33,8 @@ def run(fn: Callable[..., object], print_result: bool = False):
     log_versions()
     try:
       result = fn(_CONFIG.value, _WORKDIR.value)
-    except (FileNotFoundError, FinishedRunError) as e:  # a wrong folder: one line, no traceback
-      raise app.UsageError(str(e)) from e
+    except ConfigError as e:  # the user's mistake: one line, no traceback; bugs keep theirs
+      sys.exit(f"error: {e}")
     if print_result:
       print(result)
 

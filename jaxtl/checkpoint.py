@@ -8,6 +8,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from jaxtl.errors import MissingInputError
+
 
 VARIABLES_DIR = "variables"  # a finished run's final model variables, for fine-tuning
 
@@ -38,7 +40,7 @@ def load_variables(path: str):
   if os.path.isdir(os.path.join(path, VARIABLES_DIR)):
     path = os.path.join(path, VARIABLES_DIR)
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"No saved variables at {path}: pass the workdir of a finished "
+    raise MissingInputError(f"No saved variables at {path}: pass the workdir of a finished "
                             f"pre-training run (it holds {VARIABLES_DIR}/).")
   return ocp.StandardCheckpointer().restore(path)
 

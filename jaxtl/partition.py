@@ -22,6 +22,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from jaxtl.errors import ConfigError
+
 PatternTable = Sequence[Tuple[str, Hashable]]
 
 
@@ -44,7 +46,7 @@ def label_params(params, table: PatternTable):
   table = [tuple(row) for row in table]
   for row in table:
     if len(row) != 2:
-      raise ValueError(f"Pattern table rows are (regex, label) pairs; got {row!r}.")
+      raise ConfigError(f"Pattern table rows are (regex, label) pairs; got {row!r}.")
   compiled = [(re.compile(pattern), label) for pattern, label in table]
   flat = flatten(params)
   labels, unmatched = {}, []
@@ -56,13 +58,13 @@ def label_params(params, table: PatternTable):
     else:
       unmatched.append(path)
   if unmatched:
-    raise ValueError(f"Parameters matched by no row of the pattern table {table}: "
-                     f"{unmatched}. Add a row (for example ('.*', None)) to cover them.")
+    raise ConfigError(f"Parameters matched by no row of the pattern table {table}: "
+                      f"{unmatched}. Add a row (for example ('.*', None)) to cover them.")
   unused = [p for p, (regex, _) in zip(table, compiled)
             if not any(regex.search(path) for path in flat)]
   if unused:
-    raise ValueError(f"Pattern(s) {[p[0] for p in unused]} match no parameter. "
-                     f"Parameter paths are: {list(flat)}.")
+    raise ConfigError(f"Pattern(s) {[p[0] for p in unused]} match no parameter. "
+                      f"Parameter paths are: {list(flat)}.")
   return unflatten(labels)
 
 

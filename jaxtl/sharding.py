@@ -16,6 +16,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxtl.errors import ConfigError
+
 BATCH = "batch"
 
 
@@ -33,16 +35,16 @@ def make_mesh(num_devices: int = 0) -> Mesh:
   """A 1-D mesh over the first `num_devices` devices (0: all, on every host)."""
   devices = jax.devices()
   if num_devices < 0 or num_devices > len(devices):
-    raise ValueError(f"num_devices={num_devices}; valid: 0 (all) to {len(devices)} "
-                     f"({len(devices)} {devices[0].platform} devices here).")
+    raise ConfigError(f"num_devices={num_devices}; valid: 0 (all) to {len(devices)} "
+                      f"({len(devices)} {devices[0].platform} devices here).")
   return Mesh(np.array(devices[:num_devices or len(devices)]), (BATCH,))
 
 
 def check_divisible(batch: int, mesh: Mesh, what: str):
   size = mesh.devices.size
   if batch % size:
-    raise ValueError(f"{what}={batch} is not divisible by the {size} devices of the mesh; "
-                     f"use a multiple of {size} or set num_devices.")
+    raise ConfigError(f"{what}={batch} is not divisible by the {size} devices of the mesh; "
+                      f"use a multiple of {size} or set num_devices.")
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

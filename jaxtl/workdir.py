@@ -7,8 +7,10 @@ import time
 import jax
 import numpy as np
 
+from jaxtl.errors import ConfigError
 
-class FinishedRunError(RuntimeError):
+
+class FinishedRunError(ConfigError):
   """The workdir already holds a finished run."""
 
 
@@ -37,26 +39,69 @@ def saved_results(workdir: str) -> dict:
     return json.load(f)
 
 
+# Fields that configs no longer have, with the value that means today's behaviour: runs
+# saved with that value still resume and still count as the same config.
+RETIRED_FIELDS = {"first_order": False}  # now: algorithm="fomaml"
+
+
+def config_diff(saved: dict, config) -> list:
+  """Names of the fields in which `config` differs from a `saved` config (JSON), how a
+  run executes (EXECUTION_FIELDS) aside."""
+  current = json.loads(config.to_json_best_effort())
+  saved = {k: v for k, v in saved.items()
+           if not (k in RETIRED_FIELDS and k not in current and v == RETIRED_FIELDS[k])}
+  return sorted(k for k in set(saved) | set(current)
+                if saved.get(k) != current.get(k) and k not in EXECUTION_FIELDS)
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether `workdir` holds a training checkpoint, i.e. a run that has made progress."""
+  folder = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
 def prepare(config, workdir: str):
   """Creates `workdir`; refuses one holding a finished run or an unfinished run of another
-  config, EXECUTION_FIELDS aside (so that a resumed run is the run that was started)."""
+  config, EXECUTION_FIELDS aside (so that a resumed run is the run that was started).
+  Call it after the config has been validated: it is a run's first write. A folder
+  without a checkpoint holds no run yet, so its config.json is replaced."""
   os.makedirs(workdir, exist_ok=True)
   if os.path.exists(os.path.join(workdir, "results.json")):
     raise FinishedRunError(f"{workdir} already holds a finished run (results.json). Use "
                            f"another --workdir, or delete that folder to run again.")
-  current = json.loads(config.to_json_best_effort())
   saved = saved_config(workdir)  # config.json: results.json was ruled out above
-  if saved is not None:
-    diff = sorted(k for k in set(saved) | set(current)
-                  if saved.get(k) != current.get(k) and k not in EXECUTION_FIELDS)
+  if saved is not None and has_checkpoint(workdir):
+    diff = config_diff(saved, config)
     if diff:
-      raise ValueError(f"{workdir} holds an unfinished run with another config (fields "
-                       f"{diff} differ); resume with the same config or use another workdir.")
+      raise ConfigError(f"{workdir} holds an unfinished run with another config (fields "
+                        f"{diff} differ); resume with the same config or use another workdir.")
   else:
     path = os.path.join(workdir, "config.json")
     with open(path + ".tmp", "w") as f:
-      json.dump(current, f, indent=2)
+      json.dump(json.loads(config.to_json_best_effort()), f, indent=2)
     os.replace(path + ".tmp", path)
+
+
+def finished_results(config, workdir: str):
+  """The metrics of the finished run in `workdir` if it was run with `config` (how it
+  executed aside), None if there is none; a finished run of another config is an error,
+  so that sweeps and tables never mix configs."""
+  saved = saved_results(workdir)
+  if not saved:
+    return None
+  diff = config_diff(saved.get("config") or {}, config)
+  if diff:
+    raise ConfigError(f"{workdir} holds a finished run of another config (fields {diff} "
+                      f"differ); use another --workdir, or delete that folder to rerun it.")
+  return saved["metrics"]
+
+
+def check_at_least(config, minimum: int, names):
+  """Raises ConfigError naming the first field of `names` below `minimum`."""
+  for name in names:
+    if config[name] < minimum:
+      what = "positive" if minimum == 1 else f">= {minimum}"
+      raise ConfigError(f"{name}={config[name]} must be {what}.")
 
 
 def check_finite(losses, first_step: int, last_checkpoint, workdir: str, hint: str):

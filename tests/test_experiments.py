@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, require_shared_data
 
 
 def _run(module, *args, cwd=None):
@@ -32,25 +32,56 @@ def test_pretrain_then_finetune_surgical(tmp_path):
   assert "steps/s" in proc.stderr and "ETA" in proc.stderr  # progress lines
   metrics = _metrics(dst)
   assert 0 <= metrics["test_accuracy"] <= 1 and metrics["frozen_params"] > 0
+  assert metrics["data"]["train"]["source"] == "embedded:digits"
+  # meta_eval pointed at this folder says what it holds.
+  last = _fails_in_one_line("experiments.meta_eval", "--config=experiments/configs/meta.py:quick",
+                            f"--workdir={dst}")
+  assert "holds a fine-tuning run (strategy='surgical')" in last, last
 
 
-def test_unknown_strategy_fails_with_the_valid_names(tmp_path):
+def _fails_in_one_line(module, *args):
+  """Runs a command that must fail on the user's input: exit code 1, the last line of
+  stderr is "error: ..." and there is no traceback."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="")
-  proc = subprocess.run([sys.executable, "-m", "experiments.finetune",
-                         "--config=experiments/configs/finetune.py:quick",
-                         f"--workdir={tmp_path}", "--config.strategy=surgicall"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode != 0 and "valid strategies" in proc.stderr
+  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  last = proc.stderr.strip().splitlines()[-1]
+  assert proc.returncode == 1 and last.startswith("error: "), proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  return last
+
+
+BAD_COMMANDS = [  # (config and flags, what the one line must say)
+    ("finetune.py:quick --config.strategy=sugical", "Unknown strategy 'sugical'; valid strategies"),
+    ("finetune.py:quick --config.strategy=surgical --config.blocks=blok9",
+     "Unknown block 'blok9'; valid blocks"),
+    ("finetune.py:quick --config.init_from=runs/nowhere", "No saved variables"),
+    ("finetune.py:quick --config.batch_size=0", "batch_size=0 must be positive"),
+    ("meta.py:quick --config.algorithm=mamll", "Unknown algorithm 'mamll'; valid"),
+    ("meta.py:sinusoid --config.num_steps=-5", "num_steps=-5 must be positive"),
+    ("meta.py:sinusoid --config.checkpoint_every=700", "checkpoint_every=700 must be a multiple"),
+    ("meta.py:quick --config.way=2000 --config.data_dir=DATA", "2000-way tasks need 2000 classes"),
+]
+
+
+@pytest.mark.parametrize("flags,expected", BAD_COMMANDS, ids=[f for f, _ in BAD_COMMANDS])
+def test_bad_config_is_one_line_and_writes_nothing(flags, expected, tmp_path):
+  if "DATA" in flags:
+    flags = flags.replace("DATA", require_shared_data())
+  config, *overrides = flags.split()
+  module = "experiments.meta_train" if config.startswith("meta") else "experiments.finetune"
+  workdir = tmp_path / "run"
+  last = _fails_in_one_line(module, f"--config=experiments/configs/{config}",
+                            f"--workdir={workdir}", *overrides)
+  assert expected in last, last
+  # Nothing was written, so the corrected command cannot be refused as "another config".
+  assert not workdir.exists()
 
 
 def test_meta_eval_of_an_empty_folder_is_one_line_not_a_traceback(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="")
-  proc = subprocess.run([sys.executable, "-m", "experiments.meta_eval",
-                         "--config=experiments/configs/meta.py:quick",
-                         f"--workdir={tmp_path / 'typo'}"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode != 0 and "neither final variables" in proc.stderr
-  assert "Traceback" not in proc.stderr and not (tmp_path / "typo").exists()
+  last = _fails_in_one_line("experiments.meta_eval", "--config=experiments/configs/meta.py:quick",
+                            f"--workdir={tmp_path / 'typo'}")
+  assert "neither final variables" in last and not (tmp_path / "typo").exists()
 
 
 def test_compare_quick(tmp_path):
@@ -66,11 +97,9 @@ def test_lecture_quick_runs_from_another_directory(tmp_path):
   assert set(_metrics(tmp_path)) == {"maml", "pretrain", "multitask"}
 
 
-def test_meta_train_quick_protonet_cli(tmp_path):
-  if not (SHARED_DATA / "omniglot" / "omniglot_28.npz").exists():
-    pytest.skip("offline data mirrors not found")
+def test_meta_train_quick_protonet_cli(tmp_path, data_dir):
   _run("experiments.meta_train", "--config=experiments/configs/meta.py:quick",
-       f"--workdir={tmp_path}", f"--config.data_dir={SHARED_DATA}",
+       f"--workdir={tmp_path}", f"--config.data_dir={data_dir}",
        "--config.algorithm=protonet")
   assert 0 <= _metrics(tmp_path)["test_accuracy"] <= 1
 

@@ -6,6 +6,7 @@ import pytest
 
 from jaxtl.models import build_model
 from jaxtl.models.layers import Conv, max_pool_2x2
+from tests import reference
 
 
 @pytest.mark.parametrize("name,kwargs,shape,out", [
@@ -45,15 +46,17 @@ def test_conv4_feature_sizes_match_maml():
     ((3, 3), (1, 1), (2, 5, 6, 3)), ((1, 1), (2, 2), (2, 7, 7, 3))])
 def test_im2col_and_xla_convs_equal_flax_conv(kernel, stride, shape):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
-  reference = nn.Conv(4, kernel, stride, padding="SAME")
-  variables = reference.init(jax.random.PRNGKey(1), x)
+  flax_conv = nn.Conv(4, kernel, stride, padding="SAME")
+  variables = flax_conv.init(jax.random.PRNGKey(1), x)
   for impl in ("xla", "im2col"):
     conv = Conv(4, kernel, stride, impl=impl)
     # Same parameter names, shapes and initial values: checkpoints move between them.
     same = jax.tree_util.tree_map(np.array_equal, conv.init(jax.random.PRNGKey(1), x), variables)
     assert all(jax.tree_util.tree_leaves(same))
-    np.testing.assert_allclose(conv.apply(variables, x), reference.apply(variables, x),
-                               atol=1e-5)
+    with reference.float64():  # the same function: equal up to float64 rounding
+      x64, v64 = reference.to_float64(x), reference.to_float64(variables)
+      np.testing.assert_allclose(conv.apply(v64, x64), flax_conv.apply(v64, x64), rtol=1e-12,
+                                 atol=1e-12)
   with pytest.raises(ValueError, match=r"Unknown conv 'cudnn'; valid: \['xla', 'im2col'\]"):
     Conv(4, impl="cudnn").init(jax.random.PRNGKey(1), x)
 

@@ -9,6 +9,7 @@ from jaxtl.data.shifts import CORRUPTIONS, corrupt, make_shift
 from jaxtl.finetune import auto
 from jaxtl.finetune.multitask import HEAD, multitask_loss
 from jaxtl.models import build_model
+from tests import reference
 
 
 @pytest.mark.parametrize("shift", ["input", "feature", "output"])
@@ -108,10 +109,14 @@ def test_multitask_objective_is_the_weighted_sum_of_task_losses():
     head, body = partition.split(p, partition.label_params(p, HEAD), bool)
     heads.append(head)
     trunk = trunk or body
-  total, (losses, _) = multitask_loss(models, trunk, heads, {}, batches, (0.3, 2.0))
-  separate = []
-  for m, head, (xb, yb) in zip(models, heads, batches):
-    logits = m.apply({"params": partition.merge(trunk, head)}, xb)
-    separate.append(optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean())
-  np.testing.assert_allclose(losses, separate, rtol=1e-6)
-  np.testing.assert_allclose(total, 0.3 * separate[0] + 2.0 * separate[1], rtol=1e-6)
+  with reference.float64():  # the same sums both ways: equal up to float64 rounding
+    trunk, heads = reference.to_float64(trunk), reference.to_float64(heads)
+    batches = [(reference.to_float64(xb), yb) for xb, yb in batches]
+    total, (losses, _) = multitask_loss(models, trunk, heads, {}, batches, (0.3, 2.0))
+    separate = []
+    for m, head, (xb, yb) in zip(models, heads, batches):
+      logits = m.apply({"params": partition.merge(trunk, head)}, xb)
+      separate.append(float(optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()))
+    assert np.asarray(total).dtype == np.float64
+  np.testing.assert_allclose(losses, separate, rtol=1e-12)
+  np.testing.assert_allclose(total, 0.3 * separate[0] + 2.0 * separate[1], rtol=1e-12)

@@ -13,11 +13,12 @@ Variants:
 import ml_collections
 
 from experiments.configs import finetune
+from jaxtl.errors import ConfigError
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   if variant not in ("digits", "mnist", "quick"):
-    raise ValueError(f"Unknown variant {variant!r}; valid: digits, mnist, quick.")
+    raise ConfigError(f"Unknown variant {variant!r}; valid: digits, mnist, quick.")
   c = ml_collections.ConfigDict()
   c.pretrain = finetune.get_config(f"{variant}_source")
   c.finetune = finetune.get_config(variant)

@@ -15,6 +15,8 @@ Variants:
 """
 import ml_collections
 
+from jaxtl.errors import ConfigError
+
 
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -86,8 +88,8 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.num_train, c.num_val = 1000, 500
     c.num_steps, c.batch_size = 300, 50
   else:
-    raise ValueError(f"Unknown variant {variant!r}; valid: digits_source, digits, mnist_source, "
-                     "mnist, quick_source, quick.")
+    raise ConfigError(f"Unknown variant {variant!r}; valid: digits_source, digits, mnist_source, "
+                      "mnist, quick_source, quick.")
   if variant.startswith("quick"):
     c.num_steps = 6
     c.log_every = c.checkpoint_every = 3

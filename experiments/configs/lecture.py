@@ -9,11 +9,12 @@ Variant `quick`: a few hundred iterations, for tests.
 import ml_collections
 
 from experiments.configs import meta
+from jaxtl.errors import ConfigError
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   if variant not in ("default", "quick"):
-    raise ValueError(f"Unknown variant {variant!r}; valid: default, quick.")
+    raise ConfigError(f"Unknown variant {variant!r}; valid: default, quick.")
   c = ml_collections.ConfigDict()
   c.maml = meta.get_config("sinusoid")
   c.maml.num_steps = 70000  # as in the MAML code

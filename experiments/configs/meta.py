@@ -17,6 +17,8 @@ Algorithms (--config.algorithm): maml, fomaml, anil, metasgd, reptile, protonet,
 """
 import ml_collections
 
+from jaxtl.errors import ConfigError
+
 
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -43,7 +45,6 @@ def base() -> ml_collections.ConfigDict:
   c.inner_steps = 1
   c.inner_lr = 2.0
   c.inner_lr_mode = "fixed"     # fixed | per_param (Meta-SGD) | per_layer_step (MAML++)
-  c.first_order = False
   c.remat = False               # rematerialise inner steps (memory ~ constant in steps)
   c.task_batching = "auto"      # auto | vmap | map | unroll
   # Outer loop.
@@ -82,8 +83,8 @@ def get_config(variant: str = "omniglot_5w1s") -> ml_collections.ConfigDict:
     mlp = key.endswith("_mlp")
     key = key.removesuffix("_mlp")
     if key not in settings:
-      raise ValueError(f"Unknown variant {variant!r}; valid: sinusoid, quick, "
-                       + ", ".join(f"omniglot_{k}" for k in settings) + " (+ _mlp).")
+      raise ConfigError(f"Unknown variant {variant!r}; valid: sinusoid, quick, "
+                        + ", ".join(f"omniglot_{k}" for k in settings) + " (+ _mlp).")
     c.way, c.shot = settings[key]
     # MAML's Omniglot head: mean over the 2x2 map, kernel ~ N(0, 1). With a LeCun-initialised
     # head on the flat 256 features, 5 inner steps at alpha 2.0 overshoot (support loss
@@ -102,6 +103,6 @@ def get_config(variant: str = "omniglot_5w1s") -> ml_collections.ConfigDict:
     c.log_every = c.checkpoint_every = 2
     c.eval_tasks, c.eval_batch, c.eval_steps, c.test_inner_steps = 20, 10, (0, 1, 3), 1
   else:
-    raise ValueError(f"Unknown variant {variant!r}; valid: sinusoid, quick, omniglot_5w1s, "
-                     "omniglot_5w5s, omniglot_20w1s, omniglot_20w5s.")
+    raise ConfigError(f"Unknown variant {variant!r}; valid: sinusoid, quick, omniglot_5w1s, "
+                      "omniglot_5w5s, omniglot_20w1s, omniglot_20w5s.")
   return c

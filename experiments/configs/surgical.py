@@ -17,11 +17,12 @@ eval mode while fine-tuning, as in the paper's code.
 import ml_collections
 
 from experiments.configs import finetune
+from jaxtl.errors import ConfigError
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   if variant not in ("digits", "mnist", "quick"):
-    raise ValueError(f"Unknown variant {variant!r}; valid: digits, mnist, quick.")
+    raise ConfigError(f"Unknown variant {variant!r}; valid: digits, mnist, quick.")
   c = ml_collections.ConfigDict()
   c.dataset = "mnist" if variant == "mnist" else "digits"
   c.data_dir, c.source = "", "auto"

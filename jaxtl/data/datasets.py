@@ -17,11 +17,14 @@ fallback to other data.
 import dataclasses
 import functools
 import gzip
+import hashlib
 import importlib.resources
 import os
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
+
+from jaxtl.errors import ConfigError, MissingInputError
 
 SOURCES = ("auto", "tfds", "mirror", "embedded")
 # name -> valid splits. Omniglot: Lake's background/evaluation alphabets, or all 1623 classes.
@@ -35,21 +38,24 @@ MIRROR_FILES = {"mnist": "mnist/mnist.npz", "omniglot": "omniglot/omniglot_28.np
 OMNIGLOT_BACKGROUND_CLASSES = 964  # classes 0..963 are images_background
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MissingInputError):
   """No source holds the requested dataset."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
-  """Images (N, H, W, C) float32, labels (N,) int32, metadata name -> (N,) array."""
+  """Images (N, H, W, C) float32, labels (N,) int32, metadata name -> (N,) array;
+  `source` says where it was read ("mirror:omniglot/omniglot_28.npz", "tfds:omniglot",
+  "embedded:digits"; "" for arrays a user made)."""
   images: np.ndarray
   labels: np.ndarray
   name: str
   metadata: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  source: str = ""
 
   def __post_init__(self):
     if len(self.images) != len(self.labels):
-      raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels.")
+      raise ConfigError(f"{len(self.images)} images but {len(self.labels)} labels.")
 
   def __len__(self):
     return len(self.labels)
@@ -64,15 +70,25 @@ class ImageDataset:
 
   def subset(self, index) -> "ImageDataset":
     return ImageDataset(self.images[index], self.labels[index], self.name,
-                        {k: v[index] for k, v in self.metadata.items()})
+                        {k: v[index] for k, v in self.metadata.items()}, self.source)
+
+  def provenance(self) -> dict:
+    """Where the data came from and a hash of its labels and metadata in order: two runs
+    with the same hash numbered the same classes the same way (TFDS and the mirror may
+    not), so a seeded class split picked the same classes."""
+    digest = hashlib.sha256(np.ascontiguousarray(self.labels, np.int64).tobytes())
+    for key in sorted(self.metadata):
+      digest.update(key.encode() + np.ascontiguousarray(self.metadata[key], np.int64).tobytes())
+    return {"dataset": self.name, "source": self.source, "examples": len(self),
+            "labels_sha256": digest.hexdigest()[:16]}
 
   def select_classes(self, classes: Sequence[int], relabel: bool = True) -> "ImageDataset":
     """Keeps the examples of `classes`; relabels them 0..len(classes)-1 in the given order."""
     classes = np.asarray(classes)
     missing = np.setdiff1d(classes, self.classes)
     if missing.size:
-      raise ValueError(f"{self.name}: classes {missing.tolist()} not present; "
-                       f"valid classes are {self.classes.min()}..{self.classes.max()}.")
+      raise ConfigError(f"{self.name}: classes {missing.tolist()} not present; "
+                        f"valid classes are {self.classes.min()}..{self.classes.max()}.")
     keep = np.isin(self.labels, classes)
     out = self.subset(keep)
     if relabel:
@@ -91,17 +107,17 @@ def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
                  download: bool = True) -> ImageDataset:
   """Loads `split` of dataset `name` from the first source that has it (module doc)."""
   if name not in DATASETS:
-    raise ValueError(f"Unknown dataset {name!r}; valid datasets: {sorted(DATASETS)}.")
+    raise ConfigError(f"Unknown dataset {name!r}; valid datasets: {sorted(DATASETS)}.")
   if split not in DATASETS[name]:
-    raise ValueError(f"Unknown split {split!r} of {name}; valid splits: {DATASETS[name]}.")
+    raise ConfigError(f"Unknown split {split!r} of {name}; valid splits: {DATASETS[name]}.")
   if source not in SOURCES:
-    raise ValueError(f"Unknown source {source!r}; valid sources: {SOURCES}.")
+    raise ConfigError(f"Unknown source {source!r}; valid sources: {SOURCES}.")
   if name in EMBEDDED:
     if source not in ("auto", "embedded"):
-      raise ValueError(f"{name} is embedded; use source='embedded' or 'auto', not {source!r}.")
-    return _load_digits(split)
+      raise ConfigError(f"{name} is embedded; use source='embedded' or 'auto', not {source!r}.")
+    return dataclasses.replace(_load_digits(split), source=f"embedded:{name}")
   if source == "embedded":
-    raise ValueError(f"{name} is not embedded; embedded datasets: {EMBEDDED}.")
+    raise ConfigError(f"{name} is not embedded; embedded datasets: {EMBEDDED}.")
 
   tried = []
   attempts = {"auto": [("tfds", False), ("mirror", None), ("tfds", True)],
@@ -114,14 +130,15 @@ def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
         continue
       path = os.path.join(root, MIRROR_FILES[name])
       if os.path.exists(path):
-        return _load_mirror(name, split, path)
+        return dataclasses.replace(_load_mirror(name, split, path),
+                                   source=f"mirror:{MIRROR_FILES[name]}")
       tried.append(f"mirror: {path} does not exist")
     else:
       if allow_download and not download:
         continue
       result, why = _load_tfds(name, split, tfds_data_dir, allow_download)
       if result is not None:
-        return result
+        return dataclasses.replace(result, source=f"tfds:{name}")
       tried.append(f"tfds ({'download' if allow_download else 'prepared only'}): {why}")
   raise DatasetNotFoundError(
       f"Dataset {name!r} split {split!r} not found. Looked at:\n  - " + "\n  - ".join(tried) +

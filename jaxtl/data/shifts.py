@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 
 from jaxtl.data.datasets import ImageDataset, load_dataset
+from jaxtl.errors import ConfigError
 
 SHIFTS = ("input", "feature", "output")
 CORRUPTIONS = ("gaussian_noise", "impulse_noise", "blur", "contrast", "inversion", "fog")
@@ -54,9 +55,9 @@ def _blur(images, sigma):
 def corrupt(images: np.ndarray, corruption: str, severity: int, seed: int) -> np.ndarray:
   """Corrupted copy of float images in [0, 1] (N, H, W, C); deterministic for a seed."""
   if corruption not in CORRUPTIONS:
-    raise ValueError(f"Unknown corruption {corruption!r}; valid: {CORRUPTIONS}.")
+    raise ConfigError(f"Unknown corruption {corruption!r}; valid: {CORRUPTIONS}.")
   if severity not in (1, 2, 3, 4, 5):
-    raise ValueError(f"severity={severity}; valid: 1..5.")
+    raise ConfigError(f"severity={severity}; valid: 1..5.")
   rng = np.random.default_rng(seed)
   s = severity - 1
   if corruption == "gaussian_noise":
@@ -96,6 +97,11 @@ def _load(dataset, data_dir, source):
   if dataset == "omniglot":
     every = load_dataset("omniglot", "all", data_dir=data_dir, source=source)
     # Omniglot has no train/test split of drawings: the first 15 drawers train, 5 test.
+    if "drawer" not in every.metadata:
+      raise ConfigError(
+          f"Omniglot shifts split drawings by drawer, which {every.source or 'this source'} "
+          f"does not record (it has {sorted(every.metadata)}). Use the mirror: source='mirror' "
+          f"and a data_dir holding omniglot/omniglot_28.npz.")
     drawer = every.metadata["drawer"]
     return every.subset(drawer < 15), every.subset(drawer >= 15)
   return (load_dataset(dataset, "train", data_dir=data_dir, source=source),
@@ -107,7 +113,7 @@ def make_shift(name: str, dataset: str = "digits", *, data_dir: str = "", source
                omniglot_alphabets: int = 10) -> ShiftTask:
   """The source and target tasks of shift `name` on `dataset` (module docstring)."""
   if name not in SHIFTS:
-    raise ValueError(f"Unknown shift {name!r}; valid shifts: {SHIFTS}.")
+    raise ConfigError(f"Unknown shift {name!r}; valid shifts: {SHIFTS}.")
   train, test = _load(dataset, data_dir, source)
   if dataset == "omniglot":  # classes = alphabets; only the first `omniglot_alphabets`
     keep = lambda ds: ds.subset(ds.metadata["alphabet"] < omniglot_alphabets)

@@ -7,24 +7,25 @@ validation accuracy (validation is held out from the target's training split); i
 test accuracy is reported as mean and std over seeds. Each run lives in its own
 sub-folder, so an interrupted sweep resumes where it stopped.
 """
-import json
 import os
 from typing import Dict
 
 import numpy as np
 from absl import logging
 
+from jaxtl import workdir as run_dir
+from jaxtl.errors import ConfigError
+from jaxtl.finetune import strategies
 from jaxtl.finetune.trainer import train_and_evaluate
 from jaxtl.metrics import write_results
+from jaxtl.models import build_model
 
 
 def run_cached(config, workdir: str, data=None, train_fn=train_and_evaluate) -> Dict:
-  """`train_fn(config, workdir, data=data)`, or the metrics of that run if it already finished."""
-  done = os.path.join(workdir, "results.json")
-  if os.path.exists(done):  # finished earlier: reuse
-    with open(done) as f:
-      return json.load(f)["metrics"]
-  return train_fn(config, workdir, data=data)
+  """`train_fn(config, workdir, data=data)`, or the metrics of that run if it already
+  finished with the same config (another config there is an error)."""
+  done = run_dir.finished_results(config, workdir)
+  return done if done is not None else train_fn(config, workdir, data=data)
 
 
 def best_of_grid(base_config, overrides, lr_grid, seeds, init_from: str, root: str,
@@ -38,8 +39,8 @@ def best_of_grid(base_config, overrides, lr_grid, seeds, init_from: str, root: s
       run_config = base_config.copy_and_resolve_references()
       run_config.update(dict(overrides))
       run_config.init_from, run_config.learning_rate, run_config.seed = init_from, lr, seed
-      run_dir = os.path.join(root, f"lr{lr:g}_seed{seed}")
-      runs.append(run_cached(run_config, run_dir, data, train_fn))
+      folder = os.path.join(root, f"lr{lr:g}_seed{seed}")
+      runs.append(run_cached(run_config, folder, data, train_fn))
     per_lr[lr] = runs
   mean_val = {lr: float(np.mean([r["val_accuracy"] for r in rs])) for lr, rs in per_lr.items()}
   best_lr = max(mean_val, key=mean_val.get)
@@ -51,8 +52,22 @@ def best_of_grid(base_config, overrides, lr_grid, seeds, init_from: str, root: s
           "val_accuracy_per_lr": {f"{lr:g}": v for lr, v in mean_val.items()}}
 
 
+def check_strategies(base_config, rows):
+  """Every (label, overrides) row's strategy and blocks, checked before a sweep writes:
+  a typo in the last row must not cost the runs before it."""
+  model = build_model(base_config.model, num_classes=2, **dict(base_config.model_kwargs))
+  for label, overrides in rows:
+    row_config = base_config.copy_and_resolve_references()
+    row_config.update(dict(overrides))
+    try:
+      strategies.phases(row_config, model.block_names())
+    except ConfigError as e:
+      raise ConfigError(f"strategies row {label!r}: {e}") from e
+
+
 def compare(config, workdir: str) -> Dict:
   """Runs the sweep; writes `workdir/results.json` and `workdir/results.md`."""
+  check_strategies(config.finetune, config.strategies)
   source_dir = config.pretrain.init_from or os.path.join(workdir, "pretrain")
   if not config.pretrain.init_from:
     source = run_cached(config.pretrain, source_dir)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from jaxtl.data import load_dataset
+from jaxtl.errors import ConfigError
 
 
 def stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -12,7 +13,7 @@ def stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
   for i in range(max(len(p) for p in per_class)):
     order.extend(p[i] for p in per_class if i < len(p))
   if n > len(order):
-    raise ValueError(f"Asked for {n} examples but only {len(order)} are available.")
+    raise ConfigError(f"Asked for {n} examples but only {len(order)} are available.")
   return rng.permutation(np.asarray(order[:n], np.int64))
 
 
@@ -37,8 +38,8 @@ def split_train_val(train, num_train: int, num_val: int, seed: int):
   rng = np.random.default_rng(seed)
   num_train = num_train or (len(train) - num_val)
   if num_train + num_val > len(train):
-    raise ValueError(f"num_train={num_train} + num_val={num_val} exceeds the {len(train)} "
-                     f"training examples of {train.name}.")
+    raise ConfigError(f"num_train={num_train} + num_val={num_val} exceeds the {len(train)} "
+                      f"training examples of {train.name}.")
   train_index = stratified_take(train.labels, num_train, rng)
   rest = np.setdiff1d(np.arange(len(train)), train_index)
   val_index = rest[stratified_take(train.labels[rest], num_val, rng)] if num_val else rest[:0]

@@ -13,6 +13,7 @@ import optax
 from absl import logging
 
 from jaxtl import checkpoint, partition, workdir as run_dir
+from jaxtl.errors import ConfigError
 from jaxtl.finetune.trainer import forward, make_eval_fn
 from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import build_model
@@ -35,10 +36,9 @@ def multitask_loss(model_fns, trunk, heads, batch_stats, batches, weights):
 def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
   """`data`: list of (train, val, test) per task, task 0 first; `config.task_weights`
   (empty: all 1). Same config fields as the fine-tuning trainer (model, optimizer, steps)."""
-  run_dir.prepare(config, workdir)
   weights = tuple(config.task_weights) or (1.0,) * len(data)
   if len(weights) != len(data):
-    raise ValueError(f"{len(weights)} task_weights for {len(data)} tasks.")
+    raise ConfigError(f"{len(weights)} task_weights for {len(data)} tasks.")
   models = [build_model(config.model, num_classes=max(tr.num_classes, te.num_classes),
                         **dict(config.model_kwargs)) for tr, _, te in data]
   key = jax.random.PRNGKey(config.seed)
@@ -53,6 +53,7 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
   tx = optax.adam(config.learning_rate)
   state = dict(step=jnp.zeros((), jnp.int32), params=(trunk, heads), batch_stats=batch_stats,
                opt_state=tx.init((trunk, heads)))
+  run_dir.prepare(config, workdir)  # the first write: the config has been checked above
   ckpts = checkpoint.manager(workdir)
   if ckpts.latest_step() is not None:
     state = ckpts.restore(ckpts.latest_step(), args=checkpoint.ocp.args.StandardRestore(state))

@@ -22,6 +22,7 @@ from typing import Optional, Sequence, Tuple
 import jax.numpy as jnp
 
 from jaxtl import partition
+from jaxtl.errors import ConfigError
 
 STRATEGIES = ("full", "linear_probe", "lp_ft", "surgical", "freeze_first_k",
               "layerwise_lr", "l2sp", "auto_rgn", "auto_snr", "custom")
@@ -49,14 +50,14 @@ def resolve_blocks(blocks: Sequence[str], block_names: Sequence[str]) -> list:
     blocks = [blocks]
   blocks = [b.strip() for item in blocks for b in str(item).split(",") if b.strip()]
   if not blocks:
-    raise ValueError(f"No blocks given; valid blocks: {list(block_names)} or aliases "
-                     f"{list(BLOCK_ALIASES)}.")
+    raise ConfigError(f"No blocks given; valid blocks: {list(block_names)} or aliases "
+                      f"{list(BLOCK_ALIASES)}.")
   out = []
   for b in blocks:
     name = alias.get(b, b)
     if name not in block_names:
-      raise ValueError(f"Unknown block {b!r}; valid blocks: {list(block_names)} or aliases "
-                       f"{list(BLOCK_ALIASES)}.")
+      raise ConfigError(f"Unknown block {b!r}; valid blocks: {list(block_names)} or aliases "
+                        f"{list(BLOCK_ALIASES)}.")
     if name not in out:
       out.append(name)
   return out
@@ -68,14 +69,14 @@ def phases(config, block_names: Sequence[str]) -> list:
   everything = ((".*", 1.0),)
   head_only = ((block_pattern("head"), 1.0), (".*", None))
   if strategy not in STRATEGIES:
-    raise ValueError(f"Unknown strategy {strategy!r}; valid strategies: {list(STRATEGIES)}.")
+    raise ConfigError(f"Unknown strategy {strategy!r}; valid strategies: {list(STRATEGIES)}.")
   if strategy in ("full", "l2sp", "auto_rgn", "auto_snr"):
     return [Phase(strategy, everything, steps)]
   if strategy == "linear_probe":
     return [Phase(strategy, head_only, steps)]
   if strategy == "lp_ft":
     if not 0 < config.lp_fraction < 1:
-      raise ValueError(f"lp_fraction={config.lp_fraction} must lie in (0, 1).")
+      raise ConfigError(f"lp_fraction={config.lp_fraction} must lie in (0, 1).")
     lp_steps = int(round(config.lp_fraction * steps))
     return [Phase("lp", head_only, lp_steps), Phase("ft", everything, steps - lp_steps)]
   if strategy == "surgical":
@@ -85,24 +86,24 @@ def phases(config, block_names: Sequence[str]) -> list:
   if strategy == "freeze_first_k":
     k = config.freeze_k
     if not 0 <= k < len(block_names):
-      raise ValueError(f"freeze_k={k}; valid: 0..{len(block_names) - 1} for blocks "
-                       f"{list(block_names)}.")
+      raise ConfigError(f"freeze_k={k}; valid: 0..{len(block_names) - 1} for blocks "
+                        f"{list(block_names)}.")
     table = tuple((block_pattern(b), None) for b in block_names[:k]) + ((".*", 1.0),)
     return [Phase(strategy, table, steps)]
   if strategy == "layerwise_lr":
     scales = dict(config.block_lr_scales or {})
     unknown = set(scales) - set(block_names)
     if unknown:
-      raise ValueError(f"block_lr_scales names unknown blocks {sorted(unknown)}; valid blocks: "
-                       f"{list(block_names)}.")
+      raise ConfigError(f"block_lr_scales names unknown blocks {sorted(unknown)}; valid blocks: "
+                        f"{list(block_names)}.")
     n = len(block_names)
     table = tuple((block_pattern(b), float(scales.get(b, config.lr_decay ** (n - 1 - i))))
                   for i, b in enumerate(block_names))
     return [Phase(strategy, table, steps)]
   # custom
   if not config.pattern_table:
-    raise ValueError("strategy='custom' needs config.pattern_table, a list of "
-                     "(regex, lr_scale or None) rows.")
+    raise ConfigError("strategy='custom' needs config.pattern_table, a list of "
+                      "(regex, lr_scale or None) rows.")
   table = tuple((str(p), None if s is None else float(s)) for p, s in config.pattern_table)
   return [Phase(strategy, table, steps)]
 

@@ -14,8 +14,9 @@ import re
 
 from absl import logging
 
-from jaxtl.data.shifts import make_shift
-from jaxtl.finetune.compare import best_of_grid, run_cached
+from jaxtl.data.shifts import SHIFTS, make_shift
+from jaxtl.errors import ConfigError
+from jaxtl.finetune.compare import best_of_grid, check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
 from jaxtl.metrics import pyplot, write_results
@@ -55,6 +56,10 @@ def sweep(config, workdir: str, multitask: bool = False) -> dict:
   """The sweep of the module docstring; with `multitask=True` also the baselines with the
   same budget (pre-training + fine-tuning steps): training on the target alone, and
   multi-task learning on source + target (`experiments.multitask`)."""
+  unknown = [s for s in config.shifts if s not in SHIFTS]
+  if unknown:
+    raise ConfigError(f"Unknown shifts {unknown}; valid shifts: {SHIFTS}.")
+  check_strategies(config.finetune, config.strategies)
   os.makedirs(workdir, exist_ok=True)
   results = {}
   for shift in config.shifts:

@@ -16,6 +16,7 @@ import optax
 from absl import logging
 
 from jaxtl import checkpoint, partition, sharding, workdir as run_dir
+from jaxtl.errors import ConfigError
 from jaxtl.finetune import auto, strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import MetricLogger, write_results
@@ -32,7 +33,7 @@ def make_optimizer(config, lr_scale_labels, steps_per_epoch: int = 1):
   wrapped in Auto-RGN / Auto-SNR for those strategies (period: `config.auto_period`
   steps, or one epoch)."""
   if config.optimizer not in OPTIMIZERS:
-    raise ValueError(f"Unknown optimizer {config.optimizer!r}; valid: {OPTIMIZERS}.")
+    raise ConfigError(f"Unknown optimizer {config.optimizer!r}; valid: {OPTIMIZERS}.")
 
   def build(scale):
     lr = config.learning_rate * scale
@@ -151,8 +152,10 @@ def train_and_evaluate(config, workdir: str,
   (the shift benchmarks build their own); labels must lie in 0..num_classes-1.
   """
   if config.batch_norm not in BATCH_NORM_MODES:
-    raise ValueError(f"Unknown batch_norm {config.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
-  run_dir.prepare(config, workdir)
+    raise ConfigError(f"Unknown batch_norm {config.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
+  run_dir.check_at_least(config, 1, ("num_steps", "batch_size", "log_every", "checkpoint_every",
+                                     "eval_batch_size"))
+  run_dir.check_at_least(config, 0, ("eval_every", "num_devices"))
   train, val, test = data if data is not None else make_splits(config)
   num_classes = (len(config.classes) if config.classes else
                  max(train.num_classes, test.num_classes))
@@ -179,7 +182,6 @@ def train_and_evaluate(config, workdir: str,
   sharding.check_divisible(batch_size, mesh, "batch_size")
   images, targets, anchor = sharding.replicate((train.images, train.labels, anchor), mesh)
   evaluate = make_eval_fn(model, config.eval_batch_size)
-  ckpts = checkpoint.manager(workdir)
   total = config.num_steps
   step = 0
 
@@ -189,7 +191,7 @@ def train_and_evaluate(config, workdir: str,
     labels = partition.label_params(params, phase.table)
     trainable_labels, _ = partition.split(labels, labels, lambda l: l is not None)
     if not trainable_labels:
-      raise ValueError(f"Phase {phase.name!r} of strategy {config.strategy!r} trains nothing.")
+      raise ConfigError(f"Phase {phase.name!r} of strategy {config.strategy!r} trains nothing.")
     logging.info("phase %s (%d steps), parameter partition:\n%s", phase.name, phase.num_steps,
                  partition.describe(params, labels))
     tx = make_optimizer(config, trainable_labels, max(len(train) // batch_size, 1))
@@ -199,6 +201,10 @@ def train_and_evaluate(config, workdir: str,
     return (sharding.replicate(state, mesh),
             make_train_step(model, tx, labels, config, batch_size, len(train), mesh))
 
+  phase_index = 0
+  state, step_fn = start_phase(0, params, batch_stats, step)  # checks partition and optimizer
+  run_dir.prepare(config, workdir)  # the first write: the config has been checked above
+  ckpts = checkpoint.manager(workdir)
   latest = ckpts.latest_step()
   if latest is not None:
     step = latest
@@ -207,9 +213,6 @@ def train_and_evaluate(config, workdir: str,
     template, step_fn = start_phase(phase_index, params, batch_stats, step)
     state = ckpts.restore(latest, args=checkpoint.ocp.args.StandardRestore(template))
     logging.info("Resumed from %s at step %d.", workdir, latest)
-  else:
-    phase_index = 0
-    state, step_fn = start_phase(0, params, batch_stats, step)
 
   logger = MetricLogger(workdir, total, first_step=step)
   pending, pending_from = [], step
@@ -255,7 +258,8 @@ def train_and_evaluate(config, workdir: str,
   metrics.update(steps=step, train_seconds=run_dir.total_seconds(segments),
                  train_segments=segments,
                  trainable_params=partition.count(trainable), frozen_params=partition.count(frozen),
-                 num_train=len(train), num_val=len(val), num_test=len(test))
+                 num_train=len(train), num_val=len(val), num_test=len(test),
+                 data={"train": train.provenance(), "test": test.provenance()})
   logger.write(step, {k: v for k, v in metrics.items() if k.startswith(("test_", "val_"))},
                progress=False)
   logger.close()

@@ -3,7 +3,9 @@
 Meta-parameters are `{"params": theta, "inner_lr": alpha}`; alpha is empty unless it
 is learned (Meta-SGD). Which leaves the inner loop adapts is a pattern table
 (`jaxtl.partition`) with True/False labels: MAML adapts every weight but batch norm's
-scale and offset, ANIL only the head; any other choice is configuration.
+scale and offset, ANIL only the head; any other choice is configuration. The algorithm's
+name alone decides what is computed: `fomaml` is first order and `anil` adapts the head,
+whoever builds the learner.
 
 | algorithm  | inner loop                                  | outer gradient                     |
 |------------|---------------------------------------------|------------------------------------|
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxtl import partition
+from jaxtl.errors import ConfigError
 from jaxtl.meta.tasks import Episodes
 
 ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "pretrain")
@@ -44,11 +47,10 @@ class MetaLearner:
   model: nn.Module
   algorithm: str = "maml"
   loss: str = "xent"                  # xent (classification) | mse (regression)
-  inner_table: tuple = MAML_TABLE
+  inner_table: tuple | None = None  # None: ANIL_TABLE for anil, else MAML_TABLE
   inner_steps: int = 1
   inner_lr: float = 0.4
   inner_lr_mode: str = "fixed"
-  first_order: bool = False
   remat: bool = False                 # jax.checkpoint each inner step: memory ~ O(1) in steps
   task_batching: str = "vmap"         # vmap | map (lax.map, a compiled loop) | unroll
   ways: int = 5                       # N of N-way tasks (ProtoNets' number of prototypes)
@@ -59,9 +61,20 @@ class MetaLearner:
                                (self.task_batching, TASK_BATCHING[1:], "task_batching"),
                                (self.loss, ("xent", "mse"), "loss")]:
       if value not in valid:
-        raise ValueError(f"Unknown {name} {value!r}; valid: {list(valid)}.")
+        raise ConfigError(f"Unknown {name} {value!r}; valid: {list(valid)}.")
     if self.inner_steps < 0:
-      raise ValueError(f"inner_steps={self.inner_steps} must be >= 0.")
+      raise ConfigError(f"inner_steps={self.inner_steps} must be >= 0.")
+    if self.algorithm == "anil" and self.inner_table not in (None, ANIL_TABLE):
+      raise ConfigError(f"algorithm='anil' adapts the head only (ANIL_TABLE); for another "
+                        f"inner_table {self.inner_table} use algorithm='maml' or 'fomaml'.")
+    if self.inner_table is None:
+      table = ANIL_TABLE if self.algorithm == "anil" else MAML_TABLE
+      object.__setattr__(self, "inner_table", table)
+
+  @property
+  def first_order(self) -> bool:
+    """First-order MAML treats the inner gradients as constants in the outer gradient."""
+    return self.algorithm == "fomaml"
 
   # ---- parameters -------------------------------------------------------------------
   def init(self, key, x):

@@ -6,12 +6,12 @@ Pre-training and multi-task get the fine-tuning step size that minimises the mea
 over the reported step counts on 600 *validation* tasks (another seed), from
 `config.finetune_lr_grid`; MAML fine-tunes with the step size it was meta-trained for.
 """
-import json
 import os
 
 import numpy as np
 from absl import logging
 
+from jaxtl import workdir as run_dir
 from jaxtl.meta import multitask, train
 from jaxtl.metrics import write_results
 
@@ -28,7 +28,7 @@ def _evaluate_with(config, learner, params, batch_stats, lr, seed):
   cfg = config.copy_and_resolve_references()
   with cfg.unlocked():
     cfg.test_inner_lr, cfg.eval_seed = lr, seed
-  _, _, _, sampler = train.make_task_data(cfg)
+  sampler = train.make_task_data(cfg).test_sampler
   return train.evaluate(cfg, learner, {"params": params, "inner_lr": {}}, batch_stats, None,
                         sampler)
 
@@ -55,11 +55,7 @@ def run(config, workdir: str) -> dict:
     cfg = config.maml.copy_and_resolve_references()
     with cfg.unlocked():
       cfg.algorithm = name
-    done = os.path.join(sub, "results.json")
-    if not os.path.exists(done):
-      train.train_and_evaluate(cfg, sub)
-    with open(done) as f:
-      results[name] = json.load(f)["metrics"]
+    results[name] = run_dir.finished_results(cfg, sub) or train.train_and_evaluate(cfg, sub)
     if name == "pretrain":
       saved = train.checkpoint.load_variables(sub)
       results[name] = _tuned(cfg, train.make_learner(cfg), saved["meta_params"]["params"],

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtl.data import ImageDataset
+from jaxtl.errors import ConfigError
 
 
 class Episodes(NamedTuple):
@@ -32,7 +33,7 @@ def class_major(dataset: ImageDataset, classes, per_class: int = 0) -> np.ndarra
     groups.append(order[lo:hi])
   size = per_class or min(len(g) for g in groups)
   if min(len(g) for g in groups) < size:
-    raise ValueError(f"Some classes have fewer than {size} examples.")
+    raise ConfigError(f"Some classes have fewer than {size} examples.")
   return np.stack([dataset.images[g[:size]] for g in groups])
 
 
@@ -55,28 +56,29 @@ def omniglot_class_splits(dataset: ImageDataset, split: str = "maml", seed: int 
   elif split == "lake":
     train, test = classes[classes < 964], classes[classes >= 964]
   else:
-    raise ValueError(f"Unknown Omniglot split {split!r}; valid: 'maml', 'lake'.")
+    raise ConfigError(f"Unknown Omniglot split {split!r}; valid: 'maml', 'lake'.")
   if not 0 <= num_val < len(train):
-    raise ValueError(f"num_val={num_val} must lie in [0, {len(train)}).")
+    raise ConfigError(f"num_val={num_val} must lie in [0, {len(train)}).")
   cut = len(train) - num_val
   return {"train": np.sort(train[:cut]), "val": np.sort(train[cut:]), "test": np.sort(test)}
 
 
 def check_episode_shape(num_classes: int, per_class: int, way: int, shot: int, query: int):
   if way < 1 or shot < 1 or query < 1:
-    raise ValueError(f"way={way}, shot={shot}, query={query} must all be at least 1.")
+    raise ConfigError(f"way={way}, shot={shot}, query={query} must all be at least 1.")
   if way > num_classes:
-    raise ValueError(f"{way}-way tasks need {way} classes but the split has {num_classes}.")
+    raise ConfigError(f"{way}-way tasks need {way} classes but the split has {num_classes}.")
   if shot + query > per_class:
-    raise ValueError(f"shot + query = {shot} + {query} = {shot + query} examples per class, "
-                     f"but each class has only {per_class}.")
+    raise ConfigError(f"shot + query = {shot} + {query} = {shot + query} examples per class, "
+                      f"but each class has only {per_class}.")
 
 
 def random_subset(key, n: int, k: int) -> jax.Array:
   """k distinct indices of range(n), uniformly at random, in random order: the top k of
   n i.i.d. uniforms. Same law as `jax.random.choice(replace=False)`, which sorts a full
   permutation and cost ~60 ms per meta-batch of 32 Omniglot tasks on CPU (~1 ms here)."""
-  return jax.lax.top_k(jax.random.uniform(key, (n,)), k)[1]
+  # float32 explicitly: the same draws with jax_enable_x64 on (float64 test references).
+  return jax.lax.top_k(jax.random.uniform(key, (n,), jnp.float32), k)[1]
 
 
 def sample_classification(key, data: jax.Array, batch: int, way: int, shot: int,

@@ -11,9 +11,11 @@ product under vmap; `jaxtl.models.layers`) and with XLA's conv elsewhere. With
 """
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import time
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +25,9 @@ from absl import logging
 
 from jaxtl import checkpoint, partition, sharding, workdir as run_dir
 from jaxtl.data import load_dataset
+from jaxtl.errors import ConfigError, MissingInputError
 from jaxtl.meta import tasks
-from jaxtl.meta.algorithms import ANIL_TABLE, MAML_TABLE, MetaLearner
+from jaxtl.meta.algorithms import MetaLearner
 from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import MODELS, build_model
 
@@ -33,16 +36,16 @@ DATASETS = ("omniglot", "sinusoid")
 
 def make_learner(config) -> MetaLearner:
   if config.dataset not in DATASETS:
-    raise ValueError(f"Unknown meta-learning dataset {config.dataset!r}; valid: {DATASETS}.")
+    raise ConfigError(f"Unknown meta-learning dataset {config.dataset!r}; valid: {DATASETS}.")
   regression = config.dataset == "sinusoid"
   kwargs = dict(config.model_kwargs)
   if config.model == "mlp":
     kwargs.setdefault("num_outputs", 1 if regression else config.way)
   else:
     kwargs["num_classes"] = 0 if config.algorithm == "protonet" else config.way
-  table = config.inner_table or (ANIL_TABLE if config.algorithm == "anil" else MAML_TABLE)
+  table = tuple(tuple(r) for r in config.inner_table) if config.inner_table else None
   no_batch_norm = config.model == "mlp" and not kwargs.get("batch_norm", False)
-  if no_batch_norm and not config.inner_table and config.algorithm != "anil":
+  if no_batch_norm and table is None and config.algorithm != "anil":
     table = ((".*", True),)  # no batch norm to exclude
   cpu = jax.default_backend() == "cpu"  # see the module docstring
   if kwargs.get("conv") == "auto":
@@ -53,24 +56,38 @@ def make_learner(config) -> MetaLearner:
     batching = "map" if cpu and kwargs.get("conv") == "xla" else "vmap"
   return MetaLearner(
       model=model, algorithm=config.algorithm, loss="mse" if regression else "xent",
-      inner_table=tuple(tuple(r) for r in table), inner_steps=config.inner_steps,
-      inner_lr=config.inner_lr, inner_lr_mode=config.inner_lr_mode,
-      first_order=config.algorithm == "fomaml" or config.first_order, remat=config.remat,
+      inner_table=table, inner_steps=config.inner_steps,
+      inner_lr=config.inner_lr, inner_lr_mode=config.inner_lr_mode, remat=config.remat,
       task_batching=batching, ways=config.way)
 
 
-def make_task_data(config):
-  """(train data, test data, train sampler, test sampler); samplers are (key, data, batch)
-  -> Episodes. Sinusoid tasks need no data (None)."""
+class TaskData(NamedTuple):
+  """Class-major train / test arrays (None for sinusoids), samplers (key, data, batch) ->
+  Episodes, and where the data came from (`provenance`, recorded in results.json)."""
+  train: Any
+  test: Any
+  train_sampler: Callable
+  test_sampler: Callable
+  provenance: dict
+
+
+def _class_hash(classes) -> str:
+  return hashlib.sha256(np.asarray(classes, np.int64).tobytes()).hexdigest()[:16]
+
+
+def make_task_data(config) -> TaskData:
   if config.dataset == "sinusoid":
     train_sampler = lambda key, data, batch: tasks.sample_sinusoid(
         key, batch, config.shot, config.query)[0]
     test_sampler = lambda key, data, batch: tasks.sample_sinusoid(
         key, batch, config.test_shot, config.test_query)[0]
-    return None, None, train_sampler, test_sampler
+    return TaskData(None, None, train_sampler, test_sampler,
+                    {"dataset": "sinusoid", "source": "generated"})
   dataset = load_dataset("omniglot", "all", data_dir=config.data_dir, source=config.source)
   splits = tasks.omniglot_class_splits(dataset, config.class_split, config.split_seed,
                                        config.num_val_classes)
+  provenance = dict(dataset.provenance(), train_classes_sha256=_class_hash(splits["train"]),
+                    test_classes_sha256=_class_hash(splits[config.eval_split]))
   train = tasks.class_major(dataset, splits["train"])
   test = tasks.class_major(dataset, splits[config.eval_split])
   if config.rotate_train:
@@ -84,7 +101,8 @@ def make_task_data(config):
       key, data, batch, config.way, config.shot, config.query)
   test_sampler = lambda key, data, batch: tasks.sample_classification(
       key, data, batch, config.way, config.test_shot, config.test_query)
-  return jnp.asarray(train), jnp.asarray(test), train_sampler, test_sampler
+  return TaskData(jnp.asarray(train), jnp.asarray(test), train_sampler, test_sampler,
+                  provenance)
 
 
 def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per_call: int,
@@ -158,7 +176,7 @@ def make_outer_optimizer(config):
     return optax.adam(config.meta_lr)
   if config.meta_optimizer == "sgd":
     return optax.sgd(config.meta_lr)
-  raise ValueError(f"Unknown meta_optimizer {config.meta_optimizer!r}; valid: adam, sgd.")
+  raise ConfigError(f"Unknown meta_optimizer {config.meta_optimizer!r}; valid: adam, sgd.")
 
 
 def _rate(steady, step: int) -> float:
@@ -168,18 +186,32 @@ def _rate(steady, step: int) -> float:
   return (step - steady[1]) / (time.perf_counter() - steady[0])
 
 
+def check_config(config):
+  """Ranges and multiples of the loop's counts; names are checked where they are used
+  (`make_learner`, `make_outer_optimizer`, `make_task_data`), all before a run writes."""
+  run_dir.check_at_least(config, 1, ("num_steps", "steps_per_call", "meta_batch", "log_every",
+                                     "checkpoint_every", "eval_tasks", "eval_batch"))
+  run_dir.check_at_least(config, 0, ("inner_steps", "test_inner_steps", "num_devices"))
+  if min(config.eval_steps) < 0:
+    raise ConfigError(f"eval_steps={tuple(config.eval_steps)} must be >= 0.")
+  per_call = config.steps_per_call  # a jitted call runs this many meta-iterations
+  for name in ("num_steps", "log_every", "checkpoint_every"):
+    if config[name] % per_call:
+      nearest = per_call * max(1, config[name] // per_call)
+      raise ConfigError(f"{name}={config[name]} must be a multiple of steps_per_call="
+                        f"{per_call}, e.g. {nearest}.")
+
+
 def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
   """Meta-trains per `config` (experiments/configs/meta.py), resuming from the last
   checkpoint in `workdir`, then evaluates; writes `workdir/results.json`."""
-  run_dir.prepare(config, workdir)
-  if config.num_steps % config.steps_per_call:
-    raise ValueError(f"num_steps={config.num_steps} must be a multiple of steps_per_call="
-                     f"{config.steps_per_call}.")
+  check_config(config)
   learner = make_learner(config)
   mesh = sharding.make_mesh(config.num_devices)
   sharding.check_divisible(config.meta_batch, mesh, "meta_batch")
-  train_data, test_data, train_sampler, test_sampler = make_task_data(config)
+  train_data, test_data, train_sampler, test_sampler, provenance = make_task_data(config)
   tx = make_outer_optimizer(config)
+  run_dir.prepare(config, workdir)  # the first write: the config has been checked above
   state = init_state(config, learner, tx, train_data, train_sampler)
   state, train_data = sharding.replicate((state, train_data), mesh)
   logging.info("%s: %s, inner loop adapts:\n%s", config.algorithm, learner.task_batching,
@@ -226,7 +258,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
   results = evaluate(config, learner, state["meta_params"], state["batch_stats"],
                      sharding.replicate(test_data, mesh), test_sampler, mesh)
   results.update(meta_iterations=step, train_seconds=run_dir.total_seconds(segments),
-                 train_segments=segments, meta_iterations_per_second=_rate(steady, step))
+                 train_segments=segments, meta_iterations_per_second=_rate(steady, step),
+                 data=provenance)
   logger.close()
   checkpoint.save_variables(workdir, {"meta_params": state["meta_params"],
                                       "batch_stats": state["batch_stats"]})
@@ -257,15 +290,20 @@ def check_same_model(config, workdir: str):
   saved = run_dir.saved_config(workdir)
   if saved is None:
     return
+  if "algorithm" not in saved:  # not a meta_train folder
+    what = f"a fine-tuning run (strategy={saved['strategy']!r})" if "strategy" in saved else \
+        "a run of another experiment"
+    raise ConfigError(f"{workdir} holds {what}, not a meta-learning run: meta_eval evaluates "
+                      f"the folders of experiments.meta_train.")
   (saved_name, saved_kwargs), (name, kwargs) = _model_spec(saved), _model_spec(
       json.loads(config.to_json_best_effort()))
   diff = {k: (saved_kwargs.get(k), kwargs.get(k)) for k in set(saved_kwargs) | set(kwargs)
           if saved_kwargs.get(k) != kwargs.get(k)}
   if saved_name != name or diff:
     overrides = " ".join(f"--config.model_kwargs.{k}={v[0]}" for k, v in sorted(diff.items()))
-    raise ValueError(f"{workdir} was trained with model {saved_name!r} {saved_kwargs}; the "
-                     f"config describes {name!r} {kwargs}. Evaluate it with the same model"
-                     + (f" (e.g. {overrides})." if overrides and saved_name == name else "."))
+    raise ConfigError(f"{workdir} was trained with model {saved_name!r} {saved_kwargs}; the "
+                      f"config describes {name!r} {kwargs}. Evaluate it with the same model"
+                      + (f" (e.g. {overrides})." if overrides and saved_name == name else "."))
 
 
 def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
@@ -285,7 +323,7 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
     ckpts = checkpoint.manager(workdir) if has_checkpoints else None
     step = ckpts.latest_step() if ckpts else None
     if step is None:
-      raise FileNotFoundError(f"{workdir} holds neither final variables "
+      raise MissingInputError(f"{workdir} holds neither final variables "
                               f"({checkpoint.VARIABLES_DIR}/) nor training checkpoints.")
     saved = ckpts.restore(step)
     segments = run_dir.segments_up_to(workdir, int(step))
@@ -294,12 +332,12 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
     logging.info("%s: no final variables; evaluating the training checkpoint at "
                  "meta-iteration %d of %d.", workdir, step, config.num_steps)
   learner = make_learner(config)
-  _, test_data, _, test_sampler = make_task_data(config)
+  _, test_data, _, test_sampler, provenance = make_task_data(config)
   mesh = sharding.make_mesh(config.num_devices)
   saved, test_data = sharding.replicate((saved, test_data), mesh)
   metrics = evaluate(config, learner, saved["meta_params"], saved.get("batch_stats", {}),
                      test_data, test_sampler, mesh)
-  metrics.update(progress)
+  metrics.update(progress, data=provenance)
   outdir = outdir or workdir
   os.makedirs(outdir, exist_ok=True)
   write_results(outdir, config, metrics, "meta", evaluated_by="experiments.meta_eval",

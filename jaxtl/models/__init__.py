@@ -1,4 +1,5 @@
 """Pure Flax models with named blocks (`block1`, ..., `head`) and a registry by name."""
+from jaxtl.errors import ConfigError
 from jaxtl.models.conv4 import Conv4
 from jaxtl.models.mlp import MLP
 from jaxtl.models.resnet import ResNet
@@ -9,7 +10,7 @@ MODELS = {"conv4": Conv4, "resnet": ResNet, "mlp": MLP}
 def build_model(name: str, **kwargs):
   """Returns the model `name` (one of MODELS) built with `kwargs`."""
   if name not in MODELS:
-    raise ValueError(f"Unknown model {name!r}; valid models: {sorted(MODELS)}.")
+    raise ConfigError(f"Unknown model {name!r}; valid models: {sorted(MODELS)}.")
   return MODELS[name](**kwargs)
 
 

@@ -1,6 +1,7 @@
 """The 4-block conv net of MAML (Finn et al. 2017) and ProtoNets (Snell et al. 2017)."""
 import flax.linen as nn
 
+from jaxtl.errors import ConfigError
 from jaxtl.models.layers import Conv, batch_norm, max_pool_2x2
 
 
@@ -43,9 +44,9 @@ class Conv4(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     if self.downsample not in ("stride", "maxpool"):
-      raise ValueError(f"Conv4 downsample={self.downsample!r}; valid: 'stride', 'maxpool'.")
+      raise ConfigError(f"Conv4 downsample={self.downsample!r}; valid: 'stride', 'maxpool'.")
     if self.pool not in ("flatten", "mean"):
-      raise ValueError(f"Conv4 pool={self.pool!r}; valid: 'flatten', 'mean'.")
+      raise ConfigError(f"Conv4 pool={self.pool!r}; valid: 'flatten', 'mean'.")
     for i in range(1, 5):
       x = ConvBlock(self.features, self.downsample, self.conv, name=f"block{i}")(x, train)
     x = x.mean((1, 2)) if self.pool == "mean" else x.reshape(x.shape[0], -1)

@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxtl.errors import ConfigError
+
 CONV_IMPLS = ("xla", "im2col")
 
 
@@ -60,7 +62,7 @@ class Conv(nn.Module):
     shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
     if self.impl not in CONV_IMPLS:
-      raise ValueError(f"Unknown conv {self.impl!r}; valid: {list(CONV_IMPLS)}.")
+      raise ConfigError(f"Unknown conv {self.impl!r}; valid: {list(CONV_IMPLS)}.")
     if self.impl == "im2col":
       y = im2col_conv(x, kernel, tuple(self.strides))
     else:
