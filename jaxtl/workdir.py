@@ -39,17 +39,20 @@ def saved_results(workdir: str) -> dict:
     return json.load(f)
 
 
-# Fields that configs no longer have, with the value that means today's behaviour: runs
-# saved with that value still resume and still count as the same config.
-RETIRED_FIELDS = {"first_order": False}  # now: algorithm="fomaml"
+# Fields that configs gained or lost, with the value that means the behaviour of a config
+# without them: runs saved before the change still resume and count as the same config.
+FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says it
+                  "test_backtrack": False}  # added
 
 
 def config_diff(saved: dict, config) -> list:
   """Names of the fields in which `config` differs from a `saved` config (JSON), how a
   run executes (EXECUTION_FIELDS) aside."""
   current = json.loads(config.to_json_best_effort())
-  saved = {k: v for k, v in saved.items()
-           if not (k in RETIRED_FIELDS and k not in current and v == RETIRED_FIELDS[k])}
+  saved = dict(saved)
+  for key, default in FIELD_DEFAULTS.items():
+    saved.setdefault(key, default)
+    current.setdefault(key, default)
   return sorted(k for k in set(saved) | set(current)
                 if saved.get(k) != current.get(k) and k not in EXECUTION_FIELDS)
 

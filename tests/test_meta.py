@@ -93,6 +93,20 @@ def _class_data(num_classes=12, per_class=6, size=8):
                      jnp.float32)
 
 
+def test_backtracking_test_steps_never_raise_the_support_loss():
+  """A step size far beyond 2 / L of this task: plain steps diverge; backtracking halves
+  each step until the support loss goes down (query = support, so the per-step metric
+  is the support loss)."""
+  learner = _linear_learner(inner_lr=5.0)
+  task = _regression_task()
+  on_support = tasks.Episodes(task.support_x, task.support_y, task.support_x, task.support_y)
+  meta_params, bs = learner.init(jax.random.PRNGKey(0), task.support_x[0])
+  plain = np.asarray(learner.evaluate_tasks(meta_params, bs, on_support, 10))[0]
+  assert not plain[-1] < 100 * plain[0]  # diverged (or nan)
+  safe = np.asarray(learner.evaluate_tasks(meta_params, bs, on_support, 10, backtrack=True))[0]
+  assert np.all(np.isfinite(safe)) and np.all(safe[1:] <= safe[:-1]) and safe[-1] < safe[0]
+
+
 def _image_classes(num_classes=12, per_class=6, size=16):
   """Random images: batch norm over a few support images is well conditioned on them
   (constant images make its variances tiny and the gradients rounding-sensitive)."""

@@ -33,9 +33,12 @@ def test_finished_results_are_reused_only_for_their_config(tmp_path):
     run_dir.finished_results(config, str(tmp_path))
 
 
-def test_runs_saved_before_a_field_was_retired_still_match(tmp_path):
+def test_runs_saved_before_a_field_was_added_or_removed_still_match():
   from experiments.configs import meta  # pylint: disable=g-import-not-at-top
   config = meta.get_config("sinusoid")
   saved = dict(json.loads(config.to_json_best_effort()), first_order=False)
+  del saved["test_backtrack"]
   assert run_dir.config_diff(saved, config) == []
   assert run_dir.config_diff(dict(saved, first_order=True), config) == ["first_order"]
+  config.test_backtrack = True
+  assert run_dir.config_diff(saved, config) == ["test_backtrack"]

@@ -18,9 +18,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.maml = meta.get_config("sinusoid")
   c.maml.num_steps = 70000  # as in the MAML code
+  c.maml.test_backtrack = True  # fine-tuning at test time cannot blow up (jaxtl.meta.lecture)
   c.finetune_lr_grid = (0.001, 0.003, 0.01, 0.03, 0.1)
-  c.val_seed = 777
-  c.eval_seed = c.maml.eval_seed
+  c.val_seed = 777              # validation tasks for the fine-tuning step size
+  # Test tasks: maml.eval_seed (all three methods are evaluated on the same tasks).
   c.multitask_tasks = 1000       # size of the fixed task pool with one head each
   c.multitask_pool_seed = 99
   if variant == "quick":

@@ -58,6 +58,7 @@ def base() -> ml_collections.ConfigDict:
   # Evaluation.
   c.test_inner_steps = 3
   c.test_inner_lr = 0.0         # 0: same as inner_lr
+  c.test_backtrack = False      # halve a test step that does not lower the support loss
   c.eval_steps = (0, 1, 3, 5, 10)
   c.eval_tasks = 600
   c.eval_batch = 50

@@ -71,7 +71,7 @@ def train(model, pool_seed: int, num_tasks: int, num_steps: int, tasks_per_step:
     (params, opt_state), losses = jax.lax.scan(one, (params, opt_state), jnp.arange(num_steps))
     return params, opt_state, losses
 
-  params, _, losses = run(params, opt_state, jax.random.PRNGKey(seed + 1))
+  params, _, losses = run(params, opt_state, jax.random.fold_in(jax.random.PRNGKey(seed), 1))
   if not np.isfinite(np.asarray(losses[-1])):
     raise FloatingPointError("multi-task loss is not finite; lower the learning rate.")
   return mean_head_params(*params), float(losses[-1])

@@ -131,8 +131,16 @@ def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per
 def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampler,
              mesh=None) -> dict:
   """Mean and 95% CI (1.96 std / sqrt(n)) of the query metric over `eval_tasks` test
-  tasks drawn with `eval_seed`, after each number of steps in `eval_steps`. With a `mesh`
-  whose size divides `eval_batch`, each chunk's tasks are split over its devices."""
+  tasks drawn with `eval_seed`, after each number of steps in `eval_steps`."""
+  per_task = evaluate_per_task(config, learner, meta_params, batch_stats, data, sampler, mesh)
+  return summarize(config, learner, per_task)
+
+
+def evaluate_per_task(config, learner: MetaLearner, meta_params, batch_stats, data, sampler,
+                      mesh=None) -> np.ndarray:
+  """The query metric of each of `eval_tasks` tasks drawn with `eval_seed` after 0, 1, ...
+  adaptation steps: (eval_tasks, steps + 1). With a `mesh` whose size divides
+  `eval_batch`, each chunk's tasks are split over its devices."""
   steps = max(max(config.eval_steps), config.test_inner_steps)
   lr = config.test_inner_lr or None
   batch = config.eval_batch
@@ -147,11 +155,16 @@ def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampl
     episodes = sampler(key, data, batch)
     if mesh is not None:
       episodes = sharding.shard_batch(episodes, mesh)
-    return learner.evaluate_tasks(meta_params, batch_stats, episodes, steps, lr=lr)
+    return learner.evaluate_tasks(meta_params, batch_stats, episodes, steps, lr=lr,
+                                  backtrack=config.test_backtrack)
 
   key = jax.random.PRNGKey(config.eval_seed)
   chunks = [chunk(jax.random.fold_in(key, i)) for i in range(-(-config.eval_tasks // batch))]
-  per_task = np.concatenate([np.asarray(c) for c in chunks])[:config.eval_tasks]
+  return np.concatenate([np.asarray(c) for c in chunks])[:config.eval_tasks]
+
+
+def summarize(config, learner: MetaLearner, per_task: np.ndarray) -> dict:
+  """Mean and 95% CI of `evaluate_per_task`'s array, at `eval_steps` and `test_inner_steps`."""
   name = "mse" if learner.loss == "mse" else "accuracy"
   with np.errstate(all="ignore"):  # a diverged fine-tuning run is reported as inf / nan
     mean = per_task.mean(0)
@@ -223,7 +236,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
     logging.info("Resumed from %s at meta-iteration %d.", workdir, int(state["step"]))
   step_fn = make_meta_step(learner, tx, train_sampler, config.meta_batch, config.steps_per_call,
                            mesh)
-  key = jax.random.PRNGKey(config.seed + 1)
+  # Tasks' key: derived from the seed, not PRNGKey(seed + 1), the next seed's init key.
+  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
   step = int(state["step"])
   logger = MetricLogger(workdir, config.num_steps, first_step=step)
   clock = run_dir.TrainClock(workdir, step)
