@@ -1,8 +1,10 @@
-"""The committed results: the README's Omniglot table is the report's, and a committed
-checkpoint re-evaluates to its committed number."""
+"""The committed results: every results table of README.md and BUILD_NOTES.md is the
+report's, committed results name no machine's paths, and a committed checkpoint
+re-evaluates to its committed number."""
 import json
 import os
 import re
+import subprocess
 
 import pytest
 from absl import flags
@@ -22,6 +24,41 @@ def test_readme_omniglot_table_is_the_reports():
   table from `python -m experiments.report --workdir=results --out=results`."""
   grid = report.omniglot_grid(report.find_runs(RESULTS))
   assert _readme_block("omniglot-table").strip() == grid.strip()
+
+
+def _committed_json_files() -> list[str]:
+  """JSON files under results/ that git tracks (all of them when git is not there)."""
+  try:
+    out = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split()
+  except (OSError, subprocess.CalledProcessError):
+    out = [os.path.relpath(os.path.join(folder, f), ROOT)
+           for folder, _, files in os.walk(RESULTS) for f in files]
+  return sorted(f for f in out if f.endswith(".json"))
+
+
+def _absolute_paths(value, key=""):
+  """(key, value) of every string in a JSON value that starts with "/"."""
+  if isinstance(value, dict):
+    for k, v in value.items():
+      yield from _absolute_paths(v, f"{key}.{k}" if key else k)
+  elif isinstance(value, list):
+    for i, v in enumerate(value):
+      yield from _absolute_paths(v, f"{key}[{i}]")
+  elif isinstance(value, str) and value.startswith("/"):
+    yield key, value
+
+
+def test_committed_results_name_no_absolute_paths():
+  """A path of the machine that wrote a result means nothing in a clone (and says who
+  ran it): committed JSON stores paths relative to the repository root."""
+  files = _committed_json_files()
+  assert files
+  found = []
+  for name in files:
+    with open(os.path.join(ROOT, name)) as f:
+      found += [f"{name}: {key} = {value!r}" for key, value in _absolute_paths(json.load(f))]
+  assert not found, "absolute paths in committed results:\n" + "\n".join(found)
 
 
 def _readme_block(name: str) -> str:
