@@ -12,12 +12,15 @@ the same network, batch and step in PyTorch. Each number is the median over
 `--repeats` timed blocks after a warm-up call (which compiles, for jaxtl).
 """
 import json
+import sys
+from importlib import metadata
 
 import jax
 from absl import app, flags
 
 from benchmarks.meta_step import SETTINGS, measure, shape_of
 from experiments.configs import meta as meta_configs
+from jaxtl import workdir
 from jaxtl.runtime import log_versions
 
 PEERS = ("torch.func", "learn2learn method", "learn2learn")
@@ -73,6 +76,24 @@ def ratio_lines(rows) -> list[str]:
   return lines
 
 
+def provenance() -> dict:
+  """Machine, versions and command line, so that a table made from the JSON says where
+  its numbers come from."""
+  machine = workdir.machine()
+  if jax.default_backend() == "cpu":
+    with open("/proc/cpuinfo") as f:
+      model = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+    machine += f" ({model[0]})" if model else ""
+  versions = {}
+  for package in ("jax", "torch"):
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      continue
+  command = " ".join(["python -m benchmarks.maml_throughput", *sys.argv[1:]])
+  return {"machine": machine, "versions": versions, "command": command}
+
+
 def main(argv):
   del argv
   log_versions()
@@ -93,8 +114,8 @@ def main(argv):
   print("\n".join(ratios + [f"not run: {s}" for s in skipped]))
   if _OUT.value:
     with open(_OUT.value, "w") as f:
-      json.dump({"device": device, "backend": jax.default_backend(), "results": rows,
-                 "ratios": ratios, "not_run": skipped}, f, indent=2)
+      json.dump({"device": device, "backend": jax.default_backend(), **provenance(),
+                 "results": rows, "ratios": ratios, "not_run": skipped}, f, indent=2)
 
 
 if __name__ == "__main__":

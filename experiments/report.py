@@ -3,6 +3,9 @@
     python -m experiments.report --workdir=results [--out=DIR]
 
 Writes DIR/report.md (default DIR = workdir) and PNGs beside it (see jaxtl/report.py).
+With --workdir=results, report.md ends with every results table of README.md and
+BUILD_NOTES.md between its `<!-- NAME -->` markers: paste a block over the one of the
+same name after new results (tests/test_results.py fails until they match).
 """
 from absl import app, flags
 

@@ -5,6 +5,11 @@
 `out/report.md` with one table per kind of run, and PNG plots (matplotlib, optional):
 learning curves from each run's `metrics.jsonl`, test accuracy (or MSE) against the
 number of test-time inner steps, and the surgical fine-tuning bars per shift.
+
+`TABLES` names every results table of README.md and BUILD_NOTES.md: each is a function of
+the results folder that reads one committed JSON file, so no number there is typed by
+hand. The documents hold them between `<!-- NAME -->` and `<!-- /NAME -->`, the report
+prints those blocks ready to paste, and `tests/test_results.py` checks they still match.
 """
 import json
 import os
@@ -208,6 +213,161 @@ def plot_by_steps(runs, metric: str, path: str) -> bool:
   return True
 
 
+def _load(root: str, path: str) -> dict:
+  with open(os.path.join(root, path)) as f:
+    return json.load(f)
+
+
+def lecture_table(root: str) -> str:
+  """The sinusoid lecture's table, as `experiments.lecture` prints it."""
+  from jaxtl.meta import lecture  # pylint: disable=import-outside-toplevel
+  r = _load(root, "lecture/results.json")
+  steps = [str(s) for s in r["config"]["maml"]["eval_steps"] if s > 0]
+  return lecture.format_table(r["metrics"], steps)
+
+
+def compare_table(path: str):
+  """The fine-tuning comparison's table (`experiments.compare_finetune`) in `path`."""
+  def table(root: str) -> str:
+    from jaxtl.finetune import compare  # pylint: disable=import-outside-toplevel
+    return compare.format_table(_load(root, path)["metrics"])
+  return table
+
+
+def surgical_sweep_table(path: str):
+  """The surgical sweep's table (`experiments.surgical` / `experiments.multitask`)."""
+  def table(root: str) -> str:
+    from jaxtl.finetune import surgical  # pylint: disable=import-outside-toplevel
+    return surgical.format_table(_load(root, path)["metrics"])
+  return table
+
+
+def _benchmark_caption(b: dict) -> str:
+  """Where and with what a benchmark ran, as its JSON recorded it."""
+  parts = [b.get("machine") or b.get("device", "")]
+  parts += [f"{k} {v}" for k, v in b.get("versions", {}).items()]
+  line = "; ".join(p for p in parts if p)
+  if b.get("command"):
+    line += f"; `{b['command']}`"
+  return f"Measured on: {line}.\n\n" if line else ""
+
+
+def _throughput(root: str):
+  """Settings in order, jaxtl's fastest row and each peer's row per setting."""
+  b = _load(root, "benchmarks/maml_throughput_cpu.json")
+  settings = list(dict.fromkeys(r["setting"] for r in b["results"]))
+  peers = list(dict.fromkeys(r["method"] for r in b["results"]
+                             if not r["method"].startswith("jaxtl")))
+  ours, theirs = {}, {}
+  for r in b["results"]:
+    if r["method"].startswith("jaxtl"):
+      best = ours.get(r["setting"])
+      if best is None or r["meta_iterations_per_second"] > best["meta_iterations_per_second"]:
+        ours[r["setting"]] = r
+    else:
+      theirs[r["setting"], r["method"]] = r["meta_iterations_per_second"]
+  return b, settings, peers, ours, theirs
+
+
+def _setting_name(r: dict) -> str:
+  steps = r["inner_steps"]
+  return (f"{r['way']}-way {r['shot']}-shot, {r['meta_batch']} tasks, "
+          f"{steps} step{'s' if steps != 1 else ''}")
+
+
+def throughput_table(root: str) -> str:
+  """Meta-iterations per second, jaxtl against each PyTorch peer; the fastest in bold."""
+  b, settings, peers, ours, theirs = _throughput(root)
+  lines = ["| setting | jaxtl | " + " | ".join(peers) + " |", "|---|" + "---:|" * (1 + len(peers))]
+  for s in settings:
+    rates = [ours[s]["meta_iterations_per_second"]] + [theirs.get((s, p)) for p in peers]
+    top = max(x for x in rates if x is not None)
+    cells = ["" if x is None else (f"**{x:.2f}**" if x == top else f"{x:.2f}") for x in rates]
+    lines.append(f"| {_setting_name(ours[s])} | " + " | ".join(cells) + " |")
+  return _benchmark_caption(b) + "\n".join(lines)
+
+
+def throughput_ratio_table(root: str) -> str:
+  """The same numbers with jaxtl's method named and its speed-up over each peer."""
+  b, settings, peers, ours, theirs = _throughput(root)
+  methods = list(dict.fromkeys(ours[s]["method"] for s in settings))
+  lines = ["| setting | " + " | ".join(methods + peers)
+           + " | " + " | ".join(f"jaxtl / {p}" for p in peers) + " |",
+           "|---|" + "---:|" * (len(methods) + 2 * len(peers))]
+  for s in settings:
+    mine = ours[s]["meta_iterations_per_second"]
+    cells = [f"{mine:.2f}" if ours[s]["method"] == m else "" for m in methods]
+    cells += ["" if theirs.get((s, p)) is None else f"{theirs[s, p]:.2f}" for p in peers]
+    cells += ["" if theirs.get((s, p)) is None else f"{mine / theirs[s, p]:.2f}x" for p in peers]
+    lines.append(f"| {_setting_name(ours[s])} | " + " | ".join(cells) + " |")
+  not_run = "".join(f"\n\nNot run: {reason}." for reason in b.get("not_run", []))
+  return _benchmark_caption(b) + "\n".join(lines) + not_run
+
+
+def finetune_cost_table(root: str) -> str:
+  """Milliseconds per fine-tuning step for each strategy, and relative to full."""
+  b = _load(root, "benchmarks/finetune_cost_cpu.json")
+  lines = ["| strategy | trainable params | step (ms) | relative to full |",
+           "|---|---:|---:|---:|"]
+  for name, r in b["results"].items():
+    lines.append(f"| {name} | {r['trainable_params']:,} | {r['step_ms']:.2f} | "
+                 f"{r['relative_to_full']:.2f} |")
+  return "\n".join(lines)
+
+
+def meta_step_cost_table(root: str) -> str:
+  """Milliseconds per meta-step for each algorithm, and relative to MAML."""
+  b = _load(root, "benchmarks/finetune_cost_cpu.json")
+  lines = ["| meta-step | step (ms) | relative to MAML |", "|---|---:|---:|"]
+  for name, r in b["meta_step"].items():
+    lines.append(f"| {name} | {r['step_ms']:.1f} | {r['relative_to_maml']:.2f} |")
+  return "\n".join(lines)
+
+
+def memory_table(root: str) -> str:
+  """Peak memory, compile time and step time of second-order MAML per inner-step count,
+  plain and rematerialised."""
+  b = _load(root, "benchmarks/maml_memory_cpu.json")
+  rows = {(r["inner_steps"], r["remat"]): r for r in b["results"]}
+  steps = sorted({k for k, _ in rows})
+  lines = ["| inner steps | " + " | ".join(str(k) for k in steps) + " |",
+           "|---|" + "---:|" * len(steps)]
+  for label, remat in (("peak GiB, plain", False), ("peak GiB, `remat=True`", True)):
+    lines.append(f"| {label} | " + " | ".join(
+        f"{rows[k, remat]['peak_gib']:.2f}" if (k, remat) in rows else "" for k in steps) + " |")
+  for label, key, digits in (("compile s", "compile_seconds", 1),
+                             ("s per meta-iteration", "seconds_per_meta_iteration", 2)):
+    cells = [" / ".join(f"{rows[k, m][key]:.{digits}f}" if (k, m) in rows else "-"
+                        for m in (False, True)) for k in steps]
+    lines.append(f"| {label}, plain / remat | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table from the results
+    "omniglot-table": lambda root: omniglot_grid(find_runs(root)),
+    "lecture-table": lecture_table,
+    "compare-digits-table": compare_table("compare_digits/results.json"),
+    "surgical-digits-table": surgical_sweep_table("surgical_digits/multitask.json"),
+    "surgical-mnist-table": surgical_sweep_table("surgical_mnist/results.json"),
+    "throughput-table": throughput_table,
+    "throughput-ratio-table": throughput_ratio_table,
+    "finetune-cost-table": finetune_cost_table,
+    "meta-step-cost-table": meta_step_cost_table,
+    "memory-table": memory_table,
+}
+
+
+def document_tables(root: str) -> dict[str, str]:
+  """NAME -> table for each of `TABLES` whose JSON file is under root."""
+  tables = {}
+  for name, table in TABLES.items():
+    try:
+      tables[name] = table(root)
+    except FileNotFoundError:
+      continue
+  return tables
+
+
 def write_report(root: str, out: str = "") -> str:
   """Writes `out/report.md` (default out = root) and its plots; returns the report's path."""
   if not os.path.isdir(root):
@@ -252,6 +412,13 @@ def write_report(root: str, out: str = "") -> str:
     sections.append("## Other runs\n\n" + other_table(other))
   if plot_learning_curves(root, os.path.join(out, "learning_curves.png")):
     sections.append("## Learning curves\n\n![learning curves](learning_curves.png)")
+  blocks = [f"<!-- {name} -->\n{table}\n<!-- /{name} -->"
+            for name, table in document_tables(root).items() if table]
+  if blocks:
+    sections.append("## Blocks of README.md and BUILD_NOTES.md\n\nEach block, markers "
+                    "included, replaces the block of the same name there "
+                    "(`tests/test_results.py` checks that they match).\n\n"
+                    + "\n\n".join(blocks))
   path = os.path.join(out, "report.md")
   with open(path, "w") as f:
     f.write("\n\n".join(sections) + "\n")

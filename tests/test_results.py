@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import textwrap
 
 import pytest
 from absl import flags
@@ -19,11 +20,54 @@ RESULTS = os.path.join(ROOT, "results")
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
 
-def test_readme_omniglot_table_is_the_reports():
-  """No number in the README's table is typed by hand: after new results, paste the
-  table from `python -m experiments.report --workdir=results --out=results`."""
-  grid = report.omniglot_grid(report.find_runs(RESULTS))
-  assert _readme_block("omniglot-table").strip() == grid.strip()
+DOCUMENTS = ("README.md", "BUILD_NOTES.md")
+CHECKED_ELSEWHERE = {"omniglot-runs"}  # commands, not numbers: test_readme_commands_...
+# A block may be indented (a table inside a list item): its lines are compared dedented.
+BLOCK = re.compile(r"^([ \t]*)<!-- ([a-z0-9-]+) -->\n(.*?)\n\1<!-- /\2 -->", re.S | re.M)
+
+
+def _blocks(document: str) -> list[tuple[str, str]]:
+  with open(os.path.join(ROOT, document)) as f:
+    return [(name, textwrap.dedent(text)) for _, name, text in BLOCK.findall(f.read())]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_block_is_the_reports_table(document):
+  """No number in a marked block is typed by hand: after new results, paste the blocks
+  printed at the end of `python -m experiments.report --workdir=results --out=results`
+  (results/report.md)."""
+  blocks = _blocks(document)
+  assert blocks, f"{document} has no generated block"
+  with open(os.path.join(ROOT, document)) as f:
+    opened = re.findall(r"<!-- ([a-z0-9-]+) -->", f.read())
+  assert sorted(opened) == sorted(name for name, _ in blocks), (
+      f"{document}: a <!-- NAME --> marker without its <!-- /NAME --> on a line of its own")
+  for name, text in blocks:
+    if name in CHECKED_ELSEWHERE:
+      continue
+    assert name in report.TABLES, f"{document}: <!-- {name} --> is not one of report.TABLES"
+    assert text.strip() == report.TABLES[name](RESULTS).strip(), (
+        f"{document}: block {name} differs from the report's; regenerate it")
+
+
+def test_every_results_table_is_in_a_block():
+  """A Markdown table row with a decimal number outside a marked block is a result typed
+  by hand (tables of settings have no decimals)."""
+  loose = []
+  for document in DOCUMENTS:
+    with open(os.path.join(ROOT, document)) as f:
+      text = BLOCK.sub("", f.read())
+    loose += [f"{document}: {line}" for line in text.splitlines()
+              if line.lstrip().startswith("|") and re.search(r"\d\.\d", line)]
+  assert not loose, "table rows with numbers outside generated blocks:\n" + "\n".join(loose)
+
+
+def test_every_table_has_a_block():
+  """Each of report.TABLES whose JSON is committed appears in a document: a result that
+  is measured is shown."""
+  names = {name for document in DOCUMENTS for name, _ in _blocks(document)}
+  tables = {name for name, table in report.document_tables(RESULTS).items() if table}
+  assert tables <= names, tables - names
 
 
 def _committed_json_files() -> list[str]:
@@ -62,10 +106,9 @@ def test_committed_results_name_no_absolute_paths():
 
 
 def _readme_block(name: str) -> str:
-  with open(os.path.join(ROOT, "README.md")) as f:
-    block = re.search(rf"<!-- {name} -->\n(.*?)\n<!-- /{name} -->", f.read(), re.S)
-  assert block, f"README.md lost its <!-- {name} --> block"
-  return block.group(1)
+  blocks = dict(_blocks("README.md"))
+  assert name in blocks, f"README.md lost its <!-- {name} --> block"
+  return blocks[name]
 
 
 def _config_from_flags(variant: str, overrides: list[str]):
@@ -89,6 +132,8 @@ def test_readme_commands_reproduce_each_omniglot_run():
     saved = run_dir.saved_config(os.path.join(ROOT, folder))
     config = _config_from_flags(variant, overrides.split())
     current = json.loads(config.to_json_best_effort())
+    for key, default in run_dir.FIELD_DEFAULTS.items():  # fields configs gained or lost
+      saved, current = {key: default, **saved}, {key: default, **current}
     for key, value in saved.items():
       if key in run_dir.EXECUTION_FIELDS:
         continue
@@ -113,3 +158,24 @@ def test_committed_protonet_checkpoint_reevaluates_to_its_number(tmp_path):
   metrics = train.evaluate_checkpoint(config, run, str(tmp_path))
   assert metrics["test_accuracy"] == pytest.approx(committed["test_accuracy"], abs=1e-6)
   assert metrics["meta_iterations"] == committed["meta_iterations"] == 5000
+
+
+def test_throughput_tables_from_a_benchmark_json(tmp_path):
+  """The throughput blocks (no JSON committed now) from a hand-made benchmark file: the
+  fastest method per setting in bold, jaxtl's fastest row over each peer, the machine."""
+  rows = [{"setting": "5w1s", "method": method, "meta_iterations_per_second": rate, "way": 5,
+           "shot": 1, "meta_batch": 32, "inner_steps": 1}
+          for method, rate in [("jaxtl (vmap, conv=auto)", 4.0), ("jaxtl (map, conv=xla)", 1.0),
+                               ("torch.func", 2.0), ("learn2learn method", 5.0)]]
+  os.makedirs(tmp_path / "benchmarks")
+  with open(tmp_path / "benchmarks" / "maml_throughput_cpu.json", "w") as f:
+    json.dump({"machine": "CPU, 2 cores", "versions": {"jax": "0.10.2"}, "results": rows,
+               "not_run": ["learn2learn: no module"]}, f)
+  short = report.throughput_table(str(tmp_path))
+  assert "| 5-way 1-shot, 32 tasks, 1 step | 4.00 | 2.00 | **5.00** |" in short
+  assert short.startswith("Measured on: CPU, 2 cores; jax 0.10.2.")
+  ratios = report.throughput_ratio_table(str(tmp_path))
+  assert "| 5-way 1-shot, 32 tasks, 1 step | 4.00 | 2.00 | 5.00 | 2.00x | 0.80x |" in ratios
+  assert ratios.endswith("Not run: learn2learn: no module.")
+  assert set(report.document_tables(str(tmp_path))) == {
+      "omniglot-table", "throughput-table", "throughput-ratio-table"}
