@@ -6,6 +6,7 @@ from typing import Sequence
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import traverse_util
 
 from jaxtl.errors import MissingInputError
@@ -26,7 +27,42 @@ def manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
                                options=options)
 
 
+def restore_latest(ckpts: ocp.CheckpointManager, target):
+  """(step, state) from the newest checkpoint of `ckpts` that restores, or (None, None)
+  without checkpoints. `target` is the state's template (arrays with their shardings),
+  or a function step -> template (fine-tuning phases have different states).
+
+  Orbax's rename makes a checkpoint appear only once complete, but a file can still be
+  truncated or damaged later (a full disk, a copy cut short): such a checkpoint is
+  deleted, with a warning naming it and the step resumed from instead, so that the run
+  can save that step again. If no checkpoint restores, the newest one's error is raised:
+  a template that fits none is a bug, not damage. Every process calls it."""
+  bad, error = [], None
+  for step in sorted(ckpts.all_steps(), reverse=True):
+    template = target(step) if callable(target) else target
+    try:
+      state = ckpts.restore(step, args=ocp.args.StandardRestore(template))
+    except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
+      bad.append(step)
+      error = error or e
+      continue
+    if bad:
+      logging.warning("Checkpoint step %s in %s cannot be restored (%s: %s); resuming from "
+                      "the previous checkpoint, step %d, and deleting step %s.",
+                      bad[0], ckpts.directory, type(error).__name__, str(error)[:300], step,
+                      ", ".join(map(str, bad)))
+      for b in bad:
+        ckpts.delete(b)
+    return step, state
+  if error is not None:
+    raise error
+  return None, None
+
+
 def save_variables(workdir: str, variables) -> str:
+  """Saves final variables under `workdir/variables`. In a multi-process run every
+  process calls it (orbax writes once and synchronises the processes); the arrays are
+  replicated, so each process holds all their values."""
   path = os.path.join(os.path.abspath(workdir), VARIABLES_DIR)
   ckpt = ocp.StandardCheckpointer()
   ckpt.save(path, jax.device_get(variables), force=True)

@@ -6,22 +6,41 @@ from typing import Mapping
 
 from absl import logging
 
+from jaxtl import runtime
+
 
 class MetricLogger:
-  """Writes scalars to `workdir/metrics.jsonl` and TensorBoard event files in `workdir/tb`."""
+  """Writes scalars to `workdir/metrics.jsonl` and TensorBoard event files in `workdir/tb`;
+  in a multi-process run, process 0 alone (`runtime.is_writer`).
+
+  A run resumed from the checkpoint of `first_step` repeats the steps after it, so the
+  lines the killed run wrote after that step (and a torn last line) are dropped first:
+  the file then reads as if the run had never stopped."""
 
   def __init__(self, workdir: str, total_steps: int, first_step: int = 0):
+    self._total, self._t0, self._step0 = total_steps, time.perf_counter(), first_step
+    self._jsonl = self._tb = None
+    self._kept = set()  # the key sets of kept lines at `first_step`
+    if not runtime.is_writer():
+      return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    path = os.path.join(workdir, "metrics.jsonl")
+    self._kept = _drop_after(path, first_step)
+    self._jsonl = open(path, "a")
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+      # purge_step hides the killed run's events after the checkpoint from TensorBoard.
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"),
+                               purge_step=first_step + 1 if first_step else None)
     except ImportError:  # TensorBoard files are optional; the jsonl file is not.
       self._tb = None
-    self._total, self._t0, self._step0 = total_steps, time.perf_counter(), first_step
 
   def write(self, step: int, scalars: Mapping[str, float], progress: bool = True):
+    if self._jsonl is None:  # not the writing process
+      return
     scalars = {k: float(v) for k, v in scalars.items()}
+    if step == self._step0 and tuple(sorted(scalars)) in self._kept:
+      return  # resumed from the last checkpoint: the killed run wrote this line already
     self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
     self._jsonl.flush()
     if self._tb is not None:
@@ -36,9 +55,35 @@ class MetricLogger:
       logging.info("step %d/%d %s | %.1f steps/s | ETA %.0fs", step, self._total, text, rate, eta)
 
   def close(self):
-    self._jsonl.close()
+    if self._jsonl is not None:
+      self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def _drop_after(path: str, step: int) -> set:
+  """Rewrites the jsonl file at `path` (atomically) without its lines after `step` and
+  unreadable ones (a kill can tear the last line); returns the key sets of the lines
+  at `step`."""
+  if not os.path.exists(path):
+    return set()
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      record = json.loads(line) if line.endswith("\n") else None
+    except json.JSONDecodeError:
+      record = None
+    if isinstance(record, dict) and record.get("step", 0) <= step:
+      kept.append((line, record))
+  if len(kept) < len(lines):
+    logging.info("%s: resuming at step %d, dropped %d later or torn lines.", path, step,
+                 len(lines) - len(kept))
+    with open(path + ".tmp", "w") as f:
+      f.writelines(line for line, _ in kept)
+    os.replace(path + ".tmp", path)
+  return {tuple(sorted(set(r) - {"step"})) for _, r in kept if r.get("step") == step}
 
 
 RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "lecture")
@@ -47,10 +92,13 @@ RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "lecture")
 def write_results(workdir: str, config, metrics: Mapping, kind: str, name: str = "results",
                   **extra) -> str:
   """Writes `workdir/{name}.json` = {"kind": ..., "config": ..., "metrics": ..., **extra}
-  atomically; `kind` (one of RESULT_KINDS) tells `jaxtl.report` how to show it."""
+  atomically (process 0 only, `runtime.is_writer`); `kind` (one of RESULT_KINDS) tells
+  `jaxtl.report` how to show it."""
   if kind not in RESULT_KINDS:
     raise ValueError(f"Unknown result kind {kind!r}; valid: {RESULT_KINDS}.")
   path = os.path.join(workdir, f"{name}.json")
+  if not runtime.is_writer():  # process 0 writes the same numbers
+    return path
   cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

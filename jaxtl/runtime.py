@@ -4,6 +4,16 @@ import platform
 from absl import logging
 
 
+def is_writer() -> bool:
+  """Whether this process writes a run's files (config, metrics, TensorBoard, times,
+  results). In a multi-process run (`jaxtl.sharding.initialize_distributed`) all
+  processes compute the same numbers, so process 0 alone writes them: the others would
+  race it for the same paths. Orbax checkpoints are the exception: every process calls
+  them and orbax coordinates the writes."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index() == 0
+
+
 def log_versions():
   import flax, jax, optax  # pylint: disable=g-import-not-at-top,multiple-imports
   logging.info("python %s, jax %s, flax %s, optax %s, backend %s, devices %s",

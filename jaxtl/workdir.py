@@ -7,6 +7,7 @@ import time
 import jax
 import numpy as np
 
+from jaxtl import runtime
 from jaxtl.errors import ConfigError
 
 
@@ -153,6 +154,8 @@ class TrainClock:
     return self.before + [now]
 
   def save(self, step: int):
+    if not runtime.is_writer():  # process 0 writes the run's file
+      return
     with open(self.path + ".tmp", "w") as f:
       json.dump({"segments": self.segments(step)}, f, indent=1)
     os.replace(self.path + ".tmp", self.path)

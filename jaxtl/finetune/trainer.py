@@ -205,13 +205,17 @@ def train_and_evaluate(config, workdir: str,
   state, step_fn = start_phase(0, params, batch_stats, step)  # checks partition and optimizer
   run_dir.prepare(config, workdir)  # the first write: the config has been checked above
   ckpts = checkpoint.manager(workdir)
-  latest = ckpts.latest_step()
+  # A saved state belongs to the phase of its last executed step, `saved - 1`.
+  phase_of = lambda saved: strategies.phase_at(phase_list, max(saved - 1, 0))[0]
+  started = {}  # step -> (template state, step function) of the checkpoint's phase
+
+  def template(saved):
+    started[saved] = start_phase(phase_of(saved), params, batch_stats, saved)
+    return started[saved][0]
+  latest, restored = checkpoint.restore_latest(ckpts, template)
   if latest is not None:
-    step = latest
-    # The saved state belongs to the phase of its last executed step, `latest - 1`.
-    phase_index, _, _ = strategies.phase_at(phase_list, max(latest - 1, 0))
-    template, step_fn = start_phase(phase_index, params, batch_stats, step)
-    state = ckpts.restore(latest, args=checkpoint.ocp.args.StandardRestore(template))
+    step, phase_index, step_fn = latest, phase_of(latest), started[latest][1]
+    state = restored
     logging.info("Resumed from %s at step %d.", workdir, latest)
 
   logger = MetricLogger(workdir, total, first_step=step)
@@ -238,14 +242,14 @@ def train_and_evaluate(config, workdir: str,
                            "Lower the learning rate.")
       last_loss = float(pending[-1])
       pending, pending_from = [], step
-      if save_now:
-        ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
-        clock.save(step)
       if log_now:
         scalars = {"train_loss": last_loss}
         if config.eval_every and (step % config.eval_every == 0) and len(val):
           scalars["val_accuracy"] = evaluate(state["params"], state["batch_stats"], val)["accuracy"]
         logger.write(step, scalars)
+      if save_now:  # after the step's line: a run resumed here has it and drops later ones
+        ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
+        clock.save(step)
   ckpts.wait_until_finished()
   segments = clock.segments(step)
 

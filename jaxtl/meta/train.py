@@ -231,8 +231,9 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
                partition.describe(
                    state["meta_params"]["params"], learner.labels(state["meta_params"]["params"])))
   ckpts = checkpoint.manager(workdir)
-  if ckpts.latest_step() is not None:
-    state = ckpts.restore(ckpts.latest_step(), args=checkpoint.ocp.args.StandardRestore(state))
+  restored_step, restored = checkpoint.restore_latest(ckpts, state)
+  if restored_step is not None:
+    state = restored
     logging.info("Resumed from %s at meta-iteration %d.", workdir, int(state["step"]))
   step_fn = make_meta_step(learner, tx, train_sampler, config.meta_batch, config.steps_per_call,
                            mesh)
@@ -258,15 +259,15 @@ def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
       run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir,
                            "Lower meta_lr or inner_lr.")
       pending, pending_from = [], step
-      if save_now:
-        ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
-        clock.save(step)
       if log_now:
         name = "mse" if learner.loss == "mse" else "accuracy"
         scalars = {"meta_loss": float(losses[-1]), f"query_{name}": float(metrics[-1])}
         if step > steady[1]:
           scalars["meta_iterations_per_second"] = _rate(steady, step)
         logger.write(step, scalars)
+      if save_now:  # after the step's line: a run resumed here has it and drops later ones
+        ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
+        clock.save(step)
   ckpts.wait_until_finished()
   segments = clock.segments(step)
   results = evaluate(config, learner, state["meta_params"], state["batch_stats"],
