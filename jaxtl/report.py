@@ -343,9 +343,23 @@ def memory_table(root: str) -> str:
   return "\n".join(lines)
 
 
+def lecture_seeds_table(root: str) -> str:
+  """The lecture's test MSE after 1 / 5 / 10 steps under other seeds
+  (`benchmarks.lecture_seeds`), with the fine-tuning step size picked on validation."""
+  b = _load(root, "benchmarks/lecture_seeds.json")
+  lines = ["| seed | MAML | pre-train, fine-tune (lr) | multi-task, fine-tune (lr) |",
+           "|---:|---|---|---|"]
+  for seed, r in b["seeds"].items():
+    cell = lambda m: " / ".join(f"{r[m]['test_mse_by_steps'][k]:.2f}" for k in ("1", "5", "10"))
+    lines.append(f"| {seed} | {cell('maml')} | {cell('pretrain')} ({r['pretrain']['finetune_lr']:g})"
+                 f" | {cell('multitask')} ({r['multitask']['finetune_lr']:g}) |")
+  return "\n".join(lines)
+
+
 TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table from the results
     "omniglot-table": lambda root: omniglot_grid(find_runs(root)),
     "lecture-table": lecture_table,
+    "lecture-seeds-table": lecture_seeds_table,
     "compare-digits-table": compare_table("compare_digits/results.json"),
     "surgical-digits-table": surgical_sweep_table("surgical_digits/multitask.json"),
     "surgical-mnist-table": surgical_sweep_table("surgical_mnist/results.json"),

@@ -17,7 +17,6 @@ from jaxtl.meta import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "results")
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
 
 DOCUMENTS = ("README.md", "BUILD_NOTES.md")
@@ -147,16 +146,16 @@ def test_readme_commands_reproduce_each_omniglot_run():
   assert runs <= listed, runs - listed
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "omniglot", "omniglot_28.npz")),
-                    reason="needs the Omniglot mirror in ../shared/data")
-def test_committed_protonet_checkpoint_reevaluates_to_its_number(tmp_path):
+def test_committed_protonet_checkpoint_reevaluates_to_its_number(tmp_path, data_dir):
   run = os.path.join(RESULTS, "omniglot_5w1s_protonet")
   with open(os.path.join(run, "meta_eval", "results.json")) as f:
     committed = json.load(f)["metrics"]
   config = meta_configs.get_config("omniglot_5w1s")
-  config.algorithm, config.model_kwargs.pool, config.data_dir = "protonet", "flatten", DATA
+  config.algorithm, config.model_kwargs.pool, config.data_dir = "protonet", "flatten", data_dir
   metrics = train.evaluate_checkpoint(config, run, str(tmp_path))
-  assert metrics["test_accuracy"] == pytest.approx(committed["test_accuracy"], abs=1e-6)
+  # 3,000 query predictions: one whose two best logits are within float32 rounding may
+  # flip on another CPU or thread count (seen: 1 of 60,000 for 20w5s), so allow 3 flips.
+  assert metrics["test_accuracy"] == pytest.approx(committed["test_accuracy"], abs=3 / 3000)
   assert metrics["meta_iterations"] == committed["meta_iterations"] == 5000
 
 
