@@ -29,7 +29,9 @@ META_ARGS = ("experiments.meta_train", "--config=experiments/configs/meta.py:sin
              "--config.meta_batch=8")  # a multiple of 4: tests/test_multihost.py's devices
 FT_ARGS = ("experiments.pretrain", "--config=experiments/configs/finetune.py:quick_source",
            "--config.checkpoint_every=2", "--config.log_every=2")
-COMMANDS = {"meta": (META_ARGS, 20), "finetune": (FT_ARGS, 6)}  # (command, final step)
+# (command, final step, a line logged just before the first call, which compiles)
+COMMANDS = {"meta": (META_ARGS, 20, "inner loop adapts"),
+            "finetune": (FT_ARGS, 6, "parameter partition")}
 
 # A resumed run replays the uninterrupted one: the same XLA executables on the same
 # machine, from checkpoints that store float32 exactly. 1e-6 (about 8 float32 ulps)
@@ -71,8 +73,10 @@ def metric_lines(workdir) -> list:
     return [json.loads(line) for line in f]
 
 
-def tail(path, n=3000) -> str:
+def tail(path, n=3000, start=0) -> str:
+  """The last `n` characters of the file at `path` from offset `start`."""
   with open(path) as f:
+    f.seek(start)
     return f.read()[-n:]
 
 
@@ -90,12 +94,14 @@ def uninterrupted(tmp_path_factory, worker_id, name: str):
     if not stamps.exists():
       shutil.rmtree(workdir, ignore_errors=True)
       shutil.rmtree(cache, ignore_errors=True)
-      args, final = COMMANDS[name]
+      args, final, marker = COMMANDS[name]
       t0 = time.perf_counter()
       proc = start(args, workdir, str(workdir) + ".log", cache)
       timeline = {}
       while proc.poll() is None:
         steps, now = checkpoint_steps(workdir), time.perf_counter() - t0
+        if "compiling" not in timeline and marker in tail(str(workdir) + ".log", 10**6):
+          timeline["compiling"] = now
         if steps:
           timeline.setdefault("first_checkpoint", now)
         if final in steps:
@@ -137,14 +143,15 @@ def assert_same_run(got, expected, rtol, what):
 @pytest.mark.parametrize("name", ["meta", "finetune"])
 def test_sigkill_at_random_moments_then_the_same_command_gives_the_uninterrupted_results(
     tmp_path, tmp_path_factory, worker_id, name):
-  """Five seeded random moments per command (ten in all): the first during the cold
-  start (imports, data, XLA compilation), then during training calls and checkpoint
+  """Five seeded random moments per command (ten in all): the first while the first
+  call compiles (no compilation cache yet), then during training calls and checkpoint
   writes, during evaluation and the writing of variables and results, or during a warm
   restart. After each kill the same command reruns in the same workdir."""
-  straight, timeline, _ = uninterrupted(tmp_path_factory, worker_id, name)
-  args, final = COMMANDS[name]
-  # Reruns use a compilation cache (fresh here, so the first run compiles and can be
-  # killed compiling): users run with it on by default, and it makes a rerun cost its
+  straight, timeline, warm_cache = uninterrupted(tmp_path_factory, worker_id, name)
+  args, final, marker = COMMANDS[name]
+  # The first run compiles from scratch (an empty compilation cache) and is killed
+  # while starting or compiling; the reruns use the cache that the uninterrupted run
+  # filled: users run with the cache on by default, and it makes a rerun cost its
   # training rather than a recompilation, which keeps ten kills within the CI budget.
   # jax writes cache entries non-atomically; a torn entry fails to load, and jax then
   # warns and recompiles, so a kill there cannot change the numbers.
@@ -157,23 +164,26 @@ def test_sigkill_at_random_moments_then_the_same_command_gives_the_uninterrupted
   workdir = tmp_path / f"run{chain}"
   kills, missed = [], []
   while len(kills) < 5 and len(kills) + len(missed) < 8:  # a run may finish before
-    phase = (["cold start", "training", "finishing"] + [None] * 5)[len(kills) + len(missed)]
+    phase = (["compiling", "training", "finishing"] + [None] * 5)[len(kills) + len(missed)]
     phase = phase or rng.choice(["warm start", "training", "finishing"])
     before = checkpoint_steps(workdir)
-    if phase == "cold start":
-      anchor, delay = None, rng.uniform(0.05, 0.5) * timeline["first_checkpoint"]
+    if phase == "compiling":
+      window = timeline["first_checkpoint"] - timeline["compiling"]
+      anchor, delay = "log line", rng.uniform(0.0, 0.7) * window
     elif phase == "warm start":
       anchor, delay = None, rng.uniform(0.0, 0.9) * warm * timeline["first_checkpoint"]
     elif phase == "training" and (not before or before[-1] < final - 1):
       anchor, delay = "new checkpoint", rng.uniform(0.0, train_window)
     else:
       anchor, delay = "final checkpoint", rng.uniform(0.0, 0.9) * warm * end_window
-    proc = start(args, workdir, log, cache)
+    offset = os.path.getsize(log) if os.path.exists(log) else 0  # this run's lines follow
+    proc = start(args, workdir, log, cache if phase == "compiling" else warm_cache)
     t0 = time.perf_counter()
     anchored = t0 if anchor is None else None
     while proc.poll() is None:
       steps = checkpoint_steps(workdir)
       if anchored is None and (
+          (anchor == "log line" and marker in tail(log, 10**6, offset)) or
           (anchor == "new checkpoint" and steps and steps[-1] > (before or [0])[-1]) or
           (anchor == "final checkpoint" and final in steps)):
         anchored = time.perf_counter()
@@ -192,7 +202,7 @@ def test_sigkill_at_random_moments_then_the_same_command_gives_the_uninterrupted
       chain += 1
       workdir = tmp_path / f"run{chain}"
   if not (workdir / "results.json").exists() and workdir.exists():
-    proc = start(args, workdir, log, cache)
+    proc = start(args, workdir, log, warm_cache)
     assert proc.wait(timeout=600) == 0, tail(log)
     assert_same_run(workdir, straight, RESUME_RTOL, f"{name} final run {kills}")
   # The moments really fell where they were meant to: the first before any checkpoint

@@ -62,7 +62,7 @@ def run_pair(args, workdir, tmp_path, attempt: int, kill_after_checkpoint: bool 
 def test_two_processes_give_the_single_process_results(tmp_path, tmp_path_factory, worker_id,
                                                        name):
   straight, _, _ = uninterrupted(tmp_path_factory, worker_id, name)
-  args, final = COMMANDS[name]
+  args, final, _ = COMMANDS[name]
   workdir = tmp_path / "run"
   run_pair(args, workdir, tmp_path, 1, kill_after_checkpoint=True)
   first = checkpoint_steps(workdir)
