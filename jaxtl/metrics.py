@@ -89,6 +89,13 @@ def _drop_after(path: str, step: int) -> set:
 RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "lecture")
 
 
+def write_text(path: str, text: str):
+  """Writes a run's text file (a results table) on process 0 only (`runtime.is_writer`)."""
+  if runtime.is_writer():
+    with open(path, "w") as f:
+      f.write(text)
+
+
 def write_results(workdir: str, config, metrics: Mapping, kind: str, name: str = "results",
                   **extra) -> str:
   """Writes `workdir/{name}.json` = {"kind": ..., "config": ..., "metrics": ..., **extra}

@@ -79,7 +79,7 @@ def prepare(config, workdir: str):
     if diff:
       raise ConfigError(f"{workdir} holds an unfinished run with another config (fields "
                         f"{diff} differ); resume with the same config or use another workdir.")
-  else:
+  elif runtime.is_writer():  # process 0 writes the run's files
     path = os.path.join(workdir, "config.json")
     with open(path + ".tmp", "w") as f:
       json.dump(json.loads(config.to_json_best_effort()), f, indent=2)

@@ -17,7 +17,7 @@ from jaxtl import workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import strategies
 from jaxtl.finetune.trainer import train_and_evaluate
-from jaxtl.metrics import write_results
+from jaxtl.metrics import write_results, write_text
 from jaxtl.models import build_model
 
 
@@ -79,8 +79,7 @@ def compare(config, workdir: str) -> Dict:
     logging.info("%s: lr %g, test accuracy %.4f +- %.4f", label, results[label]["learning_rate"],
                  results[label]["test_accuracy"], results[label]["test_accuracy_std"])
   table = format_table(results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(table + "\n")
+  write_text(os.path.join(workdir, "results.md"), table + "\n")
   write_results(workdir, config, results, "compare")
   print(table)
   return results

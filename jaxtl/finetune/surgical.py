@@ -14,12 +14,13 @@ import re
 
 from absl import logging
 
+from jaxtl import runtime
 from jaxtl.data.shifts import SHIFTS, make_shift
 from jaxtl.errors import ConfigError
 from jaxtl.finetune.compare import best_of_grid, check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
-from jaxtl.metrics import pyplot, write_results
+from jaxtl.metrics import pyplot, write_results, write_text
 
 
 def _shift_data(config, shift):
@@ -79,10 +80,10 @@ def sweep(config, workdir: str, multitask: bool = False) -> dict:
     results[shift] = {"source_test_accuracy": source_acc, "strategies": rows}
   name = "multitask" if multitask else "results"
   table = format_table(results)
-  with open(os.path.join(workdir, f"{name}.md"), "w") as f:
-    f.write(table + "\n")
+  write_text(os.path.join(workdir, f"{name}.md"), table + "\n")
   write_results(workdir, config, results, "surgical", name=name)
-  plot(results, os.path.join(workdir, f"{name}_accuracy.png"))
+  if runtime.is_writer():
+    plot(results, os.path.join(workdir, f"{name}_accuracy.png"))
   print(table)
   return results
 

@@ -17,7 +17,7 @@ from absl import logging
 
 from jaxtl import workdir as run_dir
 from jaxtl.meta import multitask, train
-from jaxtl.metrics import write_results
+from jaxtl.metrics import write_results, write_text
 
 PUBLISHED = {  # Finn et al. 2017, appendix Table 2 (MSE after 1 / 5 / 10 steps)
     "maml": {"1": 0.67, "5": 0.38, "10": 0.35},
@@ -77,8 +77,7 @@ def run(config, workdir: str) -> dict:
   results["multitask"] = _tuned(config.maml, learner, init, steps_keys, config.finetune_lr_grid,
                                 config.val_seed)
   table = format_table(results, steps_keys)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(table + "\n")
+  write_text(os.path.join(workdir, "results.md"), table + "\n")
   write_results(workdir, config, results, "lecture", published=PUBLISHED)
   print(table)
   return results
