@@ -21,7 +21,7 @@ setuptools.setup(
         "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.7"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.7", "filelock>=3"],
         "plots": ["matplotlib>=3.7"],
         "peers": ["torch>=2.1"],  # benchmarks against PyTorch only; never imported by jaxtl
     },
