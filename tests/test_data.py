@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jaxtl.data import DatasetNotFoundError, load_dataset
+from jaxtl.data import DatasetNotFoundError, ImageDataset, load_dataset
 
 
 def test_embedded_digits_need_no_download():
@@ -48,3 +48,24 @@ def test_tfds_source_with_mock_data():
   assert mnist.images.shape == (4, 28, 28, 1) and mnist.images.max() <= 1.0
   assert omni.images.shape == (8, 28, 28, 1) and "alphabet" in omni.metadata
   assert omni.labels[4:].min() >= 964  # evaluation classes come after background ones
+
+
+def test_omniglot_shift_without_drawers_says_what_is_missing(monkeypatch):
+  from jaxtl.data import shifts  # pylint: disable=g-import-not-at-top
+  from jaxtl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  no_drawers = ImageDataset(np.zeros((4, 2, 2, 1), np.float32), np.arange(4, dtype=np.int32),
+                            "omniglot", {"alphabet": np.zeros(4, np.int32)}, "tfds:omniglot")
+  monkeypatch.setattr(shifts, "load_dataset", lambda *args, **kwargs: no_drawers)
+  with pytest.raises(ConfigError, match=r"drawer, which tfds:omniglot does not record"):
+    shifts.make_shift("feature", "omniglot")
+
+
+def test_missing_mirrors_fail_under_ci_and_skip_elsewhere(monkeypatch, tmp_path):
+  from tests import conftest  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(conftest, "SHARED_DATA", tmp_path)
+  monkeypatch.setenv("CI", "true")
+  with pytest.raises(pytest.fail.Exception, match="CI=true"):
+    conftest.require_shared_data()
+  monkeypatch.setenv("CI", "")
+  with pytest.raises(pytest.skip.Exception):
+    conftest.require_shared_data()
