@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from jaxtl.data import DatasetNotFoundError, ImageDataset, load_dataset
+from jaxtl.data.datasets import usps_to_28
 
 
 def test_embedded_digits_need_no_download():
@@ -18,6 +19,60 @@ def test_mirrors(data_dir):
   assert omni.images.shape == (19280, 28, 28, 1) and len(omni.classes) == 964
   assert omni.images.mean() < 0.5  # ink = 1 on a 0 background
   assert set(omni.metadata) == {"alphabet", "drawer"}
+
+
+def test_fashion_mnist_mirror(data_dir):
+  train = load_dataset("fashion_mnist", "train", data_dir=data_dir, source="mirror")
+  test = load_dataset("fashion_mnist", "test", data_dir=data_dir, source="mirror")
+  assert train.images.shape == (60000, 28, 28, 1) and test.images.shape == (10000, 28, 28, 1)
+  assert train.source == "mirror:fashion_mnist/fashion_mnist.npz"
+  # README: 6000 / 1000 of each class; first labels; pixel mean 0.2860 on a black background.
+  assert np.bincount(train.labels).tolist() == [6000] * 10
+  assert np.bincount(test.labels).tolist() == [1000] * 10
+  assert train.labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+  np.testing.assert_allclose(train.images.mean(), 0.2860405970, atol=1e-6)
+  assert np.median(train.images[:, 0, 0]) == 0.0
+
+
+def test_usps_mirror_reads_the_exact_values(data_dir):
+  train = load_dataset("usps", "train", data_dir=data_dir, source="mirror")
+  test = load_dataset("usps", "test", data_dir=data_dir)  # auto: the mirror, no TFDS
+  assert train.images.shape == (7291, 16, 16, 1) and test.images.shape == (2007, 16, 16, 1)
+  assert train.source == test.source == "mirror:usps/usps.npz"
+  assert np.bincount(train.labels).tolist() == [1194, 1005, 731, 658, 652, 556, 664, 645, 542,
+                                                644]
+  assert np.bincount(test.labels).tolist() == [359, 264, 198, 166, 200, 160, 170, 147, 166, 177]
+  assert train.labels[:10].tolist() == [6, 5, 4, 7, 3, 6, 3, 1, 0, 1]
+  assert train.images.min() == 0.0 and train.images.max() == 1.0
+  assert (train.images == 0).mean() > 0.5  # README: 59.6% of pixels are background (v = -1)
+  # The uint8 copy is round((v + 1) / 2 * 255): within half a level of the exact values.
+  with np.load(f"{data_dir}/usps/usps.npz") as z:
+    np.testing.assert_allclose(train.images[..., 0] * 255, z["x_train"], atol=0.5 + 1e-4)
+
+
+def test_usps_to_28_puts_the_digit_in_mnists_20x20_box(data_dir):
+  usps = load_dataset("usps", "test", data_dir=data_dir)
+  box = usps_to_28(usps.images)
+  assert box.shape == (2007, 28, 28, 1) and box.dtype == np.float32
+  assert 0.0 <= box.min() and box.max() <= 1.0
+  margin = np.ones((28, 28), bool)
+  margin[4:24, 4:24] = False
+  assert np.all(box[:, margin] == 0)  # 4 background pixels each side
+  np.testing.assert_allclose(box.mean(), usps.images.mean() * (20 / 28) ** 2, rtol=0.02)
+  stretch = usps_to_28(usps.images[:5], resize="stretch")
+  assert stretch.shape == (5, 28, 28, 1) and stretch[:, 0].max() > 0
+  with pytest.raises(ValueError, match="box20"):
+    usps_to_28(usps.images[:5], resize="lanczos")
+  with pytest.raises(ValueError, match="16, 16, 1"):
+    usps_to_28(box[:5])
+
+
+def test_usps_is_read_from_the_mirror_only(tmp_path):
+  with pytest.raises(DatasetNotFoundError, match="mirror is the only source") as e:
+    load_dataset("usps", "train", data_dir=str(tmp_path))
+  assert str(tmp_path / "usps" / "usps.npz") in str(e.value)
+  with pytest.raises(ValueError, match="has no usps"):
+    load_dataset("usps", "train", source="tfds")
 
 
 def test_env_var_sets_data_dir(data_dir, monkeypatch):
@@ -45,7 +100,9 @@ def test_tfds_source_with_mock_data():
   with tfds.testing.mock_data(num_examples=4):
     mnist = load_dataset("mnist", "train", source="tfds")
     omni = load_dataset("omniglot", "all", source="tfds")
+    fashion = load_dataset("fashion_mnist", "test", source="tfds")
   assert mnist.images.shape == (4, 28, 28, 1) and mnist.images.max() <= 1.0
+  assert fashion.images.shape == (4, 28, 28, 1) and fashion.source == "tfds:fashion_mnist"
   assert omni.images.shape == (8, 28, 28, 1) and "alphabet" in omni.metadata
   assert omni.labels[4:].min() >= 964  # evaluation classes come after background ones
 

@@ -1,18 +1,26 @@
 """One small in-memory dataset form and the sources it is read from.
 
 `load_dataset(name, split)` returns an `ImageDataset`: float32 images NHWC in [0, 1]
-with ink (the strokes) near 1, int32 labels and optional per-example metadata.
+with ink (the strokes, or the lit object of Fashion-MNIST) near 1 on a background near 0,
+int32 labels and optional per-example metadata.
 
 Sources, tried in this order when `source="auto"`:
   1. TensorFlow Datasets, if the dataset is already prepared in the TFDS data dir
      (no download is attempted at this point).
   2. An offline mirror in the jaxtl data directory (argument `data_dir`, else env
-     `JAXTL_DATA_DIR`), laid out as `omniglot/omniglot_28.npz`, `mnist/mnist.npz`.
+     `JAXTL_DATA_DIR`), laid out as `omniglot/omniglot_28.npz`, `mnist/mnist.npz`,
+     `fashion_mnist/fashion_mnist.npz`, `usps/usps.npz`.
   3. TensorFlow Datasets with download (needs internet), unless `download=False`.
 Embedded datasets (`digits`: scikit-learn's 8x8 handwritten digits) ship inside an
-installed package and need no source. A dataset found nowhere raises
-`DatasetNotFoundError` naming every place that was looked at; there is never a
-fallback to other data.
+installed package and need no source. TFDS has no USPS, so `usps` is read from the
+mirror only. A dataset found nowhere raises `DatasetNotFoundError` naming every place
+that was looked at; there is never a fallback to other data.
+
+USPS is loaded at its native 16x16 (the exact `x_*_milli` values, v = milli / 1000 in
+[-1, 1], image = (v + 1) / 2). `usps_to_28` brings it to MNIST's 28x28 the way MNIST itself
+was made (LeCun et al.: digits size-normalised into a 20x20 box, centred in 28x28): the
+16x16 digit is scaled bilinearly to 20x20 and padded with 4 background pixels each side
+(the mean pixel of USPS train is then 0.130, MNIST train's 0.131).
 """
 import dataclasses
 import functools
@@ -31,10 +39,19 @@ SOURCES = ("auto", "tfds", "mirror", "embedded")
 DATASETS = {
     "digits": ("train", "test", "all"),
     "mnist": ("train", "test"),
+    "fashion_mnist": ("train", "test"),
+    "usps": ("train", "test"),
     "omniglot": ("background", "evaluation", "all"),
 }
 EMBEDDED = ("digits",)
-MIRROR_FILES = {"mnist": "mnist/mnist.npz", "omniglot": "omniglot/omniglot_28.npz"}
+MIRROR_ONLY = ("usps",)  # not in TensorFlow Datasets
+MIRROR_FILES = {"mnist": "mnist/mnist.npz", "fashion_mnist": "fashion_mnist/fashion_mnist.npz",
+                "usps": "usps/usps.npz", "omniglot": "omniglot/omniglot_28.npz"}
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+# How `usps_to_28` brings 16x16 to 28x28: MNIST's 20x20 box plus a 4-pixel margin, or the
+# whole frame (no margin; strokes end up thicker and longer than MNIST's).
+USPS_RESIZES = ("box20", "stretch")
 OMNIGLOT_BACKGROUND_CLASSES = 964  # classes 0..963 are images_background
 
 
@@ -118,10 +135,15 @@ def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
     return dataclasses.replace(_load_digits(split), source=f"embedded:{name}")
   if source == "embedded":
     raise ConfigError(f"{name} is not embedded; embedded datasets: {EMBEDDED}.")
+  if name in MIRROR_ONLY and source == "tfds":
+    raise ConfigError(f"TensorFlow Datasets has no {name}; its mirror {MIRROR_FILES[name]} is "
+                      f"the only source: use source='mirror' or 'auto'.")
 
   tried = []
   attempts = {"auto": [("tfds", False), ("mirror", None), ("tfds", True)],
               "tfds": [("tfds", True)], "mirror": [("mirror", None)]}[source]
+  if name in MIRROR_ONLY:
+    attempts = [("mirror", None)]
   for kind, allow_download in attempts:
     if kind == "mirror":
       root = resolve_data_dir(data_dir)
@@ -140,10 +162,37 @@ def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
       if result is not None:
         return dataclasses.replace(result, source=f"tfds:{name}")
       tried.append(f"tfds ({'download' if allow_download else 'prepared only'}): {why}")
-  raise DatasetNotFoundError(
-      f"Dataset {name!r} split {split!r} not found. Looked at:\n  - " + "\n  - ".join(tried) +
-      f"\nGet it with TensorFlow Datasets (internet needed), or point data_dir / "
-      f"$JAXTL_DATA_DIR at a folder holding {MIRROR_FILES[name]}.")
+  if name in MIRROR_ONLY:
+    how = (f"TensorFlow Datasets has no {name}; the mirror is the only source: point "
+           f"data_dir / $JAXTL_DATA_DIR at a folder holding {MIRROR_FILES[name]}.")
+  else:
+    how = (f"Get it with TensorFlow Datasets (internet needed), or point data_dir / "
+           f"$JAXTL_DATA_DIR at a folder holding {MIRROR_FILES[name]}.")
+  raise DatasetNotFoundError(f"Dataset {name!r} split {split!r} not found. Looked at:\n  - " +
+                             "\n  - ".join(tried) + "\n" + how)
+
+
+def usps_to_28(images: np.ndarray, resize: str = "box20") -> np.ndarray:
+  """USPS images (N, 16, 16, 1) in [0, 1] as (N, 28, 28, 1) for 28x28 MNIST models.
+
+  "box20" (default) scales the digit bilinearly (PIL, float32) to 20x20 and pads 4
+  background pixels each side, as MNIST's digits were size-normalised into a 20x20 box in
+  a 28x28 frame (MNIST centres by centre of mass; USPS digits fill their frame, so the box
+  centre is close). "stretch" scales to 28x28 with no margin. Bilinear weights are
+  non-negative and sum to 1, so values stay in [0, 1] (no ringing, unlike Lanczos).
+  """
+  if resize not in USPS_RESIZES:
+    raise ConfigError(f"Unknown USPS resize {resize!r}; valid: {USPS_RESIZES}.")
+  if images.ndim != 4 or images.shape[1:] != (16, 16, 1):
+    raise ConfigError(f"usps_to_28 takes (N, 16, 16, 1) images, got shape {images.shape}.")
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  size = 20 if resize == "box20" else 28
+  resized = [np.asarray(Image.fromarray(np.ascontiguousarray(x, np.float32))
+                        .resize((size, size), Image.Resampling.BILINEAR)) for x in images[..., 0]]
+  scaled = np.asarray(resized, np.float32).reshape(len(images), size, size)
+  margin = (28 - size) // 2
+  out = np.pad(scaled, ((0, 0), (margin, margin), (margin, margin)))
+  return np.clip(out, 0.0, 1.0).astype(np.float32)[..., None]
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,9 +219,13 @@ def _load_digits(split: str) -> ImageDataset:
 
 def _load_mirror(name: str, split: str, path: str) -> ImageDataset:
   with np.load(path) as z:
-    if name == "mnist":
+    if name in ("mnist", "fashion_mnist"):  # uint8, 0 = background
       images = z[f"x_{split}"].astype(np.float32)[..., None] / 255.0
-      return ImageDataset(images, z[f"y_{split}"].astype(np.int32), "mnist")
+      return ImageDataset(images, z[f"y_{split}"].astype(np.int32), name)
+    if name == "usps":
+      # The exact file values (thousandths of v in [-1, 1]); (v + 1) / 2 in one rounding.
+      milli = z[f"x_{split}_milli"].astype(np.float32)[..., None]
+      return ImageDataset((milli + 1000.0) / 2000.0, z[f"y_{split}"].astype(np.int32), "usps")
     keep = {"background": z["split"] == 0, "evaluation": z["split"] == 1,
             "all": np.ones(len(z["labels"]), bool)}[split]
     # Stored as 255 = white paper; flip so that ink is 1.
@@ -224,3 +277,4 @@ def _resize_28(image: np.ndarray) -> np.ndarray:
   from PIL import Image  # pylint: disable=g-import-not-at-top  (Pillow comes with matplotlib/TFDS)
   out = Image.fromarray(image.astype(np.uint8)).resize((28, 28), Image.Resampling.LANCZOS)
   return np.asarray(out, np.float32)
+
