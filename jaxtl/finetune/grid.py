@@ -1,0 +1,193 @@
+"""A fine-tuning grid as one compiled program: `train_grid(...)` and `evaluate_grid(...)`.
+
+The learning rate, weight decay and seed of every configuration are traced inputs, so one
+compilation serves the whole grid of a strategy; the strategy (which leaves train, in
+which phases) is static, so frozen leaves are closed over and XLA drops their backward
+pass. Configurations run `jax.lax.map(..., batch_size=chunk)`: `chunk` of them vmapped
+at a time (more than 1 pays on accelerators; on CPU a vmapped convolution with a
+different kernel per configuration is slower than one after the other, measured in
+BUILD_NOTES), and every one trains as a `lax.scan` over its steps.
+
+Per configuration, as the surgical fine-tuning code does it (Lee et al. 2023): Adam with
+L2 weight decay added to the gradient (torch's `Adam(weight_decay=)`), on the trainable
+leaves only; the seed draws the re-initialised leaves (`reinit`) and the order of the
+examples. Each phase of a strategy (LP-FT: head, then everything) starts a fresh
+optimizer, as a new `torch.optim.Adam` would.
+
+Batch norm (`batch_norm`):
+  * `frozen` (the paper's default, `train_mode=eval`): running statistics normalise and
+    are never updated. A strategy changes exactly its trainable parameters.
+  * `train` (the paper's ablation, PyTorch's `model.train()`): batch statistics normalise
+    and the running statistics of every layer are updated, frozen blocks included.
+"""
+import dataclasses
+import re
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxtl import partition
+from jaxtl.errors import ConfigError
+from jaxtl.finetune import auto
+from jaxtl.finetune.trainer import BATCH_NORM_MODES, forward
+
+
+@dataclasses.dataclass(frozen=True)
+class GridSpec:
+  """The static part of a grid: what trains, how long, how batch norm behaves."""
+  phases: tuple           # strategies.Phase: (name, pattern table of lr scales, num_steps)
+  batch_size: int
+  batch_norm: str = "frozen"
+  reinit: tuple = ()      # regexes of leaves drawn afresh from each configuration's seed
+  auto: str = ""          # "", "auto_rgn" or "auto_snr" (jaxtl.finetune.auto)
+  auto_period: int = 0    # steps between measurements (0: an epoch)
+  auto_measure_steps: int = 4
+  snr_threshold: float = 0.1
+  chunk: int = 1          # configurations vmapped together
+
+  def __post_init__(self):
+    if self.batch_norm not in BATCH_NORM_MODES:
+      raise ConfigError(f"Unknown batch_norm {self.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
+    if self.auto not in ("", "auto_rgn", "auto_snr"):
+      raise ConfigError(f"Unknown auto {self.auto!r}; valid: '', 'auto_rgn', 'auto_snr'.")
+    if self.batch_size < 1 or self.chunk < 1:
+      raise ConfigError(f"batch_size={self.batch_size} and chunk={self.chunk} must be >= 1.")
+
+
+def _optimizer(spec, learning_rate, weight_decay, scales, steps_per_epoch):
+  tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(),
+                   optax.scale_by_learning_rate(learning_rate))
+  tx = optax.chain(tx, optax.GradientTransformation(
+      lambda _: optax.EmptyState(),
+      lambda u, s, p=None: (jax.tree_util.tree_map(lambda a, c: a * c, u, scales), s)))
+  period = spec.auto_period or steps_per_epoch
+  measure = min(spec.auto_measure_steps, period)
+  if spec.auto == "auto_rgn":
+    return auto.auto_rgn(tx, period, measure)
+  if spec.auto == "auto_snr":
+    return auto.auto_snr(tx, period, max(measure, 2), spec.snr_threshold)
+  return tx
+
+
+def _fresh(model, variables, reinit, key, example):
+  """`variables` with the leaves matching `reinit` drawn from `key`."""
+  if not reinit:
+    return variables
+  drawn = partition.flatten(model.init(key, example, train=False))
+  flat = partition.flatten(variables)
+  pick = lambda path: any(re.search(r, path.split("/", 1)[1]) for r in reinit)
+  return partition.unflatten({p: drawn[p] if pick(p) else v for p, v in flat.items()})
+
+
+def make_train_fn(model, spec: GridSpec, num_train: int):
+  """Returns train(variables, images, labels, learning_rate, weight_decay, seed, index)
+  -> variables for ONE configuration; `index` (num_train,) picks its examples."""
+  batch_size = min(spec.batch_size, num_train)
+  per_epoch = max(num_train // batch_size, 1)
+  bn_train = spec.batch_norm == "train"
+
+  def train(variables, images, labels, learning_rate, weight_decay, seed, index):
+    key = jax.random.PRNGKey(seed)
+    init_key, order_key = jax.random.split(key)
+    variables = _fresh(model, variables, spec.reinit, init_key, images[:1])
+    params, stats = variables["params"], variables.get("batch_stats", {})
+    step = jnp.zeros((), jnp.int32)
+    for phase in spec.phases:
+      labels_tree = partition.label_params(params, phase.table)
+      trainable, frozen = partition.split(params, labels_tree, lambda l: l is not None)
+      scales, _ = partition.split(labels_tree, labels_tree, lambda l: l is not None)
+      scales = jax.tree_util.tree_map(jnp.float32, scales)
+      tx = _optimizer(spec, learning_rate, weight_decay, scales, per_epoch)
+
+      def loss_fn(trainable, frozen, stats, x, y):
+        logits, new_stats = forward(model, partition.merge(trainable, frozen), stats, x,
+                                    bn_train)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, new_stats
+
+      def one_step(carry, _):
+        trainable, stats, opt_state, step = carry
+        order = jax.random.permutation(jax.random.fold_in(order_key, step // per_epoch),
+                                       num_train)
+        pick = jax.lax.dynamic_slice_in_dim(order, (step % per_epoch) * batch_size,
+                                            batch_size)
+        x, y = images[index[pick]], labels[index[pick]]
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            trainable, frozen, stats, x, y)
+        updates, opt_state = tx.update(grads, opt_state, trainable)
+        return (optax.apply_updates(trainable, updates), stats, opt_state, step + 1), loss
+
+      (trainable, stats, _, step), _ = jax.lax.scan(
+          one_step, (trainable, stats, tx.init(trainable), step), length=phase.num_steps)
+      params = partition.merge(trainable, frozen)
+    return {"params": params, "batch_stats": stats} if stats else {"params": params}
+
+  return train
+
+
+def train_grid(model, variables, spec: GridSpec, images, labels, learning_rates,
+               weight_decays, seeds, index):
+  """Fine-tunes `variables` once per configuration k = (learning_rates[k],
+  weight_decays[k], seeds[k], index[k]) on `images[index[k]]`; one compiled program.
+  Returns the K final variables stacked on a leading axis."""
+  index = jnp.asarray(index, jnp.int32)
+  if index.ndim != 2 or not len(learning_rates) == len(weight_decays) == len(seeds) == len(index):
+    raise ConfigError(f"A grid needs K learning rates, weight decays, seeds and index rows "
+                      f"(K, num_train); got {len(learning_rates)}, {len(weight_decays)}, "
+                      f"{len(seeds)} and index shape {index.shape}.")
+  train = make_train_fn(model, spec, index.shape[1])
+
+  @jax.jit
+  def run(variables, images, labels, lrs, wds, seeds, index):
+    one = lambda h: train(variables, images, labels, *h)
+    return jax.lax.map(one, (lrs, wds, seeds, index), batch_size=spec.chunk)
+
+  return run(variables, jnp.asarray(images), jnp.asarray(labels),
+             jnp.asarray(learning_rates, jnp.float32), jnp.asarray(weight_decays, jnp.float32),
+             jnp.asarray(seeds, jnp.uint32), index)
+
+
+def evaluate_grid(model, stacked, images, labels, batch_size: int = 1000,
+                  chunk: int = 1) -> np.ndarray:
+  """(K, N) bool: is example n classified right by configuration k (running BN stats)."""
+  n = len(labels)
+  batch_size = min(batch_size, n)
+  pad = -n % batch_size
+  x = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+  y = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+  x = x.reshape((-1, batch_size) + images.shape[1:])
+  y = y.reshape(-1, batch_size)
+
+  @jax.jit
+  def run(stacked, x, y):
+    def one(variables):
+      def batch(_, xy):
+        logits, _ = forward(model, variables["params"], variables.get("batch_stats", {}),
+                            xy[0], train=False)
+        return None, jnp.argmax(logits, -1) == xy[1]
+      return jax.lax.scan(batch, None, (x, y))[1].reshape(-1)
+    return jax.lax.map(one, stacked, batch_size=chunk)
+
+  return np.asarray(run(stacked, jnp.asarray(x), jnp.asarray(y)))[:, :n]
+
+
+def take(stacked, k: int):
+  """Configuration k's variables out of a stacked grid result."""
+  return jax.tree_util.tree_map(lambda a: a[k], stacked)
+
+
+def changed_leaves(before, after) -> dict:
+  """{"params": [...], "batch_stats": [...]}: paths whose values differ at all."""
+  out = {}
+  for collection in ("params", "batch_stats"):
+    a, b = partition.flatten(before.get(collection, {})), partition.flatten(after.get(collection, {}))
+    out[collection] = sorted(p for p in a if not np.array_equal(np.asarray(a[p]), np.asarray(b[p])))
+  return out
+
+
+def count_values(tree, paths: Sequence[str]) -> int:
+  flat = partition.flatten(tree)
+  return int(sum(np.size(flat[p]) for p in paths))

@@ -1,0 +1,122 @@
+"""The compiled fine-tuning grid (`jaxtl.finetune.grid`): every configuration computes what
+a plain per-configuration loop computes, and each strategy changes exactly what it says."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jaxtl import partition
+from jaxtl.finetune import grid, strategies
+from jaxtl.finetune.trainer import forward
+from jaxtl.models import build_model
+from tests import reference
+
+N, STEPS, BATCH = 24, 6, 8
+
+
+def _setup(strategy="full", blocks=("block1",), batch_norm="frozen", reinit=(), steps=STEPS):
+  model = build_model("resnet", num_classes=3, widths=(4, 4, 8, 8))
+  rng = np.random.default_rng(0)
+  images = rng.random((N, 8, 8, 1), np.float32)  # random images: BN well conditioned
+  labels = rng.integers(0, 3, N).astype(np.int32)
+  variables = model.init(jax.random.PRNGKey(1), images[:1], train=False)
+  # Non-trivial running statistics, as a pre-trained model has.
+  _, stats = forward(model, variables["params"], variables["batch_stats"], images, True)
+  variables = {"params": variables["params"], "batch_stats": stats}
+  config = ml_collections.ConfigDict(dict(strategy=strategy, num_steps=steps, blocks=blocks,
+                                          lp_fraction=0.5))
+  phases = tuple(strategies.phases(config, model.block_names()))
+  spec = grid.GridSpec(phases, BATCH, batch_norm, reinit)
+  return model, variables, spec, images, labels
+
+
+def _reference_loop(model, variables, spec, images, labels, lr, wd, seed, index):
+  """One configuration as a plain Python loop over steps (float64 by the caller)."""
+  order_key = jax.random.split(jax.random.PRNGKey(seed))[1]
+  per_epoch = len(index) // spec.batch_size
+  params, stats, step = variables["params"], variables["batch_stats"], 0
+  for phase in spec.phases:
+    labels_tree = partition.label_params(params, phase.table)
+    trainable, frozen = partition.split(params, labels_tree, lambda l: l is not None)
+    tx = optax.chain(optax.add_decayed_weights(wd), optax.scale_by_adam(),
+                     optax.scale_by_learning_rate(lr))
+    opt_state = tx.init(trainable)
+    for _ in range(phase.num_steps):
+      order = jax.random.permutation(jax.random.fold_in(order_key, step // per_epoch),
+                                     len(index))
+      pick = index[np.asarray(order)[(step % per_epoch) * spec.batch_size:][:spec.batch_size]]
+
+      def loss(t):
+        logits, new = forward(model, partition.merge(t, frozen), stats, images[pick],
+                              spec.batch_norm == "train")
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels[pick]).mean(), new
+      grads, stats = jax.grad(loss, has_aux=True)(trainable)
+      updates, opt_state = tx.update(grads, opt_state, trainable)
+      trainable = optax.apply_updates(trainable, updates)
+      step += 1
+    params = partition.merge(trainable, frozen)
+  return {"params": params, "batch_stats": stats}
+
+
+@pytest.mark.parametrize("strategy,batch_norm", [("lp_ft", "frozen"), ("full", "train")])
+def test_grid_matches_a_float64_loop_per_configuration(strategy, batch_norm):
+  model, variables, spec, images, labels = _setup(strategy, batch_norm=batch_norm)
+  hp = [(1e-2, 0.0, 0), (3e-3, 1e-2, 1), (1e-2, 1e-2, 2)]
+  index = np.stack([np.random.default_rng(s).permutation(N)[:16] for s in range(3)])
+  got = grid.train_grid(model, variables, spec, images, labels, *zip(*hp), index)
+  chunked = grid.train_grid(model, variables, dataclass_replace(spec, chunk=3), images,
+                            labels, *zip(*hp), index)
+  for k, (lr, wd, seed) in enumerate(hp):
+    with reference.float64():
+      want = _reference_loop(model, reference.to_float64(variables), spec,
+                             reference.to_float64(images), labels, lr, wd, seed, index[k])
+    reference.assert_close(grid.take(got, k), want, what=f"configuration {k}")
+    reference.assert_close(grid.take(chunked, k), want, what=f"configuration {k}, vmapped")
+
+
+def dataclass_replace(spec, **kw):
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  return dataclasses.replace(spec, **kw)
+
+
+@pytest.mark.parametrize("strategy,blocks,batch_norm,params_in,stats_changed", [
+    ("surgical", ("block2",), "frozen", {"block2"}, False),
+    ("linear_probe", (), "frozen", {"head"}, False),
+    ("surgical", ("block3",), "train", {"block3"}, True),
+])
+def test_each_strategy_changes_exactly_what_it_says(strategy, blocks, batch_norm, params_in,
+                                                      stats_changed):
+  model, variables, spec, images, labels = _setup(strategy, blocks or ("block1",), batch_norm)
+  out = grid.take(grid.train_grid(model, variables, spec, images, labels, [1e-2], [1e-2], [0],
+                                  np.arange(16)[None]), 0)
+  changed = grid.changed_leaves(variables, out)
+  flat = partition.flatten(variables["params"])
+  assert {p.split("/")[0] for p in changed["params"]} == params_in
+  # Every leaf of the tuned blocks moved; every other one is bit-identical.
+  assert set(changed["params"]) == {p for p in flat if p.split("/")[0] in params_in}
+  all_stats = set(partition.flatten(variables["batch_stats"]))
+  assert set(changed["batch_stats"]) == (all_stats if stats_changed else set())
+
+
+def test_zero_learning_rate_changes_only_the_reinitialised_head():
+  model, variables, spec, images, labels = _setup(reinit=(r"^head/",))
+  out = grid.train_grid(model, variables, spec, images, labels, [0.0, 0.0], [0.0, 0.0],
+                        [3, 4], np.stack([np.arange(16)] * 2))
+  a, b = grid.take(out, 0), grid.take(out, 1)
+  # Only the head was drawn afresh (its bias is initialised to zero, like the one it replaces).
+  assert grid.changed_leaves(variables, a)["params"] == ["head/kernel"]
+  assert grid.changed_leaves(variables, a)["batch_stats"] == []
+  assert not np.array_equal(a["params"]["head"]["kernel"], b["params"]["head"]["kernel"])
+
+
+def test_evaluate_grid_counts_correct_predictions():
+  model, variables, spec, images, labels = _setup()
+  stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), variables)
+  correct = grid.evaluate_grid(model, stacked, images, labels, batch_size=10)  # padded batch
+  logits, _ = forward(model, variables["params"], variables["batch_stats"], images, False)
+  want = np.asarray(jnp.argmax(logits, -1) == labels)
+  assert correct.shape == (2, N)
+  np.testing.assert_array_equal(correct[0], want)
+  np.testing.assert_array_equal(correct[1], want)
