@@ -206,6 +206,49 @@ def test_glass_and_motion_blur_keep_the_ink():
   assert np.all(out[:, :, 17:] == 0) and np.any(out[:, :, :14] > 0)
 
 
+def test_glass_blur_equals_mnist_c_pixel_loop_for_one_image():
+  """The batched swaps are MNIST-C's sequential per-pixel loop: with one image and the
+  same draws (moves?, then the two offsets, at each pixel) the result is identical."""
+  from scipy import ndimage
+  x = strokes(28, count=1, seed=3)
+  rng = np.random.default_rng(11)
+  grid = ndimage.gaussian_filter1d(x[0, :, :, 0].astype(np.float64), 0.7, axis=0,
+                                   mode="nearest")
+  for _ in range(2):
+    for h in range(27, 1, -1):
+      for w in range(27, 1, -1):
+        moves = rng.random(1)[0] < 0.5
+        dh, dw = rng.integers(-1, 1, size=(2, 1))[:, 0]
+        if moves:
+          grid[h, w], grid[h + dh, w + dw] = grid[h + dh, w + dw], grid[h, w]
+  grid = ndimage.gaussian_filter1d(grid, 0.7, axis=0, mode="nearest")
+  np.testing.assert_allclose(corrupt(x, "glass_blur", 11)[0, :, :, 0],
+                             np.clip(grid, 0, 1), atol=1e-6)
+
+
+def test_motion_blur_smears_a_point_one_way():
+  """ImageMagick's kernel: 21 taps at 0..20 pixels along the angle (within 45 degrees of
+  the row), rounded to whole pixels, weighted by a half Gaussian with sigma 3."""
+  x = np.zeros((16, 28, 28, 1), np.float32)
+  x[:, 14, 24] = 1.0
+  out = corrupt(x, "motion_blur", 0)
+  np.testing.assert_allclose(mass(out), 1.0, atol=1e-6)
+  taps = np.arange(21)
+  weights = np.exp(-taps ** 2 / 18) / np.exp(-taps ** 2 / 18).sum()
+  mean_tap = (taps * weights).sum()  # 2.09; rounding offsets to pixels lengthens diagonals
+  trail = centre_of_mass(out) - (14, 24)
+  assert np.all((np.hypot(*trail.T) > mean_tap - 0.1) & (np.hypot(*trail.T) < mean_tap + 0.3))
+  assert np.all(trail[:, 1] < 0) and np.all(np.abs(trail[:, 0]) <= -trail[:, 1] + 0.3)
+
+
+def test_zigzag_vertices_are_mnist_c_s():
+  # A level zigzag from column 2 to 25 at row 10: teeth 2 long and 2 high, then MNIST-C's
+  # last vertex at row -2 / (2 (23 - 20)) relative to the line.
+  cols, rows = corruptions._zigzag_points(10, 10, 2.0, 25.0, 2.0, 2.0)
+  np.testing.assert_allclose(cols, [2, 4, 8, 12, 16, 20, 24, 25])
+  np.testing.assert_allclose(rows - 10, [0, 2, -2, 2, -2, 2, -2, -1 / 3])
+
+
 def test_stripe_inverts_the_left_and_right_quarters():
   x = strokes(28)
   out = corrupt(x, "stripe", 0)
@@ -215,9 +258,38 @@ def test_stripe_inverts_the_left_and_right_quarters():
   assert np.array_equal(corrupt(strokes(8), "stripe", 0)[:, :, 2:6], strokes(8)[:, :, 2:6])
 
 
+def test_fog_fractal_is_mnist_c_diamond_square():
+  """`_plasma` builds the map level by level and keeps only the crop; MNIST-C fills one
+  256x256 torus in place. With the same draws (per level: centres, top, left) they agree."""
+  def full_map(rng, count, size=256, decay=1.4):
+    maps = np.zeros((count, size, size), np.float32)
+    step, wibble = size, 100.0
+    while step >= 2:
+      half, k = step // 2, size // step
+      noise = rng.random((3, count, k, k), dtype=np.float32)
+      noise = noise * np.float32(2 * wibble ** 2) - np.float32(wibble ** 2)
+      c = maps[:, ::step, ::step]
+      maps[:, half::step, half::step] = (c + np.roll(c, -1, 1) + np.roll(c, -1, 2) +
+                                         np.roll(c, (-1, -1), (1, 2))) / 4 + noise[0]
+      m = maps[:, half::step, half::step]
+      maps[:, ::step, half::step] = (m + np.roll(m, 1, 1) + c + np.roll(c, -1, 2)) / 4 + noise[1]
+      maps[:, half::step, ::step] = (m + np.roll(m, 1, 2) + c + np.roll(c, -1, 1)) / 4 + noise[2]
+      step, wibble = half, wibble / decay
+    low, high = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+    return ((maps - low) / (high - low))[:, :28, :28]
+
+  np.testing.assert_allclose(corruptions._plasma(np.random.default_rng(4), 3),
+                             full_map(np.random.default_rng(4), 3), atol=1e-6)
+
+
 def test_fog_brightens_the_background_and_lowers_contrast():
   x = strokes(28)
   out = corrupt(x, "fog", 0)
+  # The fog of a seed does not depend on the images: for two images of peak 1 the result
+  # is (x + 3 fog) / 4, so the difference of the results is a quarter of theirs.
+  dot = np.zeros_like(x)
+  dot[:, 14, 14] = 1.0
+  np.testing.assert_allclose(out - corrupt(dot, "fog", 0), (x - dot) / 4, atol=1e-6)
   background = x == 0
   assert out[background].mean() > 0.2
   ink = x == 1
@@ -261,6 +333,19 @@ def test_canny_edges_are_binary_outlines():
   edge = out > 0
   assert np.mean(near(x > 0.5)[edge] & near(x < 0.5)[edge]) > 0.9
   assert corrupt(np.zeros_like(x), "canny_edges", 0).max() == 0
+
+
+@pytest.mark.parametrize("slope", [0.3, 0.7, -0.3, -0.7, 1.5, 3.0, -1.5, -3.0])
+def test_canny_finds_a_straight_edge_at_every_angle(slope):
+  """A step edge gives one thin, unbroken line of edges on the boundary, in each of the
+  four gradient sectors of the non-maximum suppression."""
+  rows, cols = np.mgrid[0:28, 0:28] - 13.5
+  x = (cols + slope * rows > 0.3).astype(np.float32)[None, :, :, None]
+  r, c = np.nonzero(corrupt(x, "canny_edges", 0)[0, :, :, 0])
+  assert np.all(np.abs(c - 13.5 + slope * (r - 13.5) - 0.3) / np.hypot(1, slope) < 0.6)
+  crossed = r if abs(slope) < 1 else c
+  assert set(crossed) == set(range(1, 27))  # every row (column) inside the border
+  assert len(r) <= 1.5 * 26
 
 
 def test_unknown_corruption_names_the_value_and_the_valid_ones():
