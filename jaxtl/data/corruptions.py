@@ -256,7 +256,7 @@ def _plasma(rng, count: int, size: int = 256, decay: float = 1.4, crop: int = 28
 
 
 def _canny(x: np.ndarray, sigma: float, low: float = 0.1, high: float = 0.2) -> np.ndarray:
-  """skimage's (0.14) Canny edges of a stack of grey images (N, H, W), as a bool array:
+  """skimage's Canny edges (feature.canny) of grey images (N, H, W), as a bool array:
   Gaussian smoothing normalised at the border, Sobel gradients, non-maximum suppression
   interpolated between the two neighbours around the gradient direction, hysteresis with
   8-connected edges; the 1-pixel border is never an edge."""
@@ -315,8 +315,9 @@ def impulse_noise(images, rng):
 def glass_blur(images, rng):
   n, h, w, c = images.shape
   sigma, reach = 0.7 * _scale(images), _pixels(1, images)
-  blur_rows = lambda x: ndimage.gaussian_filter1d(x, sigma, axis=1, mode="nearest")
-  flat = blur_rows(images.astype(np.float64)).reshape(n, h * w, c)
+  # Vertical only, as MNIST-C's skimage call blurs (module docstring).
+  blur = lambda x: ndimage.gaussian_filter1d(x, sigma, axis=1, mode="nearest")
+  flat = blur(images.astype(np.float64)).reshape(n, h * w, c)
   every = np.arange(n)
   # MNIST-C's pixel loop, run for all images at once: the swaps are sequential, a pixel can
   # travel further than `reach`. numpy's randint(-reach, reach) excludes +reach, so
@@ -331,7 +332,7 @@ def glass_blur(images, rng):
         kept = flat[:, here].copy()
         flat[:, here] = flat[every, there]
         flat[every, there] = kept
-  return blur_rows(flat.reshape(n, h, w, c))
+  return blur(flat.reshape(n, h, w, c))
 
 
 def motion_blur(images, rng):
