@@ -86,7 +86,7 @@ def _drop_after(path: str, step: int) -> set:
   return {tuple(sorted(set(r) - {"step"})) for _, r in kept if r.get("step") == step}
 
 
-RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "lecture")
+RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "surgical_study", "lecture")
 
 
 def write_text(path: str, text: str):

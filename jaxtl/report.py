@@ -237,7 +237,7 @@ def compare_table(path: str):
 def surgical_sweep_table(path: str):
   """The surgical sweep's table (`experiments.surgical` / `experiments.multitask`)."""
   def table(root: str) -> str:
-    from jaxtl.finetune import surgical  # pylint: disable=import-outside-toplevel
+    from jaxtl.finetune import sweep as surgical  # pylint: disable=import-outside-toplevel
     return surgical.format_table(_load(root, path)["metrics"])
   return table
 
@@ -416,7 +416,7 @@ def write_report(root: str, out: str = "") -> str:
         with open(table) as f:
           sections.append(f"## {title}: {name}\n\n" + f.read().strip())
   for name, r in by_kind.get("surgical", []):
-    from jaxtl.finetune import surgical  # pylint: disable=import-outside-toplevel
+    from jaxtl.finetune import sweep as surgical  # pylint: disable=import-outside-toplevel
     png = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") + "_surgical.png"
     sections.append(f"## Surgical fine-tuning: {name}\n\n" + surgical_table(name, r))
     if surgical.plot(r["metrics"], os.path.join(out, png)):

@@ -104,18 +104,30 @@ def test_meta_train_quick_protonet_cli(tmp_path, data_dir):
   assert 0 <= _metrics(tmp_path)["test_accuracy"] <= 1
 
 
-def test_surgical_then_multitask_quick(tmp_path):
+def test_surgical_study_quick_with_a_users_corruption(tmp_path):
   _run("experiments.surgical", "--config=experiments/configs/surgical.py:quick",
-       f"--workdir={tmp_path}")
+       f"--workdir={tmp_path}", "--config.imports=tests.user_corruption",
+       "--config.shifts=input:digits:checkerboard")
   with open(tmp_path / "results.json") as f:
     results = json.load(f)
-  assert results["kind"] == "surgical"
-  results = results["metrics"]
-  assert set(results) == {"input", "feature", "output"}
-  assert set(results["input"]["strategies"]) == {"block1", "auto_rgn"}
-  assert (tmp_path / "results_accuracy.png").exists()
-  # The multi-task comparison reuses the finished transfer runs of the same folder.
-  _run("experiments.multitask", "--config=experiments/configs/surgical.py:quick",
+  assert results["kind"] == "surgical_study"
+  rows = results["metrics"]["input:digits:checkerboard"]["strategies"]
+  assert set(rows) == {"block1", "all", "lp_ft", "auto_rgn"}
+  assert all(len(r["per_seed"]) == 2 and 0 <= r["test_accuracy"] <= 1 for r in rows.values())
+  # Batch norm frozen (the paper's default): no running statistic changes, and surgical
+  # fine-tuning of block1 changes block1 only.
+  assert all(r["changed_stats"] == 0 for r in rows.values())
+  assert rows["block1"]["changed_blocks"] == ["block1"]
+  assert (tmp_path / "results.png").exists() and (tmp_path / "results.md").exists()
+  # An unknown corruption is named with the valid ones, in one line, before any run.
+  last = _fails_in_one_line("experiments.surgical", "--config=experiments/configs/surgical.py:quick",
+                            f"--workdir={tmp_path / 'bad'}", "--config.shifts=input:digits:snow")
+  assert "snow" in last and "shot_noise" in last, last
+  assert not (tmp_path / "bad").exists()
+
+
+def test_multitask_quick(tmp_path):
+  _run("experiments.multitask", "--config=experiments/configs/multitask.py:quick",
        f"--workdir={tmp_path}", "--config.shifts=output")
   with open(tmp_path / "multitask.json") as f:
     rows = json.load(f)["metrics"]["output"]["strategies"]

@@ -1,6 +1,6 @@
-"""Surgical fine-tuning sweep over input-, feature- and output-level shifts.
+"""Transfer vs multi-task learning vs the target alone on the shift benchmarks.
 
-    python -m experiments.surgical --config=experiments/configs/surgical.py:digits \
+    python -m experiments.multitask --config=experiments/configs/multitask.py:digits \
         --workdir=runs/surgical_digits
 
 Variants:
@@ -27,7 +27,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.dataset = "mnist" if variant == "mnist" else "digits"
   c.data_dir, c.source = "", "auto"
   c.shifts = ("input", "feature", "output")
-  c.corruption, c.severity, c.shift_seed = "gaussian_noise", 5, 0
+  c.corruption, c.shift_seed = "gaussian_noise", 0
   c.num_train, c.num_val = (1000, 500) if variant == "mnist" else (300, 100)
   c.pretrain = finetune.base()
   c.pretrain.num_val = 200

@@ -130,24 +130,36 @@ def make_train_fn(model, spec: GridSpec, num_train: int):
 
 def train_grid(model, variables, spec: GridSpec, images, labels, learning_rates,
                weight_decays, seeds, index):
-  """Fine-tunes `variables` once per configuration k = (learning_rates[k],
-  weight_decays[k], seeds[k], index[k]) on `images[index[k]]`; one compiled program.
-  Returns the K final variables stacked on a leading axis."""
+  """Fine-tunes `variables` once per configuration (seed s, hyperparameters h) on
+  `images[index[s]]` with `learning_rates[h]`, `weight_decays[h]`; one compiled program.
+  Seeds run one after the other; the H hyperparameter settings of a seed run `chunk` at
+  a time vmapped, sharing what does not depend on them (the seed's batches, and the
+  forward pass of every block before the first trainable one).
+  Returns the final variables with leading axes (S, H)."""
   index = jnp.asarray(index, jnp.int32)
-  if index.ndim != 2 or not len(learning_rates) == len(weight_decays) == len(seeds) == len(index):
-    raise ConfigError(f"A grid needs K learning rates, weight decays, seeds and index rows "
-                      f"(K, num_train); got {len(learning_rates)}, {len(weight_decays)}, "
-                      f"{len(seeds)} and index shape {index.shape}.")
+  if len(learning_rates) != len(weight_decays) or index.shape[:1] != (len(seeds),) or \
+     index.ndim != 2:
+    raise ConfigError(f"A grid needs H learning rates and H weight decays, S seeds and "
+                      f"index rows (S, num_train); got {len(learning_rates)}, "
+                      f"{len(weight_decays)}, {len(seeds)} and index shape {index.shape}.")
   train = make_train_fn(model, spec, index.shape[1])
 
   @jax.jit
   def run(variables, images, labels, lrs, wds, seeds, index):
-    one = lambda h: train(variables, images, labels, *h)
-    return jax.lax.map(one, (lrs, wds, seeds, index), batch_size=spec.chunk)
+    def per_seed(seed_index):
+      seed, rows = seed_index
+      one = lambda h: train(variables, images, labels, h[0], h[1], seed, rows)
+      return jax.lax.map(one, (lrs, wds), batch_size=spec.chunk)
+    return jax.lax.map(per_seed, (seeds, index))
 
   return run(variables, jnp.asarray(images), jnp.asarray(labels),
              jnp.asarray(learning_rates, jnp.float32), jnp.asarray(weight_decays, jnp.float32),
              jnp.asarray(seeds, jnp.uint32), index)
+
+
+def flat_configs(stacked):
+  """(S, H, ...) -> (S * H, ...): seed-major, as `evaluate_grid` takes them."""
+  return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), stacked)
 
 
 def evaluate_grid(model, stacked, images, labels, batch_size: int = 1000,

@@ -1,5 +1,7 @@
-"""Which layers to fine-tune under input-, feature- and output-level shifts (Lee et al. 2023):
-`sweep(config, workdir)`.
+"""Transfer against multi-task learning and the target alone, with equal budgets, on the
+shift benchmarks: `sweep(config, workdir, multitask=True)` (`experiments.multitask`).
+One training run per configuration (`jaxtl.finetune.trainer`); the surgical fine-tuning
+study itself runs its grids as one compiled program (`jaxtl.finetune.surgical`).
 
 For every shift in `config.shifts` (jaxtl.data.shifts): pre-train on its source task
 (once per distinct source), then fine-tune on `num_train` labelled target examples with
@@ -26,8 +28,7 @@ from jaxtl.metrics import pyplot, write_results, write_text
 def _shift_data(config, shift):
   """(task, source (train, val, test), target (train, val, test)) for one shift."""
   task = make_shift(shift, config.dataset, data_dir=config.data_dir, source=config.source,
-                    corruption=config.corruption, severity=config.severity,
-                    seed=config.shift_seed)
+                    corruption=config.corruption, seed=config.shift_seed)
   s_train, s_val = split_train_val(task.source_train, 0, config.pretrain.num_val,
                                    config.pretrain.data_seed)
   t_train, t_val = split_train_val(task.target_train, config.num_train, config.num_val,

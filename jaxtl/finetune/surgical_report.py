@@ -1,0 +1,158 @@
+"""Tables, verdicts and the plot of a surgical fine-tuning study (`surgical.study`).
+
+Shifts of one kind and dataset (the corruptions of `input:mnist:*`) are also averaged:
+per seed over the shifts, then mean and 95% t-interval over seeds. The verdict compares
+the paper's claim with the numbers: the block the paper expects for the shift kind, the
+best single block found, and the best strategy against fine-tuning everything, paired by
+seed (significant when the interval of the difference excludes 0).
+"""
+import numpy as np
+
+from jaxtl.metrics import pyplot
+
+# Lee et al. 2023: input-level -> first block; feature-level -> middle; output-level -> last.
+EXPECTED = {"input": "first", "natural": "first", "feature": "middle", "output": "head",
+            "spurious": "head"}
+
+
+def _ci95(values):
+  from jaxtl.finetune.surgical import ci95  # pylint: disable=import-outside-toplevel
+  return ci95(values)
+
+
+def groups(results) -> dict:
+  """{"kind:dataset": [spec, ...]} in order of appearance."""
+  out = {}
+  for spec in results:
+    kind, dataset = spec.split(":")[:2]
+    out.setdefault(f"{kind}:{dataset}", []).append(spec)
+  return out
+
+
+def averaged(results, specs, metric="test_accuracy") -> dict:
+  """strategy -> (mean, ci95, per-seed values) of `metric` averaged over `specs`."""
+  labels = list(results[specs[0]]["strategies"])
+  out = {}
+  for label in labels:
+    per_seed = np.mean([[r[metric] for r in results[s]["strategies"][label]["per_seed"]]
+                        for s in specs], axis=0)
+    out[label] = (float(per_seed.mean()), _ci95(per_seed), per_seed)
+  return out
+
+
+def _cell(mean, ci, bold=False):
+  text = f"{100 * mean:.1f} ± {100 * ci:.1f}"
+  return f"**{text}**" if bold else text
+
+
+def strategy_table(results, columns) -> str:
+  """Rows: strategies; columns: (title, specs) with specs averaged."""
+  stats = [(title, averaged(results, specs)) for title, specs in columns]
+  labels = list(stats[0][1])
+  rows = ["| strategy | " + " | ".join(t for t, _ in stats) + " |",
+          "|---|" + "---:|" * len(stats)]
+  for label in labels:
+    cells = []
+    for _, s in stats:
+      best = max(s, key=lambda k: s[k][0])
+      cells.append(_cell(s[label][0], s[label][1], label == best))
+    rows.append(f"| {label} | " + " | ".join(cells) + " |")
+  return "\n".join(rows)
+
+
+def block_label(results, spec, alias):
+  """The strategy label that tunes the block the alias names (`first` -> `block1`)."""
+  from jaxtl.finetune.strategies import resolve_blocks  # pylint: disable=import-outside-toplevel
+  rgn = results[spec]["relative_gradient_norm"]
+  return resolve_blocks([alias], list(rgn))[0]
+
+
+def verdict(results, specs, baseline="all") -> str:
+  kind = specs[0].split(":")[0]
+  stats = averaged(results, specs)
+  blocks = [b for b in results[specs[0]]["relative_gradient_norm"] if b in stats]
+  best_block = max(blocks, key=lambda b: stats[b][0])
+  best = max(stats, key=lambda k: stats[k][0])
+  expected = block_label(results, specs[0], EXPECTED[kind]) if kind in EXPECTED else "?"
+  text = (f"expected {expected}; best single block {best_block} "
+          f"({100 * stats[best_block][0]:.1f}), best strategy {best}")
+  if baseline in stats:
+    diff = stats[best_block][2] - stats[baseline][2]
+    mean, ci = float(diff.mean()), _ci95(diff)
+    sig = "significant" if abs(mean) > ci else "not significant"
+    text += f"; {best_block} − {baseline} = {100 * mean:+.1f} ± {100 * ci:.1f} ({sig})"
+  ok = best_block == expected
+  return ("**reproduced**" if ok else "**not reproduced**") + ": " + text
+
+
+def lpft_table(results, spec) -> str:
+  """ID (target test) and OOD (the other evaluation sets) accuracy per strategy."""
+  rows_src = results[spec]["strategies"]
+  first = next(iter(rows_src.values()))
+  sets = [k[:-len("_accuracy")] for k in first if k.endswith("_accuracy") and
+          not k.endswith("_ci95") and k not in ("val_accuracy", "test_worst_group_accuracy")]
+  ood = [s for s in sets if s != "test"]
+  head = ["ID (test)"] + ood + (["OOD mean"] if len(ood) > 1 else [])
+  rows = ["| strategy | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+  for label, r in rows_src.items():
+    cells = [_cell(r["test_accuracy"], r["test_accuracy_ci95"])]
+    cells += [_cell(r[f"{s}_accuracy"], r[f"{s}_accuracy_ci95"]) for s in ood]
+    if len(ood) > 1:
+      per_seed = np.mean([[p[f"{s}_accuracy"] for p in r["per_seed"]] for s in ood], axis=0)
+      cells.append(_cell(per_seed.mean(), _ci95(per_seed)))
+    rows.append(f"| {label} | " + " | ".join(cells) + " |")
+  return "\n".join(rows)
+
+
+def format_tables(results) -> str:
+  parts = []
+  for name, specs in groups(results).items():
+    columns = [(s.split(":", 2)[-1] if len(specs) > 1 else name, [s]) for s in specs]
+    if len(specs) > 1:
+      columns = [("mean", specs)] + columns
+    parts.append(f"### {name}\n\ntarget test accuracy (%), mean ± 95% CI over "
+                 f"{len(results[specs[0]]['strategies'][next(iter(results[specs[0]]['strategies']))]['per_seed'])} "
+                 f"seeds\n\n" + strategy_table(results, columns) + "\n\n" + verdict(results, specs))
+    first = results[specs[0]]["strategies"]
+    if any(k not in ("test_accuracy", "val_accuracy", "test_worst_group_accuracy")
+           for k in next(iter(first.values()))["per_seed"][0] if k.endswith("_accuracy")):
+      parts.append(f"In and out of distribution ({specs[0]}):\n\n" + lpft_table(results, specs[0]))
+  return "\n\n".join(parts)
+
+
+def plot(results, path: str):
+  """Per shift group: accuracy per strategy, and per block the relative gradient norm at
+  the start and the weight movement under `all` (needs matplotlib)."""
+  plt = pyplot()
+  if plt is None:
+    return None
+  gs = groups(results)
+  fig, axes = plt.subplots(2, len(gs), figsize=(4.2 * len(gs), 6.4), squeeze=False)
+  for col, (name, specs) in enumerate(gs.items()):
+    stats = averaged(results, specs)
+    labels = list(stats)
+    ax = axes[0, col]
+    ax.bar(range(len(labels)), [100 * stats[k][0] for k in labels],
+           yerr=[100 * stats[k][1] for k in labels], capsize=3,
+           color=["tab:blue" if k.startswith(("block", "head")) else "tab:gray" for k in labels])
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    lo = min(100 * stats[k][0] for k in labels)
+    ax.set_ylim(max(0, lo - 10), 100)
+    ax.set_title(f"{name} ({len(specs)} shift{'s' if len(specs) > 1 else ''})")
+    ax.set_ylabel("target test accuracy (%)")
+    ax = axes[1, col]
+    blocks = list(results[specs[0]]["relative_gradient_norm"])
+    rgn = np.mean([[results[s]["relative_gradient_norm"][b] for b in blocks] for s in specs], 0)
+    ax.plot(blocks, rgn / rgn.max(), "o-", label="RGN at start / max")
+    moves = [results[s]["strategies"].get("all", {}).get("weight_movement") for s in specs]
+    if all(moves):
+      mv = np.mean([[m[b] for b in blocks] for m in moves], 0)
+      ax.plot(blocks, mv / mv.max(), "s--", label="weight movement (all) / max")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+    ax.tick_params(axis="x", labelsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
