@@ -63,15 +63,18 @@ def _reference_loop(model, variables, spec, images, labels, lr, wd, seed, index)
 @pytest.mark.parametrize("strategy,batch_norm", [("lp_ft", "frozen"), ("full", "train")])
 def test_grid_matches_a_float64_loop_per_configuration(strategy, batch_norm):
   model, variables, spec, images, labels = _setup(strategy, batch_norm=batch_norm)
-  hp = [(1e-2, 0.0, 0), (3e-3, 1e-2, 1), (1e-2, 1e-2, 2)]
-  index = np.stack([np.random.default_rng(s).permutation(N)[:16] for s in range(3)])
-  got = grid.train_grid(model, variables, spec, images, labels, *zip(*hp), index)
-  chunked = grid.train_grid(model, variables, dataclass_replace(spec, chunk=3), images,
-                            labels, *zip(*hp), index)
-  for k, (lr, wd, seed) in enumerate(hp):
+  lrs, wds, seeds = [1e-2, 3e-3], [0.0, 1e-2], [0, 1]
+  index = np.stack([np.random.default_rng(s).permutation(N)[:16] for s in seeds])
+  got = grid.flat_configs(grid.train_grid(model, variables, spec, images, labels, lrs, wds,
+                                          seeds, index))
+  chunked = grid.flat_configs(grid.train_grid(model, variables,
+                                              dataclass_replace(spec, chunk=2), images,
+                                              labels, lrs, wds, seeds, index))
+  hp = [(lr, wd, s, i) for s, i in zip(seeds, index) for lr, wd in zip(lrs, wds)]
+  for k, (lr, wd, seed, rows) in enumerate(hp):  # seed-major, as flat_configs orders them
     with reference.float64():
       want = _reference_loop(model, reference.to_float64(variables), spec,
-                             reference.to_float64(images), labels, lr, wd, seed, index[k])
+                             reference.to_float64(images), labels, lr, wd, seed, rows)
     reference.assert_close(grid.take(got, k), want, what=f"configuration {k}")
     reference.assert_close(grid.take(chunked, k), want, what=f"configuration {k}, vmapped")
 
@@ -89,8 +92,8 @@ def dataclass_replace(spec, **kw):
 def test_each_strategy_changes_exactly_what_it_says(strategy, blocks, batch_norm, params_in,
                                                       stats_changed):
   model, variables, spec, images, labels = _setup(strategy, blocks or ("block1",), batch_norm)
-  out = grid.take(grid.train_grid(model, variables, spec, images, labels, [1e-2], [1e-2], [0],
-                                  np.arange(16)[None]), 0)
+  out = grid.take(grid.flat_configs(grid.train_grid(
+      model, variables, spec, images, labels, [1e-2], [1e-2], [0], np.arange(16)[None])), 0)
   changed = grid.changed_leaves(variables, out)
   flat = partition.flatten(variables["params"])
   assert {p.split("/")[0] for p in changed["params"]} == params_in
@@ -102,8 +105,8 @@ def test_each_strategy_changes_exactly_what_it_says(strategy, blocks, batch_norm
 
 def test_zero_learning_rate_changes_only_the_reinitialised_head():
   model, variables, spec, images, labels = _setup(reinit=(r"^head/",))
-  out = grid.train_grid(model, variables, spec, images, labels, [0.0, 0.0], [0.0, 0.0],
-                        [3, 4], np.stack([np.arange(16)] * 2))
+  out = grid.flat_configs(grid.train_grid(model, variables, spec, images, labels, [0.0],
+                                          [0.0], [3, 4], np.stack([np.arange(16)] * 2)))
   a, b = grid.take(out, 0), grid.take(out, 1)
   # Only the head was drawn afresh (its bias is initialised to zero, like the one it replaces).
   assert grid.changed_leaves(variables, a)["params"] == ["head/kernel"]
