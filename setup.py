@@ -9,7 +9,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["jaxtl", "jaxtl.*", "experiments", "experiments.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "jax>=0.4.30",
+        "jax>=0.4.31",  # jax.lax.map(batch_size=)
         "flax>=0.8.5",
         "optax>=0.2.3",
         "orbax-checkpoint>=0.6",
@@ -18,6 +18,8 @@ setuptools.setup(
         "numpy>=1.24",
         "tensorflow-datasets>=4.9.4",
         "scikit-learn>=1.3",  # ships the embedded 8x8 digits; no download
+        "scipy>=1.10",  # corruptions (ndimage), t-intervals
+        "pillow>=9.1",  # USPS and Omniglot resizing
         "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
     extras_require={

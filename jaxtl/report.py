@@ -242,6 +242,29 @@ def surgical_sweep_table(path: str):
   return table
 
 
+def surgical_study_tables(variant: str):
+  """A surgical study's tables and verdicts (`experiments.surgical`), from
+  `surgical_VARIANT/results.json`."""
+  def table(root: str) -> str:
+    from jaxtl.finetune import surgical_report  # pylint: disable=import-outside-toplevel
+    return surgical_report.format_tables(_load(root, f"surgical_{variant}/results.json")["metrics"])
+  return table
+
+
+def finetune_grid_table(root: str) -> str:
+  """The grid against one run per configuration (`benchmarks.finetune_grid`)."""
+  b = _load(root, "benchmarks/finetune_grid_cpu.json")
+  lines = [_benchmark_caption(b) + f"{b['configurations_per_strategy']} configurations "
+           f"(lr x wd) per strategy, {b['steps']} steps of {b['batch_size']} each:\n",
+           "| strategy | one at a time (s) | grid (s) | speed-up |", "|---|---:|---:|---:|"]
+  for label, r in b["strategies"].items():
+    lines.append(f"| {label} | {r['one_at_a_time_seconds']:.1f} | {r['grid_seconds']:.1f} | "
+                 f"{r['speedup']:.2f}x |")
+  lines.append(f"| **total** | {b['one_at_a_time_seconds']:.1f} | {b['grid_seconds']:.1f} | "
+               f"**{b['speedup']:.2f}x** |")
+  return "\n".join(lines)
+
+
 def _benchmark_caption(b: dict) -> str:
   """Where and with what a benchmark ran, as its JSON recorded it."""
   parts = [b.get("machine") or b.get("device", "")]
@@ -362,7 +385,12 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "lecture-seeds-table": lecture_seeds_table,
     "compare-digits-table": compare_table("compare_digits/results.json"),
     "surgical-digits-table": surgical_sweep_table("surgical_digits/multitask.json"),
-    "surgical-mnist-table": surgical_sweep_table("surgical_mnist/results.json"),
+    "surgical-natural-table": surgical_study_tables("natural"),
+    "surgical-output-table": surgical_study_tables("output"),
+    "surgical-feature-table": surgical_study_tables("feature"),
+    "surgical-lpft-table": surgical_study_tables("lpft"),
+    "surgical-mnist-c-table": surgical_study_tables("mnist_c"),
+    "finetune-grid-table": finetune_grid_table,
     "throughput-table": throughput_table,
     "throughput-ratio-table": throughput_ratio_table,
     "finetune-cost-table": finetune_cost_table,
@@ -409,12 +437,15 @@ def write_report(root: str, out: str = "") -> str:
       png = f"meta_{metric}_by_steps.png"
       if group and plot_by_steps(group, metric, os.path.join(out, png)):
         sections.append(f"![test {metric} against inner steps]({png})")
-  for kind, title in [("lecture", "Sinusoid lecture"), ("compare", "Fine-tuning strategies")]:
+  for kind, title in [("lecture", "Sinusoid lecture"), ("compare", "Fine-tuning strategies"),
+                      ("surgical_study", "Surgical fine-tuning study")]:
     for name, _ in by_kind.get(kind, []):  # these runs write their own table
       table = os.path.join(root, name, "results.md")
       if os.path.exists(table):
         with open(table) as f:
           sections.append(f"## {title}: {name}\n\n" + f.read().strip())
+        if os.path.exists(os.path.join(root, name, "results.png")):
+          sections.append(f"![{title}]({os.path.relpath(os.path.join(root, name), out)}/results.png)")
   for name, r in by_kind.get("surgical", []):
     from jaxtl.finetune import sweep as surgical  # pylint: disable=import-outside-toplevel
     png = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") + "_surgical.png"

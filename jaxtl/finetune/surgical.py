@@ -293,7 +293,11 @@ def study_shift(config, workdir, spec):
                          train0.images[:1])
   rgn = relative_gradient_norms(model, rgn_vars, train0.images, train0.labels,
                                 config.finetune.batch_size, config.finetune.batch_norm)
+  before = jax.tree_util.tree_map(lambda a: a[None], variables)
+  zero_shot = grid.evaluate_grid(model, before, task.target_test.images,
+                                 task.target_test.labels)[0].mean()
   return {"source_test_accuracy": source_acc, "num_classes": task.num_classes,
+          "no_finetuning_test_accuracy": float(zero_shot),
           "target_data": {"train_pool": task.target_train.provenance(),
                           "test": task.target_test.provenance()},
           "relative_gradient_norm": rgn, "strategies": rows}
