@@ -6,7 +6,8 @@
 Variants (the protocol of Lee et al. 2023 at MNIST scale: a 4-block ResNet pre-trained on
 the full source training set; 1000 labelled target examples per seed and 1000 held out
 for validation; each strategy picks (lr, wd) per seed on validation; 5 seeds; batch norm
-frozen as in the paper's code, `--config.finetune.batch_norm=train` is the ablation):
+frozen as in the paper's code; rows "(bn train)" are the ablation with batch statistics
+and every running statistic updated, as PyTorch's model.train()):
   mnist_c:   input-level, the 15 MNIST-C corruptions of MNIST.
   natural:   input-level, MNIST -> USPS.
   feature:   feature-level, MNIST digits and Fashion-MNIST's BREEDS-like superclasses.
@@ -41,6 +42,10 @@ SURGICAL_ROWS = (
     ("auto_snr", {"strategy": "auto_snr"}),
 )
 
+# The batch-norm ablation: PyTorch's model.train() (the paper's train_mode=train).
+BN_TRAIN_ROWS = tuple((f"{label} (bn train)", dict(overrides, batch_norm="train"))
+                      for label, overrides in SURGICAL_ROWS if label in ("block1", "head", "all"))
+
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
@@ -67,8 +72,12 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.reinit = (r"^head/",) if variant == "lpft" else ()  # same classes: keep the head
   c.chunk = 6               # (lr, wd) settings vmapped together: they share the frozen blocks
   c.baseline = "all"        # the strategy every other one is compared with, seed by seed
-  c.strategies = ((("all", {"strategy": "full"}), ("head", {"strategy": "linear_probe"}),
-                   ("lp_ft", {"strategy": "lp_ft"})) if variant == "lpft" else SURGICAL_ROWS)
+  c.strategies = SURGICAL_ROWS
+  if variant in ("natural", "feature", "output", "digits"):
+    c.strategies += BN_TRAIN_ROWS
+  if variant == "lpft":
+    c.strategies = (("all", {"strategy": "full"}), ("head", {"strategy": "linear_probe"}),
+                    ("lp_ft", {"strategy": "lp_ft"}))
   widths = (8, 16, 32, 64)
   c.pretrain = finetune.base()
   c.pretrain.model_kwargs.widths = widths

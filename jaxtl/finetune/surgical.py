@@ -268,7 +268,8 @@ def study_shift(config, workdir, spec):
   sets = eval_sets(config, task)
   rows = {}
   for label, overrides in config.strategies:
-    path = os.path.join(workdir, "grids", re.sub(r"\W", "_", spec), f"{label}.json")
+    path = os.path.join(workdir, "grids", re.sub(r"\W", "_", spec),
+                        re.sub(r"\W+", "_", label).strip("_") + ".json")
     key = grid_key(config, overrides)
     saved = _load_json(path)
     if saved is not None and saved["key"] != key:
