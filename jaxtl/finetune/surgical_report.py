@@ -45,9 +45,9 @@ def _cell(mean, ci, bold=False):
   return f"**{text}**" if bold else text
 
 
-def strategy_table(results, columns) -> str:
+def strategy_table(results, columns, metric="test_accuracy") -> str:
   """Rows: strategies; columns: (title, specs) with specs averaged."""
-  stats = [(title, averaged(results, specs)) for title, specs in columns]
+  stats = [(title, averaged(results, specs, metric)) for title, specs in columns]
   labels = list(stats[0][1])
   first = results[columns[0][1][0]]["strategies"]
   rows = ["| strategy | changes (params / BN stats) | " + " | ".join(t for t, _ in stats) + " |",
@@ -59,7 +59,8 @@ def strategy_table(results, columns) -> str:
       cells.append(_cell(s[label][0], s[label][1], label == best))
     changes = f"{first[label]['changed_params']:,} / {first[label]['changed_stats']:,}"
     rows.append(f"| {label} | {changes} | " + " | ".join(cells) + " |")
-  if all("no_finetuning_test_accuracy" in results[s] for _, specs in columns for s in specs):
+  if metric == "test_accuracy" and all("no_finetuning_test_accuracy" in results[s]
+                                       for _, specs in columns for s in specs):
     cells = [f"{100 * np.mean([results[s]['no_finetuning_test_accuracy'] for s in specs]):.1f}"
              for _, specs in columns]
     rows.append("| (no fine-tuning) | 0 / 0 | " + " | ".join(cells) + " |")
@@ -133,6 +134,10 @@ def format_tables(results) -> str:
                  f"{len(results[specs[0]]['strategies'][next(iter(results[specs[0]]['strategies']))]['per_seed'])} "
                  f"seeds\n\n" + strategy_table(results, columns) + "\n\n" + verdict(results, specs))
     first = results[specs[0]]["strategies"]
+    if "test_worst_group_accuracy" in next(iter(first.values()))["per_seed"][0]:
+      parts.append("Worst-group test accuracy (%; groups: label x patch at the label's "
+                   "position or not):\n\n" + strategy_table(results, columns,
+                                                             "test_worst_group_accuracy"))
     if any(k not in ("test_accuracy", "val_accuracy", "test_worst_group_accuracy")
            for k in next(iter(first.values()))["per_seed"][0] if k.endswith("_accuracy")):
       parts.append(f"In and out of distribution ({specs[0]}):\n\n" + lpft_table(results, specs[0]))

@@ -1,0 +1,52 @@
+"""The study's statistics and verdicts (`jaxtl.finetune.surgical_report`) on made-up seeds."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxtl.finetune import surgical, surgical_report
+
+BLOCKS = ("block1", "block2", "block3", "block4", "head")
+
+
+def _result(per_strategy):
+  """{label: per-seed test accuracies} -> one shift's result as the study writes it."""
+  rows = {label: {"per_seed": [{"test_accuracy": a} for a in accs], "changed_params": 1,
+                  "changed_stats": 0} for label, accs in per_strategy.items()}
+  return {"relative_gradient_norm": {b: 1.0 for b in BLOCKS}, "strategies": rows}
+
+
+def _shift(best, offsets):
+  base = np.array([0.90, 0.91, 0.89, 0.90, 0.92])
+  accs = {b: base + offsets.get(b, 0.0) for b in BLOCKS}
+  accs["all"] = base + 0.01
+  return _result(accs)
+
+
+def test_ci95_is_the_t_interval_of_the_mean():
+  x = [0.1, 0.3, 0.2, 0.4]
+  want = stats.t.ppf(0.975, 3) * np.std(x, ddof=1) / 2
+  assert surgical.ci95(x) == pytest.approx(want, rel=1e-12)
+  assert np.isnan(surgical.ci95([0.5]))
+
+
+@pytest.mark.parametrize("kind,offsets,label", [
+    ("input", {"block1": 0.05}, "reproduced"),                  # the paper's block wins
+    ("output", {"block2": 0.05}, "not reproduced"),             # another wins every seed
+    ("feature", {"block2": 0.0, "block4": np.array([0.02, -0.01, 0.0, -0.005, 0.001])},
+     "inconclusive"),                                            # ahead within the noise
+])
+def test_verdict(kind, offsets, label):
+  results = {f"{kind}:mnist": _shift(None, offsets)}
+  text = surgical_report.verdict(results, [f"{kind}:mnist"])
+  assert text.startswith(f"**{label}**"), text
+
+
+def test_averaging_over_shifts_is_per_seed():
+  a = _result({"all": [0.8, 0.9], "block1": [0.7, 0.7]})
+  b = _result({"all": [0.6, 0.5], "block1": [0.9, 0.9]})
+  avg = surgical_report.averaged({"input:mnist:x": a, "input:mnist:y": b},
+                                 ["input:mnist:x", "input:mnist:y"])
+  np.testing.assert_allclose(avg["all"][2], [0.7, 0.7])
+  assert avg["all"][0] == pytest.approx(0.7) and avg["all"][1] == pytest.approx(0.0)
+  table = surgical_report.format_tables({"input:mnist:x": a, "input:mnist:y": b})
+  assert "| mean | x | y |" in table.replace("changes (params / BN stats) | ", "")
