@@ -119,3 +119,15 @@ def auto_snr(inner: optax.GradientTransformation, period: int, measure_steps: in
     return jax.tree_util.tree_map(lambda o: jnp.where(n >= 2, o, 1.0), on)
 
   return _auto_scale(inner, period, measure_steps, stats, to_scales)
+
+
+def wrap(tx: optax.GradientTransformation, strategy: str, period: int, measure_steps: int,
+         snr_threshold: float) -> optax.GradientTransformation:
+  """`tx` wrapped in Auto-RGN / Auto-SNR when `strategy` names one, else `tx`: re-measure
+  every `period` steps from the first `measure_steps` of them (Auto-SNR needs 2)."""
+  measure = min(measure_steps, period)
+  if strategy == "auto_rgn":
+    return auto_rgn(tx, period, measure)
+  if strategy == "auto_snr":
+    return auto_snr(tx, period, max(measure, 2), snr_threshold)
+  return tx

@@ -63,13 +63,8 @@ def _optimizer(spec, learning_rate, weight_decay, scales, steps_per_epoch):
   tx = optax.chain(tx, optax.GradientTransformation(
       lambda _: optax.EmptyState(),
       lambda u, s, p=None: (jax.tree_util.tree_map(lambda a, c: a * c, u, scales), s)))
-  period = spec.auto_period or steps_per_epoch
-  measure = min(spec.auto_measure_steps, period)
-  if spec.auto == "auto_rgn":
-    return auto.auto_rgn(tx, period, measure)
-  if spec.auto == "auto_snr":
-    return auto.auto_snr(tx, period, max(measure, 2), spec.snr_threshold)
-  return tx
+  return auto.wrap(tx, spec.auto, spec.auto_period or steps_per_epoch,
+                   spec.auto_measure_steps, spec.snr_threshold)
 
 
 def _fresh(model, variables, reinit, key, example):

@@ -47,13 +47,8 @@ def make_optimizer(config, lr_scale_labels, steps_per_epoch: int = 1):
   scales = sorted(set(jax.tree_util.tree_leaves(lr_scale_labels)))
   labels = jax.tree_util.tree_map(group, lr_scale_labels)
   tx = _partition({group(s): build(s) for s in scales}, labels)
-  period = config.auto_period or steps_per_epoch
-  measure = min(config.auto_measure_steps, period)
-  if config.strategy == "auto_rgn":
-    return auto.auto_rgn(tx, period, measure)
-  if config.strategy == "auto_snr":
-    return auto.auto_snr(tx, period, max(measure, 2), config.snr_threshold)
-  return tx
+  return auto.wrap(tx, config.strategy, config.auto_period or steps_per_epoch,
+                   config.auto_measure_steps, config.snr_threshold)
 
 
 def forward(model, params, batch_stats, x, train: bool):
