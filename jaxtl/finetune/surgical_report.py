@@ -109,8 +109,8 @@ def lpft_table(results, spec) -> str:
   """ID (target test) and OOD (the other evaluation sets) accuracy per strategy."""
   rows_src = results[spec]["strategies"]
   first = next(iter(rows_src.values()))
-  sets = [k[:-len("_accuracy")] for k in first if k.endswith("_accuracy") and
-          not k.endswith("_ci95") and k not in ("val_accuracy", "test_worst_group_accuracy")]
+  sets = [k[:-len("_accuracy")] for k in first["per_seed"][0] if k.endswith("_accuracy")
+          and k not in ("val_accuracy", "test_worst_group_accuracy")]
   ood = [s for s in sets if s != "test"]
   head = ["ID (test)"] + ood + (["OOD mean"] if len(ood) > 1 else [])
   rows = ["| strategy | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
