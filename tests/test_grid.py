@@ -1,5 +1,6 @@
 """The compiled fine-tuning grid (`jaxtl.finetune.grid`): every configuration computes what
 a plain per-configuration loop computes, and each strategy changes exactly what it says."""
+import dataclasses
 import functools
 
 import jax
@@ -75,7 +76,7 @@ def _reference_loop(model, variables, spec, images, labels, lr, wd, seed, index)
 def test_grid_matches_a_float64_loop_per_configuration(strategy, batch_norm, chunk):
   """One after the other (chunk 1) and vmapped (chunk 2) alike."""
   model, variables, spec, images, labels = _setup(strategy, batch_norm=batch_norm)
-  spec = dataclass_replace(spec, chunk=chunk)
+  spec = dataclasses.replace(spec, chunk=chunk)
   lrs, wds, seeds = [1e-2, 3e-3], [0.0, 1e-2], [0, 1]
   index = np.stack([np.random.default_rng(s).permutation(N)[:16] for s in seeds])
   got = grid.flat_configs(grid.train_grid(model, variables, spec, images, labels, lrs, wds,
@@ -86,11 +87,6 @@ def test_grid_matches_a_float64_loop_per_configuration(strategy, batch_norm, chu
       want = _reference_loop(model, reference.to_float64(variables), spec,
                              reference.to_float64(images), labels, lr, wd, seed, rows)
     reference.assert_close(grid.take(got, k), want, what=f"configuration {k}")
-
-
-def dataclass_replace(spec, **kw):
-  import dataclasses  # pylint: disable=import-outside-toplevel
-  return dataclasses.replace(spec, **kw)
 
 
 @pytest.mark.parametrize("strategy,blocks,batch_norm,params_in,stats_changed", [

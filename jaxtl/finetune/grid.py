@@ -67,7 +67,7 @@ def _optimizer(spec, learning_rate, weight_decay, scales, steps_per_epoch):
                    spec.auto_measure_steps, spec.snr_threshold)
 
 
-def _fresh(model, variables, reinit, key, example):
+def redraw(model, variables, reinit, key, example):
   """`variables` with the leaves matching `reinit` drawn from `key`."""
   if not reinit:
     return variables
@@ -87,7 +87,7 @@ def make_train_fn(model, spec: GridSpec, num_train: int):
   def train(variables, images, labels, learning_rate, weight_decay, seed, index):
     key = jax.random.PRNGKey(seed)
     init_key, order_key = jax.random.split(key)
-    variables = _fresh(model, variables, spec.reinit, init_key, images[:1])
+    variables = redraw(model, variables, spec.reinit, init_key, images[:1])
     params, stats = variables["params"], variables.get("batch_stats", {})
     step = jnp.zeros((), jnp.int32)
     for phase in spec.phases:

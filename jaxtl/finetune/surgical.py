@@ -30,16 +30,16 @@ import re
 import jax
 import numpy as np
 from absl import logging
-from scipy import stats as scipy_stats
 
 from jaxtl import checkpoint, partition, runtime
 from jaxtl.data.corruptions import corrupt, corruption_names
 from jaxtl.data.datasets import load_dataset, usps_to_28
 from jaxtl.data.shifts import SHIFTS, ShiftTask, make_shift
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import grid, strategies
+from jaxtl.finetune import grid, strategies, surgical_report
 from jaxtl.finetune.compare import check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val, stratified_take
+from jaxtl.finetune.surgical_report import ci95
 from jaxtl.finetune.trainer import forward
 from jaxtl.metrics import write_results, write_text
 from jaxtl.models import build_model
@@ -101,14 +101,6 @@ def pretrained(config, workdir, task):
                                    config.pretrain.data_seed)
   metrics = run_cached(config.pretrain, folder, (s_train, s_val, task.source_test))
   return checkpoint.load_variables(folder), metrics["test_accuracy"]
-
-
-def ci95(values) -> float:
-  values = np.asarray(values, np.float64)
-  if len(values) < 2:
-    return float("nan")
-  return float(scipy_stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1)
-               / np.sqrt(len(values)))
 
 
 def worst_group(correct, task_test):
@@ -289,7 +281,7 @@ def study_shift(config, workdir, spec):
               for a, b in zip(row["per_seed"], rows[baseline]["per_seed"])]
       row["minus_baseline"], row["minus_baseline_ci95"] = float(np.mean(diff)), ci95(diff)
   train0 = task.target_train.subset(split[1][config.seeds[0]])
-  rgn_vars = grid._fresh(model, variables, tuple(config.reinit),  # pylint: disable=protected-access
+  rgn_vars = grid.redraw(model, variables, tuple(config.reinit),
                          jax.random.split(jax.random.PRNGKey(config.seeds[0]))[0],
                          train0.images[:1])
   rgn = relative_gradient_norms(model, rgn_vars, train0.images, train0.labels,
@@ -319,7 +311,6 @@ def study(config, workdir: str) -> dict:
                       f"{[label for label, _ in config.strategies]}.")
   os.makedirs(workdir, exist_ok=True)
   results = {spec: study_shift(config, workdir, spec) for spec in config.shifts}
-  from jaxtl.finetune import surgical_report  # pylint: disable=import-outside-toplevel
   table = surgical_report.format_tables(results)
   write_text(os.path.join(workdir, "results.md"), table + "\n")
   write_results(workdir, config, results, "surgical_study")

@@ -7,6 +7,7 @@ best single block found, and the best strategy against fine-tuning everything, p
 seed (significant when the interval of the difference excludes 0).
 """
 import numpy as np
+from scipy import stats as scipy_stats
 
 from jaxtl.metrics import pyplot
 
@@ -15,9 +16,13 @@ EXPECTED = {"input": "first", "natural": "first", "feature": "middle", "output":
             "spurious": "head"}
 
 
-def _ci95(values):
-  from jaxtl.finetune.surgical import ci95  # pylint: disable=import-outside-toplevel
-  return ci95(values)
+def ci95(values) -> float:
+  """Half-width of the 95% t-interval of the mean (nan for fewer than 2 values)."""
+  values = np.asarray(values, np.float64)
+  if len(values) < 2:
+    return float("nan")
+  return float(scipy_stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1)
+               / np.sqrt(len(values)))
 
 
 def groups(results) -> dict:
@@ -36,7 +41,7 @@ def averaged(results, specs, metric="test_accuracy") -> dict:
   for label in labels:
     per_seed = np.mean([[r[metric] for r in results[s]["strategies"][label]["per_seed"]]
                         for s in specs], axis=0)
-    out[label] = (float(per_seed.mean()), _ci95(per_seed), per_seed)
+    out[label] = (float(per_seed.mean()), ci95(per_seed), per_seed)
   return out
 
 
@@ -77,7 +82,7 @@ def block_label(results, spec, alias):
 def _paired(stats, a, b):
   """Mean and 95% CI of a - b, seed by seed, and whether the interval excludes 0."""
   diff = stats[a][2] - stats[b][2]
-  mean, ci = float(diff.mean()), _ci95(diff)
+  mean, ci = float(diff.mean()), ci95(diff)
   return mean, ci, abs(mean) > ci
 
 
@@ -119,7 +124,7 @@ def lpft_table(results, spec) -> str:
     cells += [_cell(r[f"{s}_accuracy"], r[f"{s}_accuracy_ci95"]) for s in ood]
     if len(ood) > 1:
       per_seed = np.mean([[p[f"{s}_accuracy"] for p in r["per_seed"]] for s in ood], axis=0)
-      cells.append(_cell(per_seed.mean(), _ci95(per_seed)))
+      cells.append(_cell(per_seed.mean(), ci95(per_seed)))
     rows.append(f"| {label} | " + " | ".join(cells) + " |")
   return "\n".join(rows)
 
