@@ -128,3 +128,24 @@ def test_evaluate_grid_counts_correct_predictions():
   assert correct.shape == (2, N)
   np.testing.assert_array_equal(correct[0], want)
   np.testing.assert_array_equal(correct[1], want)
+
+
+def test_evaluate_grid_shares_frozen_leaves_and_keeps_configs_apart():
+  # Three configurations that differ in the head only (as after a linear probe): the
+  # shared blocks go in once; every configuration must still get its own predictions.
+  model, variables, _, images, labels = _setup()
+  heads = [variables["params"]["head"]["kernel"] * s for s in (1.0, -1.0, 0.5)]
+  stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a] * 3), variables)
+  stacked["params"]["head"]["kernel"] = jnp.stack(heads)
+  correct = grid.evaluate_grid(model, stacked, images, labels, batch_size=10, chunk=2)
+  with reference.float64():
+    for k in range(3):
+      logits, _ = forward(model, reference.to_float64(grid.take(stacked, k)["params"]),
+                          reference.to_float64(variables["batch_stats"]), reference.to_float64(images),
+                          False)
+      top2 = np.sort(np.asarray(logits), -1)[:, -2:]
+      clear = top2[:, 1] - top2[:, 0] > 1e-4  # float32 cannot flip these
+      want = np.asarray(jnp.argmax(logits, -1) == labels)
+      np.testing.assert_array_equal(correct[k][clear], want[clear])
+      assert clear.sum() >= N - 2
+  assert not np.array_equal(correct[0], correct[1])  # the negated head predicts otherwise

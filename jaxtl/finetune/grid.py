@@ -21,6 +21,7 @@ Batch norm (`batch_norm`):
     and the running statistics of every layer are updated, frozen blocks included.
 """
 import dataclasses
+import functools
 import re
 from typing import Sequence
 
@@ -123,6 +124,23 @@ def make_train_fn(model, spec: GridSpec, num_train: int):
   return train
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled_grid(model, spec: GridSpec, num_train: int):
+  """One jitted grid per (model, strategy, num_train): a study of many shifts with the
+  same shapes compiles each strategy once, not once per shift."""
+  train = make_train_fn(model, spec, num_train)
+
+  @jax.jit
+  def run(variables, images, labels, lrs, wds, seeds, index):
+    def per_seed(seed_index):
+      seed, rows = seed_index
+      one = lambda h: train(variables, images, labels, h[0], h[1], seed, rows)
+      return jax.lax.map(one, (lrs, wds), batch_size=spec.chunk)
+    return jax.lax.map(per_seed, (seeds, index))
+
+  return run
+
+
 def train_grid(model, variables, spec: GridSpec, images, labels, learning_rates,
                weight_decays, seeds, index):
   """Fine-tunes `variables` once per configuration (seed s, hyperparameters h) on
@@ -137,16 +155,7 @@ def train_grid(model, variables, spec: GridSpec, images, labels, learning_rates,
     raise ConfigError(f"A grid needs H learning rates and H weight decays, S seeds and "
                       f"index rows (S, num_train); got {len(learning_rates)}, "
                       f"{len(weight_decays)}, {len(seeds)} and index shape {index.shape}.")
-  train = make_train_fn(model, spec, index.shape[1])
-
-  @jax.jit
-  def run(variables, images, labels, lrs, wds, seeds, index):
-    def per_seed(seed_index):
-      seed, rows = seed_index
-      one = lambda h: train(variables, images, labels, h[0], h[1], seed, rows)
-      return jax.lax.map(one, (lrs, wds), batch_size=spec.chunk)
-    return jax.lax.map(per_seed, (seeds, index))
-
+  run = _compiled_grid(model, spec, index.shape[1])
   return run(variables, jnp.asarray(images), jnp.asarray(labels),
              jnp.asarray(learning_rates, jnp.float32), jnp.asarray(weight_decays, jnp.float32),
              jnp.asarray(seeds, jnp.uint32), index)
@@ -167,18 +176,27 @@ def evaluate_grid(model, stacked, images, labels, batch_size: int = 1000,
   y = np.concatenate([labels, np.zeros(pad, labels.dtype)])
   x = x.reshape((-1, batch_size) + images.shape[1:])
   y = y.reshape(-1, batch_size)
+  # Leaves equal in every configuration (the frozen blocks) go in once, unbatched, so the
+  # vmapped chunk computes what depends only on them (the frozen prefix) once.
+  flat = {p: np.asarray(a) for p, a in partition.flatten(stacked).items()}
+  shared = {p: a[0] for p, a in flat.items() if (a == a[:1]).all()}
+  varying = {p: a for p, a in flat.items() if p not in shared}
+  configs = np.arange(len(next(iter(flat.values()))))  # K, even when nothing varies
+  correct = _evaluate(model, chunk, configs, varying, shared, jnp.asarray(x), jnp.asarray(y))
+  return np.asarray(correct)[:, :n]
 
-  @jax.jit
-  def run(stacked, x, y):
-    def one(variables):
-      def batch(_, xy):
-        logits, _ = forward(model, variables["params"], variables.get("batch_stats", {}),
-                            xy[0], train=False)
-        return None, jnp.argmax(logits, -1) == xy[1]
-      return jax.lax.scan(batch, None, (x, y))[1].reshape(-1)
-    return jax.lax.map(one, stacked, batch_size=chunk)
 
-  return np.asarray(run(stacked, jnp.asarray(x), jnp.asarray(y)))[:, :n]
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _evaluate(model, chunk, configs, varying, shared, x, y):
+  def one(config):
+    _, varying = config
+    variables = partition.unflatten({**shared, **varying})
+    def batch(_, xy):
+      logits, _ = forward(model, variables["params"], variables.get("batch_stats", {}),
+                          xy[0], train=False)
+      return None, jnp.argmax(logits, -1) == xy[1]
+    return jax.lax.scan(batch, None, (x, y))[1].reshape(-1)
+  return jax.lax.map(one, (configs, varying), batch_size=chunk)
 
 
 def take(stacked, k: int):
