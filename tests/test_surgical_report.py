@@ -50,3 +50,15 @@ def test_averaging_over_shifts_is_per_seed():
   assert avg["all"][0] == pytest.approx(0.7) and avg["all"][1] == pytest.approx(0.0)
   table = surgical_report.format_tables({"input:mnist:x": a, "input:mnist:y": b})
   assert "| mean | x | y |" in table.replace("changes (params / BN stats) | ", "")
+
+
+def test_many_shifts_are_rows_with_each_rows_best_in_bold():
+  names = [f"c{i}" for i in range(2 * surgical_report.MAX_COLUMNS)]  # even: block1 mean 80
+  results = {f"input:mnist:{n}": _result({"all": [0.8, 0.9],
+                                          "block1": [0.7 + 0.2 * (i % 2)] * 2})
+             for i, n in enumerate(names)}
+  lines = surgical_report.format_tables(results).splitlines()
+  assert "| shift | all | block1 |" in lines
+  assert "| mean | **85.0 ± 63.5** | 80.0 ± 0.0 |" in lines  # averaged per seed
+  assert "| c0 | **85.0 ± 63.5** | 70.0 ± 0.0 |" in lines
+  assert "| c1 | 85.0 ± 63.5 | **90.0 ± 0.0** |" in lines

@@ -16,6 +16,9 @@ EXPECTED = {"input": "first", "natural": "first", "feature": "middle", "output":
             "spurious": "head"}
 
 
+MAX_COLUMNS = 4  # shifts beyond which a table lists them as rows
+
+
 def ci95(values) -> float:
   """Half-width of the 95% t-interval of the mean (nan for fewer than 2 values)."""
   values = np.asarray(values, np.float64)
@@ -69,6 +72,27 @@ def strategy_table(results, columns, metric="test_accuracy") -> str:
     cells = [f"{100 * np.mean([results[s]['no_finetuning_test_accuracy'] for s in specs]):.1f}"
              for _, specs in columns]
     rows.append("| (no fine-tuning) | 0 / 0 | " + " | ".join(cells) + " |")
+  return "\n".join(rows)
+
+
+def shift_table(results, columns, metric="test_accuracy") -> str:
+  """`strategy_table` turned around, for many shifts (MNIST-C's 15 corruptions): rows are
+  the columns' titles, columns the strategies; the best strategy of each row in bold."""
+  stats = [(title, averaged(results, specs, metric)) for title, specs in columns]
+  labels = list(stats[0][1])
+  zero_shot = metric == "test_accuracy" and all("no_finetuning_test_accuracy" in results[s]
+                                                for _, specs in columns for s in specs)
+  rows = ["| shift | " + " | ".join(labels) + " |" + (" no fine-tuning |" if zero_shot else ""),
+          "|---|" + "---:|" * (len(labels) + zero_shot)]
+  for (title, s), (_, specs) in zip(stats, columns):
+    best = max(s, key=lambda k: s[k][0])
+    cells = [_cell(s[k][0], s[k][1], k == best) for k in labels]
+    if zero_shot:
+      cells.append(f"{100 * np.mean([results[x]['no_finetuning_test_accuracy'] for x in specs]):.1f}")
+    rows.append(f"| {title} | " + " | ".join(cells) + " |")
+  first = results[columns[0][1][0]]["strategies"]
+  rows.append("\nWhat each strategy changes (params / BN stats): " + ", ".join(
+      f"{k} {first[k]['changed_params']:,} / {first[k]['changed_stats']:,}" for k in labels) + ".")
   return "\n".join(rows)
 
 
@@ -135,10 +159,11 @@ def format_tables(results) -> str:
     columns = [(s.split(":", 2)[-1] if len(specs) > 1 else name, [s]) for s in specs]
     if len(specs) > 1:
       columns = [("mean", specs)] + columns
-    parts.append(f"### {name}\n\ntarget test accuracy (%), mean ± 95% CI over "
-                 f"{len(results[specs[0]]['strategies'][next(iter(results[specs[0]]['strategies']))]['per_seed'])} "
-                 f"seeds\n\n" + strategy_table(results, columns) + "\n\n" + verdict(results, specs))
     first = results[specs[0]]["strategies"]
+    seeds = len(next(iter(first.values()))["per_seed"])
+    table = (shift_table if len(columns) > MAX_COLUMNS else strategy_table)(results, columns)
+    parts.append(f"### {name}\n\ntarget test accuracy (%), mean ± 95% CI over {seeds} seeds"
+                 f"\n\n{table}\n\n{verdict(results, specs)}")
     if "test_worst_group_accuracy" in next(iter(first.values()))["per_seed"][0]:
       parts.append("Worst-group test accuracy (%; groups: label x patch at the label's "
                    "position or not):\n\n" + strategy_table(results, columns,
