@@ -91,7 +91,7 @@ def test_missing_dataset_names_what_was_looked_for(tmp_path):
   assert str(tmp_path / "mnist" / "mnist.npz") in str(e.value) and "tfds" in str(e.value)
 
 
-@pytest.mark.parametrize("args,match", [(("cifar", "train"), "valid datasets"),
+@pytest.mark.parametrize("args,match", [(("cifar", "train", "mirror"), "jaxtl's datasets"),
                                         (("mnist", "val"), "valid splits"),
                                         (("digits", "train", "tfds"), "embedded")])
 def test_bad_names(args, match):

@@ -33,10 +33,33 @@ def test_pretrain_then_finetune_surgical(tmp_path):
   metrics = _metrics(dst)
   assert 0 <= metrics["test_accuracy"] <= 1 and metrics["frozen_params"] > 0
   assert metrics["data"]["train"]["source"] == "embedded:digits"
+  # The same pre-trained run fine-tuned on the user's own images: PNG class folders.
+  folder = _digits_as_png_folders(tmp_path / "my_digits")
+  _run("experiments.finetune", "--config=experiments/configs/finetune.py:quick",
+       f"--workdir={tmp_path / 'mine'}", f"--config.init_from={src}",
+       "--config.strategy=linear_probe", f"--config.dataset={folder}", "--config.num_val=25")
+  mine = _metrics(str(tmp_path / "mine"))
+  assert mine["data"]["train"]["source"] == f"folder:{folder}/train"
+  assert mine["data"]["test"]["examples"] == 5 * 5 and 0 <= mine["test_accuracy"] <= 1
   # meta_eval pointed at this folder says what it holds.
   last = _fails_in_one_line("experiments.meta_eval", "--config=experiments/configs/meta.py:quick",
                             f"--workdir={dst}")
   assert "holds a fine-tuning run (strategy='surgical')" in last, last
+
+
+def _digits_as_png_folders(root):
+  """The embedded digits as root/{train,test}/<digit>/<index>.png (15 and 5 per class)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from jaxtl.data import load_dataset  # pylint: disable=import-outside-toplevel
+  digits = load_dataset("digits", "all")
+  for split, part in (("train", slice(0, 15)), ("test", slice(15, 20))):
+    for c in range(10):
+      (root / split / str(c)).mkdir(parents=True)
+      for i in np.flatnonzero(digits.labels == c)[part]:
+        pixels = np.round(digits.images[i, ..., 0] * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / split / str(c) / f"{i}.png")
+  return str(root)
 
 
 def _fails_in_one_line(module, *args):

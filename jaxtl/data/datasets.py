@@ -11,6 +11,13 @@ Sources, tried in this order when `source="auto"`:
      `JAXTL_DATA_DIR`), laid out as `omniglot/omniglot_28.npz`, `mnist/mnist.npz`,
      `fashion_mnist/fashion_mnist.npz`, `usps/usps.npz`.
   3. TensorFlow Datasets with download (needs internet), unless `download=False`.
+Besides jaxtl's names (`DATASETS`), `name` may be
+  * a folder (a path with "/"): class sub-folders of image files, read by
+    `jaxtl.data.images.read_folder` (any format Pillow reads; grey, ink light on dark,
+    every image at the first one's size); the split is a sub-folder (train/, test/) or
+    "all" for class folders right under the path;
+  * any other TensorFlow Datasets name with `image` and `label` features (pixels / 255,
+    channels kept, class names from TFDS), e.g. "cifar10" or "kmnist".
 Embedded datasets (`digits`: scikit-learn's 8x8 handwritten digits) ship inside an
 installed package and need no source. TFDS has no USPS, so `usps` is read from the
 mirror only. A dataset found nowhere raises `DatasetNotFoundError` naming every place
@@ -28,10 +35,11 @@ import gzip
 import hashlib
 import importlib.resources
 import os
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from jaxtl.data import images as images_lib
 from jaxtl.errors import ConfigError, MissingInputError
 
 SOURCES = ("auto", "tfds", "mirror", "embedded")
@@ -69,6 +77,7 @@ class ImageDataset:
   name: str
   metadata: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
   source: str = ""
+  class_names: Tuple[str, ...] = ()  # label k's name, where the source has names
 
   def __post_init__(self):
     if len(self.images) != len(self.labels):
@@ -86,8 +95,8 @@ class ImageDataset:
     return np.unique(self.labels)
 
   def subset(self, index) -> "ImageDataset":
-    return ImageDataset(self.images[index], self.labels[index], self.name,
-                        {k: v[index] for k, v in self.metadata.items()}, self.source)
+    return dataclasses.replace(self, images=self.images[index], labels=self.labels[index],
+                               metadata={k: v[index] for k, v in self.metadata.items()})
 
   def provenance(self) -> dict:
     """Where the data came from and a hash of its labels and metadata in order: two runs
@@ -111,7 +120,8 @@ class ImageDataset:
     if relabel:
       lookup = np.full(self.labels.max() + 1, -1, np.int32)
       lookup[classes] = np.arange(len(classes), dtype=np.int32)
-      out = dataclasses.replace(out, labels=lookup[out.labels])
+      names = tuple(self.class_names[c] for c in classes) if self.class_names else ()
+      out = dataclasses.replace(out, labels=lookup[out.labels], class_names=names)
     return out
 
 
@@ -123,8 +133,10 @@ def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
                  source: str = "auto", tfds_data_dir: Optional[str] = None,
                  download: bool = True) -> ImageDataset:
   """Loads `split` of dataset `name` from the first source that has it (module doc)."""
+  if is_folder(name):
+    return _load_folder(name, split)
   if name not in DATASETS:
-    raise ConfigError(f"Unknown dataset {name!r}; valid datasets: {sorted(DATASETS)}.")
+    return _load_any_tfds(name, split, source, tfds_data_dir, download)
   if split not in DATASETS[name]:
     raise ConfigError(f"Unknown split {split!r} of {name}; valid splits: {DATASETS[name]}.")
   if source not in SOURCES:
@@ -170,6 +182,39 @@ def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
            f"$JAXTL_DATA_DIR at a folder holding {MIRROR_FILES[name]}.")
   raise DatasetNotFoundError(f"Dataset {name!r} split {split!r} not found. Looked at:\n  - " +
                              "\n  - ".join(tried) + "\n" + how)
+
+
+def is_folder(name: str) -> bool:
+  """A dataset name with a path separator (or ~) is a folder of class sub-folders."""
+  return "/" in name or os.sep in name or name.startswith("~")
+
+
+def _load_folder(name: str, split: str) -> ImageDataset:
+  root = os.path.expanduser(name)
+  if not os.path.isdir(root):
+    raise DatasetNotFoundError(f"Image folder {root} does not exist.")
+  if os.path.isdir(os.path.join(root, split)):
+    return images_lib.read_folder(os.path.join(root, split), name=name)
+  if split == "all":
+    return images_lib.read_folder(root, name=name)
+  raise ConfigError(f"Split {split!r} of folder {root}: there is no sub-folder {split!r}. "
+                    f"Valid splits: 'all' (the class folders right under {root}) or a "
+                    "sub-folder that holds class folders (e.g. train/, test/).")
+
+
+def _load_any_tfds(name, split, source, tfds_data_dir, download) -> ImageDataset:
+  """Any TensorFlow Datasets image classification set (features `image` and `label`)."""
+  if source not in ("auto", "tfds"):
+    raise ConfigError(f"{name!r} is not one of jaxtl's datasets {sorted(DATASETS)} nor a "
+                      f"folder (a path with '/'); only TensorFlow Datasets can hold it, so "
+                      f"source must be 'auto' or 'tfds', not {source!r}.")
+  result, why = _load_tfds(name, split, tfds_data_dir, download)
+  if result is None:
+    raise DatasetNotFoundError(
+        f"Dataset {name!r} split {split!r} not found: it is not one of jaxtl's datasets "
+        f"{sorted(DATASETS)} nor a folder (a path with '/'), and TensorFlow Datasets says: "
+        f"{why}")
+  return dataclasses.replace(result, source=f"tfds:{name}")
 
 
 def usps_to_28(images: np.ndarray, resize: str = "box20") -> np.ndarray:
@@ -228,7 +273,8 @@ def _load_mirror(name: str, split: str, path: str) -> ImageDataset:
   with np.load(path) as z:
     if name in ("mnist", "fashion_mnist"):  # uint8, 0 = background
       images = z[f"x_{split}"].astype(np.float32)[..., None] / 255.0
-      return ImageDataset(images, z[f"y_{split}"].astype(np.int32), name)
+      names = FASHION_MNIST_CLASSES if name == "fashion_mnist" else tuple("0123456789")
+      return ImageDataset(images, z[f"y_{split}"].astype(np.int32), name, class_names=names)
     if name == "usps":
       # The exact file values (thousandths of v in [-1, 1]); (v + 1) / 2 in one rounding.
       milli = z[f"x_{split}_milli"].astype(np.float32)[..., None]
@@ -248,19 +294,27 @@ def _load_tfds(name: str, split: str, tfds_data_dir, download: bool):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     return None, f"tensorflow_datasets not importable ({e})"
-  tfds_splits = {"background": ["train"], "evaluation": ["test"], "all": ["train", "test"]}
-  parts = []
+  tfds_splits = {"background": ["train"], "evaluation": ["test"]}
+  if name == "omniglot":
+    tfds_splits["all"] = ["train", "test"]
+  parts, names = [], ()
   try:
     for tfds_split in tfds_splits.get(split, [split]):
       source = tfds.data_source(name, split=tfds_split, data_dir=tfds_data_dir,
                                 download=download)
+      features = source.dataset_info.features
+      names = tuple(getattr(features["label"], "names", ())) if "label" in features else ()
       parts.append((tfds_split, [source[i] for i in range(len(source))]))
   except Exception as e:  # TFDS raises many types for "not there"; report them all.
     return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-  return _from_tfds_examples(name, parts), None
+  return _from_tfds_examples(name, parts, names), None
 
 
-def _from_tfds_examples(name, parts) -> ImageDataset:
+def _from_tfds_examples(name, parts, class_names=()) -> ImageDataset:
+  first = parts[0][1][0] if parts and parts[0][1] else {}
+  if first and not {"image", "label"} <= set(first):
+    raise ConfigError(f"TFDS dataset {name!r} has features {sorted(first)}; jaxtl reads "
+                      "image classification sets, with features 'image' and 'label'.")
   images, labels, meta = [], [], {"alphabet": []}
   for tfds_split, examples in parts:
     for ex in examples:
@@ -277,7 +331,12 @@ def _from_tfds_examples(name, parts) -> ImageDataset:
       images.append(image.astype(np.float32))
       labels.append(label)
   metadata = {k: np.asarray(v, np.int32) for k, v in meta.items() if v}
-  return ImageDataset(np.stack(images), np.asarray(labels, np.int32), name, metadata)
+  shapes = sorted({im.shape for im in images})
+  if len(shapes) > 1:
+    raise ConfigError(f"TFDS dataset {name!r} has images of several sizes ({shapes[:3]}...); "
+                      "jaxtl holds a split in memory as one array, so one size is needed.")
+  return ImageDataset(np.stack(images), np.asarray(labels, np.int32), name, metadata,
+                      class_names=tuple(class_names) if name != "omniglot" else ())
 
 
 def _resize_28(image: np.ndarray) -> np.ndarray:
