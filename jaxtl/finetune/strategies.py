@@ -6,7 +6,7 @@ labels are learning-rate scales (`None` = frozen) for some number of steps.
 | strategy         | phases                                                                 |
 |------------------|------------------------------------------------------------------------|
 | `full`           | everything at scale 1                                                  |
-| `linear_probe`   | head only                                                              |
+| `linear_probe`   | head only (the last block: `head` in jaxtl's models)                   |
 | `lp_ft`          | head only for `lp_fraction` of the steps, then everything (Kumar et al. 2022) |
 | `surgical`       | only `blocks` (names, or `first` / `middle` / `last` / `head`; Lee et al. 2023) |
 | `freeze_first_k` | the first `freeze_k` blocks frozen, the rest trained                   |
@@ -42,10 +42,11 @@ def block_pattern(block: str) -> str:
 
 def resolve_blocks(blocks: Sequence[str], block_names: Sequence[str]) -> list:
   """Maps names and aliases (`first`, `middle`, `last` = last block before the head,
-  `head`) to block names; `middle` is block `(n - 1) // 2` of the n non-head blocks."""
-  body = [b for b in block_names if b != "head"]
+  `head` = the last block) to block names; `middle` is block `(n - 1) // 2` of the n
+  non-head blocks."""
+  body = list(block_names[:-1]) or list(block_names)
   alias = {"first": body[0], "middle": body[(len(body) - 1) // 2], "last": body[-1],
-           "head": "head"}
+           "head": block_names[-1]}
   if isinstance(blocks, str):
     blocks = [blocks]
   blocks = [b.strip() for item in blocks for b in str(item).split(",") if b.strip()]
@@ -64,10 +65,10 @@ def resolve_blocks(blocks: Sequence[str], block_names: Sequence[str]) -> list:
 
 
 def phases(config, block_names: Sequence[str]) -> list:
-  """The phases of `config.strategy` for a model with blocks `block_names`."""
+  """The phases of `config.strategy` for a model with blocks `block_names` (head last)."""
   strategy, steps = config.strategy, config.num_steps
   everything = ((".*", 1.0),)
-  head_only = ((block_pattern("head"), 1.0), (".*", None))
+  head_only = ((block_pattern(block_names[-1]), 1.0), (".*", None))
   if strategy not in STRATEGIES:
     raise ConfigError(f"Unknown strategy {strategy!r}; valid strategies: {list(STRATEGIES)}.")
   if strategy in ("full", "l2sp", "auto_rgn", "auto_snr"):

@@ -88,7 +88,8 @@ def shift_table(results, columns, metric="test_accuracy") -> str:
     best = max(s, key=lambda k: s[k][0])
     cells = [_cell(s[k][0], s[k][1], k == best) for k in labels]
     if zero_shot:
-      cells.append(f"{100 * np.mean([results[x]['no_finetuning_test_accuracy'] for x in specs]):.1f}")
+      before = [results[x]["no_finetuning_test_accuracy"] for x in specs]
+      cells.append(f"{100 * np.mean(before):.1f}")
     rows.append(f"| {title} | " + " | ".join(cells) + " |")
   first = results[columns[0][1][0]]["strategies"]
   rows.append("\nWhat each strategy changes (params / BN stats): " + ", ".join(

@@ -20,7 +20,7 @@ from jaxtl.errors import ConfigError
 from jaxtl.finetune import auto, strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import MetricLogger, write_results
-from jaxtl.models import build_model
+from jaxtl.models import block_names, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 # optax renamed multi_transform to partition (0.2.4); accept both.
@@ -139,12 +139,14 @@ def make_eval_fn(model, batch_size: int = 500):
 
 def train_and_evaluate(config, workdir: str,
                        step_callback: Optional[Callable[[int], None]] = None,
-                       data=None) -> dict:
+                       data=None, model=None) -> dict:
   """Trains per `config` (see experiments/configs/finetune.py), resuming from the last
   checkpoint in `workdir`; writes `workdir/results.json` and returns its metrics.
 
   `data`: optional (train, val, test) ImageDatasets replacing the config's dataset fields
   (the shift benchmarks build their own); labels must lie in 0..num_classes-1.
+  `model`: optional Flax module replacing `config.model` (any module called as
+  `model(x, train=...)` that returns logits; its blocks: `jaxtl.models.block_names`).
   """
   if config.batch_norm not in BATCH_NORM_MODES:
     raise ConfigError(f"Unknown batch_norm {config.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
@@ -154,11 +156,12 @@ def train_and_evaluate(config, workdir: str,
   train, val, test = data if data is not None else make_splits(config)
   num_classes = (len(config.classes) if config.classes else
                  max(train.num_classes, test.num_classes))
-  model = build_model(config.model, num_classes=num_classes, **dict(config.model_kwargs))
-  phase_list = strategies.phases(config, model.block_names())
+  if model is None:
+    model = build_model(config.model, num_classes=num_classes, **dict(config.model_kwargs))
   key = jax.random.PRNGKey(config.seed)
   init_key, data_key = jax.random.split(key)
   variables = model.init(init_key, jnp.asarray(train.images[:1]), train=False)
+  phase_list = strategies.phases(config, block_names(model, variables["params"]))
   anchor = {}
   if config.init_from:
     variables, report = checkpoint.load_pretrained(

@@ -24,6 +24,8 @@ the statistics of the batch at hand, support or query, also at test time
 (transductive, as in MAML); running averages are never used.
 """
 import dataclasses
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -37,8 +39,11 @@ ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "pretr
 INNER_LR_MODES = ("fixed", "per_param", "per_layer_step")
 TASK_BATCHING = ("auto", "vmap", "map", "unroll")
 MAX_HALVINGS = 20  # of a backtracking test-time step: 2^-20 of the step size at least
-# Default inner-loop tables: (regex, adapt?)
-MAML_TABLE = ((r"/bn/", False), (r".*", True))
+# Default inner-loop tables: (regex, adapt?). MAML's leaves batch norm (jaxtl's `bn`
+# layers, Flax's auto-named `BatchNorm_k`) alone; a model without batch norm adapts all.
+BATCH_NORM = r"/bn/|(^|/)BatchNorm_\d+/"
+MAML_TABLE = ((BATCH_NORM, False), (r".*", True))
+ADAPT_ALL = ((r".*", True),)
 ANIL_TABLE = ((r"^head/", True), (r".*", False))
 
 
@@ -95,7 +100,10 @@ class MetaLearner:
     return {"params": params, "inner_lr": inner_lr}, variables.get("batch_stats", {})
 
   def labels(self, params):
-    return partition.label_params(params, self.inner_table)
+    table = self.inner_table
+    if table == MAML_TABLE and not any(re.search(BATCH_NORM, p) for p in partition.flatten(params)):
+      table = ADAPT_ALL  # no batch norm to leave alone
+    return partition.label_params(params, table)
 
   # ---- forward and losses -----------------------------------------------------------
   def apply(self, params, batch_stats, x):

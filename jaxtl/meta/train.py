@@ -34,26 +34,28 @@ from jaxtl.models import MODELS, build_model
 DATASETS = ("omniglot", "sinusoid")
 
 
-def make_learner(config) -> MetaLearner:
+def make_learner(config, model=None) -> MetaLearner:
+  """The config's learner; `model` (any Flax module called as `model(x, train=...)`, with
+  the task's outputs) replaces `config.model` and `model_kwargs`."""
   if config.dataset not in DATASETS:
     raise ConfigError(f"Unknown meta-learning dataset {config.dataset!r}; valid: {DATASETS}.")
   regression = config.dataset == "sinusoid"
-  kwargs = dict(config.model_kwargs)
-  if config.model == "mlp":
-    kwargs.setdefault("num_outputs", 1 if regression else config.way)
-  else:
-    kwargs["num_classes"] = 0 if config.algorithm == "protonet" else config.way
   table = tuple(tuple(r) for r in config.inner_table) if config.inner_table else None
-  no_batch_norm = config.model == "mlp" and not kwargs.get("batch_norm", False)
-  if no_batch_norm and table is None and config.algorithm != "anil":
-    table = ((".*", True),)  # no batch norm to exclude
-  cpu = jax.default_backend() == "cpu"  # see the module docstring
-  if kwargs.get("conv") == "auto":
-    kwargs["conv"] = "im2col" if cpu else "xla"
-  model = build_model(config.model, **kwargs)
   batching = config.task_batching
-  if batching == "auto":
-    batching = "map" if cpu and kwargs.get("conv") == "xla" else "vmap"
+  if model is None:
+    kwargs = dict(config.model_kwargs)
+    if config.model == "mlp":
+      kwargs.setdefault("num_outputs", 1 if regression else config.way)
+    else:
+      kwargs["num_classes"] = 0 if config.algorithm == "protonet" else config.way
+    cpu = jax.default_backend() == "cpu"  # see the module docstring
+    if kwargs.get("conv") == "auto":
+      kwargs["conv"] = "im2col" if cpu else "xla"
+    model = build_model(config.model, **kwargs)
+    if batching == "auto":
+      batching = "map" if cpu and kwargs.get("conv") == "xla" else "vmap"
+  elif batching == "auto":
+    batching = "vmap"
   return MetaLearner(
       model=model, algorithm=config.algorithm, loss="mse" if regression else "xent",
       inner_table=table, inner_steps=config.inner_steps,
@@ -215,11 +217,12 @@ def check_config(config):
                         f"{per_call}, e.g. {nearest}.")
 
 
-def train_and_evaluate(config, workdir: str, step_callback=None) -> dict:
+def train_and_evaluate(config, workdir: str, step_callback=None, model=None) -> dict:
   """Meta-trains per `config` (experiments/configs/meta.py), resuming from the last
-  checkpoint in `workdir`, then evaluates; writes `workdir/results.json`."""
+  checkpoint in `workdir`, then evaluates; writes `workdir/results.json`. `model`: an
+  optional Flax module instead of `config.model` (`make_learner`)."""
   check_config(config)
-  learner = make_learner(config)
+  learner = make_learner(config, model)
   mesh = sharding.make_mesh(config.num_devices)
   sharding.check_divisible(config.meta_batch, mesh, "meta_batch")
   train_data, test_data, train_sampler, test_sampler, provenance = make_task_data(config)

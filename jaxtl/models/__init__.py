@@ -14,6 +14,14 @@ def build_model(name: str, **kwargs):
   return MODELS[name](**kwargs)
 
 
-def block_names(model) -> tuple[str, ...]:
-  """The model's blocks in input-to-output order; the last one is `head`."""
-  return tuple(model.block_names())
+def block_names(model, params=None) -> tuple[str, ...]:
+  """The model's blocks in input-to-output order, the head last: `model.block_names()`
+  where the module defines it (jaxtl's models: block1, ..., head), else the top-level
+  parameter groups of `params` in creation order (any Flax module: the last group it
+  creates is its head)."""
+  if hasattr(model, "block_names"):
+    return tuple(model.block_names())
+  if not params:
+    raise ConfigError(f"{type(model).__name__} has no block_names(); its blocks are its "
+                      "top-level parameter groups, so pass its params.")
+  return tuple(params)
