@@ -43,7 +43,9 @@ def saved_results(workdir: str) -> dict:
 # Fields that configs gained or lost, with the value that means the behaviour of a config
 # without them: runs saved before the change still resume and count as the same config.
 FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says it
-                  "test_backtrack": False}  # added
+                  "test_backtrack": False,  # added
+                  "splits": ["all"],        # added with meta-learning on any dataset
+                  "num_train_classes": 0}   # added with it
 
 
 def config_diff(saved: dict, config) -> list:

@@ -2,6 +2,7 @@
 import flax.linen as nn
 import jax
 import numpy as np
+import pytest
 
 from experiments.configs import finetune as finetune_configs
 from experiments.configs import meta as meta_configs
@@ -9,7 +10,7 @@ from jaxtl import checkpoint, partition
 from jaxtl.data import load_dataset
 from jaxtl.finetune import data as finetune_data
 from jaxtl.finetune import trainer
-from jaxtl.meta import algorithms
+from jaxtl.meta import algorithms, tasks
 from jaxtl.meta import train as meta_train
 from jaxtl.models import block_names
 
@@ -77,3 +78,17 @@ def test_the_readme_example_runs(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   accuracy = float(proc.stdout.split("test accuracy")[-1])
   assert accuracy > 0.8  # an MLP learns the 8x8 digits well past chance (0.1)
+
+
+def test_meta_learning_on_another_dataset_with_a_random_class_split(tmp_path):
+  config = meta_configs.get_config("quick")  # 5-way 1-shot, a tiny conv net
+  config.dataset, config.class_split, config.num_train_classes = "digits", "random", 5
+  config.rotate_train = False
+  metrics = meta_train.train_and_evaluate(config, str(tmp_path))
+  assert 0 <= metrics["test_accuracy"] <= 1 and metrics["data"]["dataset"] == "digits"
+  splits = tasks.class_splits(load_dataset("digits", "all"), "random", config.split_seed,
+                              num_train=5)
+  assert sorted(np.concatenate([splits["train"], splits["test"]])) == list(range(10))
+  config.class_split = "maml"  # Omniglot's, named as such
+  with pytest.raises(ValueError, match="is Omniglot's; for digits use class_split='random'"):
+    meta_train.make_task_data(config)

@@ -23,11 +23,14 @@ from jaxtl.errors import ConfigError
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Tasks.
-  c.dataset = "omniglot"        # omniglot | sinusoid
+  c.dataset = "omniglot"        # sinusoid, or any image dataset (jaxtl name, folder, TFDS name)
+  c.splits = ("all",)           # the dataset's splits whose classes are pooled (mnist: train,test)
   c.data_dir = ""               # offline mirrors; else $JAXTL_DATA_DIR
   c.source = "auto"
-  c.class_split = "maml"        # maml: 1200 random train characters / 423 test; lake: alphabets
+  c.class_split = "maml"        # Omniglot's maml: 1200 random train characters / 423 test, or
+                                # lake: alphabets; any dataset: random (num_train_classes)
   c.split_seed = 1
+  c.num_train_classes = 0       # class_split=random: meta-training classes (0: 60%)
   c.num_val_classes = 0         # taken from the training classes
   c.eval_split = "test"         # test | val
   c.rotate_train = True         # 90-degree rotations as new classes (MAML)

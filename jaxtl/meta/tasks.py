@@ -63,6 +63,34 @@ def omniglot_class_splits(dataset: ImageDataset, split: str = "maml", seed: int 
   return {"train": np.sort(train[:cut]), "val": np.sort(train[cut:]), "test": np.sort(test)}
 
 
+CLASS_SPLITS = ("maml", "lake", "random")
+
+
+def class_splits(dataset: ImageDataset, split: str, seed: int = 1, num_val: int = 0,
+                 num_train: int = 0) -> dict:
+  """Class ids per split: Omniglot's `maml` and `lake` (`omniglot_class_splits`), or, for
+  any dataset, `random`: `num_train` classes drawn with `seed` for meta-training (0: 60%),
+  the others for testing; `num_val` of the training classes held out for validation."""
+  if split not in CLASS_SPLITS:
+    raise ConfigError(f"Unknown class_split {split!r}; valid: {CLASS_SPLITS}.")
+  if split != "random":
+    if dataset.name != "omniglot":
+      raise ConfigError(f"class_split={split!r} is Omniglot's; for {dataset.name} use "
+                        "class_split='random' (with num_train_classes).")
+    return omniglot_class_splits(dataset, split, seed, num_val)
+  classes = np.unique(dataset.labels)
+  num_train = num_train or int(round(0.6 * len(classes)))
+  if not 0 < num_train < len(classes):
+    raise ConfigError(f"num_train_classes={num_train}; valid: 1..{len(classes) - 1} for the "
+                      f"{len(classes)} classes of {dataset.name}.")
+  if not 0 <= num_val < num_train:
+    raise ConfigError(f"num_val_classes={num_val} must lie in [0, {num_train}).")
+  perm = np.random.default_rng(seed).permutation(classes)
+  cut = num_train - num_val
+  return {"train": np.sort(perm[:cut]), "val": np.sort(perm[cut:num_train]),
+          "test": np.sort(perm[num_train:])}
+
+
 def check_episode_shape(num_classes: int, per_class: int, way: int, shot: int, query: int):
   if way < 1 or shot < 1 or query < 1:
     raise ConfigError(f"way={way}, shot={shot}, query={query} must all be at least 1.")

@@ -24,21 +24,17 @@ import optax
 from absl import logging
 
 from jaxtl import checkpoint, partition, sharding, workdir as run_dir
-from jaxtl.data import load_dataset
+from jaxtl.data import ImageDataset, load_dataset
 from jaxtl.errors import ConfigError, MissingInputError
 from jaxtl.meta import tasks
 from jaxtl.meta.algorithms import MetaLearner
 from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import MODELS, build_model
 
-DATASETS = ("omniglot", "sinusoid")
-
 
 def make_learner(config, model=None) -> MetaLearner:
   """The config's learner; `model` (any Flax module called as `model(x, train=...)`, with
   the task's outputs) replaces `config.model` and `model_kwargs`."""
-  if config.dataset not in DATASETS:
-    raise ConfigError(f"Unknown meta-learning dataset {config.dataset!r}; valid: {DATASETS}.")
   regression = config.dataset == "sinusoid"
   table = tuple(tuple(r) for r in config.inner_table) if config.inner_table else None
   batching = config.task_batching
@@ -85,9 +81,13 @@ def make_task_data(config) -> TaskData:
         key, batch, config.test_shot, config.test_query)[0]
     return TaskData(None, None, train_sampler, test_sampler,
                     {"dataset": "sinusoid", "source": "generated"})
-  dataset = load_dataset("omniglot", "all", data_dir=config.data_dir, source=config.source)
-  splits = tasks.omniglot_class_splits(dataset, config.class_split, config.split_seed,
-                                       config.num_val_classes)
+  parts = [load_dataset(config.dataset, s, data_dir=config.data_dir, source=config.source)
+           for s in config.splits]
+  dataset = parts[0] if len(parts) == 1 else ImageDataset(  # classes pooled over splits
+      np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+      parts[0].name, source=parts[0].source)
+  splits = tasks.class_splits(dataset, config.class_split, config.split_seed,
+                              config.num_val_classes, config.num_train_classes)
   provenance = dict(dataset.provenance(), train_classes_sha256=_class_hash(splits["train"]),
                     test_classes_sha256=_class_hash(splits[config.eval_split]))
   train = tasks.class_major(dataset, splits["train"])
