@@ -189,8 +189,8 @@ def evaluate_grid(model, stacked, images, labels, batch_size: int = 1000,
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _evaluate(model, chunk, configs, varying, shared, x, y):
   def one(config):
-    _, varying = config
-    variables = partition.unflatten({**shared, **varying})
+    _, own = config  # this configuration's leaves
+    variables = partition.unflatten({**shared, **own})
     def batch(_, xy):
       logits, _ = forward(model, variables["params"], variables.get("batch_stats", {}),
                           xy[0], train=False)
