@@ -62,3 +62,14 @@ def test_many_shifts_are_rows_with_each_rows_best_in_bold():
   assert "| mean | **85.0 ± 63.5** | 80.0 ± 0.0 |" in lines  # averaged per seed
   assert "| c0 | **85.0 ± 63.5** | 70.0 ± 0.0 |" in lines
   assert "| c1 | 85.0 ± 63.5 | **90.0 ± 0.0** |" in lines
+
+
+def test_lpft_table_has_a_row_per_evaluation_set_and_the_ood_mean_per_seed():
+  row = lambda test, a, b: {"test_accuracy": test, "a_accuracy": a, "b_accuracy": b}
+  results = {"lpft:mnist": {"strategies": {
+      "all": {"per_seed": [row(0.9, 0.5, 0.7), row(0.9, 0.7, 0.5)]},
+      "lp_ft": {"per_seed": [row(0.8, 0.6, 0.8), row(0.8, 0.8, 0.6)]}}}}
+  lines = surgical_report.lpft_table(results, "lpft:mnist").splitlines()
+  assert lines[0] == "| evaluation set | all | lp_ft |"
+  assert lines[2] == "| ID (test) | **90.0 ± 0.0** | 80.0 ± 0.0 |"
+  assert lines[-1] == "| **OOD mean** | 60.0 ± 0.0 | **70.0 ± 0.0** |"  # per seed: 0.6, 0.6

@@ -136,22 +136,26 @@ def verdict(results, specs, baseline="all") -> str:
 
 
 def lpft_table(results, spec) -> str:
-  """ID (target test) and OOD (the other evaluation sets) accuracy per strategy."""
-  rows_src = results[spec]["strategies"]
-  first = next(iter(rows_src.values()))
+  """Accuracy on the target test set (ID) and on every other evaluation set (OOD), with
+  their mean: one row per set, one column per strategy, the best of each row in bold."""
+  strategies = results[spec]["strategies"]
+  first = next(iter(strategies.values()))
   sets = [k[:-len("_accuracy")] for k in first["per_seed"][0] if k.endswith("_accuracy")
           and k not in ("val_accuracy", "test_worst_group_accuracy")]
   ood = [s for s in sets if s != "test"]
-  head = ["ID (test)"] + ood + (["OOD mean"] if len(ood) > 1 else [])
-  rows = ["| strategy | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
-  for label, r in rows_src.items():
-    cells = [_cell(r["test_accuracy"], r["test_accuracy_ci95"])]
-    cells += [_cell(r[f"{s}_accuracy"], r[f"{s}_accuracy_ci95"]) for s in ood]
-    if len(ood) > 1:
-      per_seed = np.mean([[p[f"{s}_accuracy"] for p in r["per_seed"]] for s in ood], axis=0)
-      cells.append(_cell(per_seed.mean(), ci95(per_seed)))
-    rows.append(f"| {label} | " + " | ".join(cells) + " |")
-  return "\n".join(rows)
+  per_seed = {label: {s: np.array([p[f"{s}_accuracy"] for p in r["per_seed"]]) for s in sets}
+              for label, r in strategies.items()}
+  rows = [("ID (test)", {k: v["test"] for k, v in per_seed.items()})]
+  rows += [(s, {k: v[s] for k, v in per_seed.items()}) for s in ood]
+  if len(ood) > 1:
+    rows.append(("**OOD mean**", {k: np.mean([v[s] for s in ood], 0) for k, v in per_seed.items()}))
+  lines = ["| evaluation set | " + " | ".join(strategies) + " |",
+           "|---|" + "---:|" * len(strategies)]
+  for title, values in rows:
+    best = max(values, key=lambda k: values[k].mean())
+    lines.append(f"| {title} | " + " | ".join(
+        _cell(v.mean(), ci95(v), k == best) for k, v in values.items()) + " |")
+  return "\n".join(lines)
 
 
 def format_tables(results) -> str:
