@@ -45,7 +45,8 @@ def saved_results(workdir: str) -> dict:
 FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says it
                   "test_backtrack": False,  # added
                   "splits": ["all"],        # added with meta-learning on any dataset
-                  "num_train_classes": 0}   # added with it
+                  "num_train_classes": 0,   # added with it
+                  "batch_norm": "transductive"}  # added to meta configs with jaxtl.adapt
 
 
 def config_diff(saved: dict, config) -> list:

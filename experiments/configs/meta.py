@@ -50,6 +50,9 @@ def base() -> ml_collections.ConfigDict:
   c.inner_lr_mode = "fixed"     # fixed | per_param (Meta-SGD) | per_layer_step (MAML++)
   c.remat = False               # rematerialise inner steps (memory ~ constant in steps)
   c.task_batching = "auto"      # auto | vmap | map | unroll
+  # Batch norm: transductive (MAML: every batch, support or query, with its own
+  # statistics) | support (queries with the support set's: jaxtl.meta.algorithms)
+  c.batch_norm = "transductive"
   # Outer loop.
   c.meta_optimizer = "adam"
   c.meta_lr = 1e-3

@@ -13,7 +13,8 @@ jaxtl's datasets hold float32 images in [0, 1] with the ink (strokes, the lit ob
      * `dark_ink`: always inverted; `light_ink`: never.
 
 `read_folder(root)` reads a folder with one sub-folder per class (sorted names are classes
-0, 1, ...): an `ImageDataset` whose `class_names` are the folder names. `read_images(folder)`
+0, 1, ...): an `ImageDataset` whose `class_names` are the folder names (`read_labelled`:
+the same as arrays, with each image's path). `read_images(folder)`
 reads a folder of unlabelled images (sorted file names). Files and folders whose names
 start with "." are skipped; any other file that Pillow cannot read is an error that names it.
 """
@@ -90,22 +91,31 @@ def read_folder(root: str, size: Optional[Sequence[int]] = None, channels: int =
   """An `ImageDataset` from `root/<class name>/<image files>`; `size` defaults to the first
   image's (height, width)."""
   from jaxtl.data.datasets import ImageDataset  # pylint: disable=import-outside-toplevel
+  images, labels, classes, _ = read_labelled(root, size, channels, polarity)
+  return ImageDataset(images, labels, name or root, source=f"folder:{root}",
+                      class_names=classes)
+
+
+def read_labelled(root: str, size: Optional[Sequence[int]] = None, channels: int = 1,
+                  polarity: str = "auto"):
+  """(images, labels, class names, paths) of `root/<class name>/<image files>`."""
   if not os.path.isdir(root):
     raise MissingInputError(f"Image folder {root} does not exist.")
   classes = [n for n in _visible(root) if os.path.isdir(os.path.join(root, n))]
   if not classes:
     raise ConfigError(f"{root} has no class sub-folders; lay it out as "
                       f"{root}/<class name>/<image files>.")
-  images, labels = [], []
+  images, labels, paths = [], [], []
   for label, cls in enumerate(classes):
     folder = os.path.join(root, cls)
-    files = [n for n in _visible(folder) if os.path.isfile(os.path.join(folder, n))]
+    files = [os.path.join(folder, n) for n in _visible(folder)
+             if os.path.isfile(os.path.join(folder, n))]
     if not files:
       raise ConfigError(f"Class folder {folder} holds no image file; every class needs at "
                         "least one.")
-    for n in files:
-      images.append(read_image(os.path.join(folder, n), size, channels, polarity))
+    for path in files:
+      images.append(read_image(path, size, channels, polarity))
       size = images[-1].shape[:2]  # the first image's size, unless given
     labels += [label] * len(files)
-  return ImageDataset(np.stack(images), np.asarray(labels, np.int32), name or root,
-                      source=f"folder:{root}", class_names=tuple(classes))
+    paths += files
+  return np.stack(images), np.asarray(labels, np.int32), tuple(classes), paths

@@ -261,6 +261,7 @@ def train_and_evaluate(config, workdir: str,
                  train_segments=segments,
                  trainable_params=partition.count(trainable), frozen_params=partition.count(frozen),
                  num_train=len(train), num_val=len(val), num_test=len(test),
+                 input_shape=list(train.images.shape[1:]),
                  data={"train": train.provenance(), "test": test.provenance()})
   logger.write(step, {k: v for k, v in metrics.items() if k.startswith(("test_", "val_"))},
                progress=False)

@@ -19,9 +19,18 @@ whoever builds the learner.
 
 Conventions. The inner loss is the *mean* over the support examples. The MAML paper's
 code sums over the N*K examples and divides by K, so its step alpha equals N * alpha
-here (Omniglot 5-way alpha 0.4 -> 2.0; 20-way 0.1 -> 2.0). Batch norm always uses
-the statistics of the batch at hand, support or query, also at test time
-(transductive, as in MAML); running averages are never used.
+here (Omniglot 5-way alpha 0.4 -> 2.0; 20-way 0.1 -> 2.0).
+
+Batch norm (`batch_norm`), in training and evaluation alike:
+  * `transductive` (MAML's code, the default): each batch is normalised with its own
+    statistics, the support set with the support's and the query set with the query's
+    (ProtoNets: support and query as one batch), so a query's output depends on the other
+    queries;
+  * `support`: the support set with its own statistics, queries with the support set's
+    (under the adapted weights): a query's output depends on the task, not on the other
+    queries (`jaxtl.adapt` predicts this way);
+  * `running`: every batch with the saved running averages (a fine-tuned or pre-trained
+    model, as its trainer evaluates it).
 """
 import dataclasses
 import re
@@ -34,10 +43,12 @@ import optax
 from jaxtl import partition
 from jaxtl.errors import ConfigError
 from jaxtl.meta.tasks import Episodes
+from jaxtl.models import batch_statistics
 
 ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "pretrain")
 INNER_LR_MODES = ("fixed", "per_param", "per_layer_step")
 TASK_BATCHING = ("auto", "vmap", "map", "unroll")
+BATCH_NORM_MODES = ("transductive", "support", "running")
 MAX_HALVINGS = 20  # of a backtracking test-time step: 2^-20 of the step size at least
 # Default inner-loop tables: (regex, adapt?). MAML's leaves batch norm (jaxtl's `bn`
 # layers, Flax's auto-named `BatchNorm_k`) alone; a model without batch norm adapts all.
@@ -60,12 +71,14 @@ class MetaLearner:
   remat: bool = False                 # jax.checkpoint each inner step: memory ~ O(1) in steps
   task_batching: str = "vmap"         # vmap | map (lax.map, a compiled loop) | unroll
   ways: int = 5                       # N of N-way tasks (ProtoNets' number of prototypes)
+  batch_norm: str = "transductive"    # transductive | support | running (module docstring)
 
   def __post_init__(self):
     for value, valid, name in [(self.algorithm, ALGORITHMS, "algorithm"),
                                (self.inner_lr_mode, INNER_LR_MODES, "inner_lr_mode"),
                                (self.task_batching, TASK_BATCHING[1:], "task_batching"),
-                               (self.loss, ("xent", "mse"), "loss")]:
+                               (self.loss, ("xent", "mse"), "loss"),
+                               (self.batch_norm, BATCH_NORM_MODES, "batch_norm")]:
       if value not in valid:
         raise ConfigError(f"Unknown {name} {value!r}; valid: {list(valid)}.")
     if self.inner_steps < 0:
@@ -106,16 +119,24 @@ class MetaLearner:
     return partition.label_params(params, table)
 
   # ---- forward and losses -----------------------------------------------------------
-  def apply(self, params, batch_stats, x):
-    if batch_stats:  # batch statistics of this batch; the running averages are discarded
-      out, _ = self.model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                                mutable=["batch_stats"])
-      return out
-    return self.model.apply({"params": params}, x, train=True)
+  def apply(self, params, batch_stats, x, support_x=None):
+    """Outputs for `x`; `support_x`: the task's support set when `x` is its queries."""
+    if not batch_stats:
+      return self.model.apply({"params": params}, x, train=self.batch_norm != "running")
+    if self.batch_norm == "support" and support_x is not None:
+      stats = batch_statistics(self.model, params, batch_stats, support_x)
+      return self.model.apply({"params": params, "batch_stats": stats}, x, train=False)
+    if self.batch_norm == "running":
+      return self.model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+    # The statistics of this batch; the updated running averages are discarded.
+    out, _ = self.model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                              mutable=["batch_stats"])
+    return out
 
-  def loss_and_metric(self, params, batch_stats, x, y):
-    """(mean loss, accuracy or MSE) of `params` on one task's examples."""
-    out = self.apply(params, batch_stats, x)
+  def loss_and_metric(self, params, batch_stats, x, y, support_x=None):
+    """(mean loss, accuracy or MSE) of `params` on one task's examples (its queries if
+    `support_x` is given)."""
+    out = self.apply(params, batch_stats, x, support_x)
     if self.loss == "mse":
       mse = jnp.mean(jnp.square(out - y))
       return mse, mse
@@ -160,7 +181,7 @@ class MetaLearner:
 
     if self.remat:
       step = jax.checkpoint(step)
-    metric = lambda f: self.loss_and_metric(partition.merge(f, slow), batch_stats, *query)[1]
+    metric = lambda f: self.loss_and_metric(partition.merge(f, slow), batch_stats, *query, x)[1]
 
     def body(fast, t):
       before = metric(fast) if query is not None else None
@@ -180,16 +201,24 @@ class MetaLearner:
       return self.protonet_loss(meta_params["params"], batch_stats, task)
     steps = 0 if self.algorithm == "pretrain" else self.inner_steps
     phi, _ = self.adapt(meta_params, batch_stats, task.support_x, task.support_y, steps)
-    return self.loss_and_metric(phi, batch_stats, task.query_x, task.query_y)
+    return self.loss_and_metric(phi, batch_stats, task.query_x, task.query_y, task.support_x)
+
+  def protonet_logits(self, params, batch_stats, support_x, support_y, query_x):
+    """-squared distances of the query embeddings to the class means of the support's."""
+    if self.batch_norm == "transductive":  # support and queries as one batch
+      embed = self.apply(params, batch_stats, jnp.concatenate([support_x, query_x]))
+      support, query = embed[:support_x.shape[0]], embed[support_x.shape[0]:]
+    else:
+      support = self.apply(params, batch_stats, support_x)
+      query = self.apply(params, batch_stats, query_x, support_x)
+    one_hot = jax.nn.one_hot(support_y, self.ways)
+    prototypes = (one_hot.T @ support) / one_hot.sum(0)[:, None]
+    return -jnp.sum(jnp.square(query[:, None, :] - prototypes[None]), -1)
 
   def protonet_loss(self, params, batch_stats, task: Episodes):
-    """Cross-entropy of -squared distances to the class means of the support embeddings."""
-    n_support = task.support_x.shape[0]
-    embed = self.apply(params, batch_stats, jnp.concatenate([task.support_x, task.query_x]))
-    support, query = embed[:n_support], embed[n_support:]
-    one_hot = jax.nn.one_hot(task.support_y, self.ways)
-    prototypes = (one_hot.T @ support) / one_hot.sum(0)[:, None]
-    logits = -jnp.sum(jnp.square(query[:, None, :] - prototypes[None]), -1)
+    """Cross-entropy of the query logits of `protonet_logits`."""
+    logits = self.protonet_logits(params, batch_stats, task.support_x, task.support_y,
+                                  task.query_x)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query_y).mean()
     return loss, jnp.mean(jnp.argmax(logits, -1) == task.query_y)
 
@@ -211,7 +240,8 @@ class MetaLearner:
         x = jnp.concatenate([task.support_x, task.query_x])
         y = jnp.concatenate([task.support_y, task.query_y])
         phi, _ = self.adapt(meta_params, batch_stats, x, y, self.inner_steps)
-        loss, metric = self.loss_and_metric(phi, batch_stats, task.query_x, task.query_y)
+        loss, metric = self.loss_and_metric(phi, batch_stats, task.query_x, task.query_y,
+                                            task.support_x)
         return phi, loss, metric
       phis, losses, metrics = self.over_tasks(one, episodes)
       mean_phi = jax.tree_util.tree_map(lambda p: p.mean(0), phis)

@@ -56,7 +56,7 @@ def make_learner(config, model=None) -> MetaLearner:
       model=model, algorithm=config.algorithm, loss="mse" if regression else "xent",
       inner_table=table, inner_steps=config.inner_steps,
       inner_lr=config.inner_lr, inner_lr_mode=config.inner_lr_mode, remat=config.remat,
-      task_batching=batching, ways=config.way)
+      task_batching=batching, ways=config.way, batch_norm=config.batch_norm)
 
 
 class TaskData(NamedTuple):
@@ -275,6 +275,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None, model=None) -> 
   segments = clock.segments(step)
   results = evaluate(config, learner, state["meta_params"], state["batch_stats"],
                      sharding.replicate(test_data, mesh), test_sampler, mesh)
+  if train_data is not None:  # (classes, examples, *input shape); jaxtl.adapt reads it
+    results["input_shape"] = list(train_data.shape[2:])
   results.update(meta_iterations=step, train_seconds=run_dir.total_seconds(segments),
                  train_segments=segments, meta_iterations_per_second=_rate(steady, step),
                  data=provenance)
@@ -334,8 +336,8 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
   if os.path.isdir(os.path.join(workdir, checkpoint.VARIABLES_DIR)):
     saved = checkpoint.load_variables(workdir)
     trained = run_dir.saved_results(workdir).get("metrics", {})
-    progress = {k: trained[k] for k in ("meta_iterations", "train_seconds", "train_segments")
-                if k in trained}
+    progress = {k: trained[k] for k in ("meta_iterations", "train_seconds", "train_segments",
+                                        "input_shape") if k in trained}
   else:  # look before opening a manager, which would create the folder
     has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints"))
     ckpts = checkpoint.manager(workdir) if has_checkpoints else None

@@ -25,3 +25,26 @@ def block_names(model, params=None) -> tuple[str, ...]:
     raise ConfigError(f"{type(model).__name__} has no block_names(); its blocks are its "
                       "top-level parameter groups, so pass its params.")
   return tuple(params)
+
+
+def batch_statistics(model, params, batch_stats, x):
+  """The statistics with which train mode normalises `x`, in the layout of `batch_stats`,
+  so that `model.apply(..., x, train=False)` with them computes what train mode computes.
+
+  Flax's BatchNorm returns only its updated running averages, r' = m r + (1 - m) b for
+  the batch's mean and variance b, with a momentum m that each layer may set. r' is
+  affine in r: one forward pass from r = 0 with the tangent dr = 1 gives (1 - m) b and m
+  exactly, so b = r'(0) / (1 - m) for any momentum and any module whose statistics update
+  that way."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  def updated(running):
+    _, new = model.apply({"params": params, "batch_stats": running}, x, train=True,
+                         mutable=["batch_stats"])
+    return new["batch_stats"]
+  # In x's precision: Flax keeps statistics in float32, and a float32 tangent rounds m.
+  dtype = lambda s: jax.numpy.promote_types(s.dtype, x.dtype)
+  zeros = jax.tree_util.tree_map(lambda s: jax.numpy.zeros(s.shape, dtype(s)), batch_stats)
+  ones = jax.tree_util.tree_map(lambda s: jax.numpy.ones(s.shape, dtype(s)), batch_stats)
+  scaled, momentum = jax.jvp(updated, (zeros,), (ones,))
+  return jax.tree_util.tree_map(lambda s, m: s / (1 - m), scaled, momentum)
