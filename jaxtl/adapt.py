@@ -195,7 +195,8 @@ class Run:
     model = _with_outputs(self.learner.model, len(names))
     fresh = model.init(jax.random.PRNGKey(0), jnp.asarray(x[:1]), train=False)["params"]
     head = block_names(model, fresh)[-1]
-    params = dict(self.meta_params["params"], **{head: jax.tree_util.tree_map(jnp.zeros_like, fresh[head])})
+    zero_head = jax.tree_util.tree_map(jnp.zeros_like, fresh[head])
+    params = dict(self.meta_params["params"], **{head: zero_head})
     learner = dataclasses.replace(self.learner, model=model, algorithm="maml", ways=len(names),
                                   inner_table=((f"^{head}/", True), (r".*", False)))
     params = _adapt(learner, {"params": params, "inner_lr": {}}, self.batch_stats,
@@ -257,8 +258,9 @@ def _input_shape(config) -> tuple:
 def _check_shape(images, input_shape, what) -> np.ndarray:
   x = np.asarray(images, np.float32)
   if x.shape[1:] != tuple(input_shape) or len(x) == 0:
-    raise ConfigError(f"{what} have shape {x.shape}; the model takes (N, {', '.join(map(str, input_shape))}) "
-                      "with N >= 1 (convert other images with jaxtl.data.images.to_model_input, "
+    shape = ", ".join(map(str, input_shape))
+    raise ConfigError(f"{what} have shape {x.shape}; the model takes (N, {shape}) with N >= 1 "
+                      "(convert other images with jaxtl.data.images.to_model_input, "
                       "or pass a folder).")
   return x
 

@@ -24,3 +24,17 @@ def require_shared_data() -> str:
 @pytest.fixture(scope="session")
 def data_dir() -> str:
   return require_shared_data()
+
+
+def run_readme_example(marker: str, cwd) -> str:
+  """Runs README.md's python block after `<!-- marker -->` in a fresh interpreter in
+  `cwd`; returns its standard output."""
+  import re, subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
+  block = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", (REPO / "README.md").read_text(),
+                    re.S)
+  assert block, f"README.md has no python block after <!-- {marker} -->"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+  proc = subprocess.run([sys.executable, "-c", block.group(1)], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout

@@ -16,6 +16,7 @@ from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.meta import train as meta_train
 from jaxtl.models import batch_statistics
+from tests.conftest import run_readme_example
 from tests.reference import float64
 from tests.test_experiments import _fails_in_one_line, _run
 
@@ -181,3 +182,8 @@ def test_bad_inputs_are_one_line_errors(meta_run, tmp_path):
   last = _fails_in_one_line("experiments.adapt", f"--workdir={workdir}",
                             f"--support={tmp_path / 'three'}", f"--query={tmp_path / 'five'}")
   assert "has 3 classes but" in last and "Give 5 classes" in last
+
+
+def test_the_readme_example_runs(tmp_path):
+  stdout = run_readme_example("adapt-example", tmp_path)
+  assert float(stdout.split("accuracy")[-1]) > 0.5  # 5 classes: chance is 0.2

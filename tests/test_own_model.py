@@ -13,6 +13,7 @@ from jaxtl.finetune import trainer
 from jaxtl.meta import algorithms, tasks
 from jaxtl.meta import train as meta_train
 from jaxtl.models import block_names
+from tests.conftest import run_readme_example
 
 
 class TwoLayerNet(nn.Module):
@@ -68,15 +69,8 @@ def test_maml_on_a_users_module_adapts_every_weight(tmp_path):
 
 
 def test_the_readme_example_runs(tmp_path):
-  import os, re, subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  with open(os.path.join(root, "README.md")) as f:
-    block = re.search(r"<!-- own-model-example -->\n```python\n(.*?)```", f.read(), re.S)
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root)
-  proc = subprocess.run([sys.executable, "-c", block.group(1)], cwd=tmp_path, env=env,
-                        capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  accuracy = float(proc.stdout.split("test accuracy")[-1])
+  stdout = run_readme_example("own-model-example", tmp_path)
+  accuracy = float(stdout.split("test accuracy")[-1])
   assert accuracy > 0.8  # an MLP learns the 8x8 digits well past chance (0.1)
 
 

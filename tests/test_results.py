@@ -21,7 +21,8 @@ RESULTS = os.path.join(ROOT, "results")
 
 DOCUMENTS = ("README.md", "BUILD_NOTES.md")
 CHECKED_ELSEWHERE = {"omniglot-runs",  # commands, not numbers: test_readme_commands_...
-                     "own-model-example"}  # code, run by test_own_model
+                     "own-model-example",  # code, run by test_own_model
+                     "adapt-example"}  # code, run by test_adapt
 # A block may be indented (a table inside a list item): its lines are compared dedented.
 BLOCK = re.compile(r"^([ \t]*)<!-- ([a-z0-9-]+) -->\n(.*?)\n\1<!-- /\2 -->", re.S | re.M)
 
