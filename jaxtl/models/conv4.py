@@ -2,7 +2,7 @@
 import flax.linen as nn
 
 from jaxtl.errors import ConfigError
-from jaxtl.models.layers import Conv, batch_norm, max_pool_2x2
+from jaxtl.models.layers import Conv, CosineHead, batch_norm, max_pool_2x2
 
 
 class ConvBlock(nn.Module):
@@ -30,6 +30,8 @@ class Conv4(nn.Module):
   features); "flatten" keeps it whole (2x2x64 = 256 on Omniglot).
   `head_init_std`: the head's kernel ~ N(0, std^2) (MAML's Omniglot code: 1.0); 0 keeps
   flax's LeCun normal. The head's scale sets how far a fixed inner step moves the logits.
+  `head="cosine"`: `cosine_scale` x the cosine similarity of the features to each class's
+  weight vector (Baseline++), instead of a linear layer.
   """
   num_classes: int
   features: int = 64
@@ -37,6 +39,8 @@ class Conv4(nn.Module):
   conv: str = "xla"
   pool: str = "flatten"
   head_init_std: float = 0.0
+  head: str = "linear"
+  cosine_scale: float = 10.0
 
   def block_names(self):
     return ("block1", "block2", "block3", "block4") + (("head",) if self.num_classes else ())
@@ -52,6 +56,10 @@ class Conv4(nn.Module):
     x = x.mean((1, 2)) if self.pool == "mean" else x.reshape(x.shape[0], -1)
     if not self.num_classes:
       return x
+    if self.head == "cosine":
+      return CosineHead(self.num_classes, self.cosine_scale, name="head")(x)
+    if self.head != "linear":
+      raise ConfigError(f"Conv4 head={self.head!r}; valid: 'linear', 'cosine'.")
     init = (nn.initializers.normal(self.head_init_std) if self.head_init_std
             else nn.linear.default_kernel_init)
     return nn.Dense(self.num_classes, kernel_init=init, name="head")(x)

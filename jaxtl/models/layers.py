@@ -86,3 +86,18 @@ def max_pool_2x2(x):
   n, h, w, c = x.shape
   x = x[:, : h - h % 2, : w - w % 2, :]
   return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+class CosineHead(nn.Module):
+  """logits = scale * cos(x, w_c): Baseline++'s classifier (Chen et al. 2019), a kernel
+  (d, classes) and no bias; the norms have an epsilon so that a zero vector has a
+  gradient."""
+  num_classes: int
+  scale: float = 10.0
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (x.shape[-1], self.num_classes))
+    unit = lambda v, axis: v * jax.lax.rsqrt(jnp.sum(jnp.square(v), axis, keepdims=True) + 1e-12)
+    return self.scale * unit(x, -1) @ unit(kernel, 0)
