@@ -27,15 +27,29 @@ import jax.numpy as jnp
 
 from jaxtl.errors import ConfigError
 from jaxtl.meta.algorithms import ADAPT_ALL, MetaLearner
+from jaxtl.models.layers import CosineHead
 
 BASELINES = ("ncm", "linear_probe", "cosine", "finetune", "lp_ft")
-HEAD_ONLY = ((r"^head/", True), (r".*", False))
+
+
+class Head(nn.Module):
+  """The classifier alone, on features: what a head-only baseline adapts (the frozen
+  body's features are computed once per task, not at every step)."""
+  ways: int
+  kind: str = "linear"    # linear | cosine
+  scale: float = 10.0
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if self.kind == "cosine":
+      return CosineHead(self.ways, self.scale, name="head")(x)
+    return nn.Dense(self.ways, name="head")(x)
 
 
 @dataclasses.dataclass(frozen=True)
 class Baseline:
-  """`model`: the pre-trained network with a head of `ways` outputs (linear, or cosine
-  for `cosine`); params passed to `evaluate_tasks` are the pre-trained ones (head aside)."""
+  """`model`: the pre-trained network with a head of `ways` outputs (`head="cosine"` for
+  `cosine`); `evaluate_tasks` takes its pre-trained params (their head is replaced)."""
   name: str
   model: nn.Module
   ways: int
@@ -46,45 +60,44 @@ class Baseline:
     if self.name not in BASELINES:
       raise ConfigError(f"Unknown baseline {self.name!r}; valid: {list(BASELINES)}.")
 
-  def learner(self, table, **kw) -> MetaLearner:
-    return MetaLearner(self.model, algorithm="maml", inner_table=table, batch_norm="running",
-                       ways=self.ways, **kw)
-
-  def embed(self, params, batch_stats, x):
-    body = {k: v for k, v in params.items() if k != "head"}
-    return self.model.clone(num_classes=0).apply({"params": body, "batch_stats": batch_stats},
-                                                 x, train=False)
-
-  def task_head(self, params, batch_stats, support_x, support_y):
-    """The new head: class means of the support features (cosine) or zeros (linear)."""
-    features = self.embed(params, batch_stats, support_x)
-    one_hot = jax.nn.one_hot(support_y, self.ways)
-    if self.name == "cosine":
-      return {"kernel": (one_hot.T @ features / one_hot.sum(0)[:, None]).T}
-    return {"kernel": jnp.zeros((features.shape[-1], self.ways), features.dtype),
-            "bias": jnp.zeros((self.ways,), features.dtype)}
+  def _learner(self, model) -> MetaLearner:
+    return MetaLearner(model, algorithm="maml", inner_table=ADAPT_ALL, batch_norm="running",
+                       ways=self.ways)
 
   def evaluate_tasks(self, params, batch_stats, episodes, steps: int, lr=None,
                      backtrack: bool = False):
     """Query accuracy of each task after 0..steps adaptation steps: (B, steps + 1)."""
+    body = {k: v for k, v in params.items() if k != "head"}
+    embed = lambda x: self.model.clone(num_classes=0).apply(
+        {"params": body, "batch_stats": batch_stats}, x, train=False)
+    kind = "cosine" if self.name == "cosine" else "linear"
+    head = Head(self.ways, kind, getattr(self.model, "cosine_scale", 10.0))
+
     def one(task):
+      support, query = embed(task.support_x), embed(task.query_x)
+      one_hot = jax.nn.one_hot(task.support_y, self.ways)
+      means = one_hot.T @ support / one_hot.sum(0)[:, None]
       if self.name == "ncm":
-        learner = MetaLearner(self.model.clone(num_classes=0), algorithm="protonet",
-                              batch_norm="running", ways=self.ways)
-        body = {k: v for k, v in params.items() if k != "head"}
-        logits = learner.protonet_logits(body, batch_stats, task.support_x, task.support_y,
-                                         task.query_x)
+        logits = -jnp.sum(jnp.square(query[:, None] - means[None]), -1)
         return jnp.full((steps + 1,), jnp.mean(jnp.argmax(logits, -1) == task.query_y))
-      start = dict(params, head=self.task_head(params, batch_stats, task.support_x,
-                                               task.support_y))
-      meta_params = {"params": start, "inner_lr": {}}
+      if kind == "cosine":  # Baseline++ starts at the class means (cosine NCM)
+        start = {"kernel": means.T}
+      else:
+        start = {"kernel": jnp.zeros((support.shape[-1], self.ways), support.dtype),
+                 "bias": jnp.zeros((self.ways,), support.dtype)}
+      on_features = {"params": {"head": start}, "inner_lr": {}}
+      if self.name in ("linear_probe", "cosine"):
+        return self._learner(head).adapt(on_features, {}, support, task.support_y, steps,
+                                         query=(query, task.query_y), lr=lr,
+                                         backtrack=backtrack)[1]
       if self.name == "lp_ft":
-        probe = self.learner(HEAD_ONLY).adapt(meta_params, batch_stats, task.support_x,
-                                              task.support_y, self.probe_steps,
-                                              lr=self.probe_lr, backtrack=backtrack)[0]
-        meta_params = {"params": probe, "inner_lr": {}}
-      table = ADAPT_ALL if self.name in ("finetune", "lp_ft") else HEAD_ONLY
-      return self.learner(table).adapt(meta_params, batch_stats, task.support_x,
-                                       task.support_y, steps, query=(task.query_x, task.query_y),
-                                       lr=lr, backtrack=backtrack)[1]
-    return jax.lax.map(one, episodes)  # one task at a time: fine-tuning 20-way 19-shot is large
+        probed = self._learner(head).adapt(on_features, {}, support, task.support_y,
+                                           self.probe_steps, lr=self.probe_lr,
+                                           backtrack=backtrack)[0]
+        start = probed["head"]
+      whole = {"params": dict(body, head=start), "inner_lr": {}}
+      return self._learner(self.model).adapt(whole, batch_stats, task.support_x,
+                                             task.support_y, steps,
+                                             query=(task.query_x, task.query_y), lr=lr,
+                                             backtrack=backtrack)[1]
+    return jax.lax.map(one, episodes)  # a task at a time: 20-way 19-shot fine-tuning is large
