@@ -209,15 +209,12 @@ class Run:
 def load(workdir: str, model=None) -> Run:
   """The finished run in `workdir` (its config and final variables). `model`: the Flax
   module it was trained with, if not one of jaxtl's registry (`config.model`)."""
-  config = run_dir.saved_config(workdir)
+  config = run_dir.load_config(workdir)
   if config is None:
     raise MissingInputError(f"{workdir} holds no jaxtl run (no config.json or results.json).")
   if not os.path.isdir(os.path.join(workdir, checkpoint.VARIABLES_DIR)):
     raise MissingInputError(f"{workdir} holds no final variables ({checkpoint.VARIABLES_DIR}/): "
                             "adapt a finished run (rerun its command to finish it).")
-  for key, default in run_dir.FIELD_DEFAULTS.items():
-    config.setdefault(key, default)
-  config = ml_collections.ConfigDict(_lists_to_tuples(config))  # hashable module fields
   variables = checkpoint.load_variables(workdir)
   metrics = run_dir.saved_results(workdir).get("metrics", {})
   shape = tuple(metrics.get("input_shape") or _input_shape(config))
@@ -240,12 +237,6 @@ def load(workdir: str, model=None) -> Run:
                variables.get("batch_stats", {}), shape, names)
   raise ConfigError(f"{workdir} holds a run of another kind (neither meta-learned nor "
                     "pre-trained / fine-tuned); jaxtl.adapt serves those two.")
-
-
-def _lists_to_tuples(tree):
-  if isinstance(tree, dict):
-    return {k: _lists_to_tuples(v) for k, v in tree.items()}
-  return tuple(_lists_to_tuples(v) for v in tree) if isinstance(tree, list) else tree
 
 
 def _input_shape(config) -> tuple:

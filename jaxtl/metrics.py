@@ -86,7 +86,8 @@ def _drop_after(path: str, step: int) -> set:
   return {tuple(sorted(set(r) - {"step"})) for _, r in kept if r.get("step") == step}
 
 
-RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "surgical_study", "lecture")
+RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "surgical_study", "lecture",
+                "shots")
 
 
 def write_text(path: str, text: str):

@@ -49,6 +49,18 @@ FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says i
                   "batch_norm": "transductive"}  # added to meta configs with jaxtl.adapt
 
 
+def load_config(workdir: str):
+  """The saved config of the run in `workdir` as a ConfigDict, with the FIELD_DEFAULTS of
+  fields it predates and JSON lists as tuples (hashable module fields); None if none."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  saved = saved_config(workdir)
+  if saved is None:
+    return None
+  tuples = lambda t: ({k: tuples(v) for k, v in t.items()} if isinstance(t, dict) else
+                      tuple(tuples(v) for v in t) if isinstance(t, list) else t)
+  return ml_collections.ConfigDict({**FIELD_DEFAULTS, **tuples(saved)})
+
+
 def config_diff(saved: dict, config) -> list:
   """Names of the fields in which `config` differs from a `saved` config (JSON), how a
   run executes (EXECUTION_FIELDS) aside."""

@@ -1,0 +1,9 @@
+"""Accuracy against the number of shots, transfer baselines against meta-learning:
+
+    python -m experiments.shots --config=experiments/configs/shots.py --workdir=results/shots
+"""
+from experiments import launch
+from jaxtl.meta.shots import run
+
+if __name__ == "__main__":
+  launch.run(run)

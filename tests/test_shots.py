@@ -1,0 +1,33 @@
+"""The shot sweep (jaxtl.meta.shots): end to end on its quick variant, resumable, and a
+meta-learned checkpoint scored as meta_eval scores it."""
+import json
+import os
+
+from experiments.configs import meta as meta_configs
+from experiments.configs import shots as shots_configs
+from jaxtl.meta import shots, train
+
+
+def test_quick_sweep_resumes_and_scores_a_checkpoint_as_meta_eval(data_dir, tmp_path):
+  run = str(tmp_path / "protonet")
+  meta = meta_configs.get_config("quick")
+  meta.data_dir, meta.algorithm = data_dir, "protonet"
+  train.train_and_evaluate(meta, run)
+  config = shots_configs.get_config("quick")
+  config.tasks.data_dir = data_dir
+  config.checkpoints = (("protonet", run),)
+  cells = shots.run(config, str(tmp_path / "sweep"))
+  assert set(cells) == {f"{b}_5w1s" for b in config.baselines} | {"protonet_5w1s"}
+  for name, cell in cells.items():
+    assert 0 <= cell["accuracy"] <= 1 and cell["tasks"] == config.tasks.eval_tasks, name
+  assert cells["lp_ft_5w1s"]["steps"] <= config.steps.lp_ft
+  # meta_eval of the checkpoint on the same tasks (10 tasks, one chunk, 1 shot, 1 query).
+  meta.eval_tasks, meta.eval_batch = config.tasks.eval_tasks, config.tasks.eval_batch
+  evaluated = train.evaluate_checkpoint(meta, run, str(tmp_path / "eval"))
+  assert cells["protonet_5w1s"]["accuracy"] == evaluated["test_accuracy"]
+  # A rerun computes nothing: it reads the cells (here, one edited to show it is read).
+  path = tmp_path / "sweep" / "cells" / "ncm_5w1s.json"
+  edited = dict(cells["ncm_5w1s"], accuracy=-1.0)
+  path.write_text(json.dumps(edited))
+  assert shots.run(config, str(tmp_path / "sweep"))["ncm_5w1s"]["accuracy"] == -1.0
+  assert os.path.exists(tmp_path / "sweep" / "pretrain_cosine" / "results.json")
