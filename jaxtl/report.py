@@ -251,6 +251,18 @@ def surgical_study_tables(variant: str):
   return table
 
 
+def shots_tables(root: str) -> str:
+  """Accuracy against shots, transfer against meta-learning (`experiments.shots`)."""
+  from jaxtl.meta import shots  # pylint: disable=import-outside-toplevel
+  return shots.format_table(_load(root, "shots/results.json")["metrics"])
+
+
+def shots_verdict(root: str) -> str:
+  """Where transfer catches up with meta-learning, a sentence per way."""
+  from jaxtl.meta import shots  # pylint: disable=import-outside-toplevel
+  return shots.verdict(_load(root, "shots/results.json")["metrics"])
+
+
 def finetune_grid_table(root: str) -> str:
   """The grid against one run per configuration (`benchmarks.finetune_grid`)."""
   b = _load(root, "benchmarks/finetune_grid_cpu.json")
@@ -397,6 +409,8 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "surgical-lpft-table": surgical_study_tables("lpft"),
     "surgical-mnist-c-table": surgical_study_tables("mnist_c"),
     "finetune-grid-table": finetune_grid_table,
+    "shots-table": shots_tables,
+    "shots-verdict": shots_verdict,
     "throughput-table": throughput_table,
     "throughput-ratio-table": throughput_ratio_table,
     "finetune-cost-table": finetune_cost_table,
@@ -444,7 +458,8 @@ def write_report(root: str, out: str = "") -> str:
       if group and plot_by_steps(group, metric, os.path.join(out, png)):
         sections.append(f"![test {metric} against inner steps]({png})")
   for kind, title in [("lecture", "Sinusoid lecture"), ("compare", "Fine-tuning strategies"),
-                      ("surgical_study", "Surgical fine-tuning study")]:
+                      ("surgical_study", "Surgical fine-tuning study"),
+                      ("shots", "Transfer against meta-learning by shots")]:
     for name, _ in by_kind.get(kind, []):  # these runs write their own table
       table = os.path.join(root, name, "results.md")
       if os.path.exists(table):
