@@ -11,7 +11,8 @@ What adapting means is the run's own test-time procedure:
     MAML, FOMAML, ANIL, Meta-SGD, Reptile and `pretrain` take `test_inner_steps` steps at
     `test_inner_lr` (the run's config; `steps`, `lr` override) on the support set, whose
     classes must number the head's `way` outputs; ProtoNets averages each class's support
-    embeddings into a prototype (any number of classes).
+    embeddings into a prototype (any number of classes); the black box reads the support
+    set in its forward pass (`way` classes).
   * fine-tuned or pre-trained runs (experiments.pretrain / finetune) fit a linear probe: a
     new head with one output per support class, initialised at zero, trained with the
     body frozen by `steps` (default 100) full-batch gradient steps at `lr` (default 0.5),
@@ -155,6 +156,8 @@ class Run:
     if learner.algorithm == "protonet":
       learner = dataclasses.replace(learner, ways=len(names))
       params = self.meta_params["params"]
+    elif learner.algorithm == "blackbox" and len(names) == learner.ways:
+      params = self.meta_params["params"]  # reads the support set in its forward pass
     else:
       if len(names) != learner.ways:
         raise ConfigError(
@@ -274,4 +277,6 @@ def _adapt(learner, meta_params, batch_stats, x, y, steps, lr, backtrack):
 def _logits(learner, params, batch_stats, support_x, support_y, x):
   if learner.algorithm == "protonet":
     return learner.protonet_logits(params, batch_stats, support_x, support_y, x)
+  if learner.algorithm == "blackbox":
+    return learner.blackbox_logits(params, support_x, support_y, x)
   return learner.apply(params, batch_stats, x, support_x)

@@ -32,9 +32,15 @@ PUBLISHED_MAML = {  # Finn et al. 2017, Table 1 (conv) and the MLP row; ProtoNet
 }
 PEERS = {  # peers' own reported Omniglot numbers, a row each below jaxtl's
     ("maml", "conv4"): {"learn2learn (reported)": {(5, 1): "99.1"}},
+    # The black-box family's published results (other architectures than jaxtl's).
+    ("blackbox", "conv4"): {
+        "SNAIL, published (Mishra et al. 2018)": {(5, 1): "99.07", (5, 5): "99.78",
+                                                  (20, 1): "97.64", (20, 5): "99.36"},
+        "MANN, published (per Finn et al. 2017)": {(5, 1): "82.8", (5, 5): "94.9"}},
 }
 OMNIGLOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
-ALGORITHM_ORDER = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "pretrain")
+ALGORITHM_ORDER = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "blackbox",
+                   "pretrain")
 
 
 def find_runs(root: str) -> list[tuple[str, dict]]:

@@ -15,6 +15,7 @@ whoever builds the learner.
 | `metasgd`  | per-parameter learned step sizes            | 2nd order, also w.r.t. the steps   |
 | `reptile`  | SGD on support + query                      | theta - phi (Nichol et al. 2018)   |
 | `protonet` | none: nearest class mean in embedding space | plain (Snell et al. 2017)          |
+| `blackbox` | none: one forward pass reads the support set | plain (`jaxtl.models.blackbox`)   |
 | `pretrain` | none: one model on all tasks' data          | plain                              |
 
 Conventions. The inner loss is the *mean* over the support examples. The MAML paper's
@@ -45,7 +46,8 @@ from jaxtl.errors import ConfigError
 from jaxtl.meta.tasks import Episodes
 from jaxtl.models import batch_statistics
 
-ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "pretrain")
+ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "blackbox",
+              "pretrain")
 INNER_LR_MODES = ("fixed", "per_param", "per_layer_step")
 TASK_BATCHING = ("auto", "vmap", "map", "unroll")
 BATCH_NORM_MODES = ("transductive", "support", "running")
@@ -98,7 +100,10 @@ class MetaLearner:
   # ---- parameters -------------------------------------------------------------------
   def init(self, key, x):
     """Returns (meta_params, batch_stats) for example inputs `x` (one batch)."""
-    variables = self.model.init(key, x, train=False)
+    if self.algorithm == "blackbox":  # model(support_x, support_y, query_x)
+      variables = self.model.init(key, x, jnp.zeros(x.shape[0], jnp.int32), x[:1], train=False)
+    else:
+      variables = self.model.init(key, x, train=False)
     params = variables["params"]
     labels = self.labels(params)
     inner_lr = {}
@@ -199,6 +204,11 @@ class MetaLearner:
     meta_params for every algorithm but Reptile (see `meta_gradients`)."""
     if self.algorithm == "protonet":
       return self.protonet_loss(meta_params["params"], batch_stats, task)
+    if self.algorithm == "blackbox":
+      logits = self.blackbox_logits(meta_params["params"], task.support_x, task.support_y,
+                                    task.query_x)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query_y).mean()
+      return loss, jnp.mean(jnp.argmax(logits, -1) == task.query_y)
     steps = 0 if self.algorithm == "pretrain" else self.inner_steps
     phi, _ = self.adapt(meta_params, batch_stats, task.support_x, task.support_y, steps)
     return self.loss_and_metric(phi, batch_stats, task.query_x, task.query_y, task.support_x)
@@ -214,6 +224,10 @@ class MetaLearner:
     one_hot = jax.nn.one_hot(support_y, self.ways)
     prototypes = (one_hot.T @ support) / one_hot.sum(0)[:, None]
     return -jnp.sum(jnp.square(query[:, None, :] - prototypes[None]), -1)
+
+  def blackbox_logits(self, params, support_x, support_y, query_x):
+    """The query logits of a black-box learner's one forward pass over the task."""
+    return self.model.apply({"params": params}, support_x, support_y, query_x, train=True)
 
   def protonet_loss(self, params, batch_stats, task: Episodes):
     """Cross-entropy of the query logits of `protonet_logits`."""
@@ -260,8 +274,8 @@ class MetaLearner:
                      backtrack: bool = False):
     """Query metric of each task after 0..steps adaptation steps: (B, steps + 1)."""
     def one(task):
-      if self.algorithm == "protonet":
-        metric = self.protonet_loss(meta_params["params"], batch_stats, task)[1]
+      if self.algorithm in ("protonet", "blackbox"):  # no steps: the same at every count
+        metric = self.task_loss(meta_params, batch_stats, task)[1]
         return jnp.full((steps + 1,), metric)
       _, per_step = self.adapt(meta_params, batch_stats, task.support_x, task.support_y, steps,
                                query=(task.query_x, task.query_y), lr=lr, backtrack=backtrack)

@@ -30,6 +30,7 @@ from jaxtl.meta import tasks
 from jaxtl.meta.algorithms import MetaLearner
 from jaxtl.metrics import MetricLogger, write_results
 from jaxtl.models import MODELS, build_model
+from jaxtl.models.blackbox import BlackBox
 
 
 def make_learner(config, model=None) -> MetaLearner:
@@ -40,14 +41,18 @@ def make_learner(config, model=None) -> MetaLearner:
   batching = config.task_batching
   if model is None:
     kwargs = dict(config.model_kwargs)
-    if config.model == "mlp":
+    if config.algorithm == "blackbox":  # the embedder's settings, inside the black box
+      kwargs = {k: v for k, v in kwargs.items() if k in ("features", "downsample", "conv")}
+      kwargs["way"] = config.way
+    elif config.model == "mlp":
       kwargs.setdefault("num_outputs", 1 if regression else config.way)
     else:
       kwargs["num_classes"] = 0 if config.algorithm == "protonet" else config.way
     cpu = jax.default_backend() == "cpu"  # see the module docstring
     if kwargs.get("conv") == "auto":
       kwargs["conv"] = "im2col" if cpu else "xla"
-    model = build_model(config.model, **kwargs)
+    model = (BlackBox(**kwargs) if config.algorithm == "blackbox" else
+             build_model(config.model, **kwargs))
     if batching == "auto":
       batching = "map" if cpu and kwargs.get("conv") == "xla" else "vmap"
   elif batching == "auto":

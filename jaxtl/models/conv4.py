@@ -6,16 +6,22 @@ from jaxtl.models.layers import Conv, CosineHead, batch_norm, max_pool_2x2
 
 
 class ConvBlock(nn.Module):
-  """3x3 conv -> batch norm -> ReLU, downsampled by a stride-2 conv or a 2x2 max pool."""
+  """3x3 conv -> batch norm -> ReLU, downsampled by a stride-2 conv or a 2x2 max pool.
+  `norm="layer"`: layer norm over each example's map instead of batch norm, so that no
+  example's output depends on the others in its batch."""
   features: int
   downsample: str  # "stride" or "maxpool"
   conv: str = "xla"
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, x, train: bool):
     strides = (2, 2) if self.downsample == "stride" else (1, 1)
     x = Conv(self.features, (3, 3), strides, impl=self.conv, name="conv")(x)
-    x = nn.relu(batch_norm(train, "bn")(x))
+    if self.norm == "layer":
+      x = nn.relu(nn.LayerNorm(reduction_axes=(-3, -2, -1), name="ln")(x))
+    else:
+      x = nn.relu(batch_norm(train, "bn")(x))
     return max_pool_2x2(x) if self.downsample == "maxpool" else x
 
 
@@ -41,6 +47,7 @@ class Conv4(nn.Module):
   head_init_std: float = 0.0
   head: str = "linear"
   cosine_scale: float = 10.0
+  norm: str = "batch"           # batch | layer (ConvBlock)
 
   def block_names(self):
     return ("block1", "block2", "block3", "block4") + (("head",) if self.num_classes else ())
@@ -51,8 +58,11 @@ class Conv4(nn.Module):
       raise ConfigError(f"Conv4 downsample={self.downsample!r}; valid: 'stride', 'maxpool'.")
     if self.pool not in ("flatten", "mean"):
       raise ConfigError(f"Conv4 pool={self.pool!r}; valid: 'flatten', 'mean'.")
+    if self.norm not in ("batch", "layer"):
+      raise ConfigError(f"Conv4 norm={self.norm!r}; valid: 'batch', 'layer'.")
     for i in range(1, 5):
-      x = ConvBlock(self.features, self.downsample, self.conv, name=f"block{i}")(x, train)
+      x = ConvBlock(self.features, self.downsample, self.conv, self.norm, name=f"block{i}")(
+          x, train)
     x = x.mean((1, 2)) if self.pool == "mean" else x.reshape(x.shape[0], -1)
     if not self.num_classes:
       return x
