@@ -11,6 +11,7 @@ from jaxtl.data import ImageDataset
 from jaxtl.meta import tasks, train
 from jaxtl.meta.algorithms import ALGORITHMS, ANIL_TABLE, MetaLearner
 from jaxtl.models import build_model
+from jaxtl.models.blackbox import BlackBox
 from tests import reference
 
 jax.config.update("jax_enable_x64", False)
@@ -209,6 +210,8 @@ def test_sinusoid_tasks_follow_maml():
 def test_every_algorithm_gives_finite_gradients(algorithm):
   episodes = tasks.sample_classification(jax.random.PRNGKey(0), _image_classes(), 2, 3, 1, 2)
   model = build_model("conv4", num_classes=0 if algorithm == "protonet" else 3, features=4)
+  if algorithm == "blackbox":  # reads (support_x, support_y, query_x)
+    model = BlackBox(3, features=4, width=8, heads=2)
   learner = MetaLearner(model, algorithm=algorithm, ways=3, inner_lr=0.1)
   meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
   (loss, metric), grads = jax.jit(learner.meta_gradients)(meta_params, bs, episodes)
