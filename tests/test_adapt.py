@@ -34,6 +34,15 @@ def meta_run(request, data_dir, tmp_path_factory):
   return config, workdir, episodes, (test_data, sampler)
 
 
+def _near_ties(probabilities, tol=1e-4):
+  """Queries whose two most likely classes are within `tol` in log-probability. Two
+  float32 computations of the same network (another batch size, vmapped or not) round
+  differently, by far less than 1e-4 in the logits of these small networks on any CPU;
+  only such near-ties may come out with another label."""
+  top2 = np.sort(np.log(np.maximum(probabilities, 1e-30)), axis=-1)[..., -2:]
+  return (top2[..., 1] - top2[..., 0]) < tol
+
+
 def _write_png(path, image):
   """Omniglot-style: dark ink on white, as the original files (jaxtl's arrays: ink near 1)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -58,10 +67,12 @@ def test_adapt_equals_the_episodic_evaluation_with_support_statistics(meta_run, 
       episodic, meta_train.make_learner(episodic), run.meta_params, run.batch_stats, test_data,
       sampler)[:, config.test_inner_steps]
   from_arrays = [run.adapt(episodes.support_x[i], episodes.support_y[i])
-                 .predict(episodes.query_x[i]).labels for i in range(config.eval_batch)]
-  correct = [np.sum(p == y) for p, y in zip(from_arrays, episodes.query_y)]
+                 .predict(episodes.query_x[i]) for i in range(config.eval_batch)]
+  correct = np.array([np.sum(p.labels == y) for p, y in zip(from_arrays, episodes.query_y)])
+  ties = np.array([_near_ties(p.probabilities).sum() for p in from_arrays])
   queries = episodes.query_y.shape[1]  # episodic accuracies are float32 means of 0s and 1s
-  np.testing.assert_array_equal(correct, np.round(per_task[:config.eval_batch] * queries))
+  episodic = np.round(per_task[:config.eval_batch] * queries)
+  assert (np.abs(correct - episodic) <= ties).all(), (correct, episodic, ties)
   # The same tasks as PNG folders, through the command line: the files read back exactly.
   support, query = _write_task(str(tmp_path / "task0"), episodes, 0)
   read = adapt.load(workdir).adapt(support).predict(query)
@@ -69,7 +80,8 @@ def test_adapt_equals_the_episodic_evaluation_with_support_statistics(meta_run, 
   out = str(tmp_path / "predictions.csv")
   proc = _run("experiments.adapt", f"--workdir={workdir}", f"--support={support}",
               f"--query={query}", f"--out={out}")
-  assert f"accuracy {per_task[0]:.4f} on 5 queries" in proc.stdout, proc.stdout
+  printed = float(proc.stdout.split("accuracy ")[-1].split()[0])
+  assert abs(printed - per_task[0]) * 5 <= ties[0] + 1e-6, (proc.stdout, per_task[0])
   with open(out) as f:
     rows = f.read().splitlines()
   assert rows[0] == "path,predicted,true,p_c0,p_c1,p_c2,p_c3,p_c4" and len(rows) == 6
@@ -81,7 +93,7 @@ def test_a_query_is_predicted_the_same_alone_and_in_a_batch(meta_run):
   together = task.predict(episodes.query_x[0])
   for j, image in enumerate(episodes.query_x[0]):
     alone = task.predict(image[None])
-    assert alone.labels[0] == together.labels[j]
+    assert alone.labels[0] == together.labels[j] or _near_ties(together.probabilities[j])
     # Only the batch size differs: float32 sums in another order, rounding ~ 1e-7 relative.
     np.testing.assert_allclose(alone.probabilities[0], together.probabilities[j], atol=1e-5)
   assert config.batch_norm == "transductive"  # trained as MAML; predicted inductively
@@ -122,7 +134,9 @@ def test_a_fine_tuned_run_predicts_its_own_classes_as_its_trainer_evaluates(fine
   test = load_dataset("digits", "test").select_classes(list(config.classes))
   predictions = adapt.load(workdir).adapt().predict(test.images)
   assert predictions.class_names == ("0", "1", "2", "3", "4")
-  assert np.mean(predictions.labels == test.labels) == pytest.approx(metrics["test_accuracy"])
+  correct = np.sum(predictions.labels == test.labels)  # the trainer evaluates in batches
+  ties = _near_ties(predictions.probabilities).sum()
+  assert abs(correct - metrics["test_accuracy"] * len(test)) <= ties + 1e-3
 
 
 def test_a_linear_probe_fits_only_a_new_head_for_any_number_of_classes(finetune_run):

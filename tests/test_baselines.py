@@ -8,20 +8,32 @@ import pytest
 from jaxtl.meta import tasks
 from jaxtl.meta.baselines import Baseline
 from jaxtl.models import build_model
+from tests.reference import float64
 
 WAYS = 3
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(autouse=True)
+def in_float64():
+  """Every computation in float64: the baselines' two paths (features once, or the whole
+  network) and the NumPy references then agree far below any gap between two logits, on
+  any CPU, so labels compare exactly."""
+  with float64():
+    yield
+
+
+@pytest.fixture
 def setting():
-  """A random 8-feature Conv4 with non-trivial running averages and 4 tasks."""
+  """A random 8-feature Conv4 with non-trivial running averages and 4 tasks, float64."""
   model = build_model("conv4", num_classes=7, features=8, conv="im2col")
-  x = jax.random.uniform(jax.random.PRNGKey(0), (10, 28, 28, 1))
-  variables = model.init(jax.random.PRNGKey(1), x, train=False)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (10, 28, 28, 1), jnp.float64)
+  variables = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64),  # flax inits float32
+                                     model.init(jax.random.PRNGKey(1), x, train=False))
   _, updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
-  data = jax.random.uniform(jax.random.PRNGKey(2), (6, 5, 28, 28, 1))  # 6 classes x 5
+  data = jax.random.uniform(jax.random.PRNGKey(2), (6, 5, 28, 28, 1), jnp.float64)
   episodes = tasks.sample_classification(jax.random.PRNGKey(3), data, 4, WAYS, 2, 3)
-  return model, variables["params"], updated["batch_stats"], episodes
+  batch_stats = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), updated["batch_stats"])
+  return model, variables["params"], batch_stats, episodes
 
 
 def _accuracy(name, setting, steps, **kw):
