@@ -275,8 +275,4 @@ def _adapt(learner, meta_params, batch_stats, x, y, steps, lr, backtrack):
 
 @functools.partial(jax.jit, static_argnames=("learner",))
 def _logits(learner, params, batch_stats, support_x, support_y, x):
-  if learner.algorithm == "protonet":
-    return learner.protonet_logits(params, batch_stats, support_x, support_y, x)
-  if learner.algorithm == "blackbox":
-    return learner.blackbox_logits(params, support_x, support_y, x)
-  return learner.apply(params, batch_stats, x, support_x)
+  return learner.query_logits(params, batch_stats, support_x, support_y, x)

@@ -36,7 +36,7 @@ def get_config(variant: str = "omniglot") -> ml_collections.ConfigDict:
   c.pretrain.model = "conv4"
   c.pretrain.model_kwargs = ml_collections.ConfigDict(
       {"features": 64, "downsample": "stride", "pool": "flatten", "head": "linear"})
-  c.pretrain.num_steps, c.pretrain.batch_size = 3000, 256  # 9 epochs: ~1 h on 2 CPU cores
+  c.pretrain.num_steps, c.pretrain.batch_size = 3000, 256  # 9 epochs of 83,600 images
   c.pretrain.learning_rate, c.pretrain.weight_decay = 1e-3, 0.0
   c.pretrain.log_every, c.pretrain.checkpoint_every = 100, 500
   # Meta-learned checkpoints (label, folder), re-evaluated at each shot count.

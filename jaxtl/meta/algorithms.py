@@ -202,11 +202,9 @@ class MetaLearner:
   def task_loss(self, meta_params, batch_stats, task: Episodes):
     """(query loss after adaptation, query metric) of one task; differentiable in
     meta_params for every algorithm but Reptile (see `meta_gradients`)."""
-    if self.algorithm == "protonet":
-      return self.protonet_loss(meta_params["params"], batch_stats, task)
-    if self.algorithm == "blackbox":
-      logits = self.blackbox_logits(meta_params["params"], task.support_x, task.support_y,
-                                    task.query_x)
+    if self.algorithm in ("protonet", "blackbox"):  # no inner loop: one forward pass
+      logits = self.query_logits(meta_params["params"], batch_stats, task.support_x,
+                                 task.support_y, task.query_x)
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query_y).mean()
       return loss, jnp.mean(jnp.argmax(logits, -1) == task.query_y)
     steps = 0 if self.algorithm == "pretrain" else self.inner_steps
@@ -229,12 +227,13 @@ class MetaLearner:
     """The query logits of a black-box learner's one forward pass over the task."""
     return self.model.apply({"params": params}, support_x, support_y, query_x, train=True)
 
-  def protonet_loss(self, params, batch_stats, task: Episodes):
-    """Cross-entropy of the query logits of `protonet_logits`."""
-    logits = self.protonet_logits(params, batch_stats, task.support_x, task.support_y,
-                                  task.query_x)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query_y).mean()
-    return loss, jnp.mean(jnp.argmax(logits, -1) == task.query_y)
+  def query_logits(self, params, batch_stats, support_x, support_y, query_x):
+    """The query outputs of a task from `params` (already adapted, for the MAML family)."""
+    if self.algorithm == "protonet":
+      return self.protonet_logits(params, batch_stats, support_x, support_y, query_x)
+    if self.algorithm == "blackbox":
+      return self.blackbox_logits(params, support_x, support_y, query_x)
+    return self.apply(params, batch_stats, query_x, support_x)
 
   # ---- the meta-batch --------------------------------------------------------------
   def over_tasks(self, fn, episodes: Episodes):

@@ -160,8 +160,11 @@ def run(config, workdir: str) -> dict:
     raise ConfigError(f"Unknown baselines {unknown}; valid: {list(BASELINES)}.")
   os.makedirs(workdir, exist_ok=True)
   networks = {}  # head -> (model, params, batch_stats, provenance), pre-trained on first use
-  network = lambda head: networks.get(head) or networks.setdefault(
-      head, pretrain(config, workdir, head))
+
+  def network(head):
+    if head not in networks:
+      networks[head] = pretrain(config, workdir, head)
+    return networks[head]
   cells = {}  # meta-learned checkpoints first: they are the cheaper half
   for label, path in config.checkpoints:
     saved = run_dir.load_config(path)

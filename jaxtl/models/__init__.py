@@ -1,4 +1,6 @@
 """Pure Flax models with named blocks (`block1`, ..., `head`) and a registry by name."""
+import jax
+
 from jaxtl.errors import ConfigError
 from jaxtl.models.conv4 import Conv4
 from jaxtl.models.mlp import MLP
@@ -36,8 +38,6 @@ def batch_statistics(model, params, batch_stats, x):
   affine in r: one forward pass from r = 0 with the tangent dr = 1 gives (1 - m) b and m
   exactly, so b = r'(0) / (1 - m) for any momentum and any module whose statistics update
   that way."""
-  import jax  # pylint: disable=import-outside-toplevel
-
   def updated(running):
     _, new = model.apply({"params": params, "batch_stats": running}, x, train=True,
                          mutable=["batch_stats"])
