@@ -131,6 +131,8 @@ def checkpoint_cell(config, path: str, shot: int) -> dict:
     for field in ("model", "model_kwargs", "algorithm", "inner_table", "inner_steps",
                   "inner_lr", "inner_lr_mode", "test_backtrack", "batch_norm"):
       cfg[field] = saved[field]
+    if cfg.model == "conv4":  # how convolutions are computed, not what: runs saved before
+      cfg.model_kwargs.conv = "auto"  # the im2col kernel default to XLA's, 12x slower here
   variables = checkpoint.load_variables(path)
   per_task = _scores(cfg, train.make_learner(cfg), variables["meta_params"],
                      variables.get("batch_stats", {}))
