@@ -75,7 +75,7 @@ def load_variables(path: str):
   path = os.path.abspath(path)
   if os.path.isdir(os.path.join(path, VARIABLES_DIR)):
     path = os.path.join(path, VARIABLES_DIR)
-  if not os.path.isdir(path):
+  if not os.path.isfile(os.path.join(path, "_METADATA")):  # e.g. a run still in progress
     raise MissingInputError(f"No saved variables at {path}: pass the workdir of a finished "
                             f"pre-training run (it holds {VARIABLES_DIR}/).")
   return ocp.StandardCheckpointer().restore(path)

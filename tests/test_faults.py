@@ -235,7 +235,7 @@ def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, tmp_pa
   text = tail(log, 100000)
   assert "Checkpoint step 20" in text and "cannot be restored" in text, text[-3000:]
   assert "previous checkpoint, step 15" in text, text[-3000:]
-  assert "Resumed from" in text and "at meta-iteration 15" in text
+  assert "Resumed from" in text and "at step 15" in text
   assert_same_run(workdir, straight, RESUME_RTOL, "resumed from step 15")
 
 

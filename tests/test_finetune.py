@@ -148,6 +148,10 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(pretrained):
     checkpoint.load_pretrained(fresh, checkpoint.load_variables(workdir))
   with pytest.raises(FileNotFoundError, match="finished pre-training run"):
     checkpoint.load_variables(os.path.join(workdir, "nope"))
+  unfinished = os.path.join(os.path.dirname(workdir), "unfinished")  # checkpoints only
+  os.makedirs(os.path.join(unfinished, "checkpoints"), exist_ok=True)
+  with pytest.raises(FileNotFoundError, match="finished pre-training run"):
+    checkpoint.load_variables(unfinished)
 
 
 def test_finished_workdir_is_refused(pretrained):

@@ -2,6 +2,7 @@
 meta-learned checkpoint scored as meta_eval scores it."""
 import json
 import os
+import shutil
 
 from experiments.configs import meta as meta_configs
 from experiments.configs import shots as shots_configs
@@ -25,6 +26,16 @@ def test_quick_sweep_resumes_and_scores_a_checkpoint_as_meta_eval(data_dir, tmp_
   meta.eval_tasks, meta.eval_batch = config.tasks.eval_tasks, config.tasks.eval_batch
   evaluated = train.evaluate_checkpoint(meta, run, str(tmp_path / "eval"))
   assert cells["protonet_5w1s"]["accuracy"] == evaluated["test_accuracy"]
+  # A run in progress (no final variables) is scored from its latest checkpoint, here the
+  # last step's, and named as in progress.
+  unfinished = str(tmp_path / "unfinished")
+  shutil.copytree(run, unfinished)
+  shutil.rmtree(os.path.join(unfinished, "variables"))
+  cell = shots.checkpoint_cell(config, unfinished, 1)
+  assert cell["accuracy"] == cells["protonet_5w1s"]["accuracy"]
+  assert (cell["meta_iterations"], cell["num_steps"]) == (meta.num_steps, meta.num_steps)
+  assert f"{meta.num_steps:,} of {meta.num_steps:,} it., in progress" in shots.method_name(
+      "protonet", cell)
   # A rerun computes nothing: it reads the cells (here, one edited to show it is read).
   path = tmp_path / "sweep" / "cells" / "ncm_5w1s.json"
   edited = dict(cells["ncm_5w1s"], accuracy=-1.0)

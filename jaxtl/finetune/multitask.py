@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, partition, workdir as run_dir
+from jaxtl import loop, partition, workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.finetune.trainer import forward, make_eval_fn
-from jaxtl.metrics import MetricLogger, write_results
+from jaxtl.metrics import write_results
 from jaxtl.models import build_model
 
 HEAD = (("^head/", True), (".*", False))
@@ -54,9 +54,6 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
   state = dict(step=jnp.zeros((), jnp.int32), params=(trunk, heads), batch_stats=batch_stats,
                opt_state=tx.init((trunk, heads)))
   run_dir.prepare(config, workdir)  # the first write: the config has been checked above
-  ckpts = checkpoint.manager(workdir)
-  if ckpts.latest_step() is not None:
-    state = ckpts.restore(ckpts.latest_step(), args=checkpoint.ocp.args.StandardRestore(state))
   arrays = [(jnp.asarray(tr.images), jnp.asarray(tr.labels)) for tr, _, _ in data]
   sizes = [len(tr) for tr, _, _ in data]
   batch = config.batch_size
@@ -79,28 +76,16 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
                 batch_stats=bs, opt_state=opt_state), total
 
   data_key = jax.random.fold_in(key, 10_000)
-  step_num = int(state["step"])
-  logger = MetricLogger(workdir, config.num_steps, first_step=step_num)
-  clock = run_dir.TrainClock(workdir, step_num)
-  pending, pending_from = [], step_num
-  while step_num < config.num_steps:
+
+  def train_step(state, _):
     state, total = step(state, arrays, data_key)
-    step_num += 1
-    pending.append(total)
-    log_now = step_num % config.log_every == 0 or step_num == config.num_steps
-    save_now = step_num % config.checkpoint_every == 0 or step_num == config.num_steps
-    if log_now or save_now:
-      run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir,
-                           "Lower the learning rate.")
-      if log_now:
-        logger.write(step_num, {"train_loss": float(pending[-1])})
-      pending, pending_from = [], step_num
-      if save_now:
-        ckpts.save(step_num, args=checkpoint.ocp.args.StandardSave(state))
-        clock.save(step_num)
-  ckpts.wait_until_finished()
+    return state, total, {"train_loss": total}
+
+  trained = loop.run(workdir, state, train_step, num_steps=config.num_steps,
+                     log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                     hint="Lower the learning rate.")
+  state, step_num, segments = trained.state, trained.step, trained.segments
   trunk, heads = state["params"]
-  segments = clock.segments(step_num)
   metrics = {"train_seconds": run_dir.total_seconds(segments), "train_segments": segments,
              "steps": step_num, "task_weights": list(weights)}
   for i, (model, head, (_, val, test)) in enumerate(zip(models, heads, data)):
@@ -112,7 +97,7 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
       metrics["val_accuracy"] = (evaluate(params, state["batch_stats"], val)["accuracy"]
                                  if len(val) else float("nan"))
       metrics["trainable_params"] = partition.count(params)
-  logger.close()
+  trained.logger.close()
   write_results(workdir, config, metrics, "finetune")
   logging.info("%s: multi-task, task 0 test accuracy %.4f", workdir, metrics["test_accuracy"])
   return metrics

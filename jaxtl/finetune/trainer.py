@@ -15,11 +15,11 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, partition, sharding, workdir as run_dir
+from jaxtl import checkpoint, loop, partition, sharding, workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import auto, strategies
 from jaxtl.finetune.data import make_splits
-from jaxtl.metrics import MetricLogger, write_results
+from jaxtl.metrics import write_results
 from jaxtl.models import block_names, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -180,8 +180,6 @@ def train_and_evaluate(config, workdir: str,
   sharding.check_divisible(batch_size, mesh, "batch_size")
   images, targets, anchor = sharding.replicate((train.images, train.labels, anchor), mesh)
   evaluate = make_eval_fn(model, config.eval_batch_size)
-  total = config.num_steps
-  step = 0
 
   def start_phase(index, params, batch_stats, step):
     """A fresh state and step function for phase `index`: its partition and optimizer."""
@@ -199,58 +197,43 @@ def train_and_evaluate(config, workdir: str,
     return (sharding.replicate(state, mesh),
             make_train_step(model, tx, labels, config, batch_size, len(train), mesh))
 
-  phase_index = 0
-  state, step_fn = start_phase(0, params, batch_stats, step)  # checks partition and optimizer
+  current = {}  # the phase in use: index, step function
+
+  def use_phase(index, state):
+    """State and step function of phase `index`, from `state`'s parameters."""
+    state, current["step_fn"] = start_phase(index, state["params"], state["batch_stats"],
+                                            int(state["step"]))
+    current["index"] = index
+    return state
+
+  state = use_phase(0, dict(step=0, params=params, batch_stats=batch_stats))  # checks it
   run_dir.prepare(config, workdir)  # the first write: the config has been checked above
-  ckpts = checkpoint.manager(workdir)
   # A saved state belongs to the phase of its last executed step, `saved - 1`.
   phase_of = lambda saved: strategies.phase_at(phase_list, max(saved - 1, 0))[0]
-  started = {}  # step -> (template state, step function) of the checkpoint's phase
+  template = lambda saved: use_phase(phase_of(saved), dict(step=saved, params=params,
+                                                           batch_stats=batch_stats))
+  per_epoch, order_of_epoch = steps_per_epoch(len(train), batch_size), {}
 
-  def template(saved):
-    started[saved] = start_phase(phase_of(saved), params, batch_stats, saved)
-    return started[saved][0]
-  latest, restored = checkpoint.restore_latest(ckpts, template)
-  if latest is not None:
-    step, phase_index, step_fn = latest, phase_of(latest), started[latest][1]
-    state = restored
-    logging.info("Resumed from %s at step %d.", workdir, latest)
-
-  logger = MetricLogger(workdir, total, first_step=step)
-  pending, pending_from = [], step
-  clock = run_dir.TrainClock(workdir, step)
-  per_epoch, order_epoch = steps_per_epoch(len(train), batch_size), None
-  while step < total:
+  def train_step(state, step):
     index, _, _ = strategies.phase_at(phase_list, step)
-    if index != phase_index:  # next phase: same parameters, a new partition and optimizer
-      phase_index = index
-      state, step_fn = start_phase(index, state["params"], state["batch_stats"], step)
-    if step // per_epoch != order_epoch:
-      order_epoch = step // per_epoch
-      order = sharding.replicate(epoch_order(data_key, order_epoch, len(train)), mesh)
-    state, loss = step_fn(state, anchor, images, targets, order)
-    step += 1
-    pending.append(loss)
-    if step_callback is not None:
-      step_callback(step)
-    log_now = step % config.log_every == 0 or step == total
-    save_now = step % config.checkpoint_every == 0 or step == total
-    if log_now or save_now:
-      run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir,
-                           "Lower the learning rate.")
-      last_loss = float(pending[-1])
-      pending, pending_from = [], step
-      if log_now:
-        scalars = {"train_loss": last_loss}
-        if config.eval_every and (step % config.eval_every == 0) and len(val):
-          scalars["val_accuracy"] = evaluate(state["params"], state["batch_stats"], val)["accuracy"]
-        logger.write(step, scalars)
-      if save_now:  # after the step's line: a run resumed here has it and drops later ones
-        ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
-        clock.save(step)
-  ckpts.wait_until_finished()
-  segments = clock.segments(step)
+    if index != current["index"]:  # next phase: same parameters, new partition and optimizer
+      state = use_phase(index, state)
+    epoch = step // per_epoch
+    if epoch not in order_of_epoch:
+      order_of_epoch.clear()
+      order_of_epoch[epoch] = sharding.replicate(epoch_order(data_key, epoch, len(train)), mesh)
+    state, loss = current["step_fn"](state, anchor, images, targets, order_of_epoch[epoch])
+    return state, loss, {"train_loss": loss}
 
+  def validate(state, step):
+    if config.eval_every and step % config.eval_every == 0 and len(val):
+      return {"val_accuracy": evaluate(state["params"], state["batch_stats"], val)["accuracy"]}
+    return {}
+
+  trained = loop.run(workdir, state, train_step, num_steps=config.num_steps, log_every=config.log_every,
+                     checkpoint_every=config.checkpoint_every, hint="Lower the learning rate.",
+                     template=template, log_extra=validate, step_callback=step_callback)
+  state, step, segments, logger = trained.state, trained.step, trained.segments, trained.logger
   params, batch_stats = state["params"], state["batch_stats"]
   metrics = {f"test_{k}": v for k, v in evaluate(params, batch_stats, test).items()}
   if len(val):

@@ -133,12 +133,12 @@ def checkpoint_cell(config, path: str, shot: int) -> dict:
       cfg[field] = saved[field]
     if cfg.model == "conv4":  # how convolutions are computed, not what: runs saved before
       cfg.model_kwargs.conv = "auto"  # the im2col kernel default to XLA's, 12x slower here
-  variables = checkpoint.load_variables(path)
+  variables, progress = train.load_run(path)  # a run in progress: its latest checkpoint
   per_task = _scores(cfg, train.make_learner(cfg), variables["meta_params"],
                      variables.get("batch_stats", {}))
-  trained = run_dir.saved_results(path).get("metrics", {})
   return dict(_summary(per_task, saved.test_inner_steps), algorithm=saved.algorithm,
-              trained_shot=saved.shot, meta_iterations=trained.get("meta_iterations"))
+              trained_shot=saved.shot, meta_iterations=progress.get("meta_iterations"),
+              num_steps=saved.num_steps if "num_steps" in progress else None)
 
 
 def _cached(workdir: str, name: str, compute) -> dict:
@@ -213,7 +213,11 @@ def _parse(cells: dict) -> dict:
 def method_name(method: str, cell: dict) -> str:
   if method in BASELINE_NAMES:
     return BASELINE_NAMES[method]
-  it = f", {cell['meta_iterations']:,} it." if cell.get("meta_iterations") else ""
+  it = ""
+  if cell.get("meta_iterations"):
+    it = f", {cell['meta_iterations']:,} it."
+    if cell.get("num_steps"):  # a run in progress
+      it = f", {cell['meta_iterations']:,} of {cell['num_steps']:,} it., in progress"
   return (f"{ALGORITHM_NAMES.get(cell['algorithm'], cell['algorithm'])} (meta-trained "
           f"{cell['trained_shot']}-shot{it})")
 

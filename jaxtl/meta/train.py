@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import os
-import time
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -23,12 +22,12 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, partition, sharding, workdir as run_dir
+from jaxtl import checkpoint, loop, partition, sharding, workdir as run_dir
 from jaxtl.data import ImageDataset, load_dataset
 from jaxtl.errors import ConfigError, MissingInputError
 from jaxtl.meta import tasks
 from jaxtl.meta.algorithms import MetaLearner
-from jaxtl.metrics import MetricLogger, write_results
+from jaxtl.metrics import write_results
 from jaxtl.models import MODELS, build_model
 from jaxtl.models.blackbox import BlackBox
 
@@ -199,13 +198,6 @@ def make_outer_optimizer(config):
   raise ConfigError(f"Unknown meta_optimizer {config.meta_optimizer!r}; valid: adam, sgd.")
 
 
-def _rate(steady, step: int) -> float:
-  """Meta-iterations per second since the end of the first (compiling) call."""
-  if steady is None or step == steady[1]:
-    return float("nan")
-  return (step - steady[1]) / (time.perf_counter() - steady[0])
-
-
 def check_config(config):
   """Ranges and multiples of the loop's counts; names are checked where they are used
   (`make_learner`, `make_outer_optimizer`, `make_task_data`), all before a run writes."""
@@ -238,58 +230,32 @@ def train_and_evaluate(config, workdir: str, step_callback=None, model=None) -> 
   logging.info("%s: %s, inner loop adapts:\n%s", config.algorithm, learner.task_batching,
                partition.describe(
                    state["meta_params"]["params"], learner.labels(state["meta_params"]["params"])))
-  ckpts = checkpoint.manager(workdir)
-  restored_step, restored = checkpoint.restore_latest(ckpts, state)
-  if restored_step is not None:
-    state = restored
-    logging.info("Resumed from %s at meta-iteration %d.", workdir, int(state["step"]))
   step_fn = make_meta_step(learner, tx, train_sampler, config.meta_batch, config.steps_per_call,
                            mesh)
   # Tasks' key: derived from the seed, not PRNGKey(seed + 1), the next seed's init key.
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-  step = int(state["step"])
-  logger = MetricLogger(workdir, config.num_steps, first_step=step)
-  clock = run_dir.TrainClock(workdir, step)
-  pending, pending_from = [], step
-  steady = None  # (time, step) after the first call, which includes compilation
-  while step < config.num_steps:
+  name = "mse" if learner.loss == "mse" else "accuracy"
+
+  def meta_step(state, step):
     state, (losses, metrics) = step_fn(state, train_data, key)
-    step += config.steps_per_call
-    if steady is None:
-      jax.block_until_ready(losses)
-      steady = (time.perf_counter(), step)
-    pending.append(losses)
-    if step_callback is not None:
-      step_callback(step)
-    log_now = step % config.log_every == 0 or step == config.num_steps
-    save_now = step % config.checkpoint_every == 0 or step == config.num_steps
-    if log_now or save_now:
-      run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir,
-                           "Lower meta_lr or inner_lr.")
-      pending, pending_from = [], step
-      if log_now:
-        name = "mse" if learner.loss == "mse" else "accuracy"
-        scalars = {"meta_loss": float(losses[-1]), f"query_{name}": float(metrics[-1])}
-        if step > steady[1]:
-          scalars["meta_iterations_per_second"] = _rate(steady, step)
-        logger.write(step, scalars)
-      if save_now:  # after the step's line: a run resumed here has it and drops later ones
-        ckpts.save(step, args=checkpoint.ocp.args.StandardSave(state))
-        clock.save(step)
-  ckpts.wait_until_finished()
-  segments = clock.segments(step)
+    return state, losses, {"meta_loss": losses, f"query_{name}": metrics}
+
+  trained = loop.run(workdir, state, meta_step, num_steps=config.num_steps,
+                     log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                     hint="Lower meta_lr or inner_lr.", stride=config.steps_per_call,
+                     rate_name="meta_iterations_per_second", step_callback=step_callback)
+  state, step, segments = trained.state, trained.step, trained.segments
   results = evaluate(config, learner, state["meta_params"], state["batch_stats"],
                      sharding.replicate(test_data, mesh), test_sampler, mesh)
   if train_data is not None:  # (classes, examples, *input shape); jaxtl.adapt reads it
     results["input_shape"] = list(train_data.shape[2:])
   results.update(meta_iterations=step, train_seconds=run_dir.total_seconds(segments),
-                 train_segments=segments, meta_iterations_per_second=_rate(steady, step),
+                 train_segments=segments, meta_iterations_per_second=trained.steps_per_second,
                  data=provenance)
-  logger.close()
+  trained.logger.close()
   checkpoint.save_variables(workdir, {"meta_params": state["meta_params"],
                                       "batch_stats": state["batch_stats"]})
   write_results(workdir, config, results, "meta")
-  name = "mse" if learner.loss == "mse" else "accuracy"
   logging.info("%s: test %s after %d steps %.4f +- %.4f", workdir, name,
                config.test_inner_steps, results[f"test_{name}"], results[f"test_{name}_ci95"])
   return results
@@ -331,31 +297,39 @@ def check_same_model(config, workdir: str):
                       + (f" (e.g. {overrides})." if overrides and saved_name == name else "."))
 
 
+def load_run(workdir: str):
+  """(variables, progress) of a meta-learning run: its final variables, or, for a run
+  still in progress, its latest training checkpoint; `progress` has `meta_iterations`
+  and training time (and `num_steps`, None, for a run in progress)."""
+  if os.path.isdir(os.path.join(workdir, checkpoint.VARIABLES_DIR)):
+    trained = run_dir.saved_results(workdir).get("metrics", {})
+    return checkpoint.load_variables(workdir), {
+        k: trained[k] for k in ("meta_iterations", "train_seconds", "train_segments",
+                                "input_shape") if k in trained}
+  # Look before opening a manager, which would create the folder.
+  has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints"))
+  ckpts = checkpoint.manager(workdir) if has_checkpoints else None
+  step = ckpts.latest_step() if ckpts else None
+  if step is None:
+    raise MissingInputError(f"{workdir} holds neither final variables "
+                            f"({checkpoint.VARIABLES_DIR}/) nor training checkpoints.")
+  segments = run_dir.segments_up_to(workdir, int(step))
+  logging.info("%s: no final variables; using the training checkpoint at meta-iteration %d.",
+               workdir, step)
+  return ckpts.restore(step), {"meta_iterations": int(step), "num_steps": None,
+                               "train_seconds": run_dir.total_seconds(segments),
+                               "train_segments": segments}
+
+
 def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
   """Re-evaluates the final meta-parameters saved in `workdir`, or, for a run still in
   progress, its latest training checkpoint (results then say `meta_iterations` of
   `num_steps`); writes results.json to `outdir` (default: `workdir`, replacing the
   training run's)."""
   check_same_model(config, workdir)
-  progress = {}
-  if os.path.isdir(os.path.join(workdir, checkpoint.VARIABLES_DIR)):
-    saved = checkpoint.load_variables(workdir)
-    trained = run_dir.saved_results(workdir).get("metrics", {})
-    progress = {k: trained[k] for k in ("meta_iterations", "train_seconds", "train_segments",
-                                        "input_shape") if k in trained}
-  else:  # look before opening a manager, which would create the folder
-    has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints"))
-    ckpts = checkpoint.manager(workdir) if has_checkpoints else None
-    step = ckpts.latest_step() if ckpts else None
-    if step is None:
-      raise MissingInputError(f"{workdir} holds neither final variables "
-                              f"({checkpoint.VARIABLES_DIR}/) nor training checkpoints.")
-    saved = ckpts.restore(step)
-    segments = run_dir.segments_up_to(workdir, int(step))
-    progress = {"meta_iterations": int(step), "num_steps": config.num_steps,
-                "train_seconds": run_dir.total_seconds(segments), "train_segments": segments}
-    logging.info("%s: no final variables; evaluating the training checkpoint at "
-                 "meta-iteration %d of %d.", workdir, step, config.num_steps)
+  saved, progress = load_run(workdir)
+  if "num_steps" in progress:
+    progress["num_steps"] = config.num_steps
   learner = make_learner(config)
   _, test_data, _, test_sampler, provenance = make_task_data(config)
   mesh = sharding.make_mesh(config.num_devices)
