@@ -7,7 +7,7 @@ import time
 import jax
 import numpy as np
 
-from jaxtl import runtime
+from jaxtl import objectives, runtime
 from jaxtl.errors import ConfigError
 
 
@@ -46,7 +46,11 @@ FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says i
                   "test_backtrack": False,  # added
                   "splits": ["all"],        # added with meta-learning on any dataset
                   "num_train_classes": 0,   # added with it
-                  "batch_norm": "transductive"}  # added to meta configs with jaxtl.adapt
+                  "batch_norm": "transductive",  # added to meta configs with jaxtl.adapt
+                  # added to pre-training configs with self-supervised objectives:
+                  "objective": "supervised",
+                  "objective_kwargs": {k: list(v) if isinstance(v, tuple) else v
+                                       for k, v in objectives.OPTIONS.items()}}
 
 
 def load_config(workdir: str):

@@ -15,6 +15,7 @@ Variants:
 """
 import ml_collections
 
+from jaxtl import objectives
 from jaxtl.errors import ConfigError
 
 
@@ -35,6 +36,10 @@ def base() -> ml_collections.ConfigDict:
   c.model_kwargs = ml_collections.ConfigDict({"widths": (16, 32, 64)})
   c.batch_norm = "train"        # train: batch statistics, running averages updated;
                                 # frozen: running averages, kept fixed
+  # What a step asks of the network (jaxtl/objectives): supervised | rotation | simclr | mae,
+  # and the objectives' options (augmentations, temperature, mask_ratio, ...).
+  c.objective = "supervised"
+  c.objective_kwargs = ml_collections.ConfigDict(objectives.OPTIONS)
   # What adapts (see jaxtl/finetune/strategies.py).
   c.init_from = ""              # workdir of a finished pre-training run
   c.reinit = (r"^head/",)       # regexes of leaves re-initialised instead of loaded

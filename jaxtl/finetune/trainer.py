@@ -1,6 +1,7 @@
-"""Supervised (pre-)training and fine-tuning: `train_and_evaluate(config, workdir)`.
+"""Pre-training and fine-tuning: `train_and_evaluate(config, workdir)`.
 
-Pre-training is fine-tuning with `strategy="full"` and no `init_from`. One jitted step
+Pre-training is fine-tuning with `strategy="full"` and no `init_from`, supervised or
+with a self-supervised `objective` (`jaxtl.objectives`: the step's inputs and loss). One jitted step
 differentiates only the trainable leaves of the current phase (frozen leaves are
 closed over, so XLA drops their backward pass), and the optimizer, an
 `optax.partition` over learning-rate groups, only ever sees trainable leaves: frozen
@@ -15,7 +16,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, loop, partition, sharding, workdir as run_dir
+from jaxtl import checkpoint, loop, objectives, partition, sharding, workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import auto, strategies
 from jaxtl.finetune.data import make_splits
@@ -74,19 +75,23 @@ def epoch_order(key, epoch, num_examples: int) -> jax.Array:
   return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
 
 
-def make_train_step(model, tx, labels, config, batch_size: int, num_examples: int, mesh=None):
+def make_train_step(model, tx, labels, config, batch_size: int, num_examples: int, mesh=None,
+                    objective: Optional[objectives.Objective] = None, key=None):
   """Returns step(state, anchor, images, labels, order) -> (state, loss), `order` being
   `epoch_order` of the step's epoch; donates the state. With a `mesh`
-  (`jaxtl.sharding`) the batch is split over its devices."""
+  (`jaxtl.sharding`) the batch is split over its devices. `objective` (default:
+  cross-entropy on the labels) makes the step's inputs from fold_in(`key`, step)."""
   trainable_label = lambda label: label is not None
   per_epoch = steps_per_epoch(num_examples, batch_size)
   bn_train = config.batch_norm == "train"
   l2sp = config.strategy == "l2sp"
+  objective = objective or objectives.make("supervised", {}, 0, ())
+  key = jax.random.PRNGKey(0) if key is None else key
 
   def loss_fn(trainable, frozen, batch_stats, anchor, x, y):
     params = partition.merge(trainable, frozen)
-    logits, batch_stats = forward(model, params, batch_stats, x, bn_train)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    outputs, batch_stats = forward(model, params, batch_stats, x, bn_train)
+    loss = objective.loss(outputs, y)
     if l2sp:
       loss += strategies.l2sp_penalty(trainable, anchor, config.l2sp_alpha, config.l2sp_beta)
     return loss, batch_stats
@@ -98,6 +103,7 @@ def make_train_step(model, tx, labels, config, batch_size: int, num_examples: in
     x, y = images[idx], targets[idx]
     if mesh is not None:
       x, y = sharding.shard_batch((x, y), mesh)
+    x, y = objective.prepare(jax.random.fold_in(key, state["step"]), x, y)
     trainable, frozen = partition.split(state["params"], labels, trainable_label)
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         trainable, frozen, state["batch_stats"], anchor, x, y)
@@ -156,10 +162,15 @@ def train_and_evaluate(config, workdir: str,
   train, val, test = data if data is not None else make_splits(config)
   num_classes = (len(config.classes) if config.classes else
                  max(train.num_classes, test.num_classes))
-  if model is None:
-    model = build_model(config.model, num_classes=num_classes, **dict(config.model_kwargs))
+  objective = objectives.make(config.objective, config.objective_kwargs, num_classes,
+                              train.images.shape[1:])
+  if model is None:  # its head is the objective's output layer
+    model = build_model(config.model, num_classes=objective.num_outputs,
+                        **dict(config.model_kwargs))
   key = jax.random.PRNGKey(config.seed)
   init_key, data_key = jax.random.split(key)
+  # The objective's inputs (augmentations, masks): in training, and a fixed draw to evaluate.
+  input_key, eval_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
   variables = model.init(init_key, jnp.asarray(train.images[:1]), train=False)
   phase_list = strategies.phases(config, block_names(model, variables["params"]))
   anchor = {}
@@ -179,7 +190,14 @@ def train_and_evaluate(config, workdir: str,
   mesh = sharding.make_mesh(config.num_devices)
   sharding.check_divisible(batch_size, mesh, "batch_size")
   images, targets, anchor = sharding.replicate((train.images, train.labels, anchor), mesh)
-  evaluate = make_eval_fn(model, config.eval_batch_size)
+  classify = make_eval_fn(model, config.eval_batch_size)
+
+  def evaluate(params, batch_stats, dataset):
+    if objective.name == "supervised":
+      return classify(params, batch_stats, dataset)
+    apply = lambda x: forward(model, params, batch_stats, x, train=False)[0]
+    return objectives.evaluate(apply, objective, dataset, config.eval_batch_size,
+                               eval_key)
 
   def start_phase(index, params, batch_stats, step):
     """A fresh state and step function for phase `index`: its partition and optimizer."""
@@ -195,7 +213,8 @@ def train_and_evaluate(config, workdir: str,
     state = dict(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=batch_stats,
                  opt_state=tx.init(trainable))
     return (sharding.replicate(state, mesh),
-            make_train_step(model, tx, labels, config, batch_size, len(train), mesh))
+            make_train_step(model, tx, labels, config, batch_size, len(train), mesh,
+                            objective, input_key))
 
   current = {}  # the phase in use: index, step function
 
@@ -227,12 +246,13 @@ def train_and_evaluate(config, workdir: str,
 
   def validate(state, step):
     if config.eval_every and step % config.eval_every == 0 and len(val):
-      return {"val_accuracy": evaluate(state["params"], state["batch_stats"], val)["accuracy"]}
+      scores = evaluate(state["params"], state["batch_stats"], val)
+      return {f"val_{k}": v for k, v in scores.items() if k != "loss"}
     return {}
 
-  trained = loop.run(workdir, state, train_step, num_steps=config.num_steps, log_every=config.log_every,
-                     checkpoint_every=config.checkpoint_every, hint="Lower the learning rate.",
-                     template=template, log_extra=validate, step_callback=step_callback)
+  trained = loop.run(workdir, state, train_step, num_steps=config.num_steps,
+                     log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                     hint="Lower the learning rate.", template=template, log_extra=validate, step_callback=step_callback)
   state, step, segments, logger = trained.state, trained.step, trained.segments, trained.logger
   params, batch_stats = state["params"], state["batch_stats"]
   metrics = {f"test_{k}": v for k, v in evaluate(params, batch_stats, test).items()}
@@ -252,5 +272,6 @@ def train_and_evaluate(config, workdir: str,
   checkpoint.save_variables(workdir, {"params": params, "batch_stats": batch_stats}
                             if batch_stats else {"params": params})
   write_results(workdir, config, metrics, "finetune")
-  logging.info("%s: test accuracy %.4f", workdir, metrics["test_accuracy"])
+  logging.info("%s: %s", workdir, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                            if k.startswith("test_")))
   return metrics

@@ -1,0 +1,123 @@
+"""Pre-training objectives (jaxtl.objectives): each one's invariant against a direct NumPy
+computation in float64, and each one end to end through the trainer, its checkpoint then
+fine-tuned with `init_from` like a supervised one."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import finetune as finetune_configs
+from jaxtl import checkpoint, objectives
+from jaxtl.errors import ConfigError
+from jaxtl.finetune import trainer
+from jaxtl.objectives import augment, mae, rotation, simclr
+from tests.reference import float64
+
+
+def _images(shape=(3, 8, 8, 1), seed=0):
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def test_rotation_labels_name_the_rotation_each_image_had():
+  x = _images((3, 6, 6, 2))
+  rotated, labels = rotation.rotate_all(jnp.asarray(x))
+  assert rotated.shape == (12, 6, 6, 2) and labels.shape == (12,)
+  for j in range(12):
+    k, i = int(labels[j]), j % 3
+    np.testing.assert_array_equal(rotated[j], np.rot90(x[i], k, axes=(0, 1)))
+  assert list(np.asarray(labels)) == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+  with pytest.raises(ConfigError, match=r"square images; got \(6, 8\)"):
+    objectives.make("rotation", {}, 10, (6, 8, 1))
+
+
+def _nt_xent_numpy(z1, z2, temperature):
+  z = np.concatenate([z1, z2]).astype(np.float64)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  n, total = len(z), 0.0
+  for i in range(n):
+    partner = (i + n // 2) % n
+    others = [j for j in range(n) if j != i]
+    logits = np.array([z[i] @ z[j] / temperature for j in others])
+    total += np.log(np.exp(logits).sum()) - z[i] @ z[partner] / temperature
+  return total / n
+
+
+def test_nt_xent_matches_numpy_and_identical_views_minimise_it():
+  """Its global minimum: each pair's views identical, the pairs a regular simplex
+  (cosine -1 / (B - 1) between pairs); any perturbation of the second views costs."""
+  rng = np.random.default_rng(1)
+  batch, temperature = 5, 0.5
+  z1, z2 = rng.normal(size=(batch, 4)), rng.normal(size=(batch, 4))
+  simplex = np.eye(batch) - 1.0 / batch
+  loss = lambda a, b: float(simclr.nt_xent(jnp.asarray(a), jnp.asarray(b), temperature))
+  with float64():
+    got = loss(z1, z2)
+    best = loss(simplex, simplex)
+    perturbed = [loss(simplex, simplex + 0.1 * rng.normal(size=simplex.shape))
+                 for _ in range(20)]
+  np.testing.assert_allclose(got, _nt_xent_numpy(z1, z2, temperature), rtol=1e-12)
+  negative = -1.0 / (batch - 1)  # the simplex's cosine between different pairs
+  closed_form = (np.log(np.exp(1 / temperature) + (2 * batch - 2) *
+                        np.exp(negative / temperature)) - 1 / temperature)
+  np.testing.assert_allclose(best, closed_form, rtol=1e-12)
+  assert best < min(perturbed) and best < got
+
+
+def test_masked_loss_ignores_unmasked_pixels_when_configured_to():
+  x = jnp.asarray(_images((4, 8, 8, 1)))
+  mask = mae.patch_mask(jax.random.PRNGKey(0), x.shape, patch=4, ratio=0.5)
+  assert 0 < float(mask.mean()) < 1 and set(np.unique(mask)) == {0.0, 1.0}
+  outputs = jnp.asarray(_images((4, 64), seed=2))
+  changed = outputs + (1 - mask).reshape(4, 64) * 3.0  # only the visible pixels move
+  masked = lambda o: float(mae.reconstruction_loss(o, x, mask, masked_only=True))
+  everywhere = lambda o: float(mae.reconstruction_loss(o, x, mask, masked_only=False))
+  assert masked(changed) == masked(outputs)
+  assert everywhere(changed) != everywhere(outputs)
+  expected = np.sum((np.asarray(outputs).reshape(x.shape) - x) ** 2 * mask) / np.sum(mask)
+  np.testing.assert_allclose(masked(outputs), expected, rtol=1e-5)
+  # The objective hides exactly the masked pixels of its inputs.
+  objective = objectives.make("mae", {"mask_ratio": 0.5, "patch": 4}, 10, (8, 8, 1))
+  inputs, (targets, mask) = objective.prepare(jax.random.PRNGKey(3), x, None)
+  np.testing.assert_array_equal(inputs, x * (1 - mask))
+  np.testing.assert_array_equal(targets, x)
+
+
+def test_augmentations_are_seeded_and_the_identity_at_zero_strength():
+  x = jnp.asarray(_images((4, 8, 8, 2)))
+  key = jax.random.PRNGKey(0)
+  np.testing.assert_array_equal(augment.augment(key, x), augment.augment(key, x))
+  assert not np.allclose(augment.augment(key, x), augment.augment(jax.random.PRNGKey(1), x))
+  identity = augment.augment(key, x, max_rotate_deg=0.0, scale=(1.0, 1.0), max_translate=0.0,
+                             pixel_noise=0.0)
+  np.testing.assert_allclose(identity, x, atol=1e-5)
+
+
+def test_unknown_objective_and_argument_are_one_line_errors():
+  with pytest.raises(ConfigError, match="Unknown objective 'simclrr'; valid: supervised, "
+                     "rotation, simclr, mae"):
+    objectives.make("simclrr", {}, 10, (8, 8, 1))
+  with pytest.raises(ConfigError, match=r"Unknown objective_kwargs \['temprature'\]; valid: "
+                     "augment, max_rotate_deg"):
+    objectives.make("simclr", {"temprature": 0.1}, 10, (8, 8, 1))
+  with pytest.raises(ConfigError, match="masked_only=True with mask_ratio=0"):
+    objectives.make("mae", {"mask_ratio": 0.0, "noise_std": 0.1}, 10, (8, 8, 1))
+
+
+@pytest.mark.parametrize("name,metric", [("rotation", "test_accuracy"),
+                                         ("simclr", "test_partner_top1"),
+                                         ("mae", "test_mse")])
+def test_each_objective_pretrains_and_its_checkpoint_fine_tunes(name, metric, tmp_path):
+  source = finetune_configs.get_config("quick_source")
+  source.objective = name
+  if name == "simclr":
+    source.objective_kwargs.temperature = 0.2
+  metrics = trainer.train_and_evaluate(source, str(tmp_path / name))
+  assert np.isfinite(metrics["test_loss" if name != "mae" else "test_mse"])
+  assert metric in metrics
+  head = checkpoint.load_variables(str(tmp_path / name))["params"]["head"]["kernel"]
+  expected = {"rotation": 4, "simclr": 64, "mae": 64}[name]  # 8x8x1 digits: 64 pixels
+  assert head.shape[-1] == expected
+  target = finetune_configs.get_config("quick")
+  target.init_from = str(tmp_path / name)
+  tuned = trainer.train_and_evaluate(target, str(tmp_path / "tuned"))
+  assert 0 <= tuned["test_accuracy"] <= 1
