@@ -1,15 +1,18 @@
 """Pre-training objectives (jaxtl.objectives): each one's invariant against a direct NumPy
 computation in float64, and each one end to end through the trainer, its checkpoint then
 fine-tuned with `init_from` like a supervised one."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments.configs import finetune as finetune_configs
+from experiments.configs import surgical as surgical_configs
 from jaxtl import checkpoint, objectives
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import trainer
+from jaxtl.finetune import surgical, trainer
 from jaxtl.objectives import augment, mae, rotation, simclr
 from tests.reference import float64
 
@@ -103,7 +106,7 @@ def test_unknown_objective_and_argument_are_one_line_errors():
     objectives.make("mae", {"mask_ratio": 0.0, "noise_std": 0.1}, 10, (8, 8, 1))
 
 
-@pytest.mark.parametrize("name,metric", [("rotation", "test_accuracy"),
+@pytest.mark.parametrize("name,metric", [("rotation", "test_rotation_accuracy"),
                                          ("simclr", "test_partner_top1"),
                                          ("mae", "test_mse")])
 def test_each_objective_pretrains_and_its_checkpoint_fine_tunes(name, metric, tmp_path):
@@ -121,3 +124,17 @@ def test_each_objective_pretrains_and_its_checkpoint_fine_tunes(name, metric, tm
   target.init_from = str(tmp_path / name)
   tuned = trainer.train_and_evaluate(target, str(tmp_path / "tuned"))
   assert 0 <= tuned["test_accuracy"] <= 1
+
+
+def test_surgical_study_fine_tunes_a_self_supervised_source(tmp_path):
+  """`--config.pretrain.objective` in the surgical / LP-FT study: the source is pre-trained
+  without labels in its own folder, and every strategy starts from a new head."""
+  config = surgical_configs.get_config("quick")
+  config.pretrain.objective = "rotation"
+  (spec,) = config.shifts
+  results = surgical.study(config, str(tmp_path))[spec]
+  folders = os.listdir(tmp_path / "pretrain")
+  assert len(folders) == 1 and folders[0].endswith("_rotation"), folders
+  assert results["source_test_accuracy"] is None  # no classifier was pre-trained
+  assert all(0 <= row["test_accuracy"] <= 1 for row in results["strategies"].values())
+  assert "head" in results["strategies"]["block1"]["changed_blocks"]  # re-initialised

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxtl import checkpoint, partition, runtime
+from jaxtl import checkpoint, partition, runtime, workdir as run_dir
 from jaxtl.data.corruptions import corrupt, corruption_names
 from jaxtl.data.datasets import load_dataset, usps_to_28
 from jaxtl.data.shifts import SHIFTS, ShiftTask, make_shift
@@ -94,13 +94,23 @@ def target_split(task, num_train: int, num_val: int, seeds, data_seed: int):
 
 
 def pretrained(config, workdir, task):
-  """Pre-trains on the task's source (cached by folder); returns (variables, test acc)."""
+  """Pre-trains on the task's source (cached by folder, one per source and objective);
+  returns (variables, source test accuracy, None for a self-supervised objective)."""
   root = config.pretrain_root or os.path.join(workdir, "pretrain")
-  folder = os.path.join(root, re.sub(r"\W", "_", task.source_key))
+  name = task.source_key + ("" if config.pretrain.objective == "supervised" else
+                            f"_{config.pretrain.objective}")
+  folder = os.path.join(root, re.sub(r"\W", "_", name))
   s_train, s_val = split_train_val(task.source_train, 0, config.pretrain.num_val,
                                    config.pretrain.data_seed)
   metrics = run_cached(config.pretrain, folder, (s_train, s_val, task.source_test))
-  return checkpoint.load_variables(folder), metrics["test_accuracy"]
+  return checkpoint.load_variables(folder), metrics.get("test_accuracy")
+
+
+def reinit(config) -> tuple:
+  """`config.reinit`, plus the head after a self-supervised objective (its head is the
+  objective's output layer, not a classifier)."""
+  extra = () if config.pretrain.objective == "supervised" else (r"^head/",)
+  return tuple(dict.fromkeys(tuple(config.reinit) + extra))
 
 
 def worst_group(correct, task_test):
@@ -163,7 +173,7 @@ def run_strategy(config, model, variables, overrides, task, split, sets):
   row_config.update(dict(overrides))
   spec = grid.GridSpec(
       tuple(strategies.phases(row_config, model.block_names())), row_config.batch_size,
-      row_config.batch_norm, tuple(config.reinit),
+      row_config.batch_norm, reinit(config),
       row_config.strategy if row_config.strategy in ("auto_rgn", "auto_snr") else "",
       row_config.auto_period, row_config.auto_measure_steps, row_config.snr_threshold,
       config.chunk)
@@ -248,13 +258,20 @@ def grid_key(config, overrides) -> dict:
   return json.loads(json.dumps(key, default=str))
 
 
+def _with_defaults(key: dict) -> dict:
+  """A saved grid key with the fields its configs predate (`FIELD_DEFAULTS`) filled in."""
+  return {**key, **{name: {**run_dir.FIELD_DEFAULTS, **key[name]}
+                    for name in ("pretrain", "finetune")
+                    if isinstance(key.get(name), dict)}}
+
+
 def study_shift(config, workdir, spec):
   task = shift_task(config, spec)
   variables, source_acc = pretrained(config, workdir, task)
   model = build_model(config.finetune.model, num_classes=task.num_classes,
                       **dict(config.finetune.model_kwargs))
   fresh = model.init(jax.random.PRNGKey(0), task.target_train.images[:1], train=False)
-  variables, _ = checkpoint.load_pretrained(fresh, variables, tuple(config.reinit))
+  variables, _ = checkpoint.load_pretrained(fresh, variables, reinit(config))
   split = target_split(task, config.num_train, config.num_val, config.seeds,
                        config.finetune.data_seed)
   sets = eval_sets(config, task)
@@ -264,7 +281,7 @@ def study_shift(config, workdir, spec):
                         re.sub(r"\W+", "_", label).strip("_") + ".json")
     key = grid_key(config, overrides)
     saved = _load_json(path)
-    if saved is not None and saved["key"] != key:
+    if saved is not None and _with_defaults(saved["key"]) != _with_defaults(key):
       raise ConfigError(f"{path} holds a grid of another config; use another --workdir or "
                         "delete it to rerun.")
     if saved is None:
@@ -281,7 +298,7 @@ def study_shift(config, workdir, spec):
               for a, b in zip(row["per_seed"], rows[baseline]["per_seed"])]
       row["minus_baseline"], row["minus_baseline_ci95"] = float(np.mean(diff)), ci95(diff)
   train0 = task.target_train.subset(split[1][config.seeds[0]])
-  rgn_vars = grid.redraw(model, variables, tuple(config.reinit),
+  rgn_vars = grid.redraw(model, variables, reinit(config),
                          jax.random.split(jax.random.PRNGKey(config.seeds[0]))[0],
                          train0.images[:1])
   rgn = relative_gradient_norms(model, rgn_vars, train0.images, train0.labels,
