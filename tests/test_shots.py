@@ -4,8 +4,13 @@ import json
 import os
 import shutil
 
+import pytest
+
+from experiments.configs import finetune as finetune_configs
 from experiments.configs import meta as meta_configs
 from experiments.configs import shots as shots_configs
+from jaxtl.errors import ConfigError
+from jaxtl.finetune import trainer
 from jaxtl.meta import shots, train
 
 
@@ -42,3 +47,18 @@ def test_quick_sweep_resumes_and_scores_a_checkpoint_as_meta_eval(data_dir, tmp_
   path.write_text(json.dumps(edited))
   assert shots.run(config, str(tmp_path / "sweep"))["ncm_5w1s"]["accuracy"] == -1.0
   assert os.path.exists(tmp_path / "sweep" / "pretrain_cosine" / "results.json")
+  # A finished pre-training run as the network (init_from): the same network as the
+  # sweep's own, so the same cells; a run on other images is refused, naming both shapes.
+  config.init_from = str(tmp_path / "sweep" / "pretrain_linear")
+  config.baselines, config.checkpoints = ("ncm", "linear_probe"), ()
+  again = shots.run(config, str(tmp_path / "from_run"))
+  for name in ("ncm_5w1s", "linear_probe_5w1s"):
+    assert again[name]["accuracy"] == cells[name]["accuracy"], name
+  assert not os.path.exists(tmp_path / "from_run" / "pretrain_linear")
+  digits = finetune_configs.get_config("quick_source")
+  digits.objective = "rotation"
+  trainer.train_and_evaluate(digits, str(tmp_path / "digits"))
+  config.init_from = str(tmp_path / "digits")
+  with pytest.raises(ConfigError, match=r"images of shape \[8, 8, 1\], the tasks' are "
+                     r"\[28, 28, 1\]"):
+    shots.run(config, str(tmp_path / "from_digits"))

@@ -39,6 +39,9 @@ def get_config(variant: str = "omniglot") -> ml_collections.ConfigDict:
   c.pretrain.num_steps, c.pretrain.batch_size = 3000, 256  # 9 epochs of 83,600 images
   c.pretrain.learning_rate, c.pretrain.weight_decay = 1e-3, 0.0
   c.pretrain.log_every, c.pretrain.checkpoint_every = 100, 500
+  # A finished pre-training run (experiments.pretrain, any objective) instead of the one
+  # pre-trained here for the linear-head baselines; "" pre-trains `pretrain`.
+  c.init_from = ""
   # Meta-learned checkpoints (label, folder), re-evaluated at each shot count.
   c.checkpoints = (("maml", "results/omniglot_5w1s_maml"),
                    ("maml_5shot", "results/omniglot_5w5s_maml"),

@@ -10,6 +10,8 @@ tasks, mean and 95% CI) with `shot` support images and `query` query images per 
     validation characters (`tasks.num_val_classes`, taken out of the training ones),
     never on the test split; LP-FT probes with the linear probe's picks, then picks its
     own. Baseline++ (`cosine`) has its own network, pre-trained with a cosine head.
+    `init_from` replaces the linear-head network by a finished pre-training run of any
+    objective (`jaxtl.objectives`; one workdir per network: cells are cached by name).
   * the meta-learned checkpoints of `checkpoints`, re-evaluated at each shot count with
     their own test-time procedure.
 Each cell is a JSON file under `workdir/cells/`, written when done: a rerun resumes.
@@ -69,6 +71,23 @@ def pretrain(config, workdir: str, head: str):
   variables = checkpoint.load_variables(sub)
   model = build_model(cfg.model, num_classes=classes, **dict(cfg.model_kwargs))
   return model, variables["params"], variables.get("batch_stats", {}), data.provenance
+
+
+def load_network(config, path: str):
+  """(model, params, batch_stats, provenance) of a finished pre-training run in `path`
+  (any objective: the baselines replace its head), checked against the tasks' images."""
+  saved = run_dir.load_config(path)
+  if saved is None or "strategy" not in saved:  # not a fine-tuning trainer's config
+    raise ConfigError(f"init_from: {path} holds no pre-training run (experiments.pretrain).")
+  variables = checkpoint.load_variables(path)
+  results = run_dir.saved_results(path).get("metrics", {})
+  images = train.make_task_data(task_config(config, max(config.ways), 1)).test
+  if list(results.get("input_shape", [])) != list(images.shape[2:]):
+    raise ConfigError(f"init_from: {path} was trained on images of shape "
+                      f"{results.get('input_shape')}, the tasks' are {list(images.shape[2:])}.")
+  outputs = variables["params"]["head"]["kernel"].shape[-1]
+  model = build_model(saved.model, num_classes=outputs, **dict(saved.model_kwargs))
+  return model, variables["params"], variables.get("batch_stats", {}), results.get("data")
 
 
 def _summary(per_task: np.ndarray, column: int) -> dict:
@@ -165,7 +184,9 @@ def run(config, workdir: str) -> dict:
 
   def network(head):
     if head not in networks:
-      networks[head] = pretrain(config, workdir, head)
+      networks[head] = (load_network(config, config.init_from)
+                        if config.init_from and head == "linear" else
+                        pretrain(config, workdir, head))
     return networks[head]
   cells = {}  # meta-learned checkpoints first: they are the cheaper half
   for label, path in config.checkpoints:
