@@ -371,6 +371,22 @@ def meta_step_cost_table(root: str) -> str:
   return "\n".join(lines)
 
 
+def objectives_throughput_table(root: str) -> str:
+  """Pre-training images per second for each objective, and the share of a step spent
+  making its inputs (`benchmarks.objectives_throughput`)."""
+  b = _load(root, "benchmarks/objectives_throughput_cpu.json")
+  lines = [f"{b['machine']}, Conv4 ({b['features']} features) on {b['batch_size']} source images "
+           f"of {'x'.join(map(str, b['image_shape']))} per step; median (range) over "
+           f"{b['repeats']} interleaved blocks of {b['steps']} steps\n",
+           "| objective | images/s | step (ms) | inputs (ms) | inputs / step |",
+           "|---|---:|---:|---:|---:|"]
+  for name, r in b["objectives"].items():
+    low, high = r["images_per_second_range"]
+    lines.append(f"| {name} | {r['images_per_second']:.0f} ({low:.0f}-{high:.0f}) | "
+                 f"{r['step_ms']:.1f} | {r['prepare_ms']:.1f} | {100 * r['input_share']:.0f}% |")
+  return "\n".join(lines)
+
+
 def memory_table(root: str) -> str:
   """Peak memory, compile time and step time of second-order MAML per inner-step count,
   plain and rematerialised."""
@@ -422,6 +438,7 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "finetune-cost-table": finetune_cost_table,
     "meta-step-cost-table": meta_step_cost_table,
     "memory-table": memory_table,
+    "objectives-throughput-table": objectives_throughput_table,
 }
 
 
