@@ -87,7 +87,7 @@ def _drop_after(path: str, step: int) -> set:
 
 
 RESULT_KINDS = ("meta", "finetune", "compare", "surgical", "surgical_study", "lecture",
-                "shots")
+                "shots", "pretraining")
 
 
 def write_text(path: str, text: str):

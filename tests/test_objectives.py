@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from experiments.configs import finetune as finetune_configs
+from experiments.configs import pretraining as pretraining_configs
 from experiments.configs import surgical as surgical_configs
 from jaxtl import checkpoint, objectives
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import surgical, trainer
-from jaxtl.objectives import augment, mae, rotation, simclr
+from jaxtl.objectives import augment, mae, rotation, simclr, study
 from tests.reference import float64
 
 
@@ -138,3 +139,29 @@ def test_surgical_study_fine_tunes_a_self_supervised_source(tmp_path):
   assert results["source_test_accuracy"] is None  # no classifier was pre-trained
   assert all(0 <= row["test_accuracy"] <= 1 for row in results["strategies"].values())
   assert "head" in results["strategies"]["block1"]["changed_blocks"]  # re-initialised
+
+
+def test_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_path):
+  """The Omniglot study end to end on its quick variant: a pre-training set of a fixed
+  size from k alphabets, each objective's network scored on evaluation-alphabet tasks."""
+  config = pretraining_configs.get_config("quick")
+  config.data_dir = data_dir
+  one = study.pretraining_images(config, 1, 0)
+  again = study.pretraining_images(config, 1, 0)
+  assert len(one) == config.num_images and one.num_classes <= 55  # one alphabet's characters
+  np.testing.assert_array_equal(one.images, again.images)  # seeded
+  table = study.study(config, str(tmp_path))
+  assert set(table) == {"scratch", "rotation"}
+  for objective in table.values():
+    assert set(objective) == {"1", "3"}
+    for cell in objective["1"].values():
+      assert 0 <= cell["accuracy"] <= 1 and cell["seeds"] == 1
+  assert os.path.isdir(tmp_path / "pretrain" / "rotation_3alphabets_seed0")
+  assert not any(name.startswith("scratch") for name in os.listdir(tmp_path / "pretrain"))
+  assert "| rotation |" in (tmp_path / "results.md").read_text()
+  # A rerun reads the cells: nothing is pre-trained or scored again.
+  (tmp_path / "pretrain" / "rotation_3alphabets_seed0" / "results.json").unlink()
+  assert study.study(config, str(tmp_path)) == table
+  with pytest.raises(ConfigError, match=r"num_images=100000 exceeds the \d+ drawings"):
+    config.num_images = 100000
+    study.pretraining_images(config, 1, 0)
