@@ -269,6 +269,15 @@ def shots_verdict(root: str) -> str:
   return shots.verdict(_load(root, "shots/results.json")["metrics"])
 
 
+def pretraining_tables(variant: str):
+  """Transfer accuracy per pre-training objective and alphabets (`experiments.pretraining`)."""
+  def table(root: str) -> str:
+    from jaxtl.objectives import study  # pylint: disable=import-outside-toplevel
+    return study.format_table(_load(root, f"pretraining_{variant}/results.json")
+                              ["metrics"]["summary"])
+  return table
+
+
 def finetune_grid_table(root: str) -> str:
   """The grid against one run per configuration (`benchmarks.finetune_grid`)."""
   b = _load(root, "benchmarks/finetune_grid_cpu.json")
@@ -433,6 +442,8 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "finetune-grid-table": finetune_grid_table,
     "shots-table": shots_tables,
     "shots-verdict": shots_verdict,
+    "pretraining-labels-table": pretraining_tables("labels"),
+    "pretraining-diversity-table": pretraining_tables("diversity"),
     "throughput-table": throughput_table,
     "throughput-ratio-table": throughput_ratio_table,
     "finetune-cost-table": finetune_cost_table,

@@ -159,6 +159,7 @@ def test_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_path):
   assert os.path.isdir(tmp_path / "pretrain" / "rotation_3alphabets_seed0")
   assert not any(name.startswith("scratch") for name in os.listdir(tmp_path / "pretrain"))
   assert "| rotation |" in (tmp_path / "results.md").read_text()
+  assert (tmp_path / "results.png").exists()  # accuracy against alphabets
   # A rerun reads the cells: nothing is pre-trained or scored again.
   (tmp_path / "pretrain" / "rotation_3alphabets_seed0" / "results.json").unlink()
   assert study.study(config, str(tmp_path)) == table

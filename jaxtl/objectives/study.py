@@ -28,7 +28,7 @@ from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.finetune.surgical_report import ci95
 from jaxtl.meta import shots
-from jaxtl.metrics import write_results, write_text
+from jaxtl.metrics import pyplot, write_results, write_text
 from jaxtl.models import build_model
 from jaxtl.objectives import OBJECTIVES
 
@@ -108,6 +108,8 @@ def study(config, workdir: str) -> dict:
   table = summarize(cells)
   write_results(workdir, config, {"cells": cells, "summary": table}, "pretraining")
   write_text(os.path.join(workdir, "results.md"), format_table(table) + "\n")
+  if len(config.alphabets) > 1:
+    plot(table, os.path.join(workdir, "results.png"))
   return table
 
 
@@ -155,3 +157,28 @@ def format_table(summary: dict) -> str:
                    + " |")
     parts.append("\n".join(lines))
   return "\n\n".join(parts)
+
+
+def plot(summary: dict, path: str) -> bool:
+  """Transfer accuracy against pre-training alphabets, a panel per setting, a line per
+  objective with its 95% CI."""
+  plt = pyplot()
+  if plt is None:
+    return False
+  settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
+  fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4), squeeze=False)
+  for ax, setting in zip(axes[0], settings):
+    for objective, by_alphabets in summary.items():
+      points = sorted((int(a), c[setting]) for a, c in by_alphabets.items() if setting in c)
+      ax.errorbar([a for a, _ in points], [100 * c["accuracy"] for _, c in points],
+                  yerr=[100 * c["ci95"] for _, c in points], fmt="-o", capsize=3,
+                  markersize=4, label=objective)
+    ax.set_xscale("log")
+    ax.set_xlabel("pre-training alphabets (same number of images)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(setting)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
