@@ -89,6 +89,8 @@ def evaluate(model_apply, objective: Objective, dataset, batch_size: int, key):
     inputs, targets = objective.prepare(k, x, y)
     return objective.metrics(model_apply(inputs), targets)
 
+  if not len(dataset):
+    return {}
   batch_size = min(batch_size, len(dataset))
   totals, count = {}, 0
   for i, start in enumerate(range(0, len(dataset) - batch_size + 1, batch_size)):
