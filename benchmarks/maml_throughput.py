@@ -23,7 +23,8 @@ from experiments.configs import meta as meta_configs
 from jaxtl import workdir
 from jaxtl.runtime import log_versions
 
-PEERS = ("torch.func", "learn2learn method", "learn2learn")
+PEERS = ("torch.func", "torch.func unfold", "torch.func unfold compiled",
+         "learn2learn method", "learn2learn")
 _SETTINGS = flags.DEFINE_list("settings", ["5w1s", "5w5s", "20w1s"], "Which settings.")
 _BATCHING = flags.DEFINE_list("task_batching", ["auto"], "auto, vmap, map and/or unroll.")
 _CONV = flags.DEFINE_list("conv", ["auto"], "Conv kernels: auto, xla and/or im2col.")

@@ -1,9 +1,13 @@
 """PyTorch peers for `benchmarks.maml_throughput`: the same second-order MAML step.
 
-Two ways users write MAML in PyTorch, on MAML's Omniglot 4-conv net (3x3 convs with
+The ways users write MAML in PyTorch, on MAML's Omniglot 4-conv net (3x3 convs with
 stride 2, batch norm on the batch's statistics, ReLU, a linear head):
   * `torch.func`: a functional net, `torch.func.grad` for the inner loop and `vmap`
-    over the tasks of a meta-batch (the strongest plain-PyTorch MAML).
+    over the tasks of a meta-batch (per-task weights make its convs grouped ones);
+    `torch.func unfold`: the same with each conv as patches @ kernel (`F.unfold`), as
+    a user tuning for CPU would write it (and as jaxtl does on CPU); `torch.func unfold
+    compiled`: that under `torch.compile`. Each variant's meta-gradient is checked
+    against the plain `torch.func` one before it is timed.
   * the learn2learn method: clone the weights and adapt one task at a time with
     `torch.autograd.grad(create_graph=True)`, calling `backward()` per task (what
     learn2learn's `MAML.clone()` / `adapt()` do); learn2learn itself where it imports.
@@ -41,41 +45,75 @@ def init_params(way: int, features: int = 64, seed: int = 0) -> dict:
 ADAPTED = ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4", "wh", "bh")
 
 
-def forward(params: dict, x: torch.Tensor) -> torch.Tensor:
+def conv_unfold(x, w, b, stride: int, padding: int):
+  """F.conv2d as patches @ kernel (im2col, what jaxtl's `conv="im2col"` does): under
+  vmap with per-task weights a batched matrix product, not a grouped convolution."""
+  n, _, h, width = x.shape
+  k = w.shape[-1]
+  cols = F.unfold(x, k, padding=padding, stride=stride)  # (n, cin * k * k, positions)
+  out = w.flatten(1) @ cols + b[:, None]
+  size = lambda d: (d + 2 * padding - k) // stride + 1
+  return out.view(n, w.shape[0], size(h), size(width))
+
+
+def forward(params: dict, x: torch.Tensor, conv=F.conv2d) -> torch.Tensor:
   for i in range(1, 5):
-    x = F.conv2d(x, params[f"w{i}"], params[f"b{i}"], stride=2, padding=1)
+    x = conv(x, params[f"w{i}"], params[f"b{i}"], stride=2, padding=1)
     x = F.relu(F.batch_norm(x, None, None, params[f"s{i}"], params[f"o{i}"], training=True))
   return F.linear(x.flatten(1), params["wh"], params["bh"])
 
 
-def loss_fn(params, x, y):
-  return F.cross_entropy(forward(params, x), y)
+def loss_fn(params, x, y, conv=F.conv2d):
+  return F.cross_entropy(forward(params, x, conv), y)
 
 
-def adapt_func(params, x, y, steps, alpha):
+def adapt_func(params, x, y, steps, alpha, conv=F.conv2d):
   for _ in range(steps):
     fast = {k: params[k] for k in ADAPTED}
-    grads = torch.func.grad(lambda f: loss_fn({**params, **f}, x, y))(fast)
+    grads = torch.func.grad(lambda f: loss_fn({**params, **f}, x, y, conv))(fast)
     params = {**params, **{k: fast[k] - alpha * grads[k] for k in ADAPTED}}
   return params
 
 
-def make_torch_func_step(params, steps, alpha):
+def torch_func_meta_gradient(conv=F.conv2d, compiled: bool = False):
+  """grads(params, sx, sy, qx, qy, steps, alpha): the meta-gradient, vmapped over tasks,
+  second order through torch.func.grad; optionally under torch.compile."""
+  def meta_gradient(params, sx, sy, qx, qy, steps, alpha):
+    def task_loss(p, sx, sy, qx, qy):
+      return loss_fn(adapt_func(p, sx, sy, steps, alpha, conv), qx, qy, conv)
+
+    def meta_loss(p, sx, sy, qx, qy):
+      return torch.func.vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(p, sx, sy, qx, qy).mean()
+    return torch.func.grad(meta_loss)(params, sx, sy, qx, qy)
+  return torch.compile(meta_gradient, dynamic=False) if compiled else meta_gradient
+
+
+def make_torch_func_step(params, steps, alpha, conv=F.conv2d, compiled: bool = False):
   """One meta-iteration: vmap over tasks, second-order through torch.func.grad."""
   opt = torch.optim.Adam(params.values(), lr=1e-3)
-
-  def task_loss(p, sx, sy, qx, qy):
-    return loss_fn(adapt_func(p, sx, sy, steps, alpha), qx, qy)
-
-  def meta_loss(p, sx, sy, qx, qy):
-    return torch.func.vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(p, sx, sy, qx, qy).mean()
+  meta_gradient = torch_func_meta_gradient(conv, compiled)
 
   def step(batch):
-    grads = torch.func.grad(meta_loss)(params, *batch)
+    grads = meta_gradient(params, *batch, steps, alpha)
     for k, g in grads.items():
       params[k].grad = g
     opt.step()
   return step
+
+
+def check_same_meta_gradient(way: int, shot: int, steps: int, alpha: float,
+                             conv=conv_unfold, compiled: bool = False, rtol: float = 1e-3):
+  """A peer variant must compute the reference peer's meta-gradient (F.conv2d, eager)
+  before it is timed: relative error over all leaves, at float32 rounding."""
+  params = {k: v.detach() for k, v in init_params(way).items()}
+  batch = random_batch(2, way, shot, shot, seed=1)
+  ref = torch_func_meta_gradient()(params, *batch, steps, alpha)
+  got = torch_func_meta_gradient(conv, compiled)(params, *batch, steps, alpha)
+  scale = max(float(g.abs().max()) for g in ref.values())
+  error = max(float((got[k] - ref[k]).abs().max()) for k in ref) / scale
+  if not error <= rtol:
+    raise AssertionError(f"peer meta-gradient off by {error:.1e} of its scale")
+  return error
 
 
 def make_learn2learn_method_step(params, steps, alpha):
@@ -141,8 +179,14 @@ def measure(method: str, way: int, shot: int, tasks: int, steps: int, alpha: flo
   """Median meta-iterations per second over `repeats` blocks of `calls` iterations."""
   params = init_params(way)
   makers = {"torch.func": lambda: make_torch_func_step(params, steps, alpha),
+            "torch.func unfold": lambda: make_torch_func_step(params, steps, alpha,
+                                                              conv_unfold),
+            "torch.func unfold compiled": lambda: make_torch_func_step(
+                params, steps, alpha, conv_unfold, compiled=True),
             "learn2learn method": lambda: make_learn2learn_method_step(params, steps, alpha),
             "learn2learn": lambda: make_learn2learn_step(params, steps, alpha, way)}
+  if method.startswith("torch.func "):  # a variant: the reference's numbers first
+    check_same_meta_gradient(way, shot, steps, alpha, conv_unfold, "compiled" in method)
   step = makers[method]()
   batch = random_batch(tasks, way, shot, shot)
   step(batch)  # warm-up
