@@ -8,17 +8,20 @@ Omniglot shapes (28x28x1), MAML's 4-conv net with stride-2 convs, random pixels
 (throughput does not depend on them). jaxtl runs the exact jitted meta-step that
 meta-training runs (tasks sampled on the device, `steps_per_call` iterations per
 call); the peers (`benchmarks/torch_peers.py`, needs `pip install -e '.[peers]'`) run
-the same network, batch and step in PyTorch. Each number is the median over
-`--repeats` timed blocks after a warm-up call (which compiles, for jaxtl).
+the same network, batch and step in PyTorch. After a warm-up call each (which compiles,
+for jaxtl), the methods are timed in `--repeats` rounds, each round a block of every
+method in turn (A B C A B C ...); each number is the median over the rounds, with the
+range and every block's rate in the JSON.
 """
 import json
 import sys
 from importlib import metadata
 
 import jax
+import numpy as np
 from absl import app, flags
 
-from benchmarks.meta_step import SETTINGS, measure, shape_of
+from benchmarks.meta_step import SETTINGS, prepare, shape_of
 from experiments.configs import meta as meta_configs
 from jaxtl import workdir
 from jaxtl.runtime import log_versions
@@ -31,24 +34,26 @@ _CONV = flags.DEFINE_list("conv", ["auto"], "Conv kernels: auto, xla and/or im2c
 _PEERS = flags.DEFINE_list("peers", list(PEERS), f"PyTorch peers to run, of {PEERS}; "
                            "empty for none.")
 _CALLS = flags.DEFINE_integer("calls", 5, "Jitted calls per timed block.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed blocks; the median is reported.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds of timed blocks, the methods interleaved; "
+                                "the median and range are reported.")
 _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 10, "Meta-iterations per call.")
 _PEER_CALLS = flags.DEFINE_integer("peer_calls", 3, "Peer meta-iterations per timed block.")
 _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
 
 
-def measure_peer(setting: str, peer: str, calls: int, repeats: int) -> dict:
+def prepare_peer(setting: str, peer: str):
+  """(row, block) of a PyTorch peer on `setting`, warmed up (see `meta_step.prepare`)."""
   from benchmarks import torch_peers  # pylint: disable=import-outside-toplevel
   config = meta_configs.get_config(SETTINGS[setting])
-  rate = torch_peers.measure(peer, config.way, config.shot, config.meta_batch,
-                             config.inner_steps, config.inner_lr, calls, repeats)
-  return {"setting": setting, "method": peer, "meta_iterations_per_second": rate,
-          "first_call_seconds": None, **shape_of(config)}
+  block = torch_peers.prepare(peer, config.way, config.shot, config.meta_batch,
+                              config.inner_steps, config.inner_lr)
+  return {"setting": setting, "method": peer, "first_call_seconds": None,
+          **shape_of(config)}, block
 
 
-def peer_rows(settings, peers, calls, repeats) -> tuple[list, list]:
-  """Rows for the peers that run here, and a reason for each one that does not."""
-  rows, skipped = [], []
+def peer_cases(settings, peers) -> tuple[list, list]:
+  """(row, block) for the peers that run here, and a reason for each one that does not."""
+  cases, skipped = [], []
   for peer in peers:
     if peer not in PEERS:
       raise ValueError(f"Unknown peer {peer!r}; valid: {list(PEERS)}.")
@@ -57,11 +62,24 @@ def peer_rows(settings, peers, calls, repeats) -> tuple[list, list]:
         skipped.append(f"{peer} on {setting}: the peers implement the 4-conv net only")
         continue
       try:
-        rows.append(measure_peer(setting, peer, calls, repeats))
+        cases.append(prepare_peer(setting, peer))
       except ImportError as e:
         skipped.append(f"{peer}: {e}")
         break
-  return rows, skipped
+  return cases, skipped
+
+
+def interleaved(cases, repeats: int) -> list:
+  """Each case's row with the median and range of its rate over `repeats` rounds, a
+  round timing every case once in turn (A B C A B C ...), so that a slow phase of the
+  machine falls on all of them. `cases`: (row, block, calls)."""
+  rates = [[] for _ in cases]
+  for _ in range(repeats):
+    for i, (_, block, calls) in enumerate(cases):
+      rates[i].append(block(calls))
+  return [dict(row, meta_iterations_per_second=float(np.median(r)),
+               meta_iterations_per_second_range=[float(min(r)), float(max(r))],
+               rates=[float(x) for x in r]) for (row, _, _), r in zip(cases, rates)]
 
 
 def ratio_lines(rows) -> list[str]:
@@ -98,11 +116,11 @@ def provenance() -> dict:
 def main(argv):
   del argv
   log_versions()
-  rows = [measure(s, b, c, _CALLS.value, _REPEATS.value, _STEPS_PER_CALL.value)
-          for s in _SETTINGS.value for b in _BATCHING.value for c in _CONV.value]
-  more, skipped = peer_rows(_SETTINGS.value, [p for p in _PEERS.value if p],
-                            _PEER_CALLS.value, _REPEATS.value)
-  rows += more
+  cases = [(*prepare(s, b, c, _STEPS_PER_CALL.value), _CALLS.value)
+           for s in _SETTINGS.value for b in _BATCHING.value for c in _CONV.value]
+  peers, skipped = peer_cases(_SETTINGS.value, [p for p in _PEERS.value if p])
+  cases += [(row, block, _PEER_CALLS.value) for row, block in peers]
+  rows = interleaved(cases, _REPEATS.value)
   device = jax.devices()[0].device_kind
   print(f"second-order MAML meta-training, {device}")
   print("| setting | tasks | inner steps | method | meta-it/s | first call (s) |")

@@ -25,10 +25,11 @@ def build(config, num_classes: int = 4800):
   return learner, state, data, step
 
 
-def measure(setting: str, batching: str, conv: str, calls: int, repeats: int,
-            steps_per_call: int, algorithm: str = "maml") -> dict:
-  """Median meta-iterations per second of `algorithm` on `setting` with random pixels,
-  over `repeats` blocks of `calls` jitted calls, after a first (compiling) call."""
+def prepare(setting: str, batching: str, conv: str, steps_per_call: int,
+            algorithm: str = "maml"):
+  """(row, block): the row describing `algorithm` on `setting` with random pixels, its
+  first (compiling) call done, and block(calls) -> meta-iterations per second over
+  `calls` jitted calls."""
   config = meta_configs.get_config(SETTINGS[setting])
   config.task_batching, config.steps_per_call = batching, steps_per_call
   config.algorithm = algorithm
@@ -36,21 +37,30 @@ def measure(setting: str, batching: str, conv: str, calls: int, repeats: int,
     config.model_kwargs.conv = conv
   learner, state, data, step = build(config)
   key = jax.random.PRNGKey(1)
+  box = {}
   t0 = time.perf_counter()
-  state, (losses, _) = step(state, data, key)
+  box["state"], (losses, _) = step(state, data, key)
   jax.block_until_ready(losses)
   compile_seconds = time.perf_counter() - t0
-  rates = []
-  for _ in range(repeats):
+
+  def block(calls: int) -> float:
     t0 = time.perf_counter()
     for _ in range(calls):
-      state, (losses, _) = step(state, data, key)
+      box["state"], (losses, _) = step(box["state"], data, key)
     jax.block_until_ready(losses)
-    rates.append(calls * steps_per_call / (time.perf_counter() - t0))
+    return calls * steps_per_call / (time.perf_counter() - t0)
   conv = getattr(learner.model, "conv", "none")
-  return {"setting": setting, "method": f"jaxtl ({learner.task_batching}, conv={conv})",
-          "meta_iterations_per_second": float(np.median(rates)),
-          "first_call_seconds": compile_seconds, **shape_of(config)}
+  row = {"setting": setting, "method": f"jaxtl ({learner.task_batching}, conv={conv})",
+         "first_call_seconds": compile_seconds, **shape_of(config)}
+  return row, block
+
+
+def measure(setting: str, batching: str, conv: str, calls: int, repeats: int,
+            steps_per_call: int, algorithm: str = "maml") -> dict:
+  """`prepare`'s row with the median meta-iterations per second over `repeats` blocks."""
+  row, block = prepare(setting, batching, conv, steps_per_call, algorithm)
+  rates = [block(calls) for _ in range(repeats)]
+  return dict(row, meta_iterations_per_second=float(np.median(rates)))
 
 
 def shape_of(config) -> dict:

@@ -174,9 +174,9 @@ def random_batch(tasks, way, shot, query, seed=0):
   return tuple(t.to(DEVICE) for t in batch)
 
 
-def measure(method: str, way: int, shot: int, tasks: int, steps: int, alpha: float,
-            calls: int, repeats: int) -> float:
-  """Median meta-iterations per second over `repeats` blocks of `calls` iterations."""
+def prepare(method: str, way: int, shot: int, tasks: int, steps: int, alpha: float):
+  """block(calls) -> meta-iterations per second of `method` over `calls` iterations,
+  after a warm-up iteration (and, for a variant, its meta-gradient check)."""
   params = init_params(way)
   makers = {"torch.func": lambda: make_torch_func_step(params, steps, alpha),
             "torch.func unfold": lambda: make_torch_func_step(params, steps, alpha,
@@ -191,11 +191,18 @@ def measure(method: str, way: int, shot: int, tasks: int, steps: int, alpha: flo
   batch = random_batch(tasks, way, shot, shot)
   step(batch)  # warm-up
   sync()
-  rates = []
-  for _ in range(repeats):
+
+  def block(calls: int) -> float:
     t0 = time.perf_counter()
     for _ in range(calls):
       step(batch)
     sync()
-    rates.append(calls / (time.perf_counter() - t0))
-  return float(np.median(rates))
+    return calls / (time.perf_counter() - t0)
+  return block
+
+
+def measure(method: str, way: int, shot: int, tasks: int, steps: int, alpha: float,
+            calls: int, repeats: int) -> float:
+  """Median meta-iterations per second over `repeats` blocks of `calls` iterations."""
+  block = prepare(method, way, shot, tasks, steps, alpha)
+  return float(np.median([block(calls) for _ in range(repeats)]))
