@@ -343,8 +343,19 @@ def throughput_table(root: str) -> str:
   return _benchmark_caption(b) + "\n".join(lines)
 
 
+def _with_range(b: dict, setting: str, method: str) -> str:
+  """A method's median rate, with its range over the interleaved rounds where recorded."""
+  (r,) = [r for r in b["results"] if (r["setting"], r["method"]) == (setting, method)]
+  text = f"{r['meta_iterations_per_second']:.2f}"
+  if "meta_iterations_per_second_range" in r:
+    low, high = r["meta_iterations_per_second_range"]
+    text += f" ({low:.2f}-{high:.2f})"
+  return text
+
+
 def throughput_ratio_table(root: str) -> str:
-  """The same numbers with jaxtl's method named and its speed-up over each peer."""
+  """The same numbers with jaxtl's method named, each with its range over the rounds
+  where recorded, and jaxtl's speed-up over each peer (medians)."""
   b, settings, peers, ours, theirs = _throughput(root)
   methods = list(dict.fromkeys(ours[s]["method"] for s in settings))
   lines = ["| setting | " + " | ".join(methods + peers)
@@ -352,8 +363,8 @@ def throughput_ratio_table(root: str) -> str:
            "|---|" + "---:|" * (len(methods) + 2 * len(peers))]
   for s in settings:
     mine = ours[s]["meta_iterations_per_second"]
-    cells = [f"{mine:.2f}" if ours[s]["method"] == m else "" for m in methods]
-    cells += ["" if theirs.get((s, p)) is None else f"{theirs[s, p]:.2f}" for p in peers]
+    cells = [_with_range(b, s, m) if ours[s]["method"] == m else "" for m in methods]
+    cells += ["" if theirs.get((s, p)) is None else _with_range(b, s, p) for p in peers]
     cells += ["" if theirs.get((s, p)) is None else f"{mine / theirs[s, p]:.2f}x" for p in peers]
     lines.append(f"| {_setting_name(ours[s])} | " + " | ".join(cells) + " |")
   not_run = "".join(f"\n\nNot run: {reason}." for reason in b.get("not_run", []))
