@@ -190,14 +190,12 @@ def train_and_evaluate(config, workdir: str,
   mesh = sharding.make_mesh(config.num_devices)
   sharding.check_divisible(batch_size, mesh, "batch_size")
   images, targets, anchor = sharding.replicate((train.images, train.labels, anchor), mesh)
-  classify = make_eval_fn(model, config.eval_batch_size)
-
-  def evaluate(params, batch_stats, dataset):
-    if objective.name == "supervised":
-      return classify(params, batch_stats, dataset)
-    apply = lambda x: forward(model, params, batch_stats, x, train=False)[0]
-    return objectives.evaluate(apply, objective, dataset, config.eval_batch_size,
-                               eval_key)
+  if objective.name == "supervised":
+    evaluate = make_eval_fn(model, config.eval_batch_size)
+  else:  # the objective's own metrics, on a fixed draw of its inputs
+    evaluate = objectives.make_eval_fn(
+        lambda params, bn, x: forward(model, params, bn, x, train=False)[0], objective,
+        config.eval_batch_size, eval_key)
 
   def start_phase(index, params, batch_stats, step):
     """A fresh state and step function for phase `index`: its partition and optimizer."""

@@ -81,7 +81,7 @@ def load_network(config, path: str):
     raise ConfigError(f"init_from: {path} holds no pre-training run (experiments.pretrain).")
   variables = checkpoint.load_variables(path)
   results = run_dir.saved_results(path).get("metrics", {})
-  images = train.make_task_data(task_config(config, max(config.ways), 1)).test
+  images = _eval_data(task_config(config, max(config.ways), 1))
   if list(results.get("input_shape", [])) != list(images.shape[2:]):
     raise ConfigError(f"init_from: {path} was trained on images of shape "
                       f"{results.get('input_shape')}, the tasks' are {list(images.shape[2:])}.")
@@ -100,12 +100,17 @@ def _summary(per_task: np.ndarray, column: int) -> dict:
 _EVAL_DATA = {}  # (tasks config, split) -> class-major images: loaded once per process
 
 
-def _scores(cfg, method, params, batch_stats) -> np.ndarray:
-  """Query accuracy after 0..steps steps of each of cfg's evaluation tasks."""
+def _eval_data(cfg):
+  """cfg's evaluation classes, class-major, read once per process."""
   key = (cfg.dataset, cfg.class_split, cfg.split_seed, cfg.num_val_classes, cfg.eval_split)
   if key not in _EVAL_DATA:
     _EVAL_DATA[key] = train.make_task_data(cfg).test
-  data = _EVAL_DATA[key]
+  return _EVAL_DATA[key]
+
+
+def _scores(cfg, method, params, batch_stats) -> np.ndarray:
+  """Query accuracy after 0..steps steps of each of cfg's evaluation tasks."""
+  data = _eval_data(cfg)
   tasks.check_episode_shape(data.shape[0], data.shape[1], cfg.way, cfg.test_shot,
                             cfg.test_query)
   sampler = lambda k, d, batch: tasks.sample_classification(k, d, batch, cfg.way,
@@ -160,7 +165,7 @@ def checkpoint_cell(config, path: str, shot: int) -> dict:
               num_steps=saved.num_steps if "num_steps" in progress else None)
 
 
-def _cached(workdir: str, name: str, compute) -> dict:
+def cached(workdir: str, name: str, compute) -> dict:
   path = os.path.join(workdir, "cells", f"{name}.json")
   if os.path.exists(path):
     with open(path) as f:
@@ -197,14 +202,14 @@ def run(config, workdir: str) -> dict:
       continue
     for shot in config.shots:
       key = f"{label}_{saved.way}w{shot}s"
-      cells[key] = _cached(workdir, key, lambda: checkpoint_cell(config, path, shot))
+      cells[key] = cached(workdir, key, lambda: checkpoint_cell(config, path, shot))
   for name in config.baselines:  # method by method: lp_ft probes with linear_probe's picks
     for way in config.ways:
       for shot in config.shots:
         key = f"{name}_{way}w{shot}s"
         picks = {"linear_probe": cells.get(f"linear_probe_{way}w{shot}s", {})}
         weights = network("cosine" if name == "cosine" else "linear")[:3]
-        cells[key] = _cached(
+        cells[key] = cached(
             workdir, key, lambda: baseline_cell(config, name, way, shot, weights, picks))
   provenance = next(iter(networks.values()))[3] if networks else None
   write_results(workdir, config, cells, "shots", data=provenance)

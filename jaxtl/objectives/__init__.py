@@ -80,23 +80,25 @@ def make(name: str, options, num_classes: int, input_shape) -> Objective:
   return registry[name](num_classes, tuple(input_shape), {**OPTIONS, **options})
 
 
-def evaluate(model_apply, objective: Objective, dataset, batch_size: int, key):
-  """The mean of `objective.metrics` over the full batches of `dataset` (a few images of
-  the last partial batch are left out: contrastive metrics need whole batches), with the
-  inputs drawn from `key`. `model_apply(x) -> outputs`."""
+def make_eval_fn(apply, objective: Objective, batch_size: int, key):
+  """evaluate(params, batch_stats, dataset) -> the mean of `objective.metrics` over the
+  full batches of `dataset` (a few images of the last partial batch are left out:
+  contrastive metrics need whole batches), batch i's inputs drawn from fold_in(key, i).
+  `apply(params, batch_stats, x) -> outputs`; compiled once."""
   @jax.jit
-  def batch_metrics(x, y, k):
+  def batch_metrics(params, batch_stats, x, y, k):
     inputs, targets = objective.prepare(k, x, y)
-    return objective.metrics(model_apply(inputs), targets)
+    return objective.metrics(apply(params, batch_stats, inputs), targets)
 
-  if not len(dataset):
-    return {}
-  batch_size = min(batch_size, len(dataset))
-  totals, count = {}, 0
-  for i, start in enumerate(range(0, len(dataset) - batch_size + 1, batch_size)):
-    stop = start + batch_size
-    values = batch_metrics(dataset.images[start:stop], dataset.labels[start:stop],
-                           jax.random.fold_in(key, i))
-    totals = {k: totals.get(k, 0.0) + float(v) for k, v in values.items()}
-    count += 1
-  return {k: v / count for k, v in totals.items()}
+  def evaluate(params, batch_stats, dataset):
+    if not len(dataset):
+      return {}
+    size = min(batch_size, len(dataset))
+    totals, count = {}, 0
+    for i, start in enumerate(range(0, len(dataset) - size + 1, size)):
+      values = batch_metrics(params, batch_stats, dataset.images[start:start + size],
+                             dataset.labels[start:start + size], jax.random.fold_in(key, i))
+      totals = {k: totals.get(k, 0.0) + float(v) for k, v in values.items()}
+      count += 1
+    return {k: v / count for k, v in totals.items()}
+  return evaluate

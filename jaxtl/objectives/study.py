@@ -104,7 +104,7 @@ def study(config, workdir: str) -> dict:
                 picks = {"linear_probe": cells.get(
                     f"{objective}_{alphabets}a_s{seed}_linear_probe_{way}w{shot}s", {})}
                 return shots.baseline_cell(config.fewshot, name, way, shot, network, picks)
-              cells[key] = shots._cached(workdir, key, compute)  # pylint: disable=protected-access
+              cells[key] = shots.cached(workdir, key, compute)
   table = summarize(cells)
   write_results(workdir, config, {"cells": cells, "summary": table}, "pretraining")
   write_text(os.path.join(workdir, "results.md"), format_table(table) + "\n")
