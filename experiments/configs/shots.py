@@ -23,7 +23,8 @@ def get_config(variant: str = "omniglot") -> ml_collections.ConfigDict:
   c.shots = (1, 2, 5, 10, 19)
   c.query = 1                    # per class: 19 shots leave one of Omniglot's 20
   c.val_tasks, c.val_seed = 100, 777
-  c.baselines = ("ncm", "linear_probe", "finetune", "lp_ft", "cosine")  # in this order
+  # Run in this order, cheapest first; lp_ft probes with linear_probe's picks.
+  c.baselines = ("ncm", "linear_probe", "cosine", "finetune", "lp_ft")
   c.steps = ml_collections.ConfigDict({"linear_probe": 100, "cosine": 100, "finetune": 10,
                                        "lp_ft": 10})
   c.lr_grid = ml_collections.ConfigDict({"linear_probe": (0.1, 1.0, 10.0),
