@@ -270,11 +270,12 @@ def shots_verdict(root: str) -> str:
 
 
 def pretraining_tables(variant: str):
-  """Transfer accuracy per pre-training objective and alphabets (`experiments.pretraining`)."""
+  """Transfer accuracy per pre-training objective and diversity (`experiments.pretraining`)."""
   def table(root: str) -> str:
     from jaxtl.objectives import study  # pylint: disable=import-outside-toplevel
-    return study.format_table(_load(root, f"pretraining_{variant}/results.json")
-                              ["metrics"]["summary"])
+    results = _load(root, f"pretraining_{variant}/results.json")
+    return study.format_table(results["metrics"]["summary"],
+                              results["config"].get("dataset", "omniglot"))
   return table
 
 
@@ -455,6 +456,8 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "shots-verdict": shots_verdict,
     "pretraining-labels-table": pretraining_tables("labels"),
     "pretraining-diversity-table": pretraining_tables("diversity"),
+    **{f"pretraining-{d.replace('_', '-')}-{kind}-table": pretraining_tables(f"{d}_{kind}")
+       for d in ("mnist", "fashion_mnist") for kind in ("labels", "diversity")},
     "throughput-table": throughput_table,
     "throughput-ratio-table": throughput_ratio_table,
     "finetune-cost-table": finetune_cost_table,

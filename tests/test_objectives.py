@@ -163,6 +163,38 @@ def test_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_path):
   # A rerun reads the cells: nothing is pre-trained or scored again.
   (tmp_path / "pretrain" / "rotation_3alphabets_seed0" / "results.json").unlink()
   assert study.study(config, str(tmp_path)) == table
-  with pytest.raises(ConfigError, match=r"num_images=100000 exceeds the \d+ drawings"):
+  with pytest.raises(ConfigError, match=r"num_images=100000 exceeds the \d+ images"):
     config.num_images = 100000
     study.pretraining_images(config, 1, 0)
+
+
+def test_digits_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_path):
+  """The MNIST arm end to end on its quick variant: pre-training images from k classes,
+  each network transferred to USPS from a few labels by a linear probe and by LP-FT."""
+  config = pretraining_configs.get_config("digits_quick")
+  config.data_dir = data_dir
+  two = study.pretraining_images(config, 2, 0)
+  assert len(two) == config.num_images and two.num_classes == 2
+  np.testing.assert_array_equal(two.images, study.pretraining_images(config, 2, 0).images)
+  table = study.study(config, str(tmp_path))
+  assert set(table) == {"scratch", "rotation"}
+  for objective in table.values():
+    assert set(objective) == {"1", "2"}
+    for cells in objective.values():
+      assert set(cells) == {"linear_probe_usps20", "lp_ft_usps20"}
+      assert all(0 <= c["accuracy"] <= 1 and c["ci95"] > 0 for c in cells.values())
+  # No pre-training does not depend on the pre-training set: the same seed, the same run.
+  assert table["scratch"]["1"] == table["scratch"]["2"]
+  assert os.path.isdir(tmp_path / "pretrain" / "rotation_2classes_seed0")
+  assert os.listdir(tmp_path / "target_runs") == []  # the cells keep the numbers
+  text = (tmp_path / "results.md").read_text()
+  assert "LP-FT, USPS, 20 labels" in text and "| rotation |" in text
+  (tmp_path / "pretrain" / "rotation_2classes_seed0" / "results.json").unlink()
+  assert study.study(config, str(tmp_path)) == table
+  config.diversity = (11,)
+  with pytest.raises(ConfigError, match=r"diversity \[11\]: each must be a number of "
+                                        r"classes in 1..10"):
+    study.study(config, str(tmp_path))
+  config.dataset = "cifar10"
+  with pytest.raises(ConfigError, match="Unknown pre-training dataset 'cifar10'"):
+    study.study(config, str(tmp_path))

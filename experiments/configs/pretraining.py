@@ -1,51 +1,89 @@
-"""Pre-training without labels and from narrow data, on Omniglot (jaxtl.objectives.study).
+"""Pre-training without labels and from narrow data (jaxtl.objectives.study).
 
     python -m experiments.pretraining --config=experiments/configs/pretraining.py:labels \
         --workdir=results/pretraining_labels --config.data_dir=../shared/data
     python -m experiments.pretraining --config=experiments/configs/pretraining.py:diversity \
         --workdir=results/pretraining_diversity --config.data_dir=../shared/data
+    python -m experiments.pretraining --config=experiments/configs/pretraining.py:mnist_labels \
+        --workdir=results/pretraining_mnist_labels --config.data_dir=../shared/data
 
 Variants:
-  labels:    every objective and no pre-training, on all 19,280 background drawings.
-  diversity: the same number of drawings (280: the smallest alphabet's) from 1, 3, 10 or
-             30 background alphabets, for each objective, 3 seeds.
-  quick:     a tiny network, a few steps and tasks, for tests.
+  labels:    Omniglot: every objective and no pre-training, on all 19,280 background
+             drawings; few-shot tasks of the evaluation alphabets.
+  diversity: Omniglot: the same number of drawings (280: the smallest alphabet's) from 1,
+             3, 10 or 30 background alphabets, for each objective, 3 seeds.
+  mnist_labels, fashion_mnist_labels: every objective and no pre-training on the 60,000
+             training images; MNIST, Fashion-MNIST and USPS learnt from 100 and 1,000
+             labels by a linear probe and by LP-FT, 3 seeds of the labelled draw.
+  mnist_diversity, fashion_mnist_diversity: 5,000 training images from 1, 2, 5 or 10
+             classes, for each objective, 3 seeds; the same targets from 1,000 labels.
+  quick, digits_quick: a tiny network, a few steps and tasks, for tests.
 """
 import ml_collections
 
-from experiments.configs import shots
+from experiments.configs import finetune, shots
 from jaxtl.errors import ConfigError
 
-VARIANTS = ("labels", "diversity", "quick")
+DIGITS = ("mnist", "fashion_mnist")
+VARIANTS = ("labels", "diversity", "quick", "digits_quick") + tuple(
+    f"{d}_{kind}" for d in DIGITS for kind in ("labels", "diversity"))
 
 
 def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
     raise ConfigError(f"Unknown variant {variant!r}; valid: {', '.join(VARIANTS)}.")
+  quick = variant.endswith("quick")
   c = ml_collections.ConfigDict()
+  c.dataset = "omniglot" if variant in ("labels", "diversity", "quick") else (
+      "mnist" if variant == "digits_quick" else variant.rsplit("_", 1)[0])
   c.data_dir, c.source, c.data_seed = "", "auto", 0
   c.objectives = ("scratch", "supervised", "rotation", "simclr", "mae")
-  c.alphabets = (30,)
-  c.num_images = 0          # drawings per pre-training set (0: every drawing of its alphabets)
+  c.diversity = (30,) if c.dataset == "omniglot" else (10,)  # alphabets or classes
+  c.num_images = 0          # images per pre-training set (0: every image of its groups)
   c.seeds = (0,)
+  # Omniglot's targets: few-shot tasks of the evaluation alphabets (Lake's split), scored
+  # as the shot sweep scores its baselines (steps and step size picked on validation
+  # characters).
   c.baselines = ("ncm", "linear_probe", "finetune")
-  # The target: few-shot tasks of the evaluation alphabets (Lake's split), scored as the
-  # shot sweep scores its baselines (steps and step size picked on validation characters).
-  c.fewshot = shots.get_config("quick" if variant == "quick" else "omniglot")
+  c.fewshot = shots.get_config("quick" if quick else "omniglot")
   c.fewshot.tasks.class_split = "lake"
   c.fewshot.tasks.data_dir = c.get_ref("data_dir")
   c.fewshot.checkpoints = ()
-  if variant != "quick":
+  if not quick:
     c.fewshot.ways, c.fewshot.shots = (5,), (1, 5)
+  # MNIST / Fashion-MNIST's targets: classification from a few labels, fixed settings.
+  c.targets = ("mnist", "fashion_mnist", "usps")
+  c.num_labels = (100, 1000)
+  c.strategies = ("linear_probe", "lp_ft")
+  c.target = finetune.base()
+  c.target.data_dir = c.get_ref("data_dir")
+  c.target.batch_norm = "frozen"  # the pre-trained running averages, in both phases
+  c.target.learning_rate, c.target.batch_size, c.target.num_steps = 3e-3, 50, 500
+  c.target.log_every, c.target.checkpoint_every = 100, 500
   # MAML's network, pre-trained by the fine-tuning trainer with each objective.
   c.pretrain = c.fewshot.pretrain.copy_and_resolve_references()
-  if variant != "quick":
+  if not quick:
     c.pretrain.num_steps, c.pretrain.batch_size = 2000, 128
+  if c.dataset != "omniglot":
+    c.pretrain.num_steps = 1500  # 3.2 epochs of 60,000 images
+    c.seeds = (0, 1, 2)
   if variant == "diversity":
     c.objectives = ("supervised", "rotation", "simclr", "mae")
-    c.alphabets, c.num_images, c.seeds = (1, 3, 10, 30), 280, (0, 1, 2)
+    c.diversity, c.num_images, c.seeds = (1, 3, 10, 30), 280, (0, 1, 2)
+  if variant.endswith("_diversity") and variant != "diversity":
+    c.objectives = ("supervised", "rotation", "simclr", "mae")
+    c.diversity, c.num_images, c.num_labels = (1, 2, 5, 10), 5000, (1000,)
+    c.pretrain.num_steps = 1000  # 25 epochs of 5,000 images
   if variant == "quick":
     c.objectives = ("scratch", "rotation")
-    c.alphabets, c.num_images, c.seeds = (1, 3), 100, (0,)
+    c.diversity, c.num_images, c.seeds = (1, 3), 100, (0,)
     c.baselines = ("ncm", "linear_probe")
+  if variant == "digits_quick":
+    c.objectives, c.seeds = ("scratch", "rotation"), (0,)
+    c.diversity, c.num_images = (1, 2), 100
+    c.targets, c.num_labels, c.strategies = ("usps",), (20,), ("linear_probe", "lp_ft")
+    c.pretrain.num_steps = 4
+    c.target.num_steps, c.target.batch_size = 4, 10
+    c.target.log_every = c.target.checkpoint_every = 2
+    c.target.eval_batch_size = 1000
   return c

@@ -69,11 +69,11 @@ def pretrain(config, workdir: str, head: str):
     trainer.train_and_evaluate(cfg, sub, data=(train_set, train_set.subset(np.arange(0)),
                                                test_set))
   variables = checkpoint.load_variables(sub)
-  model = _task_model(cfg.model, num_classes=classes, **dict(cfg.model_kwargs))
+  model = task_model(cfg.model, num_classes=classes, **dict(cfg.model_kwargs))
   return model, variables["params"], variables.get("batch_stats", {}), data.provenance
 
 
-def _task_model(name: str, **kwargs):
+def task_model(name: str, **kwargs):
   """The pre-trained network as the baselines adapt it, a task at a time: on CPU conv4's
   convolutions as patches @ kernel (`jaxtl.models.layers`), the same function 2.7x
   faster on a task's few images than XLA's convolution (5-way 5-shot fine-tuning)."""
@@ -95,7 +95,7 @@ def load_network(config, path: str):
     raise ConfigError(f"init_from: {path} was trained on images of shape "
                       f"{results.get('input_shape')}, the tasks' are {list(images.shape[2:])}.")
   outputs = variables["params"]["head"]["kernel"].shape[-1]
-  model = _task_model(saved.model, num_classes=outputs, **dict(saved.model_kwargs))
+  model = task_model(saved.model, num_classes=outputs, **dict(saved.model_kwargs))
   return model, variables["params"], variables.get("batch_stats", {}), results.get("data")
 
 

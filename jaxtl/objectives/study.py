@@ -1,166 +1,290 @@
-"""Do you need labels to pre-train, and does pre-training data need to be diverse? On
-Omniglot: `study(config, workdir)` (`experiments.pretraining`).
+"""Do you need labels to pre-train, and does pre-training data need to be diverse?
+`study(config, workdir)` (`experiments.pretraining`).
 
 For each objective of `config.objectives` (`scratch`: no pre-training, the floor), each
-number of background alphabets in `config.alphabets` and each seed:
-  1. the pre-training images: `num_images` drawings (0: all of them) of the characters of
-     `alphabets` background alphabets drawn with the seed (Lake's background split; the
-     few-shot tasks come from the evaluation alphabets, never seen in pre-training);
+diversity in `config.diversity` and each seed:
+  1. the pre-training images of `config.dataset`: `num_images` images (0: all of them)
+     from `diversity` groups drawn with the seed: background alphabets of Omniglot
+     (Lake's split; the few-shot tasks come from the evaluation alphabets, never seen in
+     pre-training), or classes of MNIST / Fashion-MNIST (training split);
   2. pre-train MAML's network with the objective (`jaxtl.finetune.trainer`, a run
-     folder that checkpoints and resumes; supervised: the characters as classes);
-  3. score the transfer baselines of `config.baselines` on Omniglot few-shot tasks of
-     the evaluation alphabets (`config.fewshot`: `jaxtl.meta.shots`' tasks, 600 test
-     tasks, steps and step size picked on validation characters of the background set).
+     folder that checkpoints and resumes; supervised: the characters or classes);
+  3. score the transfer to the targets:
+     - Omniglot: `config.baselines` on few-shot tasks of the evaluation alphabets
+       (`config.fewshot`: `jaxtl.meta.shots`' tasks, 600 test tasks, steps and step
+       size picked on validation characters of the background set);
+     - MNIST / Fashion-MNIST: each of `config.targets` (mnist, fashion_mnist, usps at
+       28x28) learnt from `num_labels` class-balanced labelled training images drawn
+       with the seed, by each of `config.strategies` (linear_probe, lp_ft; fixed
+       settings in `config.target`), scored on the whole test split.
 Every cell is saved under `workdir/cells/` when done, so a rerun resumes.
-The answer to the first question is the `labels` variant (all 30 alphabets, every
-image); to the second, the `diversity` variant (a fixed image count, 1..30 alphabets,
-3 seeds).
 """
 import os
+import shutil
 
 import jax
 import numpy as np
-from absl import logging
 
-from jaxtl import checkpoint, workdir as run_dir
+from jaxtl import workdir as run_dir
 from jaxtl.data import ImageDataset, load_dataset
+from jaxtl.data.datasets import usps_to_28
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
+from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.surgical_report import ci95
 from jaxtl.meta import shots
 from jaxtl.metrics import pyplot, write_results, write_text
-from jaxtl.models import build_model
 from jaxtl.objectives import OBJECTIVES
 
-BACKGROUND_ALPHABETS = 30
+# Pre-training dataset -> (what its diversity counts, how many there are).
+SOURCES = {"omniglot": ("alphabets", 30), "mnist": ("classes", 10),
+           "fashion_mnist": ("classes", 10)}
+TARGETS = ("mnist", "fashion_mnist", "usps")
+TARGET_STRATEGIES = ("linear_probe", "lp_ft")
 
 
-def pretraining_images(config, alphabets: int, seed: int) -> ImageDataset:
-  """`config.num_images` drawings (0: all) of the characters of `alphabets` background
-  alphabets, both drawn with `seed`; labels: the characters, relabelled 0..C-1."""
-  data = load_dataset("omniglot", "background", data_dir=config.data_dir,
-                      source=config.source)
-  rng = np.random.default_rng([config.data_seed, alphabets, seed])
-  names = np.unique(data.metadata["alphabet"])
-  chosen = rng.choice(names, alphabets, replace=False)
-  index = np.flatnonzero(np.isin(data.metadata["alphabet"], chosen))
+def pretraining_images(config, groups: int, seed: int) -> ImageDataset:
+  """`config.num_images` images (0: all) of `groups` alphabets (Omniglot's background
+  set) or classes (MNIST, Fashion-MNIST train), both drawn with `seed`; labels: the
+  characters or classes, relabelled 0..C-1."""
+  if config.dataset == "omniglot":
+    data = load_dataset("omniglot", "background", data_dir=config.data_dir,
+                        source=config.source)
+    group_of = data.metadata["alphabet"]
+  else:
+    data = load_dataset(config.dataset, "train", data_dir=config.data_dir,
+                        source=config.source)
+    group_of = data.labels
+  unit = SOURCES[config.dataset][0]
+  rng = np.random.default_rng([config.data_seed, groups, seed])
+  chosen = rng.choice(np.unique(group_of), groups, replace=False)
+  index = np.flatnonzero(np.isin(group_of, chosen))
   if config.num_images:
     if config.num_images > len(index):
-      raise ConfigError(f"num_images={config.num_images} exceeds the {len(index)} drawings "
-                        f"of alphabets {sorted(chosen.tolist())}; the smallest background "
-                        "alphabet has 280.")
+      smallest = ("background alphabet has 280 drawings" if unit == "alphabets" else
+                  "class has 5,421 images (MNIST's 5)")
+      raise ConfigError(f"num_images={config.num_images} exceeds the {len(index)} images "
+                        f"of {unit} {sorted(chosen.tolist())}; the smallest {smallest}.")
     index = np.sort(rng.choice(index, config.num_images, replace=False))
   chosen_data = data.subset(index)
   _, labels = np.unique(chosen_data.labels, return_inverse=True)
   return ImageDataset(chosen_data.images, labels.astype(np.int32),
-                      f"omniglot-background-{alphabets}-alphabets", source=data.source)
+                      f"{config.dataset}-{groups}-{unit}", source=data.source)
 
 
-def pretrain(config, workdir: str, objective: str, alphabets: int, seed: int):
-  """(model, params, batch_stats) pre-trained with `objective` (random for `scratch`)."""
-  images = pretraining_images(config, alphabets, seed)
+def pretrain(config, workdir: str, objective: str, groups: int, seed: int) -> str:
+  """The folder of the network pre-trained with `objective` ("" for `scratch`)."""
+  if objective == "scratch":
+    return ""
+  images = pretraining_images(config, groups, seed)
   cfg = config.pretrain.copy_and_resolve_references()
   with cfg.unlocked():
-    cfg.seed = seed
-    cfg.objective = "supervised" if objective == "scratch" else objective
+    cfg.seed, cfg.objective = seed, objective
   # The run's own test set: 500 of its training images (a sanity number; the study's
-  # numbers are the transfer ones, on characters it never saw).
+  # numbers are the transfer ones, on images it never saw).
   test = images.subset(np.arange(min(500, len(images))))
-  num_classes = images.num_classes
-  if objective == "scratch":
-    model = build_model(cfg.model, num_classes=num_classes, **dict(cfg.model_kwargs))
-    variables = model.init(jax.random.PRNGKey(seed), images.images[:1], train=False)
-    return model, variables["params"], variables.get("batch_stats", {})
-  folder = os.path.join(workdir, "pretrain", f"{objective}_{alphabets}alphabets_seed{seed}")
+  folder = os.path.join(workdir, "pretrain",
+                        f"{objective}_{groups}{SOURCES[config.dataset][0]}_seed{seed}")
   if run_dir.finished_results(cfg, folder) is None:
     trainer.train_and_evaluate(cfg, folder, data=(images, images.subset(np.arange(0)), test))
-  network = shots.load_network(config.fewshot, folder)
-  return network[:3]
+  return folder
+
+
+def fewshot_network(config, folder: str, seed: int):
+  """(model, params, batch_stats) for the few-shot baselines: the network in `folder`, or
+  a random one (`scratch`)."""
+  if folder:
+    return shots.load_network(config.fewshot, folder)[:3]
+  cfg = config.pretrain  # its body's initialisation does not depend on the head's size
+  model = shots.task_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
+  image = pretraining_images(config, 1, seed).images[:1]
+  variables = model.init(jax.random.PRNGKey(seed), image, train=False)
+  return model, variables["params"], variables.get("batch_stats", {})
+
+
+_TARGET_DATA = {}  # (dataset, data_dir) -> (train, test): read once per process
+
+
+def target_data(config, name: str):
+  """(train, test) of target `name`, USPS brought to MNIST's 28x28."""
+  if name not in TARGETS:
+    raise ConfigError(f"Unknown target {name!r}; valid: {list(TARGETS)}.")
+  key = (name, config.data_dir, config.source)
+  if key not in _TARGET_DATA:
+    splits = [load_dataset(name, split, data_dir=config.data_dir, source=config.source)
+              for split in ("train", "test")]
+    if name == "usps":
+      splits = [s.__class__(usps_to_28(s.images), s.labels, s.name, source=s.source)
+                for s in splits]
+    _TARGET_DATA[key] = tuple(splits)
+  return _TARGET_DATA[key]
+
+
+def target_cell(config, workdir: str, key: str, folder: str, target: str, labels: int,
+                strategy: str, seed: int) -> dict:
+  """Test accuracy on `target` after `strategy` on `labels` labelled images, from the
+  network in `folder` (random for ""), with a 95% binomial interval over the test set."""
+  train, test = target_data(config, target)
+  train, _ = split_train_val(train, labels, 0, seed)
+  cfg = config.target.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.model, cfg.model_kwargs = config.pretrain.model, config.pretrain.model_kwargs
+    cfg.strategy, cfg.seed, cfg.init_from = strategy, seed, folder
+  run = os.path.join(workdir, "target_runs", key)
+  shutil.rmtree(run, ignore_errors=True)  # an interrupted run starts over: it is short
+  metrics = trainer.train_and_evaluate(cfg, run, data=(train, train.subset(np.arange(0)),
+                                                       test))
+  shutil.rmtree(run)  # the cell keeps the numbers; the weights are not used again
+  accuracy = float(metrics["test_accuracy"])
+  return {"accuracy": accuracy, "tasks": len(test),
+          "ci95": float(1.96 * np.sqrt(accuracy * (1 - accuracy) / len(test)))}
+
+
+def _settings(config, workdir, prefix, folder, seed, cells):
+  """(setting, compute) of every transfer cell of one pre-trained network; `folder()`
+  pre-trains it on first use."""
+  if config.dataset == "omniglot":
+    network = []
+    for way in config.fewshot.ways:
+      for shot in config.fewshot.shots:
+        for name in config.baselines:
+          def compute(name=name, way=way, shot=shot):
+            if not network:
+              network.append(fewshot_network(config, folder(), seed))
+            picks = {"linear_probe": cells.get(f"{prefix}_linear_probe_{way}w{shot}s", {})}
+            return shots.baseline_cell(config.fewshot, name, way, shot, network[0], picks)
+          yield f"{name}_{way}w{shot}s", compute
+    return
+  for target in config.targets:
+    for labels in config.num_labels:
+      for strategy in config.strategies:
+        setting = f"{strategy}_{target}{labels}"
+        yield setting, (lambda target=target, labels=labels, strategy=strategy, setting=setting:
+                        target_cell(config, workdir, f"{prefix}_{setting}", folder(), target,
+                                    labels, strategy, seed))
 
 
 def study(config, workdir: str) -> dict:
   """Every cell (resuming from `workdir/cells/`); writes results.json and results.md."""
+  if config.dataset not in SOURCES:
+    raise ConfigError(f"Unknown pre-training dataset {config.dataset!r}; valid: "
+                      f"{list(SOURCES)}.")
   unknown = sorted(set(config.objectives) - set(OBJECTIVES + ("scratch",)))
   if unknown:
     raise ConfigError(f"Unknown objectives {unknown}; valid: scratch, {', '.join(OBJECTIVES)}.")
-  bad = [a for a in config.alphabets if not 1 <= a <= BACKGROUND_ALPHABETS]
+  unit, most = SOURCES[config.dataset]
+  bad = [n for n in config.diversity if not 1 <= n <= most]
   if bad:
-    raise ConfigError(f"alphabets {bad}: each must be in 1..{BACKGROUND_ALPHABETS}.")
+    raise ConfigError(f"diversity {bad}: each must be a number of {unit} in 1..{most}.")
+  if config.dataset != "omniglot":
+    wrong = sorted(set(config.strategies) - set(TARGET_STRATEGIES))
+    if wrong:
+      raise ConfigError(f"Unknown strategies {wrong}; valid: {list(TARGET_STRATEGIES)}.")
   os.makedirs(workdir, exist_ok=True)
   cells = {}
   for objective in config.objectives:
-    for alphabets in config.alphabets:
+    for groups in config.diversity:
       for seed in config.seeds:
-        network = None
-        for way in config.fewshot.ways:
-          for shot in config.fewshot.shots:
-            for name in config.baselines:
-              key = f"{objective}_{alphabets}a_s{seed}_{name}_{way}w{shot}s"
+        prefix = f"{objective}_{groups}{unit[0]}_s{seed}"
+        pretrained = {}
 
-              def compute():
-                nonlocal network
-                if network is None:
-                  network = pretrain(config, workdir, objective, alphabets, seed)
-                picks = {"linear_probe": cells.get(
-                    f"{objective}_{alphabets}a_s{seed}_linear_probe_{way}w{shot}s", {})}
-                return shots.baseline_cell(config.fewshot, name, way, shot, network, picks)
-              cells[key] = shots.cached(workdir, key, compute)
+        def folder(objective=objective, groups=groups, seed=seed, pretrained=pretrained):
+          if "path" not in pretrained:  # pre-trained when a cell first needs it
+            pretrained["path"] = pretrain(config, workdir, objective, groups, seed)
+          return pretrained["path"]
+        for setting, compute in _settings(config, workdir, prefix, folder, seed, cells):
+          cells[f"{prefix}_{setting}"] = shots.cached(workdir, f"{prefix}_{setting}", compute)
   table = summarize(cells)
   write_results(workdir, config, {"cells": cells, "summary": table}, "pretraining")
-  write_text(os.path.join(workdir, "results.md"), format_table(table) + "\n")
-  if len(config.alphabets) > 1:
-    plot(table, os.path.join(workdir, "results.png"))
+  write_text(os.path.join(workdir, "results.md"), format_table(table, config.dataset) + "\n")
+  if len(config.diversity) > 1:
+    plot(table, os.path.join(workdir, "results.png"), unit)
   return table
 
 
 def summarize(cells: dict) -> dict:
-  """{objective: {alphabets: {"baseline_WwSs": {accuracy, ci95, seeds}}}}: over seeds,
-  the mean of each seed's accuracy with a 95% t-interval (with one seed, the task CI)."""
+  """{objective: {diversity: {setting: {accuracy, ci95, seeds}}}}: over seeds, the mean of
+  each seed's accuracy with a 95% t-interval (with one seed, the cell's own interval:
+  over tasks, or binomial over the test set)."""
   grouped = {}
   for key, cell in cells.items():
-    objective, alphabets, seed, rest = key.split("_", 3)
-    grouped.setdefault(objective, {}).setdefault(int(alphabets[:-1]), {}).setdefault(
-        rest, []).append(cell)
+    objective, groups, seed, setting = key.split("_", 3)
+    grouped.setdefault(objective, {}).setdefault(int(groups[:-1]), {}).setdefault(
+        setting, []).append(cell)
   out = {}
-  for objective, by_alphabets in grouped.items():
-    for alphabets, by_setting in by_alphabets.items():
+  for objective, by_groups in grouped.items():
+    for groups, by_setting in by_groups.items():
       for setting, seeds in by_setting.items():
         values = [c["accuracy"] for c in seeds]
-        out.setdefault(objective, {}).setdefault(str(alphabets), {})[setting] = {
+        out.setdefault(objective, {}).setdefault(str(groups), {})[setting] = {
             "accuracy": float(np.mean(values)),
             "ci95": ci95(values) if len(values) > 1 else seeds[0]["ci95"],
             "seeds": len(values)}
   return out
 
 
-def format_table(summary: dict) -> str:
-  """One table per setting (baseline, way, shot): objectives as rows, alphabets as
-  columns, test accuracy (%) +- 95% CI."""
+STRATEGY_NAMES = {"ncm": "NCM", "linear_probe": "linear probe", "finetune": "fine-tune",
+                  "lp_ft": "LP-FT", "cosine": "Baseline++"}
+TARGET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "usps": "USPS"}
+
+
+def setting_name(setting: str) -> str:
+  """"linear_probe_5w1s" -> "linear probe, 5-way 1-shot"; "lp_ft_usps100" -> "LP-FT,
+  USPS, 100 labels"."""
+  for strategy, name in STRATEGY_NAMES.items():
+    if setting.startswith(strategy + "_"):
+      task = setting[len(strategy) + 1:]
+      break
+  else:
+    return setting
+  if task.endswith("s") and "w" in task:
+    way, shot = task[:-1].split("w")
+    return f"{name}, {way}-way {shot}-shot"
+  target = task.rstrip("0123456789")
+  return f"{name}, {TARGET_NAMES.get(target, target)}, {task[len(target):]} labels"
+
+
+def _cell(c) -> str:
+  return f"{100 * c['accuracy']:.2f} +- {100 * c['ci95']:.2f}" if c else ""
+
+
+def format_table(summary: dict, dataset: str = "omniglot") -> str:
+  """Test accuracy (%) +- 95% CI, objectives as rows: with one diversity, one table with
+  the settings as columns; else one table per setting, diversity as columns."""
   settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
+  groups = sorted({int(a) for o in summary.values() for a in o})
+  unit = SOURCES.get(dataset, ("groups",))[0]
+  seeds = max((c["seeds"] for o in summary.values() for a in o.values() for c in a.values()),
+              default=1)
+  spread = (f"over {seeds} seeds" if seeds > 1 else
+            "over 600 tasks" if dataset == "omniglot" else "binomial over the test set")
+  source = TARGET_NAMES.get(dataset, dataset.capitalize())
+  where = ("Omniglot's evaluation alphabets" if dataset == "omniglot" else "the targets' test sets")
+  if len(groups) == 1:
+    lines = [f"Pre-trained on {source} ({groups[0]} {unit}), scored on {where}: test "
+             f"accuracy (%) +- 95% CI ({spread})\n",
+             "| pre-training | " + " | ".join(map(setting_name, settings)) + " |",
+             "|---|" + "---:|" * len(settings)]
+    for objective, by_groups in summary.items():
+      row = by_groups.get(str(groups[0]), {})
+      lines.append(f"| {objective} | " + " | ".join(_cell(row.get(s)) for s in settings)
+                   + " |")
+    return "\n".join(lines)
   parts = []
   for setting in settings:
-    name, task = setting.rsplit("_", 1)
-    way, shot = task[:-1].split("w")
-    alphabets = sorted({int(a) for o in summary.values() for a in o})
-    seeds = max(c["seeds"] for o in summary.values() for a in o.values()
-                for s, c in a.items() if s == setting)
-    lines = [f"{shots.BASELINE_NAMES.get(name, name)}, Omniglot {way}-way {shot}-shot on the "
-             f"evaluation alphabets: test accuracy (%) +- 95% CI "
-             f"({'over ' + str(seeds) + ' seeds' if seeds > 1 else 'over 600 tasks, one seed'})"
-             ", by pre-training alphabets\n",
-             "| pre-training | " + " | ".join(map(str, alphabets)) + " |",
-             "|---|" + "---:|" * len(alphabets)]
-    for objective, by_alphabets in summary.items():
-      cells = [by_alphabets.get(str(a), {}).get(setting) for a in alphabets]
+    lines = [f"{setting_name(setting)}, pre-trained on {source}: test accuracy (%) +- 95% "
+             f"CI ({spread}), by pre-training {unit} (same number of images)\n",
+             "| pre-training | " + " | ".join(map(str, groups)) + " |",
+             "|---|" + "---:|" * len(groups)]
+    for objective, by_groups in summary.items():
       lines.append(f"| {objective} | " + " | ".join(
-          f"{100 * c['accuracy']:.2f} +- {100 * c['ci95']:.2f}" if c else "" for c in cells)
-                   + " |")
+          _cell(by_groups.get(str(g), {}).get(setting)) for g in groups) + " |")
     parts.append("\n".join(lines))
   return "\n\n".join(parts)
 
 
-def plot(summary: dict, path: str) -> bool:
-  """Transfer accuracy against pre-training alphabets, a panel per setting, a line per
+def plot(summary: dict, path: str, unit: str = "alphabets") -> bool:
+  """Transfer accuracy against pre-training diversity, a panel per setting, a line per
   objective with its 95% CI."""
   plt = pyplot()
   if plt is None:
@@ -168,15 +292,15 @@ def plot(summary: dict, path: str) -> bool:
   settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
   fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4), squeeze=False)
   for ax, setting in zip(axes[0], settings):
-    for objective, by_alphabets in summary.items():
-      points = sorted((int(a), c[setting]) for a, c in by_alphabets.items() if setting in c)
+    for objective, by_groups in summary.items():
+      points = sorted((int(a), c[setting]) for a, c in by_groups.items() if setting in c)
       ax.errorbar([a for a, _ in points], [100 * c["accuracy"] for _, c in points],
                   yerr=[100 * c["ci95"] for _, c in points], fmt="-o", capsize=3,
                   markersize=4, label=objective)
     ax.set_xscale("log")
-    ax.set_xlabel("pre-training alphabets (same number of images)")
+    ax.set_xlabel(f"pre-training {unit} (same number of images)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(setting)
+    ax.set_title(setting_name(setting))
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
