@@ -9,18 +9,12 @@ depend on pixel values). Each strategy's jitted step is timed as the median of
 The meta-steps are `benchmarks.meta_step`'s (Omniglot 5-way 1-shot, 32 tasks).
 """
 import json
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks import meta_step
-from experiments.configs import finetune as finetune_configs
-from jaxtl import partition
-from jaxtl.finetune import strategies, trainer
-from jaxtl.models import build_model
+from benchmarks import meta_step, timing
 from jaxtl.runtime import log_versions
 
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Examples per step.")
@@ -43,35 +37,9 @@ CASES = {
 
 
 def time_strategy(overrides, batch_size, image_size, steps, repeats, conv):
-  config = finetune_configs.get_config("digits")
-  config.update(overrides)
-  model = build_model("resnet", num_classes=10, widths=tuple(config.model_kwargs.widths),
-                      conv=conv)
-  n = batch_size * 4
-  x = jax.random.uniform(jax.random.PRNGKey(0), (n, image_size, image_size, 1))
-  y = jnp.arange(n) % 10
-  variables = model.init(jax.random.PRNGKey(1), x[:1], train=False)
-  labels = partition.label_params(variables["params"],
-                                  strategies.phases(config, model.block_names())[0].table)
-  keep = lambda l: l is not None
-  trainable, _ = partition.split(variables["params"], labels, keep)
-  tx = trainer.make_optimizer(config, partition.split(labels, labels, keep)[0])
-  step = trainer.make_train_step(model, tx, labels, config, batch_size, n)
-  state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
-               batch_stats=variables["batch_stats"], opt_state=tx.init(trainable))
-  anchor = jax.tree_util.tree_map(jnp.copy, trainable) if config.strategy == "l2sp" else {}
-  order = trainer.epoch_order(jax.random.PRNGKey(2), 0, n)
-  for _ in range(3):
-    state, loss = step(state, anchor, x, y, order)
-  loss.block_until_ready()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for _ in range(steps):
-      state, loss = step(state, anchor, x, y, order)
-    loss.block_until_ready()
-    times.append((time.perf_counter() - t0) / steps)
-  return float(np.median(times)), partition.count(trainable)
+  """(median seconds per step over `repeats` blocks of `steps`, trainable parameters)."""
+  block, trainable = timing.prepare_strategy(overrides, batch_size, image_size, conv)
+  return float(np.median([1 / block(steps) for _ in range(repeats)])), trainable
 
 
 def main(argv):

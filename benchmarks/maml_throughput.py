@@ -14,16 +14,13 @@ method in turn (A B C A B C ...); each number is the median over the rounds, wit
 range and every block's rate in the JSON.
 """
 import json
-import sys
-from importlib import metadata
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from benchmarks.meta_step import SETTINGS, prepare, shape_of
+from benchmarks.timing import interleaved, provenance
 from experiments.configs import meta as meta_configs
-from jaxtl import workdir
 from jaxtl.runtime import log_versions
 
 PEERS = ("torch.func", "torch.func unfold", "torch.func unfold compiled",
@@ -69,19 +66,6 @@ def peer_cases(settings, peers) -> tuple[list, list]:
   return cases, skipped
 
 
-def interleaved(cases, repeats: int) -> list:
-  """Each case's row with the median and range of its rate over `repeats` rounds, a
-  round timing every case once in turn (A B C A B C ...), so that a slow phase of the
-  machine falls on all of them. `cases`: (row, block, calls)."""
-  rates = [[] for _ in cases]
-  for _ in range(repeats):
-    for i, (_, block, calls) in enumerate(cases):
-      rates[i].append(block(calls))
-  return [dict(row, meta_iterations_per_second=float(np.median(r)),
-               meta_iterations_per_second_range=[float(min(r)), float(max(r))],
-               rates=[float(x) for x in r]) for (row, _, _), r in zip(cases, rates)]
-
-
 def ratio_lines(rows) -> list[str]:
   """jaxtl's fastest row per setting over each peer's."""
   lines = []
@@ -93,24 +77,6 @@ def ratio_lines(rows) -> list[str]:
         ratio = best["meta_iterations_per_second"] / r["meta_iterations_per_second"]
         lines.append(f"{setting}: {best['method']} / {r['method']} = {ratio:.2f}x")
   return lines
-
-
-def provenance() -> dict:
-  """Machine, versions and command line, so that a table made from the JSON says where
-  its numbers come from."""
-  machine = workdir.machine()
-  if jax.default_backend() == "cpu":
-    with open("/proc/cpuinfo") as f:
-      model = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-    machine += f" ({model[0]})" if model else ""
-  versions = {}
-  for package in ("jax", "torch"):
-    try:
-      versions[package] = metadata.version(package)
-    except metadata.PackageNotFoundError:
-      continue
-  command = " ".join(["python -m benchmarks.maml_throughput", *sys.argv[1:]])
-  return {"machine": machine, "versions": versions, "command": command}
 
 
 def main(argv):

@@ -7,18 +7,22 @@ import numpy as np
 from experiments.configs import meta as meta_configs
 from jaxtl.meta import train
 
-SETTINGS = {"5w1s": "omniglot_5w1s", "5w5s": "omniglot_5w5s", "20w1s": "omniglot_20w1s",
+SETTINGS = {"sinusoid": "sinusoid", "5w1s": "omniglot_5w1s", "5w5s": "omniglot_5w5s", "20w1s": "omniglot_20w1s",
             "20w5s": "omniglot_20w5s", "mlp5w1s": "omniglot_5w1s_mlp",
             "mlp5w5s": "omniglot_5w5s_mlp"}
 
 
 def build(config, num_classes: int = 4800):
   """(learner, state, random class-major data, jitted step) for `config`; by default
-  1200 characters x 4 rotations, 20 drawings each, as in meta-training."""
+  1200 characters x 4 rotations, 20 drawings each, as in meta-training (sinusoids: no
+  data, the tasks are drawn inside the step)."""
   learner = train.make_learner(config)
-  data = jax.random.uniform(jax.random.PRNGKey(0), (num_classes, 20, 28, 28, 1))
-  sampler = lambda key, d, b: train.tasks.sample_classification(key, d, b, config.way,
-                                                                config.shot, config.query)
+  if config.dataset == "sinusoid":
+    data, sampler = None, train.make_task_data(config).train_sampler
+  else:
+    data = jax.random.uniform(jax.random.PRNGKey(0), (num_classes, 20, 28, 28, 1))
+    sampler = lambda key, d, b: train.tasks.sample_classification(key, d, b, config.way,
+                                                                  config.shot, config.query)
   tx = train.make_outer_optimizer(config)
   state = train.init_state(config, learner, tx, data, sampler)
   step = train.make_meta_step(learner, tx, sampler, config.meta_batch, config.steps_per_call)

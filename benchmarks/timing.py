@@ -1,0 +1,76 @@
+"""What the benchmarks share, with no flags (so that one benchmark can import another's
+pieces): the fine-tuning trainer's step ready to time, interleaved timing, provenance."""
+import sys
+import time
+from importlib import metadata
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.configs import finetune as finetune_configs
+from jaxtl import partition, workdir
+from jaxtl.finetune import strategies, trainer
+from jaxtl.models import build_model
+
+
+def prepare_strategy(overrides, batch_size, image_size, conv):
+  """(block, trainable parameters): block(steps) -> steps per second of the fine-tuning
+  trainer's jitted step for `overrides` of the digits config, after 3 warm-up steps."""
+  config = finetune_configs.get_config("digits")
+  config.update(overrides)
+  model = build_model("resnet", num_classes=10, widths=tuple(config.model_kwargs.widths),
+                      conv=conv)
+  n = batch_size * 4
+  x = jax.random.uniform(jax.random.PRNGKey(0), (n, image_size, image_size, 1))
+  y = jnp.arange(n) % 10
+  variables = model.init(jax.random.PRNGKey(1), x[:1], train=False)
+  labels = partition.label_params(variables["params"],
+                                  strategies.phases(config, model.block_names())[0].table)
+  keep = lambda l: l is not None
+  trainable, _ = partition.split(variables["params"], labels, keep)
+  tx = trainer.make_optimizer(config, partition.split(labels, labels, keep)[0])
+  step = trainer.make_train_step(model, tx, labels, config, batch_size, n)
+  box = {"state": dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                       batch_stats=variables["batch_stats"], opt_state=tx.init(trainable))}
+  anchor = jax.tree_util.tree_map(jnp.copy, trainable) if config.strategy == "l2sp" else {}
+  order = trainer.epoch_order(jax.random.PRNGKey(2), 0, n)
+
+  def block(steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      box["state"], loss = step(box["state"], anchor, x, y, order)
+    loss.block_until_ready()
+    return steps / (time.perf_counter() - t0)
+  block(3)  # warm-up, compiles
+  return block, partition.count(trainable)
+
+
+def interleaved(cases, repeats: int, unit: str = "meta_iterations_per_second") -> list:
+  """Each case's row with the median (`unit`) and range of its rate over `repeats`
+  rounds, a round timing every case once in turn (A B C A B C ...), so that a slow phase
+  of the machine falls on all of them. `cases`: (row, block, calls)."""
+  rates = [[] for _ in cases]
+  for _ in range(repeats):
+    for i, (_, block, calls) in enumerate(cases):
+      rates[i].append(block(calls))
+  return [{**row, unit: float(np.median(r)), f"{unit}_range": [float(min(r)), float(max(r))],
+           "rates": [float(x) for x in r]} for (row, _, _), r in zip(cases, rates)]
+
+
+def provenance(module: str = "benchmarks.maml_throughput") -> dict:
+  """Machine, versions and command line, so that a table made from the JSON says where
+  its numbers come from."""
+  machine = workdir.machine()
+  if jax.default_backend() == "cpu":
+    with open("/proc/cpuinfo") as f:
+      model = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+    machine += f" ({model[0]})" if model else ""
+  versions = {}
+  for package in ("jax", "torch"):
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      continue
+  command = " ".join([f"python -m {module}", *sys.argv[1:]])
+  return {"machine": machine, "versions": versions, "command": command}
