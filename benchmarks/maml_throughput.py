@@ -42,10 +42,10 @@ def prepare_peer(setting: str, peer: str):
   """(row, block) of a PyTorch peer on `setting`, warmed up (see `meta_step.prepare`)."""
   from benchmarks import torch_peers  # pylint: disable=import-outside-toplevel
   config = meta_configs.get_config(SETTINGS[setting])
-  block = torch_peers.prepare(peer, config.way, config.shot, config.meta_batch,
-                              config.inner_steps, config.inner_lr)
+  block, check = torch_peers.prepare(peer, config.way, config.shot, config.meta_batch,
+                                     config.inner_steps, config.inner_lr)
   return {"setting": setting, "method": peer, "first_call_seconds": None,
-          **shape_of(config)}, block
+          "meta_gradient_error": check, **shape_of(config)}, block
 
 
 def peer_cases(settings, peers) -> tuple[list, list]:

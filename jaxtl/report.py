@@ -372,6 +372,32 @@ def throughput_ratio_table(root: str) -> str:
   return _benchmark_caption(b) + "\n".join(lines) + not_run
 
 
+STEP_CASES = {"finetune_full": "fine-tuning step, full (ResNet, batch {batch})",
+              "finetune_linear_probe": "fine-tuning step, linear probe (ResNet, batch {batch})",
+              "sinusoid": "sinusoid MAML meta-iteration (25 tasks, 1 inner step)"}
+
+
+def step_throughput_table(root: str) -> str:
+  """Steps per second of each case, jaxtl against PyTorch (median and range over the
+  interleaved rounds), and jaxtl's fastest over each PyTorch method."""
+  b = _load(root, "benchmarks/step_throughput_cpu.json")
+  lines = ["| case | method | per second (range) | jaxtl / this |", "|---|---|---:|---:|"]
+  for case in dict.fromkeys(r["case"] for r in b["results"]):
+    rows = [r for r in b["results"] if r["case"] == case]
+    ours = max((r["per_second"] for r in rows if r["method"].startswith("jaxtl")),
+               default=None)
+    name = STEP_CASES.get(case, case).format(batch=b.get("batch_size"))
+    for r in rows:
+      low, high = r["per_second_range"]
+      ratio = ("" if ours is None or r["method"].startswith("jaxtl") else
+               f"{ours / r['per_second']:.2f}x")
+      lines.append(f"| {name} | {r['method']} | {r['per_second']:.1f} ({low:.1f}-{high:.1f}) "
+                   f"| {ratio} |")
+  checks = "".join(f"\n\nCheck: {k.replace('_', ' ')} {v:.1e}."
+                   for k, v in b.get("checks", {}).items())
+  return _benchmark_caption(b) + "\n".join(lines) + checks
+
+
 def finetune_cost_table(root: str) -> str:
   """Milliseconds per fine-tuning step for each strategy, and relative to full."""
   b = _load(root, "benchmarks/finetune_cost_cpu.json")
@@ -460,6 +486,7 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
        for d in ("mnist", "fashion_mnist") for kind in ("labels", "diversity")},
     "throughput-table": throughput_table,
     "throughput-ratio-table": throughput_ratio_table,
+    "step-throughput-table": step_throughput_table,
     "finetune-cost-table": finetune_cost_table,
     "meta-step-cost-table": meta_step_cost_table,
     "memory-table": memory_table,

@@ -182,3 +182,21 @@ def test_throughput_tables_from_a_benchmark_json(tmp_path):
   assert ratios.endswith("Not run: learn2learn: no module.")
   assert set(report.document_tables(str(tmp_path))) == {
       "omniglot-table", "throughput-table", "throughput-ratio-table"}
+
+
+def test_step_throughput_table_from_a_benchmark_json(tmp_path):
+  """The fine-tuning / sinusoid block from a hand-made benchmark file: each method's
+  median and range, jaxtl's fastest over each PyTorch method, the gradient check."""
+  rows = [{"case": "sinusoid", "method": method, "per_second": rate,
+           "per_second_range": [rate - 1, rate + 1]}
+          for method, rate in [("jaxtl (500 per call)", 300.0), ("jaxtl (1 per call)", 200.0),
+                               ("torch.func", 100.0)]]
+  os.makedirs(tmp_path / "benchmarks")
+  with open(tmp_path / "benchmarks" / "step_throughput_cpu.json", "w") as f:
+    json.dump({"machine": "CPU, 2 cores", "batch_size": 128, "results": rows,
+               "checks": {"sinusoid_meta_gradient_relative_error": 7.5e-7}}, f)
+  table = report.step_throughput_table(str(tmp_path))
+  assert ("| sinusoid MAML meta-iteration (25 tasks, 1 inner step) | torch.func | "
+          "100.0 (99.0-101.0) | 3.00x |") in table
+  assert "| jaxtl (1 per call) | 200.0 (199.0-201.0) |  |" in table
+  assert table.endswith("Check: sinusoid meta gradient relative error 7.5e-07.")
