@@ -398,6 +398,27 @@ def step_throughput_table(root: str) -> str:
   return _benchmark_caption(b) + "\n".join(lines) + checks
 
 
+def conv_cost_table(root: str) -> str:
+  """Milliseconds per convolution of the ResNet, forward and forward + backward, per
+  method; the last row sums one forward pass's convolutions (`count` each)."""
+  b = _load(root, "benchmarks/conv_cost_cpu.json")
+  columns = list(dict.fromkeys((r["method"], r["pass"]) for r in b["results"]))
+  shape_of = lambda r: (r["input"], r["in"], r["out"], r["kernel"], r["stride"], r["count"])
+  shapes = list(dict.fromkeys(shape_of(r) for r in b["results"]))
+  ms = {(shape_of(r), r["method"], r["pass"]): r["ms"] for r in b["results"]}
+  lines = ["| convolution (batch %d) | x | " % b["batch_size"]
+           + " | ".join(f"{m}, {p}" for m, p in columns) + " |",
+           "|---|---:|" + "---:|" * len(columns)]
+  for shape in shapes:
+    size, cin, cout, k, stride, count = shape
+    lines.append(f"| {size}x{size}x{cin} -> {cout}, {k}x{k} stride {stride} | {count} | "
+                 + " | ".join(f"{ms[(shape, *c)]:.2f}" for c in columns) + " |")
+  totals = [sum(ms[(shape, *c)] * shape[-1] for shape in shapes) for c in columns]
+  lines.append("| all, one step's worth | | " + " | ".join(f"**{t:.1f}**" for t in totals)
+               + " |")
+  return _benchmark_caption(b) + "\n".join(lines)
+
+
 def finetune_cost_table(root: str) -> str:
   """Milliseconds per fine-tuning step for each strategy, and relative to full."""
   b = _load(root, "benchmarks/finetune_cost_cpu.json")
@@ -487,6 +508,7 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "throughput-table": throughput_table,
     "throughput-ratio-table": throughput_ratio_table,
     "step-throughput-table": step_throughput_table,
+    "conv-cost-table": conv_cost_table,
     "finetune-cost-table": finetune_cost_table,
     "meta-step-cost-table": meta_step_cost_table,
     "memory-table": memory_table,

@@ -162,7 +162,7 @@ def test_committed_protonet_checkpoint_reevaluates_to_its_number(tmp_path, data_
 
 
 def test_throughput_tables_from_a_benchmark_json(tmp_path):
-  """The throughput blocks (no JSON committed now) from a hand-made benchmark file: the
+  """The throughput blocks from a hand-made benchmark file: the
   fastest method per setting in bold, jaxtl's fastest row over each peer, the machine."""
   rows = [{"setting": "5w1s", "method": method, "meta_iterations_per_second": rate, "way": 5,
            "shot": 1, "meta_batch": 32, "inner_steps": 1}
@@ -200,3 +200,18 @@ def test_step_throughput_table_from_a_benchmark_json(tmp_path):
           "100.0 (99.0-101.0) | 3.00x |") in table
   assert "| jaxtl (1 per call) | 200.0 (199.0-201.0) |  |" in table
   assert table.endswith("Check: sinusoid meta gradient relative error 7.5e-07.")
+
+
+def test_conv_cost_table_sums_one_step_of_convolutions(tmp_path):
+  """The convolution block from a hand-made file: a row per shape, and the last row sums
+  each method's times weighted by how often the shape occurs in the network."""
+  rows = [{"input": 28, "in": 16, "out": 16, "kernel": 3, "stride": 1, "count": 2,
+           "method": method, "pass": "forward", "ms": ms}
+          for method, ms in [("jax xla", 5.0), ("PyTorch", 2.0)]]
+  rows += [dict(r, input=7, count=1, ms=r["ms"] / 10) for r in rows]
+  os.makedirs(tmp_path / "benchmarks")
+  with open(tmp_path / "benchmarks" / "conv_cost_cpu.json", "w") as f:
+    json.dump({"batch_size": 128, "results": rows}, f)
+  table = report.conv_cost_table(str(tmp_path))
+  assert "| 28x28x16 -> 16, 3x3 stride 1 | 2 | 5.00 | 2.00 |" in table
+  assert table.endswith("| all, one step's worth | | **10.5** | **4.2** |")
