@@ -1,5 +1,6 @@
 """What the benchmarks share, with no flags (so that one benchmark can import another's
 pieces): the fine-tuning trainer's step ready to time, interleaved timing, provenance."""
+import shlex
 import sys
 import time
 from importlib import metadata
@@ -72,5 +73,5 @@ def provenance(module: str = "benchmarks.maml_throughput") -> dict:
       versions[package] = metadata.version(package)
     except metadata.PackageNotFoundError:
       continue
-  command = " ".join([f"python -m {module}", *sys.argv[1:]])
+  command = f"python -m {module} " + shlex.join(sys.argv[1:])  # quoted: pastes as run
   return {"machine": machine, "versions": versions, "command": command}
