@@ -19,6 +19,7 @@ diversity in `config.diversity` and each seed:
        settings in `config.target`), scored on the whole test split.
 Every cell is saved under `workdir/cells/` when done, so a rerun resumes.
 """
+import dataclasses
 import os
 import shutil
 
@@ -114,8 +115,7 @@ def target_data(config, name: str):
     splits = [load_dataset(name, split, data_dir=config.data_dir, source=config.source)
               for split in ("train", "test")]
     if name == "usps":
-      splits = [s.__class__(usps_to_28(s.images), s.labels, s.name, source=s.source)
-                for s in splits]
+      splits = [dataclasses.replace(s, images=usps_to_28(s.images)) for s in splits]
     _TARGET_DATA[key] = tuple(splits)
   return _TARGET_DATA[key]
 
