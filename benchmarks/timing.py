@@ -15,9 +15,9 @@ from jaxtl.finetune import strategies, trainer
 from jaxtl.models import build_model
 
 
-def prepare_strategy(overrides, batch_size, image_size, conv):
-  """(block, trainable parameters): block(steps) -> steps per second of the fine-tuning
-  trainer's jitted step for `overrides` of the digits config, after 3 warm-up steps."""
+def strategy_step(overrides, batch_size, image_size, conv):
+  """(step, state, args, trainable parameters): the fine-tuning trainer's jitted step for
+  `overrides` of the digits config on random images; `step(state, *args)` -> (state, loss)."""
   config = finetune_configs.get_config("digits")
   config.update(overrides)
   model = build_model("resnet", num_classes=10, widths=tuple(config.model_kwargs.widths),
@@ -32,19 +32,36 @@ def prepare_strategy(overrides, batch_size, image_size, conv):
   trainable, _ = partition.split(variables["params"], labels, keep)
   tx = trainer.make_optimizer(config, partition.split(labels, labels, keep)[0])
   step = trainer.make_train_step(model, tx, labels, config, batch_size, n)
-  box = {"state": dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                       batch_stats=variables["batch_stats"], opt_state=tx.init(trainable))}
+  state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
+               batch_stats=variables["batch_stats"], opt_state=tx.init(trainable))
   anchor = jax.tree_util.tree_map(jnp.copy, trainable) if config.strategy == "l2sp" else {}
   order = trainer.epoch_order(jax.random.PRNGKey(2), 0, n)
+  return step, state, (anchor, x, y, order), partition.count(trainable)
+
+
+def prepare_strategy(overrides, batch_size, image_size, conv):
+  """(block, trainable parameters): block(steps) -> steps per second of `strategy_step`,
+  after 3 warm-up steps."""
+  step, state, args, trainable = strategy_step(overrides, batch_size, image_size, conv)
+  box = {"state": state}
 
   def block(steps: int) -> float:
     t0 = time.perf_counter()
     for _ in range(steps):
-      box["state"], loss = step(box["state"], anchor, x, y, order)
+      box["state"], loss = step(box["state"], *args)
     loss.block_until_ready()
     return steps / (time.perf_counter() - t0)
   block(3)  # warm-up, compiles
-  return block, partition.count(trainable)
+  return block, trainable
+
+
+def compiled_cost(jitted, *args) -> dict:
+  """XLA's own count of a jitted call's work: {"gflop", "gbytes"} (floating-point
+  operations and bytes its operations read and write, in billions). XLA counts a loop's
+  body once, whatever its trip count: time calls without loops (or divide yourself)."""
+  cost = jitted.lower(*args).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return {"gflop": cost["flops"] / 1e9, "gbytes": cost["bytes accessed"] / 1e9}
 
 
 def interleaved(cases, repeats: int, unit: str = "meta_iterations_per_second") -> list:
@@ -57,6 +74,20 @@ def interleaved(cases, repeats: int, unit: str = "meta_iterations_per_second") -
       rates[i].append(block(calls))
   return [{**row, unit: float(np.median(r)), f"{unit}_range": [float(min(r)), float(max(r))],
            "rates": [float(x) for x in r]} for (row, _, _), r in zip(cases, rates)]
+
+
+def roofline_bounds(rows) -> list[dict]:
+  """`benchmarks.roofline`'s rows (`interleaved` with unit "per_second", and
+  `compiled_cost`) with each one's milliseconds, achieved rates, and the milliseconds its
+  work would take at each probe's rate: its flops at an "arithmetic probe"'s GFLOP/s, its
+  bytes at a "memory probe"'s GB/s."""
+  work = {"arithmetic probe": "gflop", "memory probe": "gbytes"}
+  probes = [p for p in rows if p["kind"] in work]
+  return [{**r, "ms": 1e3 / r["per_second"], "gflop_per_s": r["gflop"] * r["per_second"],
+           "gbytes_per_s": r["gbytes"] * r["per_second"],
+           "ms_at_probe_rate": {p["case"]: 1e3 * r[work[p["kind"]]]
+                                / (p[work[p["kind"]]] * p["per_second"]) for p in probes}}
+          for r in rows]
 
 
 def provenance(module: str = "benchmarks.maml_throughput") -> dict:

@@ -419,6 +419,25 @@ def conv_cost_table(root: str) -> str:
   return _benchmark_caption(b) + "\n".join(lines)
 
 
+def roofline_table(root: str) -> str:
+  """Each step's time against the time its work would take at the rates of the machine's
+  probes (a matrix product's GFLOP/s, a copy's GB/s), measured in the same run
+  (`benchmarks.roofline`)."""
+  b = _load(root, "benchmarks/roofline_cpu.json")
+  probes = [r for r in b["results"] if r["kind"].endswith("probe")]
+  steps = [r for r in b["results"] if not r["kind"].endswith("probe")]
+  rate = lambda p: (f"{p['gflop_per_s']:.1f} GFLOP/s" if p["kind"] == "arithmetic probe"
+                    else f"{p['gbytes_per_s']:.1f} GB/s")
+  lines = ["| step | ms | GFLOP | GB moved | GFLOP/s | "
+           + " | ".join(f"ms at {p['case']}'s {rate(p)}" for p in probes) + " |",
+           "|---|---:|---:|---:|---:|" + "---:|" * len(probes)]
+  for r in steps:
+    lines.append(f"| {r['case']} | {r['ms']:.1f} | {r['gflop']:.2f} | {r['gbytes']:.2f} | "
+                 f"{r['gflop_per_s']:.1f} | " + " | ".join(
+                     f"{r['ms_at_probe_rate'][p['case']]:.1f}" for p in probes) + " |")
+  return _benchmark_caption(b) + "\n".join(lines)
+
+
 def finetune_cost_table(root: str) -> str:
   """Milliseconds per fine-tuning step for each strategy, and relative to full."""
   b = _load(root, "benchmarks/finetune_cost_cpu.json")
@@ -509,6 +528,7 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "throughput-ratio-table": throughput_ratio_table,
     "step-throughput-table": step_throughput_table,
     "conv-cost-table": conv_cost_table,
+    "roofline-table": roofline_table,
     "finetune-cost-table": finetune_cost_table,
     "meta-step-cost-table": meta_step_cost_table,
     "memory-table": memory_table,

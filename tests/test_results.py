@@ -7,10 +7,13 @@ import re
 import subprocess
 import textwrap
 
+import jax
+import jax.numpy as jnp
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from benchmarks import timing
 from experiments.configs import meta as meta_configs
 from jaxtl import report, workdir as run_dir
 from jaxtl.meta import train
@@ -200,6 +203,33 @@ def test_step_throughput_table_from_a_benchmark_json(tmp_path):
           "100.0 (99.0-101.0) | 3.00x |") in table
   assert "| jaxtl (1 per call) | 200.0 (199.0-201.0) |  |" in table
   assert table.endswith("Check: sinusoid meta gradient relative error 7.5e-07.")
+
+
+def test_compiled_cost_counts_a_matrix_product_in_closed_form():
+  """XLA's count of (m x k) @ (k x n) is 2mkn operations, and at least the operands and
+  the result in bytes."""
+  m, k, n = 64, 48, 32
+  cost = timing.compiled_cost(jax.jit(jnp.matmul), jnp.ones((m, k)), jnp.ones((k, n)))
+  assert cost["gflop"] == pytest.approx(2 * m * k * n / 1e9)
+  assert cost["gbytes"] >= 4 * (m * k + k * n + m * n) / 1e9
+
+
+def test_roofline_table_from_a_benchmark_json(tmp_path):
+  """The roofline block from a hand-made run: the bounds are the step's work over the
+  probes' rates measured in the same run."""
+  os.makedirs(tmp_path / "benchmarks")
+  probes = [{"case": "matrix product", "kind": "arithmetic probe", "gflop": 16.0,
+             "gbytes": 0.0, "per_second": 10.0},
+            {"case": "copy 1 MB", "kind": "memory probe", "gflop": 0.0, "gbytes": 0.002,
+             "per_second": 10000.0}]
+  step = {"case": "MAML 5w1s", "kind": "maml", "gflop": 8.0, "gbytes": 2.0, "per_second": 4.0}
+  with open(tmp_path / "benchmarks" / "roofline_cpu.json", "w") as f:
+    json.dump({"results": timing.roofline_bounds(probes + [step])}, f)
+  table = report.roofline_table(str(tmp_path))
+  assert ("| step | ms | GFLOP | GB moved | GFLOP/s | ms at matrix product's 160.0 GFLOP/s | "
+          "ms at copy 1 MB's 20.0 GB/s |") in table
+  # 250 ms a step; 8 GFLOP at 160 GFLOP/s is 50 ms; 2 GB at 20 GB/s is 100 ms.
+  assert table.endswith("| MAML 5w1s | 250.0 | 8.00 | 2.00 | 32.0 | 50.0 | 100.0 |")
 
 
 def test_conv_cost_table_sums_one_step_of_convolutions(tmp_path):
