@@ -270,12 +270,14 @@ def shots_verdict(root: str) -> str:
 
 
 def pretraining_tables(variant: str):
-  """Transfer accuracy per pre-training objective and diversity (`experiments.pretraining`)."""
+  """Transfer accuracy per pre-training objective and diversity (`experiments.pretraining`),
+  then the question it answers, in a sentence with its numbers."""
   def table(root: str) -> str:
-    from jaxtl.objectives import study  # pylint: disable=import-outside-toplevel
+    from jaxtl.objectives import answers, study  # pylint: disable=import-outside-toplevel
     results = _load(root, f"pretraining_{variant}/results.json")
-    return study.format_table(results["metrics"]["summary"],
-                              results["config"].get("dataset", "omniglot"))
+    summary, dataset = results["metrics"]["summary"], results["config"].get("dataset", "omniglot")
+    text = answers.answer(summary, dataset)
+    return study.format_table(summary, dataset) + (f"\n\n{text}" if text else "")
   return table
 
 
