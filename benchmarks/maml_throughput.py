@@ -21,7 +21,7 @@ import jax
 from absl import app, flags
 
 from benchmarks.meta_step import SETTINGS, prepare, shape_of
-from benchmarks.timing import interleaved, provenance
+from benchmarks.timing import interleaved, provenance, ratio_lines
 from experiments.configs import meta as meta_configs
 from jaxtl.runtime import log_versions
 
@@ -70,19 +70,6 @@ def peer_cases(settings, peers) -> tuple[list, list]:
   return cases, skipped
 
 
-def ratio_lines(rows) -> list[str]:
-  """jaxtl's fastest row per setting over each peer's."""
-  lines = []
-  for setting in dict.fromkeys(r["setting"] for r in rows):
-    ours = [r for r in rows if r["setting"] == setting and r["method"].startswith("jaxtl")]
-    best = max(ours, key=lambda r: r["meta_iterations_per_second"])
-    for r in rows:
-      if r["setting"] == setting and not r["method"].startswith("jaxtl"):
-        ratio = best["meta_iterations_per_second"] / r["meta_iterations_per_second"]
-        lines.append(f"{setting}: {best['method']} / {r['method']} = {ratio:.2f}x")
-  return lines
-
-
 def main(argv):
   del argv
   log_versions()
@@ -104,7 +91,7 @@ def main(argv):
     first = "" if r["first_call_seconds"] is None else f"{r['first_call_seconds']:.1f}"
     print(f"| {r['setting']} | {r['meta_batch']} | {r['inner_steps']} | {r['method']} | "
           f"{r['meta_iterations_per_second']:.2f} | {first} |")
-  ratios = ratio_lines(rows)
+  ratios = ratio_lines(rows, "setting", "meta_iterations_per_second")
   print("\n".join(ratios + [f"not run: {s}" for s in skipped]))
   if _OUT.value:
     with open(_OUT.value, "w") as f:

@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import meta_step
-from benchmarks.timing import interleaved, prepare_strategy, provenance
+from benchmarks.timing import interleaved, prepare_strategy, provenance, ratio_lines
 from experiments.configs import meta as meta_configs
 from jaxtl.meta import train
 from jaxtl.runtime import log_versions
@@ -108,18 +108,11 @@ def main(argv):
   log_versions()
   timed, checks = cases(_CASES.value, _BATCH.value, _CALLS.value, _COMPILED.value)
   rows = interleaved(timed, _REPEATS.value, unit="per_second")
-  ratios = []
   print("| case | method | per second | range |\n|---|---|---:|---|")
   for r in rows:
     low, high = r["per_second_range"]
     print(f"| {r['case']} | {r['method']} | {r['per_second']:.1f} | {low:.1f}-{high:.1f} |")
-  for case in dict.fromkeys(r["case"] for r in rows):
-    ours = max((r for r in rows if r["case"] == case and r["method"].startswith("jaxtl")),
-               key=lambda r: r["per_second"])
-    for r in rows:
-      if r["case"] == case and not r["method"].startswith("jaxtl"):
-        ratios.append(f"{case}: {ours['method']} / {r['method']} = "
-                      f"{ours['per_second'] / r['per_second']:.2f}x")
+  ratios = ratio_lines(rows, "case", "per_second")
   print("\n".join(ratios), "\n", checks)
   if _OUT.value:
     with open(_OUT.value, "w") as f:

@@ -76,6 +76,18 @@ def interleaved(cases, repeats: int, unit: str = "meta_iterations_per_second") -
            "rates": [float(x) for x in r]} for (row, _, _), r in zip(cases, rates)]
 
 
+def ratio_lines(rows, group: str, unit: str) -> list[str]:
+  """For each value of `group` (a row's key), jaxtl's fastest row over each other row:
+  "5w1s: jaxtl (...) / torch.func = 1.42x", rates in `unit`."""
+  lines = []
+  for value in dict.fromkeys(r[group] for r in rows):
+    mine = [r for r in rows if r[group] == value]
+    best = max((r for r in mine if r["method"].startswith("jaxtl")), key=lambda r: r[unit])
+    lines += [f"{value}: {best['method']} / {r['method']} = {best[unit] / r[unit]:.2f}x"
+              for r in mine if not r["method"].startswith("jaxtl")]
+  return lines
+
+
 def roofline_bounds(rows) -> list[dict]:
   """`benchmarks.roofline`'s rows (`interleaved` with unit "per_second", and
   `compiled_cost`) with each one's milliseconds, achieved rates, and the milliseconds its

@@ -214,6 +214,16 @@ def test_compiled_cost_counts_a_matrix_product_in_closed_form():
   assert cost["gbytes"] >= 4 * (m * k + k * n + m * n) / 1e9
 
 
+def test_ratio_lines_take_jaxtls_fastest_row_per_group():
+  rows = [{"setting": "a", "method": "jaxtl (vmap)", "rate": 4.0},
+          {"setting": "a", "method": "jaxtl (map)", "rate": 2.0},
+          {"setting": "a", "method": "torch.func", "rate": 2.5},
+          {"setting": "b", "method": "jaxtl (vmap)", "rate": 1.0},
+          {"setting": "b", "method": "learn2learn", "rate": 2.0}]
+  assert timing.ratio_lines(rows, "setting", "rate") == [
+      "a: jaxtl (vmap) / torch.func = 1.60x", "b: jaxtl (vmap) / learn2learn = 0.50x"]
+
+
 def test_roofline_table_from_a_benchmark_json(tmp_path):
   """The roofline block from a hand-made run: the bounds are the step's work over the
   probes' rates measured in the same run."""
