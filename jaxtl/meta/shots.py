@@ -111,7 +111,8 @@ _EVAL_DATA = {}  # (tasks config, split) -> class-major images: loaded once per 
 
 def _eval_data(cfg):
   """cfg's evaluation classes, class-major, read once per process."""
-  key = (cfg.dataset, cfg.class_split, cfg.split_seed, cfg.num_val_classes, cfg.eval_split)
+  key = (cfg.dataset, cfg.data_dir, cfg.source, cfg.class_split, cfg.split_seed,
+         cfg.num_val_classes, cfg.eval_split)
   if key not in _EVAL_DATA:
     _EVAL_DATA[key] = train.make_task_data(cfg).test
   return _EVAL_DATA[key]

@@ -20,6 +20,7 @@ diversity in `config.diversity` and each seed:
 Every cell is saved under `workdir/cells/` when done, so a rerun resumes.
 """
 import dataclasses
+import functools
 import os
 import shutil
 
@@ -103,21 +104,20 @@ def fewshot_network(config, folder: str, seed: int):
   return model, variables["params"], variables.get("batch_stats", {})
 
 
-_TARGET_DATA = {}  # (dataset, data_dir) -> (train, test): read once per process
-
-
 def target_data(config, name: str):
-  """(train, test) of target `name`, USPS brought to MNIST's 28x28."""
+  """(train, test) of target `name`, USPS brought to MNIST's 28x28; read once per process."""
   if name not in TARGETS:
     raise ConfigError(f"Unknown target {name!r}; valid: {list(TARGETS)}.")
-  key = (name, config.data_dir, config.source)
-  if key not in _TARGET_DATA:
-    splits = [load_dataset(name, split, data_dir=config.data_dir, source=config.source)
-              for split in ("train", "test")]
-    if name == "usps":
-      splits = [dataclasses.replace(s, images=usps_to_28(s.images)) for s in splits]
-    _TARGET_DATA[key] = tuple(splits)
-  return _TARGET_DATA[key]
+  return _read_target(name, config.data_dir, config.source)
+
+
+@functools.lru_cache(maxsize=None)
+def _read_target(name: str, data_dir: str, source: str):
+  splits = [load_dataset(name, split, data_dir=data_dir, source=source)
+            for split in ("train", "test")]
+  if name == "usps":
+    splits = [dataclasses.replace(s, images=usps_to_28(s.images)) for s in splits]
+  return tuple(splits)
 
 
 def target_cell(config, workdir: str, key: str, folder: str, target: str, labels: int,
