@@ -62,9 +62,11 @@ def _timed(call):
 
 
 def _calls_for(block, seconds: float) -> int:
-  """Calls that take about `seconds`, from a first block of one (which also warms up)."""
+  """Calls that take about `seconds`, timed on one call after a warm-up call."""
   block(1)
-  return max(1, round(seconds * block(1)))
+  t0 = time.perf_counter()
+  block(1)
+  return max(1, round(seconds / (time.perf_counter() - t0)))
 
 
 def probe_case(name: str):
