@@ -55,6 +55,14 @@ def test_quick_sweep_resumes_and_scores_a_checkpoint_as_meta_eval(data_dir, tmp_
   for name in ("ncm_5w1s", "linear_probe_5w1s"):
     assert again[name]["accuracy"] == cells[name]["accuracy"], name
   assert not os.path.exists(tmp_path / "from_run" / "pretrain_linear")
+  # LP-FT alone probes with the linear probe's picks all the same: it scores that cell
+  # first, so its number is the full sweep's (the picks are not the defaults: a probe of
+  # 0 steps would score otherwise).
+  assert cells["linear_probe_5w1s"]["steps"] > 0
+  config.baselines = ("lp_ft",)
+  alone = shots.run(config, str(tmp_path / "lp_ft_alone"))
+  assert alone["lp_ft_5w1s"]["accuracy"] == cells["lp_ft_5w1s"]["accuracy"]
+  assert os.path.exists(tmp_path / "lp_ft_alone" / "cells" / "linear_probe_5w1s.json")
   digits = finetune_configs.get_config("quick_source")
   digits.objective = "rotation"
   trainer.train_and_evaluate(digits, str(tmp_path / "digits"))

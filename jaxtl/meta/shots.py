@@ -213,12 +213,17 @@ def run(config, workdir: str) -> dict:
     for shot in config.shots:
       key = f"{label}_{saved.way}w{shot}s"
       cells[key] = cached(workdir, key, lambda: checkpoint_cell(config, path, shot))
-  for name in config.baselines:  # method by method: lp_ft probes with linear_probe's picks
+  for name in config.baselines:  # method by method
     for way in config.ways:
       for shot in config.shots:
         key = f"{name}_{way}w{shot}s"
-        picks = {"linear_probe": cells.get(f"linear_probe_{way}w{shot}s", {})}
         weights = network("cosine" if name == "cosine" else "linear")[:3]
+        picks = {}
+        if name == "lp_ft":  # it probes with the linear probe's picks: that cell first
+          probe = f"linear_probe_{way}w{shot}s"
+          picks["linear_probe"] = cells.get(probe) or cached(
+              workdir, probe, lambda: baseline_cell(config, "linear_probe", way, shot,
+                                                    weights, {}))
         cells[key] = cached(
             workdir, key, lambda: baseline_cell(config, name, way, shot, weights, picks))
   provenance = next(iter(networks.values()))[3] if networks else None
