@@ -27,7 +27,7 @@ from absl import app, flags
 
 from benchmarks import meta_step
 from benchmarks.timing import (compiled_cost, interleaved, provenance, roofline_bounds,
-                               strategy_step)
+                               stepping, strategy_step, timed)
 from experiments.configs import meta as meta_configs
 from jaxtl.runtime import log_versions
 
@@ -50,17 +50,6 @@ PROBES = {
     "copy 1 MB (cache)": ("memory probe", [(2 ** 18,)], lambda a: a * 1.0001 + 1.0)}
 
 
-def _timed(call):
-  """block(calls) -> calls per second of `call()` (which returns an array)."""
-  def block(calls: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(calls):
-      out = call()
-    jax.block_until_ready(out)
-    return calls / (time.perf_counter() - t0)
-  return block
-
-
 def _calls_for(block, seconds: float) -> int:
   """Calls that take about `seconds`, timed on one call after a warm-up call."""
   block(1)
@@ -72,7 +61,7 @@ def _calls_for(block, seconds: float) -> int:
 def probe_case(name: str):
   kind, shapes, fn = PROBES[name]
   jitted, args = jax.jit(fn), [jnp.ones(shape, jnp.float32) for shape in shapes]
-  return {"case": name, "kind": kind, **compiled_cost(jitted, *args)}, _timed(
+  return {"case": name, "kind": kind, **compiled_cost(jitted, *args)}, timed(
       lambda: jitted(*args))
 
 
@@ -91,13 +80,8 @@ def maml_case(setting: str, steps_per_call: int):
 def finetune_case(strategy: str, batch_size: int):
   step, state, args, _ = strategy_step({"strategy": strategy}, batch_size, 28, "xla")
   cost = compiled_cost(step, state, *args)
-  box = {"state": state}
-
-  def call():
-    box["state"], loss = step(box["state"], *args)
-    return loss
   return {"case": f"fine-tuning {strategy}, batch {batch_size}", "kind": "finetune",
-          **cost}, _timed(call)
+          **cost}, timed(stepping(step, state, args))
 
 
 def main(argv):

@@ -43,16 +43,30 @@ def prepare_strategy(overrides, batch_size, image_size, conv):
   """(block, trainable parameters): block(steps) -> steps per second of `strategy_step`,
   after 3 warm-up steps."""
   step, state, args, trainable = strategy_step(overrides, batch_size, image_size, conv)
-  box = {"state": state}
-
-  def block(steps: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(steps):
-      box["state"], loss = step(box["state"], *args)
-    loss.block_until_ready()
-    return steps / (time.perf_counter() - t0)
+  block = timed(stepping(step, state, args))
   block(3)  # warm-up, compiles
   return block, trainable
+
+
+def stepping(step, state, args):
+  """call() -> loss: one `step(state, *args)`, the state carried from call to call."""
+  box = {"state": state}
+
+  def call():
+    box["state"], loss = step(box["state"], *args)
+    return loss
+  return call
+
+
+def timed(call):
+  """block(calls) -> calls per second of `call()` (which returns arrays), waited for."""
+  def block(calls: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
+      out = call()
+    jax.block_until_ready(out)
+    return calls / (time.perf_counter() - t0)
+  return block
 
 
 def compiled_cost(jitted, *args) -> dict:

@@ -37,17 +37,15 @@ def labels(summary: dict, dataset: str = "omniglot") -> str:
   settings = [s for s in supervised if all(s in cells[o] for o in free)]
   if not free or not settings:
     return ""
-  outcome = {+1: [], 0: [], -1: []}
-  for s in settings:
-    best = max(free, key=lambda o, s=s: cells[o][s]["accuracy"])
-    outcome[_compare(supervised[s], cells[best][s])].append((s, best))
+  best_free = {s: max(free, key=lambda o, s=s: cells[o][s]["accuracy"]) for s in settings}
+  outcome = [_compare(supervised[s], cells[best_free[s]][s]) for s in settings]
   widest = max(settings, key=lambda s: abs(
-      supervised[s]["accuracy"] - max(cells[o][s]["accuracy"] for o in free)))
-  best = max(free, key=lambda o: cells[o][widest]["accuracy"])
+      supervised[s]["accuracy"] - cells[best_free[s]][s]["accuracy"]))
+  best = best_free[widest]
   text = (f"Do you need labels to pre-train? On {_source(dataset)}, supervised pre-training "
           f"leads the best label-free objective ({', '.join(free)}) beyond both 95% CIs in "
-          f"{len(outcome[1])} of {len(settings)} settings, is within them in "
-          f"{len(outcome[0])} and trails in {len(outcome[-1])}; the widest gap: "
+          f"{outcome.count(1)} of {len(settings)} settings, is within them in "
+          f"{outcome.count(0)} and trails in {outcome.count(-1)}; the widest gap: "
           f"{setting_name(widest)}, supervised {_pct(supervised[widest])} against {best} "
           f"{_pct(cells[best][widest])}.")
   if scratch:
