@@ -16,10 +16,12 @@ tasks, mean and 95% CI) with `shot` support images and `query` query images per 
     their own test-time procedure.
 Each cell is a JSON file under `workdir/cells/`, written when done: a rerun resumes.
 """
+import functools
 import json
 import os
 
 import jax
+import ml_collections
 import numpy as np
 from absl import logging
 
@@ -90,10 +92,10 @@ def load_network(config, path: str):
     raise ConfigError(f"init_from: {path} holds no pre-training run (experiments.pretrain).")
   variables = checkpoint.load_variables(path)
   results = run_dir.saved_results(path).get("metrics", {})
-  images = _eval_data(task_config(config, max(config.ways), 1))
-  if list(results.get("input_shape", [])) != list(images.shape[2:]):
+  shape = list(image_shape(config))
+  if list(results.get("input_shape", [])) != shape:
     raise ConfigError(f"init_from: {path} was trained on images of shape "
-                      f"{results.get('input_shape')}, the tasks' are {list(images.shape[2:])}.")
+                      f"{results.get('input_shape')}, the tasks' are {shape}.")
   outputs = variables["params"]["head"]["kernel"].shape[-1]
   model = task_model(saved.model, num_classes=outputs, **dict(saved.model_kwargs))
   return model, variables["params"], variables.get("batch_stats", {}), results.get("data")
@@ -106,16 +108,29 @@ def _summary(per_task: np.ndarray, column: int) -> dict:
           "tasks": len(accuracy)}
 
 
-_EVAL_DATA = {}  # (tasks config, split) -> class-major images: loaded once per process
+# The task config's fields that choose the evaluation images (way and shot only shape the
+# episodes, checked where they are drawn).
+_DATA_FIELDS = ("dataset", "data_dir", "source", "splits", "class_split", "split_seed",
+                "num_val_classes", "num_train_classes", "eval_split", "rotate_test")
 
 
 def _eval_data(cfg):
   """cfg's evaluation classes, class-major, read once per process."""
-  key = (cfg.dataset, cfg.data_dir, cfg.source, cfg.class_split, cfg.split_seed,
-         cfg.num_val_classes, cfg.eval_split)
-  if key not in _EVAL_DATA:
-    _EVAL_DATA[key] = train.make_task_data(cfg).test
-  return _EVAL_DATA[key]
+  return _read_eval_data(tuple(
+      (f, tuple(cfg[f]) if isinstance(cfg[f], list) else cfg[f]) for f in _DATA_FIELDS))
+
+
+@functools.lru_cache(maxsize=None)
+def _read_eval_data(fields: tuple):
+  cfg = ml_collections.ConfigDict(dict(fields))
+  cfg.way = cfg.shot = cfg.query = cfg.test_shot = cfg.test_query = 1
+  cfg.rotate_train = False  # only the evaluation classes are kept
+  return train.make_task_data(cfg).test
+
+
+def image_shape(config) -> tuple:
+  """(height, width, channels) of the few-shot tasks' images."""
+  return tuple(_eval_data(task_config(config, max(config.ways), 1)).shape[2:])
 
 
 def _scores(cfg, method, params, batch_stats) -> np.ndarray:

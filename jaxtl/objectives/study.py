@@ -99,7 +99,7 @@ def fewshot_network(config, folder: str, seed: int):
     return shots.load_network(config.fewshot, folder)[:3]
   cfg = config.pretrain  # its body's initialisation does not depend on the head's size
   model = shots.task_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
-  image = pretraining_images(config, 1, seed).images[:1]
+  image = np.zeros((1,) + shots.image_shape(config.fewshot), np.float32)  # initialisers read shapes only
   variables = model.init(jax.random.PRNGKey(seed), image, train=False)
   return model, variables["params"], variables.get("batch_stats", {})
 
