@@ -13,11 +13,11 @@ import json
 import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from benchmarks.meta_step import SETTINGS, build
 from experiments.configs import meta as meta_configs
+from jaxtl import report
 from jaxtl.runtime import log_versions
 
 _SETTING = flags.DEFINE_string("setting", "20w1s", f"One of {list(SETTINGS)}.")
@@ -70,11 +70,8 @@ def main(argv):
     t = r.get("seconds_per_meta_iteration")
     print(f"| {r['inner_steps']} | {r['remat']} | {r['peak_gib']:.3f} | {r['temp_gib']:.3f} | "
           f"{r['compile_seconds']:.1f} | {'' if t is None else f'{t:.2f}'} |")
-  for remat in (False, True):
-    ours = [r for r in rows if r["remat"] == remat]
-    if len(ours) > 1:
-      slope = np.polyfit([r["inner_steps"] for r in ours], [r["peak_gib"] for r in ours], 1)[0]
-      print(f"remat={remat}: {slope * 1024:.1f} MiB more peak memory per inner step")
+  for remat, mib in report.memory_growth(rows).items():
+    print(f"remat={remat}: {mib:.1f} MiB more peak memory per inner step")
   if _OUT.value:
     with open(_OUT.value, "w") as f:
       json.dump({"device": device, "backend": jax.default_backend(), "results": rows}, f,

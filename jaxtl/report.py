@@ -15,6 +15,8 @@ import json
 import os
 import re
 
+import numpy as np
+
 from jaxtl.metrics import pyplot
 
 PUBLISHED_MAML = {  # Finn et al. 2017, Table 1 (conv) and the MLP row; ProtoNets (Snell 2017)
@@ -495,6 +497,35 @@ def memory_table(root: str) -> str:
   return "\n".join(lines)
 
 
+def memory_growth(results: list) -> dict:
+  """{remat: MiB of peak memory per inner step}, the least-squares slope over the
+  inner-step counts measured (`benchmarks.maml_memory`'s rows)."""
+  growth = {}
+  for remat in (False, True):
+    rows = [r for r in results if r["remat"] == remat]
+    if len(rows) > 1:
+      steps, peak = [r["inner_steps"] for r in rows], [r["peak_gib"] for r in rows]
+      growth[remat] = 1024 * float(np.polyfit(steps, peak, 1)[0])
+  return growth
+
+
+def memory_summary(root: str) -> str:
+  """What rematerialising each inner step saves, in a sentence from the memory table's
+  JSON."""
+  b = _load(root, "benchmarks/maml_memory_cpu.json")
+  growth = memory_growth(b["results"])
+  most = max(r["inner_steps"] for r in b["results"])
+  peak = {r["remat"]: r["peak_gib"] for r in b["results"] if r["inner_steps"] == most}
+  r = b["results"][0]
+  return (f"Second-order MAML, {r['setting']} with {r['meta_batch']} tasks: without remat, "
+          f"peak memory grows by {growth[False]:.0f} MiB per inner step (every step's "
+          f"activations are kept for the outer gradient); with `jax.checkpoint` around each "
+          f"inner step (`--config.remat=True`), by {growth[True]:.1f} MiB "
+          f"({growth[False] / growth[True]:.0f}x less: only each step's fast weights are "
+          f"kept), so {most} inner steps need {peak[True]:.1f} GiB instead of "
+          f"{peak[False]:.1f}.")
+
+
 def lecture_seeds_table(root: str) -> str:
   """The lecture's test MSE after 1 / 5 / 10 steps under other seeds
   (`benchmarks.lecture_seeds`), with the fine-tuning step size picked on validation."""
@@ -534,6 +565,7 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "finetune-cost-table": finetune_cost_table,
     "meta-step-cost-table": meta_step_cost_table,
     "memory-table": memory_table,
+    "memory-summary": memory_summary,
     "objectives-throughput-table": objectives_throughput_table,
 }
 

@@ -255,3 +255,17 @@ def test_conv_cost_table_sums_one_step_of_convolutions(tmp_path):
   table = report.conv_cost_table(str(tmp_path))
   assert "| 28x28x16 -> 16, 3x3 stride 1 | 2 | 5.00 | 2.00 |" in table
   assert table.endswith("| all, one step's worth | | **10.5** | **4.2** |")
+
+
+def test_memory_summary_from_a_benchmark_json(tmp_path):
+  """Peak memory linear in the inner steps: the summary's growth is the exact slope."""
+  rows = [{"setting": "20w1s", "meta_batch": 16, "inner_steps": k, "remat": remat,
+           "peak_gib": 0.25 + k * (0.0625 if remat else 0.5)}
+          for k in (1, 5, 9) for remat in (False, True)]
+  os.makedirs(tmp_path / "benchmarks")
+  with open(tmp_path / "benchmarks" / "maml_memory_cpu.json", "w") as f:
+    json.dump({"device": "cpu", "results": rows}, f)
+  assert report.memory_growth(rows) == pytest.approx({False: 512.0, True: 64.0})
+  text = report.memory_summary(str(tmp_path))
+  assert "grows by 512 MiB" in text and "by 64.0 MiB (8x less" in text
+  assert "9 inner steps need 0.8 GiB instead of 4.8" in text
