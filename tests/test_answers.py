@@ -1,6 +1,6 @@
 """The pre-training study's answers (`jaxtl.objectives.answers`) from hand-made summaries:
 the counts and the comparisons follow the 95% CIs as the module states."""
-from jaxtl.objectives import answers
+from jaxtl.objectives import answers, study
 
 
 def cell(accuracy, ci95=0.01):
@@ -53,3 +53,13 @@ def test_diversity_tells_a_masked_objective_within_the_cis_apart_from_a_miss():
   text = answers.answer(beyond, "mnist")
   assert "On MNIST, from 10 classes down to 1" in text
   assert text.endswith("El-Nouby et al.'s pattern (masked degrades least) does not appear here.")
+
+
+def test_one_diversity_table_has_a_row_per_setting_and_a_column_per_objective():
+  summary = {"scratch": {"10": {"linear_probe_usps100": cell(0.5), "lp_ft_mnist1000": cell(0.6)}},
+             "mae": {"10": {"linear_probe_usps100": cell(0.7, 0.02)}}}
+  lines = study.format_table(summary, "mnist").splitlines()
+  assert lines[0].startswith("Pre-trained on MNIST (10 classes) with each objective")
+  assert lines[2:] == ["| transfer | scratch | mae |", "|---|---:|---:|",
+                       "| linear probe, USPS, 100 labels | 50.00 +- 1.00 | 70.00 +- 2.00 |",
+                       "| LP-FT, MNIST, 1000 labels | 60.00 +- 1.00 |  |"]

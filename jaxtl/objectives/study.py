@@ -249,8 +249,9 @@ def _cell(c) -> str:
 
 
 def format_table(summary: dict, dataset: str = "omniglot") -> str:
-  """Test accuracy (%) +- 95% CI, objectives as rows: with one diversity, one table with
-  the settings as columns; else one table per setting, diversity as columns."""
+  """Test accuracy (%) +- 95% CI: with one diversity, one table, a row per setting and a
+  column per objective; else one table per setting, a row per objective and a column per
+  diversity."""
   settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
   groups = sorted({int(a) for o in summary.values() for a in o})
   unit = SOURCES.get(dataset, ("groups",))[0]
@@ -261,14 +262,14 @@ def format_table(summary: dict, dataset: str = "omniglot") -> str:
   source = TARGET_NAMES.get(dataset, dataset.capitalize())
   where = ("Omniglot's evaluation alphabets" if dataset == "omniglot" else "the targets' test sets")
   if len(groups) == 1:
-    lines = [f"Pre-trained on {source} ({groups[0]} {unit}), scored on {where}: test "
-             f"accuracy (%) +- 95% CI ({spread})\n",
-             "| pre-training | " + " | ".join(map(setting_name, settings)) + " |",
-             "|---|" + "---:|" * len(settings)]
-    for objective, by_groups in summary.items():
-      row = by_groups.get(str(groups[0]), {})
-      lines.append(f"| {objective} | " + " | ".join(_cell(row.get(s)) for s in settings)
-                   + " |")
+    lines = [f"Pre-trained on {source} ({groups[0]} {unit}) with each objective, scored on "
+             f"{where}: test accuracy (%) +- 95% CI ({spread})\n",
+             "| transfer | " + " | ".join(summary) + " |",
+             "|---|" + "---:|" * len(summary)]
+    for setting in settings:
+      lines.append(f"| {setting_name(setting)} | " + " | ".join(
+          _cell(by_groups.get(str(groups[0]), {}).get(setting))
+          for by_groups in summary.values()) + " |")
     return "\n".join(lines)
   parts = []
   for setting in settings:
