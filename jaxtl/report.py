@@ -250,6 +250,14 @@ def surgical_sweep_table(path: str):
   return table
 
 
+def surgical_sweep_verdict(path: str):
+  """The surgical sweep's verdict per shift (`sweep.verdict`)."""
+  def table(root: str) -> str:
+    from jaxtl.finetune import sweep as surgical  # pylint: disable=import-outside-toplevel
+    return surgical.verdict(_load(root, path)["metrics"])
+  return table
+
+
 def surgical_study_tables(variant: str):
   """A surgical study's tables and verdicts (`experiments.surgical`), from
   `surgical_VARIANT/results.json`."""
@@ -545,6 +553,7 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "lecture-seeds-table": lecture_seeds_table,
     "compare-digits-table": compare_table("compare_digits/results.json"),
     "surgical-digits-table": surgical_sweep_table("surgical_digits/multitask.json"),
+    "surgical-digits-verdict": surgical_sweep_verdict("surgical_digits/multitask.json"),
     "surgical-natural-table": surgical_study_tables("natural"),
     "surgical-output-table": surgical_study_tables("output"),
     "surgical-feature-table": surgical_study_tables("feature"),

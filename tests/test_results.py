@@ -269,3 +269,19 @@ def test_memory_summary_from_a_benchmark_json(tmp_path):
   text = report.memory_summary(str(tmp_path))
   assert "grows by 512 MiB" in text and "by 64.0 MiB (8x less" in text
   assert "9 inner steps need 0.8 GiB instead of 4.8" in text
+
+
+def test_surgical_sweep_verdict_names_the_papers_block_and_the_best():
+  from jaxtl.finetune import sweep  # pylint: disable=import-outside-toplevel
+  row = lambda acc: {"test_accuracy": acc, "test_accuracy_std": 0.01}
+  results = {
+      "input": {"strategies": {"block1": row(0.6), "block2": row(0.7), "head": row(0.65),
+                               "all": row(0.8), "lp_ft": row(0.9)}},
+      "output": {"strategies": {"block1": row(0.5), "block2": row(0.6), "head": row(0.95),
+                                "all": row(0.9)}}}
+  assert sweep.verdict(results).splitlines() == [
+      "- input shift: **not reproduced**, the paper's block block1 60.0 +- 1.0, the best "
+      "single block block2 70.0 +- 1.0; tuning everything: all 80.0 +- 1.0; best of all: "
+      "lp_ft 90.0 +- 1.0.",
+      "- output shift: **reproduced**, the paper's block head 95.0 +- 1.0; tuning "
+      "everything: all 90.0 +- 1.0; best of all: head 95.0 +- 1.0."]

@@ -22,6 +22,8 @@ from jaxtl.errors import ConfigError
 from jaxtl.finetune.compare import best_of_grid, check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
+from jaxtl.finetune.strategies import resolve_blocks
+from jaxtl.finetune.surgical_report import EXPECTED
 from jaxtl.metrics import pyplot, write_results, write_text
 
 
@@ -105,6 +107,29 @@ def format_table(results) -> str:
   rows.append("| (source task, test) | " + " | ".join(
       f"{100 * results[s]['source_test_accuracy']:.1f}" for s in shifts) + " |")
   return "\n".join(rows)
+
+
+def verdict(results) -> str:
+  """A line per shift: the block Lee et al. 2023 expect for it against the best single
+  block here, and the best strategy against tuning everything (mean +- std over seeds)."""
+  lines = []
+  for shift, r in results.items():
+    rows = r["strategies"]
+    cell = lambda name, rows=rows: (f"{name} {100 * rows[name]['test_accuracy']:.1f} +- "
+                                    f"{100 * rows[name]['test_accuracy_std']:.1f}")
+    blocks = [n for n in rows if re.fullmatch(r"block\d+|head", n)]
+    if shift not in EXPECTED or not blocks:
+      continue
+    expected = resolve_blocks([EXPECTED[shift]], blocks)[0]
+    best_block = max(blocks, key=lambda n: rows[n]["test_accuracy"])
+    best = max(rows, key=lambda n: rows[n]["test_accuracy"])
+    text = (f"- {shift} shift: **{'reproduced' if best_block == expected else 'not reproduced'}**"
+            f", the paper's block {cell(expected)}")
+    if best_block != expected:
+      text += f", the best single block {cell(best_block)}"
+    text += f"; tuning everything: {cell('all')}" if "all" in rows else ""
+    lines.append(text + (f"; best of all: {cell(best)}." if best != "all" else "."))
+  return "\n".join(lines)
 
 
 def plot(results, path: str):
