@@ -32,6 +32,8 @@ PUBLISHED_MAML = {  # Finn et al. 2017, Table 1 (conv) and the MLP row; ProtoNet
     ("reptile", "conv4", 5, 1): "97.68", ("reptile", "conv4", 5, 5): "99.48",
     ("reptile", "conv4", 20, 1): "89.43", ("reptile", "conv4", 20, 5): "97.12",
 }
+PAPERS = {"maml": "Finn et al. 2017", "fomaml": "Finn et al. 2017", "anil": "Raghu et al. 2020",
+          "protonet": "Snell et al. 2017", "reptile": "Nichol et al. 2018"}
 PEERS = {  # peers' own reported Omniglot numbers, a row each below jaxtl's
     ("maml", "conv4"): {"learn2learn (reported)": {(5, 1): "99.1"}},
     # The black-box family's published results (other architectures than jaxtl's).
@@ -115,13 +117,12 @@ def _grid_cell(r) -> str:
   return f"{_pct(m['test_accuracy'])} +- {_pct(m['test_accuracy_ci95'])} ({', '.join(notes)})"
 
 
-def omniglot_grid(runs) -> str:
-  """MAML Table 1's layout: per (algorithm, model), the published row above jaxtl's. A
-  jaxtl cell is the `meta_eval` re-evaluation of a committed checkpoint where there is one
-  (what a user can reproduce), else the training run's own test; between brackets the
-  meta-iterations, and the machines and wall time where the run recorded them."""
+def _omniglot_cells(runs) -> dict:
+  """(algorithm, model, way, shot) -> (folder, result) of the run that fills that cell of
+  the Omniglot grid: a `meta_eval` re-evaluation before a training run's own test, then
+  the most meta-iterations."""
   best = {}
-  for _, r in runs:
+  for name, r in runs:
     c = r["config"]
     if (kind_of(r) != "meta" or c.get("dataset") != "omniglot"
         or "test_accuracy" not in r["metrics"]):
@@ -129,7 +130,68 @@ def omniglot_grid(runs) -> str:
     key = (c["algorithm"], c["model"], c["way"], c["shot"])
     rank = (r.get("evaluated_by") == "experiments.meta_eval", _iterations(r))
     if key not in best or rank > best[key][0]:
-      best[key] = (rank, r)
+      best[key] = (rank, (name, r))
+  return {key: cell for key, (_, cell) in best.items()}
+
+
+def _against(ours: float, who: str, text: str) -> str:
+  """ours (%) against a published "mean" or "mean +- ci" (%)."""
+  mean, _, ci = text.partition(" +- ")
+  if ci and abs(ours - float(mean)) <= float(ci):
+    return f"inside {who}'s interval ({text})"
+  gap = ours - float(mean)
+  return f"{abs(gap):.1f} points {'under' if gap < 0 else 'over'} {who}'s {text}"
+
+
+def _training_log(root: str, folder: str) -> list:
+  """The metrics.jsonl records of the training run in `folder` (or of the run a
+  `meta_eval` folder evaluated, one level up)."""
+  for path in (os.path.join(root, folder, "metrics.jsonl"),
+               os.path.join(root, os.path.dirname(folder), "metrics.jsonl")):
+    if os.path.exists(path):
+      with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+  return []
+
+
+def omniglot_gaps(root: str) -> str:
+  """A line per jaxtl Omniglot cell with a published number: the gap in points (or inside
+  the published interval) and the meta-iterations it trained; for a run in progress, its
+  training query accuracy so far and its pace on its machine."""
+  cells = _omniglot_cells(find_runs(root))
+  lines = []
+  for key in sorted(cells, key=lambda k: (ALGORITHM_ORDER.index(k[0]), k[1], k[2], k[3])):
+    algorithm, model, way, shot = key
+    folder, r = cells[key]
+    refs = [(PAPERS[algorithm], PUBLISHED_MAML[key])] if key in PUBLISHED_MAML else []
+    refs += [(peer.split(",")[0], numbers[way, shot])
+             for peer, numbers in PEERS.get((algorithm, model), {}).items()
+             if "published" in peer and (way, shot) in numbers]
+    if not refs:
+      continue
+    m = r["metrics"]
+    ours = 100 * m["test_accuracy"]
+    name = algorithm if model == "conv4" else f"{algorithm} {model}"
+    line = (f"- {name}, {way}-way {shot}-shot: {ours:.2f} after {_iterations(r):,} "
+            f"meta-iterations, " + "; ".join(_against(ours, who, text) for who, text in refs))
+    log = _training_log(root, folder)
+    if "num_steps" in m and log:  # in progress
+      rate = log[-1]["meta_iterations_per_second"]
+      days = (m["num_steps"] - _iterations(r)) / rate / 86400
+      line += (f". In progress: training query accuracy {100 * log[0]['query_accuracy']:.0f}%"
+               f" at {log[0]['step']:,} meta-iterations, {100 * log[-1]['query_accuracy']:.0f}%"
+               f" at {log[-1]['step']:,}; {rate:.2f} meta-iterations/s, so the remaining "
+               f"{m['num_steps'] - _iterations(r):,} would take {days:.1f} days at that pace")
+    lines.append(line + ".")
+  return "\n".join(lines)
+
+
+def omniglot_grid(runs) -> str:
+  """MAML Table 1's layout: per (algorithm, model), the published row above jaxtl's. A
+  jaxtl cell is the `meta_eval` re-evaluation of a committed checkpoint where there is one
+  (what a user can reproduce), else the training run's own test; between brackets the
+  meta-iterations, and the machines and wall time where the run recorded them."""
+  best = {key: r for key, (_, r) in _omniglot_cells(runs).items()}
   if not best:
     return ""
   header = "| method | " + " | ".join(f"{w}-way {k}-shot" for w, k in OMNIGLOT_SETTINGS)
@@ -141,7 +203,7 @@ def omniglot_grid(runs) -> str:
     published = [PUBLISHED_MAML.get((algorithm, model, w, k), "") for w, k in OMNIGLOT_SETTINGS]
     if any(published):
       lines.append(f"| {name}, published | " + " | ".join(published) + " |")
-    cells = [_grid_cell(best[(algorithm, model, w, k)][1])
+    cells = [_grid_cell(best[(algorithm, model, w, k)])
              if (algorithm, model, w, k) in best else "" for w, k in OMNIGLOT_SETTINGS]
     lines.append(f"| {name}, jaxtl | " + " | ".join(cells) + " |")
     for peer, numbers in PEERS.get((algorithm, model), {}).items():
@@ -549,6 +611,7 @@ def lecture_seeds_table(root: str) -> str:
 
 TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table from the results
     "omniglot-table": lambda root: omniglot_grid(find_runs(root)),
+    "omniglot-gaps": omniglot_gaps,
     "lecture-table": lecture_table,
     "lecture-seeds-table": lecture_seeds_table,
     "compare-digits-table": compare_table("compare_digits/results.json"),

@@ -184,7 +184,7 @@ def test_throughput_tables_from_a_benchmark_json(tmp_path):
           in ratios)
   assert ratios.endswith("Not run: learn2learn: no module.")
   assert set(report.document_tables(str(tmp_path))) == {
-      "omniglot-table", "throughput-table", "throughput-ratio-table"}
+      "omniglot-table", "omniglot-gaps", "throughput-table", "throughput-ratio-table"}
 
 
 def test_step_throughput_table_from_a_benchmark_json(tmp_path):
@@ -285,3 +285,29 @@ def test_surgical_sweep_verdict_names_the_papers_block_and_the_best():
       "lp_ft 90.0 +- 1.0.",
       "- output shift: **reproduced**, the paper's block head 95.0 +- 1.0; tuning "
       "everything: all 90.0 +- 1.0; best of all: head 95.0 +- 1.0."]
+
+
+def test_omniglot_gaps_against_the_published_numbers(tmp_path):
+  """A cell inside the paper's interval, one under it, and a run in progress whose pace
+  comes from its training log."""
+  def run(folder, way, accuracy, iterations, **metrics):
+    os.makedirs(tmp_path / folder)
+    config = {"dataset": "omniglot", "algorithm": "maml", "model": "conv4", "way": way,
+              "shot": 1}
+    with open(tmp_path / folder / "results.json", "w") as f:
+      json.dump({"kind": "meta", "config": config, "evaluated_by": "experiments.meta_eval",
+                 "metrics": {"test_accuracy": accuracy, "test_accuracy_ci95": 0.004,
+                             "meta_iterations": iterations, **metrics}}, f)
+  run("a_5w1s", 5, 0.985, 30000)
+  run("b_20w1s/meta_eval", 20, 0.8, 6000, num_steps=60000)
+  with open(tmp_path / "b_20w1s" / "metrics.jsonl", "w") as f:
+    for step, accuracy in ((200, 0.4), (6000, 0.85)):
+      f.write(json.dumps({"step": step, "query_accuracy": accuracy,
+                          "meta_iterations_per_second": 0.5}) + "\n")
+  assert report.omniglot_gaps(str(tmp_path)).splitlines() == [
+      "- maml, 5-way 1-shot: 98.50 after 30,000 meta-iterations, inside Finn et al. 2017's "
+      "interval (98.7 +- 0.4).",
+      "- maml, 20-way 1-shot: 80.00 after 6,000 meta-iterations, 15.8 points under Finn et "
+      "al. 2017's 95.8 +- 0.3. In progress: training query accuracy 40% at 200 "
+      "meta-iterations, 85% at 6,000; 0.50 meta-iterations/s, so the remaining 54,000 "
+      "would take 1.2 days at that pace."]
