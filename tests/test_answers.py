@@ -63,3 +63,14 @@ def test_one_diversity_table_has_a_row_per_setting_and_a_column_per_objective():
   assert lines[2:] == ["| transfer | scratch | mae |", "|---|---:|---:|",
                        "| linear probe, USPS, 100 labels | 50.00 +- 1.00 | 70.00 +- 2.00 |",
                        "| LP-FT, MNIST, 1000 labels | 60.00 +- 1.00 |  |"]
+
+
+def test_diversity_leaves_no_pretraining_out_of_the_drops_and_counts_wins_over_it():
+  summary = {
+      "scratch": {"1": {"a": cell(0.50), "b": cell(0.60)}, "30": {"a": cell(0.50), "b": cell(0.60)}},
+      "supervised": {"1": {"a": cell(0.70), "b": cell(0.80)}, "30": {"a": cell(0.51), "b": cell(0.55)}},
+      "mae": {"1": {"a": cell(0.60), "b": cell(0.61)}, "30": {"a": cell(0.60), "b": cell(0.65)}}}
+  text = answers.answer(summary, "omniglot")
+  assert "by: supervised -22.0 +- 1.0 points, mae 2.0 +- 1.0 points" in text  # no scratch
+  assert text.endswith("Settings won over no pre-training beyond the CIs, at 1 / 30: "
+                       "supervised 2 / 0, mae 1 / 2 of 2.")

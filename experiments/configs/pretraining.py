@@ -11,13 +11,13 @@ Variants:
   labels:    Omniglot: every objective and no pre-training, on all 19,280 background
              drawings; few-shot tasks of the evaluation alphabets.
   diversity: Omniglot: the same number of drawings (280: the smallest alphabet's) from 1,
-             3, 10 or 30 background alphabets, for each objective, 3 seeds; 500 steps,
+             3, 10 or 30 background alphabets, each objective and none, 3 seeds; 500 steps,
              scored by NCM and a linear probe on frozen features.
   mnist_labels, fashion_mnist_labels: every objective and no pre-training on the 60,000
              training images; MNIST, Fashion-MNIST and USPS learnt from 100 and 1,000
              labels by a linear probe and by LP-FT, 3 seeds of the labelled draw.
   mnist_diversity, fashion_mnist_diversity: 5,000 training images from 1, 2, 5 or 10
-             classes, for each objective, 3 seeds, 500 steps; the same targets from 1,000
+             classes, each objective and none, 3 seeds, 500 steps; the same targets from 1,000
              labels by a linear probe on frozen features.
   quick, digits_quick: a tiny network, a few steps and tasks, for tests.
 """
@@ -70,13 +70,11 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
     c.pretrain.num_steps = 1500  # 3.2 epochs of 60,000 images
     c.seeds = (0, 1, 2)
   if variant == "diversity":
-    c.objectives = ("supervised", "rotation", "simclr", "mae")
     c.diversity, c.num_images, c.seeds = (1, 3, 10, 30), 280, (0, 1, 2)
     # 48 pre-trainings on 2 CPU cores: 500 steps (228 epochs of the 280 drawings), and the
     # representation scored frozen (NCM, linear probe), without fine-tuning's cost.
     c.pretrain.num_steps, c.baselines = 500, ("ncm", "linear_probe")
   if variant.endswith("_diversity") and variant != "diversity":
-    c.objectives = ("supervised", "rotation", "simclr", "mae")
     c.diversity, c.num_images, c.num_labels = (1, 2, 5, 10), 5000, (1000,)
     # 48 pre-trainings, as on Omniglot: 500 steps (12.8 epochs of the 5,000 images), and
     # the representation scored frozen (a linear probe).

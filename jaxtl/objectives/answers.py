@@ -65,6 +65,8 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   drops = {}
   for objective, by_groups in summary.items():
     groups = sorted(by_groups, key=int)
+    if objective == "scratch":  # the same network at every diversity: the floor, below
+      continue
     if len(groups) < 2:
       continue
     most, least = by_groups[groups[-1]], by_groups[groups[0]]
@@ -86,15 +88,30 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
               f"{o} {d:.1f} +- {ci:.1f} points" for o, (d, ci, *_) in drops.items())
           + f" (negative: it rises). {smallest} degrades least")
   if "mae" not in drops:
-    return text + "; the masked objective was not run, so El-Nouby et al.'s pattern is untested."
-  if smallest == "mae":
-    return text + (": the masked objective degrading least is El-Nouby et al.'s pattern, "
-                   "seen here too.")
-  d, ci = drops["mae"][:2]
-  tied = abs(d - drops[smallest][0]) <= ci + drops[smallest][1]
-  return text + (f"; the masked objective's drop is {'within the CIs of' if tied else 'beyond'}"
-                 f" {smallest}'s, so El-Nouby et al.'s pattern (masked degrades least) "
-                 f"{'is not told apart here' if tied else 'does not appear here'}.")
+    text += "; the masked objective was not run, so El-Nouby et al.'s pattern is untested."
+  elif smallest == "mae":
+    text += ": the masked objective degrading least is El-Nouby et al.'s pattern, seen here too."
+  else:
+    d, ci = drops["mae"][:2]
+    tied = abs(d - drops[smallest][0]) <= ci + drops[smallest][1]
+    text += (f"; the masked objective's drop is {'within the CIs of' if tied else 'beyond'} "
+             f"{smallest}'s, so El-Nouby et al.'s pattern (masked degrades least) "
+             f"{'is not told apart here' if tied else 'does not appear here'}.")
+  return text + _against_scratch(summary, drops, str(least), str(most))
+
+
+def _against_scratch(summary, objectives, least: str, most: str) -> str:
+  """How many settings each objective wins over no pre-training beyond the CIs, on the
+  least and on the most diverse pre-training set."""
+  scratch = summary.get("scratch", {}).get(least)
+  if not scratch:
+    return ""
+  def wins(objective, groups):
+    cells = summary[objective].get(groups, {})
+    return sum(_compare(cells[s], scratch[s]) > 0 for s in scratch if s in cells)
+  return (f" Settings won over no pre-training beyond the CIs, at {least} / {most}: "
+          + ", ".join(f"{o} {wins(o, least)} / {wins(o, most)}" for o in objectives)
+          + f" of {len(scratch)}.")
 
 
 def answer(summary: dict, dataset: str = "omniglot") -> str:
