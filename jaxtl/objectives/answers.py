@@ -82,11 +82,14 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
     return ""
   _, _, most, least, n = next(iter(drops.values()))
   smallest = min(drops, key=lambda o: drops[o][0])
-  text = (f"Does pre-training data need to be diverse? On {_source(dataset)}, from {most} "
-          f"{unit} down to {least} (the same number of images), accuracy falls, averaged "
-          f"over {n} setting{'s' if n > 1 else ''}, by: " + ", ".join(
-              f"{o} {d:.1f} +- {ci:.1f} points" for o, (d, ci, *_) in drops.items())
-          + f" (negative: it rises). {smallest} degrades least")
+  lower = [o for o, (d, ci, *_) in drops.items() if d > ci]
+  higher = [o for o, (d, ci, *_) in drops.items() if -d > ci]
+  text = (f"Does pre-training data need to be diverse? On {_source(dataset)}, going from "
+          f"{most} {unit} down to {least} (the same number of images) changes accuracy, "
+          f"averaged over {n} setting{'s' if n > 1 else ''}, by: " + ", ".join(
+              f"{o} {-d:+.1f} +- {ci:.1f} points" for o, (d, ci, *_) in drops.items())
+          + f". Narrower data lowers it beyond the CIs for {', '.join(lower) or 'none'} and "
+          f"raises it for {', '.join(higher) or 'none'}; {smallest} degrades least")
   if "mae" not in drops:
     text += "; the masked objective was not run, so El-Nouby et al.'s pattern is untested."
   elif smallest == "mae":
