@@ -299,6 +299,8 @@ def plot(summary: dict, path: str, unit: str = "alphabets") -> bool:
                   yerr=[100 * c["ci95"] for _, c in points], fmt="-o", capsize=3,
                   markersize=4, label=objective)
     ax.set_xscale("log")
+    groups = sorted({int(a) for by_groups in summary.values() for a in by_groups})
+    ax.set_xticks(groups, [str(g) for g in groups])
     ax.set_xlabel(f"pre-training {unit} (same number of images)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(setting_name(setting))
