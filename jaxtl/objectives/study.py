@@ -291,6 +291,7 @@ def plot(summary: dict, path: str, unit: str = "alphabets") -> bool:
   if plt is None:
     return False
   settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
+  groups = sorted({int(a) for by_groups in summary.values() for a in by_groups})
   fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4), squeeze=False)
   for ax, setting in zip(axes[0], settings):
     for objective, by_groups in summary.items():
@@ -299,7 +300,6 @@ def plot(summary: dict, path: str, unit: str = "alphabets") -> bool:
                   yerr=[100 * c["ci95"] for _, c in points], fmt="-o", capsize=3,
                   markersize=4, label=objective)
     ax.set_xscale("log")
-    groups = sorted({int(a) for by_groups in summary.values() for a in by_groups})
     ax.set_xticks(groups, [str(g) for g in groups])
     ax.set_xlabel(f"pre-training {unit} (same number of images)")
     ax.set_ylabel("test accuracy (%)")
