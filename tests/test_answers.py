@@ -24,6 +24,25 @@ def test_labels_counts_settings_by_whether_the_cis_part():
                        "2 of 2, rotation 2 of 2, mae 1 of 2.")
 
 
+def test_labels_splits_digits_targets_by_whether_they_share_the_sources_classes():
+  # USPS labels MNIST's digits; Fashion-MNIST's classes are others. "lp_ft_fashion_mnist"
+  # must not be read as an MNIST target.
+  summary = {
+      "supervised": {"10": {"linear_probe_mnist100": cell(0.90), "linear_probe_usps100":
+                            cell(0.80), "lp_ft_fashion_mnist100": cell(0.60)}},
+      "simclr": {"10": {"linear_probe_mnist100": cell(0.70), "linear_probe_usps100":
+                        cell(0.79), "lp_ft_fashion_mnist100": cell(0.70)}}}
+  text = answers.answer(summary, "mnist")
+  assert ("By target: on its own classes (MNIST, USPS) it leads in 1, is within in 1 and "
+          "trails in 0 of 2; on other classes (Fashion-MNIST) it leads in 0, is within in 0 "
+          "and trails in 1 of 1.") in text
+  assert "By target" not in answers.answer(
+      {o: {"10": {"linear_probe_mnist100": c["10"]["linear_probe_mnist100"]}}
+       for o, c in summary.items()}, "mnist")  # one kind of target: nothing to split
+  assert [study.setting_target(s) for s in ("lp_ft_fashion_mnist100", "linear_probe_usps1000",
+                                            "ncm_5w1s")] == ["fashion_mnist", "usps", ""]
+
+
 def test_labels_says_nothing_before_a_label_free_objective_has_run():
   summary = {"supervised": {"30": {"ncm_5w1s": cell(0.9)}},
              "scratch": {"30": {"ncm_5w1s": cell(0.4)}}}

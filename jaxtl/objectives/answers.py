@@ -8,9 +8,12 @@ half-widths (the intervals do not overlap), a conservative test; otherwise they 
 """
 import numpy as np
 
-from jaxtl.objectives.study import SOURCES, TARGET_NAMES, setting_name
+from jaxtl.objectives.study import SOURCES, TARGET_NAMES, setting_name, setting_target
 
 LABEL_FREE = ("rotation", "simclr", "mae")  # objectives that never see a label
+# What a digits dataset's labels name: USPS labels MNIST's ten digits, Fashion-MNIST has
+# ten other classes. Whether the target's classes are the source's splits the labels answer.
+CLASSES = {"mnist": "digits", "usps": "digits", "fashion_mnist": "clothes"}
 
 
 def _pct(cell) -> str:
@@ -48,6 +51,7 @@ def labels(summary: dict, dataset: str = "omniglot") -> str:
           f"{outcome.count(0)} and trails in {outcome.count(-1)}; the widest gap: "
           f"{setting_name(widest)}, supervised {_pct(supervised[widest])} against {best} "
           f"{_pct(cells[best][widest])}.")
+  text += _by_classes(settings, outcome, dataset)
   if scratch:
     beats = {o: sum(_compare(cells[o][s], scratch[s]) > 0 for s in settings if s in scratch)
              for o in ["supervised"] + free}
@@ -55,6 +59,23 @@ def labels(summary: dict, dataset: str = "omniglot") -> str:
     text += (" Against no pre-training, settings won beyond the CIs: " + ", ".join(
         f"{o} {n} of {compared}" for o, n in beats.items()) + ".")
   return text
+
+
+def _by_classes(settings, outcome, dataset: str) -> str:
+  """The supervised-vs-label-free counts split into targets with the source's classes and
+  targets with other classes (digits only: Omniglot's characters are all new)."""
+  same = [CLASSES.get(setting_target(s)) == CLASSES.get(dataset) for s in settings]
+  if dataset not in CLASSES or all(same) or not any(same):
+    return ""
+  parts = []
+  for kind, pick in (("its own classes", True), ("other classes", False)):
+    targets = sorted({TARGET_NAMES[setting_target(s)] for s, m in zip(settings, same)
+                      if m == pick})
+    picked = [o for o, m in zip(outcome, same) if m == pick]
+    parts.append(f"on {kind} ({', '.join(targets)}) it leads in {picked.count(1)}, is "
+                 f"within in {picked.count(0)} and trails in {picked.count(-1)} of "
+                 f"{len(picked)}")
+  return " By target: " + "; ".join(parts) + "."
 
 
 def diversity(summary: dict, dataset: str = "omniglot") -> str:

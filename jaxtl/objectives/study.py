@@ -228,15 +228,30 @@ STRATEGY_NAMES = {"ncm": "NCM", "linear_probe": "linear probe", "finetune": "fin
 TARGET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "usps": "USPS"}
 
 
+def _split(setting: str) -> tuple[str, str]:
+  """"lp_ft_fashion_mnist100" -> ("lp_ft", "fashion_mnist100"); ("", setting) if no
+  strategy of `STRATEGY_NAMES` leads it."""
+  for strategy in STRATEGY_NAMES:
+    if setting.startswith(strategy + "_"):
+      return strategy, setting[len(strategy) + 1:]
+  return "", setting
+
+
+def setting_target(setting: str) -> str:
+  """The classification target of a digits setting ("lp_ft_usps100" -> "usps"); "" for a
+  few-shot setting."""
+  task = _split(setting)[1]
+  target = task.rstrip("0123456789")
+  return target if target in TARGET_NAMES else ""
+
+
 def setting_name(setting: str) -> str:
   """"linear_probe_5w1s" -> "linear probe, 5-way 1-shot"; "lp_ft_usps100" -> "LP-FT,
   USPS, 100 labels"."""
-  for strategy, name in STRATEGY_NAMES.items():
-    if setting.startswith(strategy + "_"):
-      task = setting[len(strategy) + 1:]
-      break
-  else:
+  strategy, task = _split(setting)
+  if not strategy:
     return setting
+  name = STRATEGY_NAMES[strategy]
   if task.endswith("s") and "w" in task:
     way, shot = task[:-1].split("w")
     return f"{name}, {way}-way {shot}-shot"
