@@ -123,6 +123,28 @@ def _config_from_flags(variant: str, overrides: list[str]):
   return values.config
 
 
+def test_no_pretraining_is_one_experiment_across_the_digits_studies():
+  """The random network of a seed, learnt from the same labelled draw, is the floor of
+  every digits study and every diversity (the README says the column reads the same):
+  cells computed on another machine or by other code would differ here first."""
+  accuracies = {}
+  for name in ("mnist_labels", "fashion_mnist_labels", "mnist_diversity",
+               "fashion_mnist_diversity"):
+    path = os.path.join(RESULTS, f"pretraining_{name}", "results.json")
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      cells = json.load(f)["metrics"]["cells"]
+    for key, cell in cells.items():
+      objective, _, seed, setting = key.split("_", 3)
+      if objective == "scratch":
+        accuracies.setdefault((seed, setting), {})[name] = cell["accuracy"]
+  shared = {k: v for k, v in accuracies.items() if len(v) > 1}
+  assert shared
+  differ = {k: v for k, v in shared.items() if len(set(v.values())) > 1}
+  assert not differ, differ
+
+
 def test_readme_commands_reproduce_each_omniglot_run():
   """Each row of the README's runs table: variant + flags give the config the committed
   run was trained with (fields of how it executed aside), and a model `meta_eval`
