@@ -682,7 +682,8 @@ def write_report(root: str, out: str = "") -> str:
         sections.append(f"![test {metric} against inner steps]({png})")
   for kind, title in [("lecture", "Sinusoid lecture"), ("compare", "Fine-tuning strategies"),
                       ("surgical_study", "Surgical fine-tuning study"),
-                      ("shots", "Transfer against meta-learning by shots")]:
+                      ("shots", "Transfer against meta-learning by shots"),
+                      ("pretraining", "Pre-training study")]:
     for name, _ in by_kind.get(kind, []):  # these runs write their own table
       table = os.path.join(root, name, "results.md")
       if os.path.exists(table):

@@ -11,7 +11,7 @@ import pytest
 from experiments.configs import finetune as finetune_configs
 from experiments.configs import pretraining as pretraining_configs
 from experiments.configs import surgical as surgical_configs
-from jaxtl import checkpoint, objectives
+from jaxtl import checkpoint, objectives, report
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import surgical, trainer
 from jaxtl.objectives import augment, mae, rotation, simclr, study
@@ -189,6 +189,8 @@ def test_digits_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_pat
   assert os.listdir(tmp_path / "target_runs") == []  # the cells keep the numbers
   text = (tmp_path / "results.md").read_text()
   assert "LP-FT, USPS, 20 labels" in text and "| rotation |" in text
+  with open(report.write_report(str(tmp_path), str(tmp_path / "report"))) as f:
+    assert "## Pre-training study: " in f.read()  # its table and plot in the report
   (tmp_path / "pretrain" / "rotation_2classes_seed0" / "results.json").unlink()
   assert study.study(config, str(tmp_path)) == table
   config.diversity = (11,)
