@@ -64,15 +64,15 @@ def labels(summary: dict, dataset: str = "omniglot") -> str:
 def _by_classes(settings, outcome, dataset: str) -> str:
   """The supervised-vs-label-free counts split into targets with the source's classes and
   targets with other classes (digits only: Omniglot's characters are all new)."""
-  same = [CLASSES.get(setting_target(s)) == CLASSES.get(dataset) for s in settings]
+  targets = [setting_target(s) for s in settings]
+  same = [CLASSES.get(t) == CLASSES.get(dataset) for t in targets]
   if dataset not in CLASSES or all(same) or not any(same):
     return ""
   parts = []
   for kind, pick in (("its own classes", True), ("other classes", False)):
-    targets = sorted({TARGET_NAMES[setting_target(s)] for s, m in zip(settings, same)
-                      if m == pick})
+    names = sorted({TARGET_NAMES[t] for t, m in zip(targets, same) if m == pick})
     picked = [o for o, m in zip(outcome, same) if m == pick]
-    parts.append(f"on {kind} ({', '.join(targets)}) it leads in {picked.count(1)}, is "
+    parts.append(f"on {kind} ({', '.join(names)}) it leads in {picked.count(1)}, is "
                  f"within in {picked.count(0)} and trails in {picked.count(-1)} of "
                  f"{len(picked)}")
   return " By target: " + "; ".join(parts) + "."
