@@ -6,7 +6,7 @@ from typing import Mapping
 
 from absl import logging
 
-from jaxtl import runtime
+from jaxtl import cache, runtime
 
 
 class MetricLogger:
@@ -99,8 +99,8 @@ def write_text(path: str, text: str):
 
 def write_results(workdir: str, config, metrics: Mapping, kind: str, name: str = "results",
                   **extra) -> str:
-  """Writes `workdir/{name}.json` = {"kind": ..., "config": ..., "metrics": ..., **extra}
-  atomically (process 0 only, `runtime.is_writer`); `kind` (one of RESULT_KINDS) tells
+  """Writes `workdir/{name}.json` = {"kind": ..., "config": ..., "metrics": ..., "stamp":
+  the code version and library versions (`jaxtl.cache.stamp`), **extra} atomically (process 0 only, `runtime.is_writer`); `kind` (one of RESULT_KINDS) tells
   `jaxtl.report` how to show it."""
   if kind not in RESULT_KINDS:
     raise ValueError(f"Unknown result kind {kind!r}; valid: {RESULT_KINDS}.")
@@ -110,8 +110,8 @@ def write_results(workdir: str, config, metrics: Mapping, kind: str, name: str =
   cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump({"kind": kind, "config": cfg, "metrics": dict(metrics), **extra}, f, indent=2,
-              default=str)
+    json.dump({"kind": kind, "config": cfg, "metrics": dict(metrics),
+               "stamp": cache.stamp(), **extra}, f, indent=2, default=str)
   os.replace(tmp, path)
   return path
 

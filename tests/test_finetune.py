@@ -21,7 +21,8 @@ def _config(**overrides):
 
 
 def _setup(strategy="surgical", optimizer="adamw", **overrides):
-  config = _config(strategy=strategy, optimizer=optimizer, learning_rate=0.1, **overrides)
+  config = _config(strategy=strategy, optimizer=optimizer, learning_rate=0.1,
+                   weight_decay=1e-4, **overrides)
   model = build_model("resnet", num_classes=3, widths=(4, 8, 8))
   x = jax.random.normal(jax.random.PRNGKey(0), (16, 8, 8, 1))
   y = jnp.arange(16) % 3

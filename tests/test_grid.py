@@ -71,11 +71,15 @@ def _reference_loop(model, variables, spec, images, labels, lr, wd, seed, index)
   return {"params": params, "batch_stats": stats}
 
 
-@pytest.mark.parametrize("strategy,batch_norm,chunk", [("lp_ft", "frozen", 1),
-                                                       ("full", "train", 2)])
-def test_grid_matches_a_float64_loop_per_configuration(strategy, batch_norm, chunk):
-  """One after the other (chunk 1) and vmapped (chunk 2) alike."""
-  model, variables, spec, images, labels = _setup(strategy, batch_norm=batch_norm)
+@pytest.mark.parametrize("strategy,blocks,batch_norm,chunk", [
+    ("lp_ft", (), "frozen", 1), ("full", (), "train", 2),
+    ("surgical", ("block3",), "frozen", 2),  # blocks 1-2 a frozen prefix computed once
+    ("linear_probe", (), "frozen", 1)])
+def test_grid_matches_a_float64_loop_per_configuration(strategy, blocks, batch_norm, chunk):
+  """One after the other (chunk 1) and vmapped (chunk 2) alike; with a frozen prefix
+  computed once (the reference runs the whole network at every step)."""
+  model, variables, spec, images, labels = _setup(strategy, blocks or ("block1",),
+                                                  batch_norm=batch_norm)
   spec = dataclasses.replace(spec, chunk=chunk)
   lrs, wds, seeds = [1e-2, 3e-3], [0.0, 1e-2], [0, 1]
   index = np.stack([np.random.default_rng(s).permutation(N)[:16] for s in seeds])
@@ -106,6 +110,28 @@ def test_each_strategy_changes_exactly_what_it_says(strategy, blocks, batch_norm
   assert set(changed["params"]) == {p for p in flat if p.split("/")[0] in params_in}
   all_stats = set(partition.flatten(variables["batch_stats"]))
   assert set(changed["batch_stats"]) == (all_stats if stats_changed else set())
+
+
+@pytest.mark.parametrize("strategy,blocks,batch_norm,reinit,start", [
+    ("surgical", ("block3",), "frozen", (), 2), ("linear_probe", (), "frozen", (), 4),
+    ("linear_probe", (), "train", (), 0), ("full", (), "frozen", (), 0),
+    ("lp_ft", (), "frozen", (), 0), ("surgical", ("block3",), "frozen", (r"^block2/",), 1)])
+def test_frozen_prefix_is_the_blocks_before_the_first_trained_or_redrawn_one(
+    strategy, blocks, batch_norm, reinit, start):
+  model, variables, spec, _, _ = _setup(strategy, blocks or ("block1",), batch_norm, reinit)
+  assert grid.prefix_start(model, variables, spec) == start
+
+
+def test_prefix_and_whole_network_give_the_same_grid():
+  model, variables, spec, images, labels = _setup("surgical", ("block4",))
+  args = (model, variables, spec, images, labels, [1e-2], [0.0], [0], np.arange(16)[None])
+  a = grid.flat_configs(grid.train_grid(*args))
+  b = grid.flat_configs(grid.train_grid(*args, use_prefix=False))
+  reference.assert_close(a, b, what="prefix vs whole network")
+  start = grid.prefix_start(model, variables, spec)
+  feats = grid.prefix_features(model, variables, images, start)
+  np.testing.assert_array_equal(grid.evaluate_grid(model, a, feats, labels, start=start),
+                                grid.evaluate_grid(model, a, images, labels))
 
 
 def test_zero_learning_rate_changes_only_the_reinitialised_head():

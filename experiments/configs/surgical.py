@@ -4,10 +4,12 @@
         --workdir=results/surgical_VARIANT --config.data_dir=../shared/data
 
 Variants (the protocol of Lee et al. 2023 at MNIST scale: a 4-block ResNet pre-trained on
-the full source training set; 1000 labelled target examples per seed and 1000 held out
-for validation; each strategy picks (lr, wd) per seed on validation; 5 seeds; batch norm
-frozen as in the paper's code; rows "(bn train)" are the ablation with batch statistics
-and every running statistic updated, as PyTorch's model.train()):
+the full source training set, 3 pre-training seeds; 1000 labelled target examples per
+fine-tuning run and 1000 held out for validation; 2 fine-tuning runs per pre-training;
+each strategy's learning rate picked on validation pooled over the 6 runs, its grid
+widened past any edge pick; batch norm frozen as in the paper's code; rows "(bn train)"
+are the ablation with batch statistics and every running statistic updated, as
+PyTorch's model.train(); jaxtl.finetune.surgical has the whole protocol):
   mnist_c:   input-level, the 15 MNIST-C corruptions of MNIST.
   natural:   input-level, MNIST -> USPS.
   feature:   feature-level, MNIST digits and Fashion-MNIST's BREEDS-like superclasses.
@@ -65,19 +67,26 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.data_dir, c.source, c.shift_seed = "", "auto", 0
   c.ood = MNIST_C + ("usps",) if variant == "lpft" else ()  # extra test sets (LP-FT)
   c.num_train, c.num_val = 1000, 1000
-  c.seeds = (0, 1, 2, 3, 4)
-  c.selection_seeds = (0,)  # (lr, wd) picked on these seeds' validation accuracy
-  c.lr_grid = (1e-4, 1e-3, 1e-2)
-  c.wd_grid = (0.0, 1e-2)   # L2 added to the gradient, as torch Adam's weight_decay
+  c.pretrain_seeds = (0, 1, 2)  # a pre-trained network each: its variance is in the CIs
+  c.seeds = (0, 1)          # fine-tuning runs per pre-training (seed 100 p + s)
+  # Every row tunes (lr, wd) on validation pooled over all runs; a pick on the edge of
+  # lr_grid widens it by a decade (within lr_limits) until it is inside.
+  c.lr_grid = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+  c.lr_limits = (1e-7, 10.0)
+  c.wd_grid = (1e-4,)       # L2 added to the gradient (torch Adam's weight_decay), fixed
+                            # as in the paper's code
+  c.lpft_lr_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)  # LP-FT's fine-tuning: its own grid
+  c.probe_l2_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # LP: converged probe's L2
+  c.fail_on_edge = True     # a pick left on a grid edge fails the study, naming it
+  c.on_mismatch = "error"   # a saved cell of another config/code/input: error | recompute
   c.reinit = (r"^head/",) if variant == "lpft" else ()  # same classes: keep the head
   c.chunk = 6               # (lr, wd) settings vmapped together: they share the frozen blocks
-  c.baseline = "all"        # the strategy every other one is compared with, seed by seed
+  c.baseline = "all"        # the strategy every other one is compared with, run by run
   c.strategies = SURGICAL_ROWS
   if variant in ("natural", "feature", "output", "digits"):
     c.strategies += BN_TRAIN_ROWS
-  if variant == "lpft":
-    c.strategies = (("all", {"strategy": "full"}), ("head", {"strategy": "linear_probe"}),
-                    ("lp_ft", {"strategy": "lp_ft"}))
+  if variant == "lpft":  # lp_ft adds the row `lp`: its converged probe (Kumar et al.)
+    c.strategies = (("all", {"strategy": "full"}), ("lp_ft", {"strategy": "lp_ft"}))
   widths = (8, 16, 32, 64)
   c.pretrain = finetune.base()
   c.pretrain.model_kwargs.widths = widths
@@ -92,14 +101,15 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.num_train, c.num_val = 300, 200
     c.pretrain.num_val, c.pretrain.batch_size, c.pretrain.num_steps = 200, 64, 600
     c.finetune.num_steps = 60
-    c.lr_grid = (1e-3, 1e-2)
-  if variant == "quick":
+  if variant == "quick":  # a few steps: exercises every path, proves nothing
     for cfg in (c.pretrain, c.finetune):
       cfg.model_kwargs.widths = (4, 4, 8, 8)
     c.pretrain.num_steps = c.pretrain.checkpoint_every = 6
     c.finetune.num_steps = 6
     c.num_train, c.num_val = 40, 40
     c.shifts = c.shifts[:1]
-    c.seeds, c.lr_grid, c.wd_grid = (0, 1), (1e-2,), (0.0,)
+    c.pretrain_seeds, c.seeds = (0, 1), (0,)
+    c.lr_grid, c.lpft_lr_grid, c.probe_l2_grid = (1e-3, 1e-2, 1e-1), (1e-4, 1e-3, 1e-2), (1e-3, 1e-1)
+    c.lr_limits, c.fail_on_edge = (1e-3, 1e-1), False
     c.strategies = (SURGICAL_ROWS[0], SURGICAL_ROWS[5], SURGICAL_ROWS[6], SURGICAL_ROWS[7])
   return c

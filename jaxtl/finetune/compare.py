@@ -13,7 +13,7 @@ from typing import Dict
 import numpy as np
 from absl import logging
 
-from jaxtl import workdir as run_dir
+from jaxtl import cache, workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import strategies
 from jaxtl.finetune.trainer import train_and_evaluate
@@ -21,11 +21,31 @@ from jaxtl.metrics import write_results, write_text
 from jaxtl.models import build_model
 
 
-def run_cached(config, workdir: str, data=None, train_fn=train_and_evaluate) -> Dict:
+def run_cached(config, workdir: str, data=None, train_fn=train_and_evaluate,
+               on_mismatch: str = "error") -> Dict:
   """`train_fn(config, workdir, data=data)`, or the metrics of that run if it already
-  finished with the same config (another config there is an error)."""
+  finished with the same config, code (`jaxtl.cache.code_hash`) and data; another config
+  there is an error, and so is another code or data unless `on_mismatch="recompute"`
+  (then the folder's finished run is moved aside to `WORKDIR.stale-N` and run again)."""
   done = run_dir.finished_results(config, workdir)
-  return done if done is not None else train_fn(config, workdir, data=data)
+  if done is not None:
+    saved = run_dir.saved_results(workdir)
+    want = {"code_hash": cache.code_hash(),
+            "data": [d.provenance() for d in data] if data is not None else None}
+    have = {"code_hash": (saved.get("stamp") or {}).get("code_hash"),
+            "data": saved.get("inputs") if data is not None else None}
+    diff = cache.differences(cache.normalize(have), cache.normalize(want))
+    if not diff:
+      return done
+    if on_mismatch == "error":
+      raise cache.StaleCacheError(
+          f"{workdir} holds a run finished with other {', '.join(diff)}; rerun with "
+          "on_mismatch=recompute, another workdir, or the code version it names.")
+    n = 0
+    while os.path.exists(f"{workdir}.stale-{n}"):
+      n += 1
+    os.replace(workdir, f"{workdir}.stale-{n}")
+  return train_fn(config, workdir, data=data)
 
 
 def best_of_grid(base_config, overrides, lr_grid, seeds, init_from: str, root: str,

@@ -8,11 +8,16 @@ at a time (more than 1 pays on accelerators; on CPU a vmapped convolution with a
 different kernel per configuration is slower than one after the other, measured in
 BUILD_NOTES), and every one trains as a `lax.scan` over its steps.
 
-Per configuration, as the surgical fine-tuning code does it (Lee et al. 2023): Adam with
-L2 weight decay added to the gradient (torch's `Adam(weight_decay=)`), on the trainable
-leaves only; the seed draws the re-initialised leaves (`reinit`) and the order of the
-examples. Each phase of a strategy (LP-FT: head, then everything) starts a fresh
-optimizer, as a new `torch.optim.Adam` would.
+Per configuration: the optimiser of `jaxtl.optim` (the trainer's factory, so `adam`'s
+weight decay is L2 added to the gradient as torch's `Adam(weight_decay=)` in the surgical
+fine-tuning code of Lee et al. 2023), on the trainable leaves only; the seed draws the
+re-initialised leaves (`reinit`) and the order of the examples. Each phase of a strategy
+(LP-FT: head, then everything) starts a fresh optimizer, as a new `torch.optim.Adam` would.
+
+Frozen prefix: with batch norm frozen, the blocks before the first one any phase trains
+map each image to the same activations at every step, so `train_grid` and
+`evaluate_grid` compute them once per call (`prefix_features`) and run the rest of the
+network on them (models that take `start` / `stop`, as jaxtl's; other modules run whole).
 
 Batch norm (`batch_norm`):
   * `frozen` (the paper's default, `train_mode=eval`): running statistics normalise and
@@ -29,11 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 
-from jaxtl import partition
+from jaxtl import optim, partition
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import auto
 from jaxtl.finetune.trainer import BATCH_NORM_MODES, forward
+from jaxtl.models import block_names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +55,8 @@ class GridSpec:
   auto_measure_steps: int = 4
   snr_threshold: float = 0.1
   chunk: int = 1          # configurations vmapped together
+  optimizer: str = "adam"  # jaxtl.optim
+  momentum: float = 0.0   # sgd only
 
   def __post_init__(self):
     if self.batch_norm not in BATCH_NORM_MODES:
@@ -58,14 +67,79 @@ class GridSpec:
       raise ConfigError(f"batch_size={self.batch_size} and chunk={self.chunk} must be >= 1.")
 
 
+def spec_from_config(config, block_names, reinit=(), chunk: int = 1) -> GridSpec:
+  """The GridSpec of a fine-tuning config; what the grid cannot honour is an error, not a
+  silent change of method."""
+  if config.strategy == "l2sp":
+    raise ConfigError("strategy 'l2sp' is not available in a grid (its penalty needs the "
+                      "pre-trained anchor); run it with jaxtl.finetune.trainer.")
+  if config.objective != "supervised":
+    raise ConfigError(f"A grid fine-tunes with labels; objective={config.objective!r} is "
+                      "for jaxtl.finetune.trainer.")
+  from jaxtl.finetune import strategies  # pylint: disable=import-outside-toplevel
+  return GridSpec(tuple(strategies.phases(config, block_names)), config.batch_size,
+                  config.batch_norm, tuple(reinit),
+                  config.strategy if config.strategy in ("auto_rgn", "auto_snr") else "",
+                  config.auto_period, config.auto_measure_steps, config.snr_threshold, chunk,
+                  config.optimizer, config.momentum if config.optimizer == "sgd" else 0.0)
+
+
 def _optimizer(spec, learning_rate, weight_decay, scales, steps_per_epoch):
-  tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(),
-                   optax.scale_by_learning_rate(learning_rate))
-  tx = optax.chain(tx, optax.GradientTransformation(
-      lambda _: optax.EmptyState(),
-      lambda u, s, p=None: (jax.tree_util.tree_map(lambda a, c: a * c, u, scales), s)))
+  tx = optim.make(spec.optimizer, learning_rate, weight_decay, spec.momentum, scales)
   return auto.wrap(tx, spec.auto, spec.auto_period or steps_per_epoch,
                    spec.auto_measure_steps, spec.snr_threshold)
+
+
+def first_trained_block(model, variables, spec: GridSpec) -> int:
+  """Index (in `model.block_names()`) of the first block that any phase trains or
+  `reinit` redraws: the blocks before it are a frozen prefix."""
+  names = list(block_names(model, variables["params"]))
+  touched = set()
+  for phase in spec.phases:
+    labels = partition.flatten(partition.label_params(variables["params"], phase.table))
+    touched |= {p.split("/", 1)[0] for p, l in labels.items() if l is not None}
+  for path in partition.flatten(variables["params"]):
+    if any(re.search(r, path) for r in spec.reinit):
+      touched.add(path.split("/", 1)[0])
+  return min(names.index(b) for b in touched)
+
+
+def prefix_start(model, variables, spec: GridSpec) -> int:
+  """How many leading blocks to compute once (0: none). Only with batch norm frozen
+  (in `train` mode a frozen block's output depends on the batch) and a model that runs
+  a slice of its blocks (`start` / `stop`)."""
+  if spec.batch_norm != "frozen" or not _sliceable(model):
+    return 0
+  return first_trained_block(model, variables, spec)
+
+
+def _sliceable(model) -> bool:
+  import inspect  # pylint: disable=import-outside-toplevel
+  params = inspect.signature(type(model).__call__).parameters
+  ok = "start" in params and "stop" in params and hasattr(model, "block_names")
+  if not ok and type(model).__name__ not in _WARNED:
+    _WARNED.add(type(model).__name__)
+    logging.info("%s takes no start/stop: the grid runs its frozen blocks at every step.",
+                 type(model).__name__)
+  return ok
+
+
+_WARNED = set()
+
+
+def prefix_features(model, variables, images, stop: int, batch_size: int = 1000):
+  """The output of blocks [0, stop) on `images` with running statistics, in batches."""
+  if stop == 0:
+    return jnp.asarray(images)
+  fn = _prefix_fn(model, stop)
+  parts = [fn(variables, jnp.asarray(images[i:i + batch_size]))
+           for i in range(0, len(images), batch_size)]
+  return jnp.concatenate(parts)
+
+
+@functools.lru_cache(maxsize=None)
+def _prefix_fn(model, stop):
+  return jax.jit(lambda v, x: model.apply(v, x, train=False, stop=stop))
 
 
 def redraw(model, variables, reinit, key, example):
@@ -78,17 +152,18 @@ def redraw(model, variables, reinit, key, example):
   return partition.unflatten({p: drawn[p] if pick(p) else v for p, v in flat.items()})
 
 
-def make_train_fn(model, spec: GridSpec, num_train: int):
-  """Returns train(variables, images, labels, learning_rate, weight_decay, seed, index)
-  -> variables for ONE configuration; `index` (num_train,) picks its examples."""
+def make_train_fn(model, spec: GridSpec, num_train: int, start: int = 0):
+  """Returns train(variables, inputs, labels, example, learning_rate, weight_decay, seed,
+  index) -> variables for ONE configuration; `index` (num_train,) picks its examples from
+  `inputs` (images, or the input of block `start`); `example`: one image (for `reinit`)."""
   batch_size = min(spec.batch_size, num_train)
   per_epoch = max(num_train // batch_size, 1)
   bn_train = spec.batch_norm == "train"
 
-  def train(variables, images, labels, learning_rate, weight_decay, seed, index):
+  def train(variables, inputs, labels, example, learning_rate, weight_decay, seed, index):
     key = jax.random.PRNGKey(seed)
     init_key, order_key = jax.random.split(key)
-    variables = redraw(model, variables, spec.reinit, init_key, images[:1])
+    variables = redraw(model, variables, spec.reinit, init_key, example)
     params, stats = variables["params"], variables.get("batch_stats", {})
     step = jnp.zeros((), jnp.int32)
     for phase in spec.phases:
@@ -100,7 +175,7 @@ def make_train_fn(model, spec: GridSpec, num_train: int):
 
       def loss_fn(trainable, frozen, stats, x, y):
         logits, new_stats = forward(model, partition.merge(trainable, frozen), stats, x,
-                                    bn_train)
+                                    bn_train, start)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, new_stats
 
@@ -110,7 +185,7 @@ def make_train_fn(model, spec: GridSpec, num_train: int):
                                        num_train)
         pick = jax.lax.dynamic_slice_in_dim(order, (step % per_epoch) * batch_size,
                                             batch_size)
-        x, y = images[index[pick]], labels[index[pick]]
+        x, y = inputs[index[pick]], labels[index[pick]]
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             trainable, frozen, stats, x, y)
         updates, opt_state = tx.update(grads, opt_state, trainable)
@@ -125,16 +200,16 @@ def make_train_fn(model, spec: GridSpec, num_train: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_grid(model, spec: GridSpec, num_train: int):
-  """One jitted grid per (model, strategy, num_train): a study of many shifts with the
-  same shapes compiles each strategy once, not once per shift."""
-  train = make_train_fn(model, spec, num_train)
+def _compiled_grid(model, spec: GridSpec, num_train: int, start: int):
+  """One jitted grid per (model, strategy, num_train, prefix): a study of many shifts with
+  the same shapes compiles each strategy once, not once per shift."""
+  train = make_train_fn(model, spec, num_train, start)
 
   @jax.jit
-  def run(variables, images, labels, lrs, wds, seeds, index):
+  def run(variables, inputs, labels, example, lrs, wds, seeds, index):
     def per_seed(seed_index):
       seed, rows = seed_index
-      one = lambda h: train(variables, images, labels, h[0], h[1], seed, rows)
+      one = lambda h: train(variables, inputs, labels, example, h[0], h[1], seed, rows)
       return jax.lax.map(one, (lrs, wds), batch_size=spec.chunk)
     return jax.lax.map(per_seed, (seeds, index))
 
@@ -142,23 +217,27 @@ def _compiled_grid(model, spec: GridSpec, num_train: int):
 
 
 def train_grid(model, variables, spec: GridSpec, images, labels, learning_rates,
-               weight_decays, seeds, index):
+               weight_decays, seeds, index, use_prefix: bool = True):
   """Fine-tunes `variables` once per configuration (seed s, hyperparameters h) on
   `images[index[s]]` with `learning_rates[h]`, `weight_decays[h]`; one compiled program.
   Seeds run one after the other; the H hyperparameter settings of a seed run `chunk` at
-  a time vmapped, sharing what does not depend on them (the seed's batches, and the
-  forward pass of every block before the first trainable one).
-  Returns the final variables with leading axes (S, H)."""
-  index = jnp.asarray(index, jnp.int32)
+  a time vmapped. The frozen prefix (`prefix_start`) of the images used is computed once
+  unless `use_prefix=False`. Returns the final variables with leading axes (S, H)."""
+  index = np.asarray(index)
   if len(learning_rates) != len(weight_decays) or index.shape[:1] != (len(seeds),) or \
      index.ndim != 2:
     raise ConfigError(f"A grid needs H learning rates and H weight decays, S seeds and "
                       f"index rows (S, num_train); got {len(learning_rates)}, "
                       f"{len(weight_decays)}, {len(seeds)} and index shape {index.shape}.")
-  run = _compiled_grid(model, spec, index.shape[1])
-  return run(variables, jnp.asarray(images), jnp.asarray(labels),
+  used, index = np.unique(index, return_inverse=True)  # only the images the seeds use
+  index = index.reshape(len(seeds), -1)
+  start = prefix_start(model, variables, spec) if use_prefix else 0
+  inputs = prefix_features(model, variables, np.asarray(images)[used], start)
+  run = _compiled_grid(model, spec, index.shape[1], start)
+  return run(variables, inputs, jnp.asarray(np.asarray(labels)[used]),
+             jnp.asarray(np.asarray(images)[:1]),
              jnp.asarray(learning_rates, jnp.float32), jnp.asarray(weight_decays, jnp.float32),
-             jnp.asarray(seeds, jnp.uint32), index)
+             jnp.asarray(seeds, jnp.uint32), jnp.asarray(index, jnp.int32))
 
 
 def flat_configs(stacked):
@@ -167,8 +246,9 @@ def flat_configs(stacked):
 
 
 def evaluate_grid(model, stacked, images, labels, batch_size: int = 1000,
-                  chunk: int = 1) -> np.ndarray:
-  """(K, N) bool: is example n classified right by configuration k (running BN stats)."""
+                  chunk: int = 1, start: int = 0) -> np.ndarray:
+  """(K, N) bool: is example n classified right by configuration k (running BN stats).
+  `start` > 0: `images` are the input of block `start` (`prefix_features`)."""
   n = len(labels)
   batch_size = min(batch_size, n)
   pad = -n % batch_size
@@ -182,18 +262,19 @@ def evaluate_grid(model, stacked, images, labels, batch_size: int = 1000,
   shared = {p: a[0] for p, a in flat.items() if (a == a[:1]).all()}
   varying = {p: a for p, a in flat.items() if p not in shared}
   configs = np.arange(len(next(iter(flat.values()))))  # K, even when nothing varies
-  correct = _evaluate(model, chunk, configs, varying, shared, jnp.asarray(x), jnp.asarray(y))
+  correct = _evaluate(model, chunk, start, configs, varying, shared, jnp.asarray(x),
+                      jnp.asarray(y))
   return np.asarray(correct)[:, :n]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _evaluate(model, chunk, configs, varying, shared, x, y):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _evaluate(model, chunk, start, configs, varying, shared, x, y):
   def one(config):
     _, own = config  # this configuration's leaves
     variables = partition.unflatten({**shared, **own})
     def batch(_, xy):
       logits, _ = forward(model, variables["params"], variables.get("batch_stats", {}),
-                          xy[0], train=False)
+                          xy[0], train=False, start=start)
       return None, jnp.argmax(logits, -1) == xy[1]
     return jax.lax.scan(batch, None, (x, y))[1].reshape(-1)
   return jax.lax.map(one, (configs, varying), batch_size=chunk)

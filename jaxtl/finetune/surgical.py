@@ -2,44 +2,50 @@
 distribution (Kumar et al. 2022): `study(config, workdir)`.
 
 For every shift in `config.shifts` (specs `kind:dataset[:corruption]`, jaxtl.data.shifts):
-  1. pre-train on the shift's source training set (once per distinct source; a run folder
-     of `jaxtl.finetune.trainer`, so it checkpoints and resumes);
-  2. hold out `num_val` target training examples for validation (the same for every seed)
-     and draw each seed's `num_train` labelled target examples from the rest;
-  3. for every strategy row, fine-tune every (learning rate, weight decay) on the
-     `selection_seeds` as one compiled program (`jaxtl.finetune.grid`), keep the pair
-     with the best mean validation accuracy (the paper's code picks per seed; picking on
-     one seed and training the others at the pick costs a fifth as much), and train the
-     other seeds with it;
-  4. report the full target test accuracy: mean and 95% t-interval over seeds, and the
-     paired difference to fine-tuning everything (`all`), seed by seed.
+  1. pre-train on the shift's source training set once per pre-training seed
+     (`pretrain_seeds`; run folders of `jaxtl.finetune.trainer`, checkpointed, resumed);
+  2. hold out `num_val` target training examples for validation (the same for every
+     run) and draw each run's `num_train` labelled examples from the rest: run (p, s),
+     pre-training seed p and fine-tuning seed s of `seeds`, has its own draw, head and
+     batch order (seed 100 p + s);
+  3. tune every strategy row on validation only: every learning rate of `lr_grid` x
+     weight decay of `wd_grid`, on every run; the pick maximises the validation accuracy
+     pooled over all runs; a pick on the edge of the grid widens it by a decade on that
+     side (within `lr_limits`) until it is inside; a pick still on an edge fails the study;
+  4. report the full target test accuracy of the pick per run; the tables and verdicts
+     (`surgical_report`, `jaxtl.stats`) average over fine-tuning seeds within each
+     pre-training and take the t-interval over pre-trainings.
+The `lp_ft` row is Kumar et al.'s LP-FT (`lpft.py`): a converged linear probe (L2 from
+`probe_l2_grid`, picked on validation), then everything fine-tuned from it with its own
+`lpft_lr_grid`; the probe alone is the row `lp`, when asked for.
 Per shift also: the relative gradient norm of each block at the start of fine-tuning
 (what Auto-RGN scales by) and how far each block's weights move under `all`.
 
 `config.ood` adds evaluation sets for the LP-FT question: each is another test set of the
 same classes (`usps`, or a corruption name applied to the target test set).
-Every (shift, strategy) grid is saved to `workdir/grids/` when done: an interrupted study
-resumes at the next grid.
+Every cell (a shift, row, pre-training seed and hyperparameter setting) is saved under
+`workdir/cells/` with its key (`jaxtl.cache`: config, code hash, hashes of the
+pre-trained variables and data), so an interrupted study resumes at the next cell and a
+cell of another key is never reused.
 """
 import dataclasses
 import importlib
-import json
 import os
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxtl import checkpoint, partition, runtime, workdir as run_dir
+from jaxtl import cache, checkpoint, partition, runtime, stats
 from jaxtl.data.corruptions import corrupt, corruption_names
 from jaxtl.data.datasets import load_dataset, usps_to_28
 from jaxtl.data.shifts import SHIFTS, ShiftTask, make_shift
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import grid, strategies, surgical_report
+from jaxtl.finetune import grid, lpft, surgical_report
 from jaxtl.finetune.compare import check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val, stratified_take
-from jaxtl.finetune.surgical_report import ci95
 from jaxtl.finetune.trainer import forward
 from jaxtl.metrics import write_results, write_text
 from jaxtl.models import build_model
@@ -82,8 +88,13 @@ def shift_task(config, spec: str):
   return make_shift(kind, dataset, **kwargs)
 
 
+def run_seed(pretrain_seed: int, seed: int) -> int:
+  """The seed of run (pre-training p, fine-tuning s): its own examples, head and order."""
+  return 100 * pretrain_seed + seed
+
+
 def target_split(task, num_train: int, num_val: int, seeds, data_seed: int):
-  """(val indices, {seed: train indices}) into task.target_train."""
+  """(val indices, {run seed: train indices}) into task.target_train."""
   labels = task.target_train.labels
   val = np.sort(stratified_take(labels, num_val, np.random.default_rng(data_seed)))
   rest = np.setdiff1d(np.arange(len(labels)), val)
@@ -93,16 +104,19 @@ def target_split(task, num_train: int, num_val: int, seeds, data_seed: int):
   return val, train
 
 
-def pretrained(config, workdir, task):
-  """Pre-trains on the task's source (cached by folder, one per source and objective);
-  returns (variables, source test accuracy, None for a self-supervised objective)."""
+def pretrained(config, workdir, task, seed: int):
+  """Pre-trains on the task's source with `seed` (a run folder per source, objective and
+  seed, reused only if finished with the same config and code); returns (variables,
+  source test accuracy, None for a self-supervised objective)."""
   root = config.pretrain_root or os.path.join(workdir, "pretrain")
   name = task.source_key + ("" if config.pretrain.objective == "supervised" else
-                            f"_{config.pretrain.objective}")
+                            f"_{config.pretrain.objective}") + f"_seed{seed}"
   folder = os.path.join(root, re.sub(r"\W", "_", name))
-  s_train, s_val = split_train_val(task.source_train, 0, config.pretrain.num_val,
-                                   config.pretrain.data_seed)
-  metrics = run_cached(config.pretrain, folder, (s_train, s_val, task.source_test))
+  pre = config.pretrain.copy_and_resolve_references()
+  pre.seed = seed
+  s_train, s_val = split_train_val(task.source_train, 0, pre.num_val, pre.data_seed)
+  metrics = run_cached(pre, folder, (s_train, s_val, task.source_test),
+                       on_mismatch=config.on_mismatch)
   return checkpoint.load_variables(folder), metrics.get("test_accuracy")
 
 
@@ -167,150 +181,283 @@ def relative_gradient_norms(model, variables, images, labels, batch_size, batch_
   return out
 
 
-def run_strategy(config, model, variables, overrides, task, split, sets):
-  """One strategy's grid: train all (lr, wd, seed), pick per seed on validation, test."""
+class Shift:
+  """What every cell of one shift shares: the task, its model, the pre-trained sources,
+  the target split and evaluation sets, and the frozen-prefix features of those sets."""
+
+  def __init__(self, config, workdir, spec):
+    self.config, self.workdir, self.spec = config, workdir, spec
+    self.task = shift_task(config, spec)
+    c = config.finetune
+    self.model = build_model(c.model, num_classes=self.task.num_classes, **dict(c.model_kwargs))
+    example = self.task.target_train.images[:1]
+    fresh = self.model.init(jax.random.PRNGKey(0), example, train=False)
+    self.sources = {}  # pre-training seed -> (variables, source test accuracy)
+    for p in config.pretrain_seeds:
+      variables, acc = pretrained(config, workdir, self.task, p)
+      self.sources[p] = (checkpoint.load_pretrained(fresh, variables, reinit(config))[0], acc)
+    self.runs = {p: [run_seed(p, s) for s in config.seeds] for p in config.pretrain_seeds}
+    self.val_index, self.train_index = target_split(
+        self.task, config.num_train, config.num_val,
+        [r for runs in self.runs.values() for r in runs], config.finetune.data_seed)
+    self.sets = {"val": self.task.target_train.subset(self.val_index), **eval_sets(config, self.task)}
+    self.inputs = {p: {"pretrained": cache.tree_hash(v), "source_test_accuracy": acc}
+                   for p, (v, acc) in self.sources.items()}
+    self.inputs["data"] = {"train_pool": self.task.target_train.provenance(),
+                           **{k: ds.provenance() for k, ds in self.sets.items()}}
+    self._features = {}
+
+  def features(self, p, start, name):
+    """Set `name` through the first `start` blocks of source p (computed once)."""
+    if (p, start, name) not in self._features:
+      self._features[(p, start, name)] = grid.prefix_features(
+          self.model, self.sources[p][0], self.sets[name].images, start)
+    return self._features[(p, start, name)]
+
+  def head_features(self, p, name):
+    if (p, "head", name) not in self._features:
+      images = (self.task.target_train.images if name == "pool" else self.sets[name].images)
+      self._features[(p, "head", name)] = lpft.head_inputs(self.model, self.sources[p][0],
+                                                           images)
+    return self._features[(p, "head", name)]
+
+  def cell(self, label, overrides, p, name, compute, **setting):
+    """`compute()` cached under workdir/cells/SHIFT/ROW/pP_NAME.json with its key."""
+    c = self.config
+    key = {"shift": self.spec, "row": dict(overrides), "setting": setting,
+           "finetune": c.finetune.to_dict(), "pretrain": c.pretrain.to_dict(),
+           "split": {k: c[k] for k in ("num_train", "num_val", "shift_seed", "reinit", "ood",
+                                       "probe_l2_grid")},
+           "runs": self.runs[p], "code": cache.code_hash(),
+           "inputs": {"source": self.inputs[p], "data": self.inputs["data"]}}
+    path = os.path.join(self.workdir, "cells", re.sub(r"\W", "_", self.spec),
+                        re.sub(r"\W+", "_", label).strip("_"), f"p{p}_{name}.json")
+    return cache.cached(path, key, compute, self.config.on_mismatch)
+
+  def score(self, p, stacked, start, seeds) -> list:
+    """Per run: accuracy on validation and every evaluation set (worst group too)."""
+    out = [{"pretrain_seed": p, "seed": s} for s in seeds]
+    for name, ds in self.sets.items():
+      correct = grid.evaluate_grid(self.model, stacked, self.features(p, start, name),
+                                   ds.labels, chunk=self.config.chunk, start=start)
+      for row, c in zip(out, correct):
+        row[f"{name}_accuracy"] = float(c.mean())
+        if name == "test" and "nuisance" in ds.metadata:
+          row["test_worst_group_accuracy"] = float(worst_group(c, ds))
+    return out
+
+
+def _grid_cell(shift, spec, p, lr, wd, variables=None, seeds=None):
+  """Fine-tune source p (or `variables`) on its runs at (lr, wd); score every run."""
+  variables = shift.sources[p][0] if variables is None else variables
+  seeds = shift.runs[p] if seeds is None else seeds
+  pool = shift.task.target_train
+  stacked = grid.flat_configs(grid.train_grid(
+      shift.model, variables, spec, pool.images, pool.labels, [lr], [wd], seeds,
+      np.stack([shift.train_index[s] for s in seeds])))
+  start = grid.prefix_start(shift.model, variables, spec)
+  per_run = shift.score(p, stacked, start, seeds)
+  first = grid.take(stacked, 0)
+  changed = grid.changed_leaves(variables, first)
+  blocks = shift.model.block_names()
+  w0 = block_norms(variables["params"], blocks)
+  for i, row in enumerate(per_run):
+    moved = block_norms(jax.tree_util.tree_map(
+        lambda a, b: a - b, grid.take(stacked, i)["params"], variables["params"]), blocks)
+    row["weight_movement"] = {b: float(moved[b] / w0[b]) for b in blocks}
+  return {"per_seed": per_run,
+          "changed_params": grid.count_values(variables["params"], changed["params"]),
+          "changed_stats": grid.count_values(variables.get("batch_stats", {}),
+                                             changed["batch_stats"]),
+          "changed_blocks": sorted({block_of(q) for q in changed["params"] +
+                                    changed["batch_stats"]})}
+
+
+def _pooled_val(cells) -> float:
+  return float(np.mean([r["val_accuracy"] for cell in cells for r in cell["per_seed"]]))
+
+
+def tune(values, limits, evaluate, what: str):
+  """Evaluates `values` (a sorted grid), widening it by a decade past an edge pick within
+  `limits` until the pick (the max of `evaluate(v)`, a pooled validation accuracy) is
+  inside; returns (pick, grid searched, {value: score}, on_edge)."""
+  values = sorted(values)
+  scores = {v: evaluate(v) for v in values}
+  while True:
+    best = max(values, key=lambda v: scores[v])
+    if len(values) < 3:  # too few to have an inside
+      return best, values, scores, True
+    nxt = (best / 10 if best == values[0] else best * 10 if best == values[-1] and best > 0
+           else None)
+    if nxt is None:
+      return best, values, scores, False
+    if not limits[0] <= nxt <= limits[1]:
+      logging.warning("%s: the pick %g is on the grid's edge and %g is past the limits %s.",
+                      what, best, nxt, limits)
+      return best, values, scores, True
+    logging.info("%s: pick %g on the grid's edge; widening to %g.", what, best, nxt)
+    scores[nxt] = evaluate(nxt)
+    values = sorted(values + [nxt])
+
+
+def grid_row(shift, label, overrides) -> dict:
+  """A strategy row: (lr, wd) tuned on pooled validation, the pick's runs scored."""
+  config = shift.config
   row_config = config.finetune.copy_and_resolve_references()
   row_config.update(dict(overrides))
-  spec = grid.GridSpec(
-      tuple(strategies.phases(row_config, model.block_names())), row_config.batch_size,
-      row_config.batch_norm, reinit(config),
-      row_config.strategy if row_config.strategy in ("auto_rgn", "auto_snr") else "",
-      row_config.auto_period, row_config.auto_measure_steps, row_config.snr_threshold,
-      config.chunk)
-  val_index, train_index = split
-  pool = task.target_train
-  val = pool.subset(val_index)
-  hp = [(lr, wd) for lr in config.lr_grid for wd in config.wd_grid]
+  spec = grid.spec_from_config(row_config, shift.model.block_names(), reinit(config),
+                               config.chunk)
+  cells = {}
 
-  def run(seeds, lrs, wds):
-    stacked = grid.train_grid(model, variables, spec, pool.images, pool.labels, lrs, wds,
-                              seeds, np.stack([train_index[s] for s in seeds]))
-    flat = grid.flat_configs(stacked)
-    acc = grid.evaluate_grid(model, flat, val.images, val.labels, chunk=config.chunk)
-    return flat, acc.mean(1).reshape(len(seeds), len(lrs))
+  def cells_at(lr, wd):
+    if (lr, wd) not in cells:
+      cells[(lr, wd)] = [shift.cell(label, overrides, p, f"lr{lr:g}_wd{wd:g}",
+                                    lambda p=p: _grid_cell(shift, spec, p, lr, wd), lr=lr, wd=wd)
+                         for p in config.pretrain_seeds]
+    return cells[(lr, wd)]
 
-  # The whole (lr, wd) grid on the selection seeds; the pick by their mean validation
-  # accuracy; the other seeds at the pick only (one compiled program each).
-  select = [s for s in config.seeds if s in config.selection_seeds]
-  others = [s for s in config.seeds if s not in select]
-  flat, val_acc = run(select, [h[0] for h in hp], [h[1] for h in hp])
-  best = int(np.argmax(val_acc.mean(0)))
-  lr, wd = hp[best]
-  picked = jax.tree_util.tree_map(lambda a: a[best::len(hp)], flat)
-  val_per_seed = list(val_acc[:, best])
-  if others:
-    more, more_acc = run(others, [lr], [wd])
-    picked = jax.tree_util.tree_map(lambda a, b: np.concatenate([a, b]), picked, more)
-    val_per_seed += list(more_acc[:, 0])
-  per_seed = [{"seed": s, "val_accuracy": float(v)} for s, v in zip(select + others,
-                                                                       val_per_seed)]
-  for name, ds in sets.items():
-    correct = grid.evaluate_grid(model, picked, ds.images, ds.labels, chunk=config.chunk)
-    for row, c in zip(per_seed, correct):
-      row[f"{name}_accuracy"] = float(c.mean())
-      if name == "test" and "nuisance" in ds.metadata:
-        row["test_worst_group_accuracy"] = float(worst_group(c, ds))
-  changed = grid.changed_leaves(variables, grid.take(picked, 0))
-  out = {"learning_rate": lr, "weight_decay": wd, "per_seed": per_seed,
-         "changed_params": grid.count_values(variables["params"], changed["params"]),
-         "changed_stats": grid.count_values(variables.get("batch_stats", {}),
-                                            changed["batch_stats"]),
-         "changed_blocks": sorted({block_of(p) for p in changed["params"] + changed["batch_stats"]}),
-         "selection_val_accuracy": {f"lr{h[0]:g}_wd{h[1]:g}": float(a)
-                                    for h, a in zip(hp, val_acc.mean(0))}}
-  for key in per_seed[0]:
-    if key.endswith("_accuracy"):
-      values = [r[key] for r in per_seed]
-      out[key] = float(np.mean(values))
-      out[key + "_ci95"] = ci95(values)
-  if row_config.strategy == "full":  # how far each block moved, mean over seeds
-    blocks = model.block_names()
-    w0 = block_norms(variables["params"], blocks)
-    moved = [block_norms(jax.tree_util.tree_map(lambda a, b: a - b, grid.take(picked, i)["params"],
-                                                variables["params"]), blocks)
-             for i in range(len(per_seed))]
-    out["weight_movement"] = {b: float(np.mean([m[b] for m in moved]) / w0[b]) for b in blocks}
+  best_wd = {}
+
+  def at_lr(lr):  # the best weight decay at this learning rate
+    score = {wd: _pooled_val(cells_at(lr, wd)) for wd in config.wd_grid}
+    best_wd[lr] = max(config.wd_grid, key=score.get)
+    return score[best_wd[lr]]
+
+  lr, lrs, scores, edge = tune(config.lr_grid, config.lr_limits, at_lr,
+                               f"{shift.spec} / {label} learning rate")
+  picked = cells_at(lr, best_wd[lr])
+  out = {"learning_rate": lr, "weight_decay": best_wd[lr], "lr_grid": lrs, "on_edge": edge,
+         "selection_val_accuracy": {f"lr{h[0]:g}_wd{h[1]:g}": _pooled_val(c)
+                                    for h, c in sorted(cells.items())},
+         "per_seed": [r for cell in picked for r in cell["per_seed"]]}
+  out.update({k: picked[0][k] for k in ("changed_params", "changed_stats", "changed_blocks")})
   return out
 
 
-def _load_json(path):
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  return None
+def lpft_rows(shift, label, overrides) -> dict:
+  """Kumar et al.'s LP-FT: {"lp": the converged probe, label: fine-tuned from it}."""
+  config = shift.config
+  pool = shift.task.target_train
+  nc = shift.task.num_classes
+  l2_grid = tuple(config.probe_l2_grid)
+
+  def probe_cell(p):
+    """Probes for every L2 of the grid on each run of source p, scored everywhere."""
+    feats = shift.head_features(p, "pool")
+    sets = {n: (shift.head_features(p, n), ds.labels) for n, ds in shift.sets.items()}
+    out = []
+    for s in shift.runs[p]:
+      idx = shift.train_index[s]
+      scores, heads = lpft.fit_probes(feats[idx], pool.labels[idx], nc, l2_grid, sets)
+      out.append({"seed": s, "scores": scores,
+                  "heads": [{k: v.tolist() for k, v in h.items()} for h in heads]})
+    return out
+
+  probes = {p: shift.cell(label, overrides, p, "probe", lambda p=p: probe_cell(p))
+            for p in config.pretrain_seeds}
+  pooled = [float(np.mean([r["scores"]["val"][i] for p in probes for r in probes[p]]))
+            for i in range(len(l2_grid))]
+  l2_index = int(np.argmax(pooled))  # the L2 grid is solved whole (vmapped): no widening
+  lp = {"l2": l2_grid[l2_index], "l2_grid": list(l2_grid),
+        "on_edge": l2_index in (0, len(l2_grid) - 1),
+        "selection_val_accuracy": {f"l2{v:g}": a for v, a in zip(l2_grid, pooled)},
+        "per_seed": [dict({f"{n}_accuracy": r["scores"][n][l2_index] for n in shift.sets},
+                          pretrain_seed=p, seed=r["seed"])
+                     for p in probes for r in probes[p]],
+        "changed_params": int(sum(np.size(v) for v in jax.tree_util.tree_leaves(
+            next(iter(shift.sources.values()))[0]["params"]["head"]))),
+        "changed_stats": 0, "changed_blocks": ["head"]}
+
+  row_config = config.finetune.copy_and_resolve_references()
+  row_config.update(dict(overrides, strategy="full"))
+  spec = grid.spec_from_config(row_config, shift.model.block_names(), (), config.chunk)
+
+  def ft_cell(p, lr):
+    runs = []
+    for r in probes[p]:
+      head = {k: jnp.asarray(v, jnp.float32) for k, v in r["heads"][l2_index].items()}
+      variables = shift.sources[p][0]
+      variables = dict(variables, params=dict(variables["params"], head=head))
+      runs.append(_grid_cell(shift, spec, p, lr, 0.0, variables, [r["seed"]]))
+    merged = dict(runs[0])
+    merged["per_seed"] = [row for c in runs for row in c["per_seed"]]
+    return merged
+
+  cells = {}
+
+  def at_lr(lr):
+    cells[lr] = [shift.cell(label, overrides, p, f"ft_l2{l2_grid[l2_index]:g}_lr{lr:g}",
+                            lambda p=p: ft_cell(p, lr), lr=lr, l2=l2_grid[l2_index])
+                 for p in config.pretrain_seeds]
+    return _pooled_val(cells[lr])
+
+  lr, lrs, _, edge = tune(config.lpft_lr_grid, config.lr_limits, at_lr,
+                          f"{shift.spec} / {label} learning rate")
+  ft = {"learning_rate": lr, "weight_decay": 0.0, "lr_grid": lrs, "on_edge": edge,
+        "probe_l2": lp["l2"],
+        "selection_val_accuracy": {f"lr{v:g}": _pooled_val(c) for v, c in sorted(cells.items())},
+        "per_seed": [r for cell in cells[lr] for r in cell["per_seed"]]}
+  ft.update({k: cells[lr][0][k] for k in ("changed_params", "changed_stats", "changed_blocks")})
+  return {"lp": lp, label: ft}
 
 
-def _save_json(path, value):
-  if runtime.is_writer():
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
-def grid_key(config, overrides) -> dict:
-  """What a saved grid depends on: a saved grid of another key is an error, not reused."""
-  keep = ("data_dir", "source", "shift_seed", "num_train", "num_val", "seeds",
-          "selection_seeds", "lr_grid", "wd_grid", "reinit", "ood")
-  key = {k: config[k] for k in keep}
-  key.update(pretrain=config.pretrain.to_dict(), finetune=config.finetune.to_dict(),
-             overrides=dict(overrides))
-  return json.loads(json.dumps(key, default=str))
-
-
-def _with_defaults(key: dict) -> dict:
-  """A saved grid key with the fields its configs predate (`FIELD_DEFAULTS`) filled in."""
-  return {**key, **{name: {**run_dir.FIELD_DEFAULTS, **key[name]}
-                    for name in ("pretrain", "finetune")
-                    if isinstance(key.get(name), dict)}}
+def _summarize(row: dict) -> dict:
+  """Means and hierarchical 95% intervals (`jaxtl.stats`) of every accuracy of a row."""
+  per_seed = row["per_seed"]
+  pretrain = sorted({r["pretrain_seed"] for r in per_seed})
+  for key in per_seed[0]:
+    if key.endswith("_accuracy"):
+      values = [[r[key] for r in per_seed if r["pretrain_seed"] == p] for p in pretrain]
+      e = stats.estimate(np.asarray(values))
+      row[key], row[key + "_ci95"] = e.mean, e.ci95
+  return row
 
 
 def study_shift(config, workdir, spec):
-  task = shift_task(config, spec)
-  variables, source_acc = pretrained(config, workdir, task)
-  model = build_model(config.finetune.model, num_classes=task.num_classes,
-                      **dict(config.finetune.model_kwargs))
-  fresh = model.init(jax.random.PRNGKey(0), task.target_train.images[:1], train=False)
-  variables, _ = checkpoint.load_pretrained(fresh, variables, reinit(config))
-  split = target_split(task, config.num_train, config.num_val, config.seeds,
-                       config.finetune.data_seed)
-  sets = eval_sets(config, task)
+  shift = Shift(config, workdir, spec)
   rows = {}
   for label, overrides in config.strategies:
-    path = os.path.join(workdir, "grids", re.sub(r"\W", "_", spec),
-                        re.sub(r"\W+", "_", label).strip("_") + ".json")
-    key = grid_key(config, overrides)
-    saved = _load_json(path)
-    if saved is not None and _with_defaults(saved["key"]) != _with_defaults(key):
-      raise ConfigError(f"{path} holds a grid of another config; use another --workdir or "
-                        "delete it to rerun.")
-    if saved is None:
-      saved = {"key": key, "result": run_strategy(config, model, variables, overrides, task,
-                                                  split, sets)}
-      _save_json(path, saved)
-    rows[label] = saved["result"]
-    logging.info("%s / %s: test %.4f +- %.4f", spec, label, rows[label]["test_accuracy"],
-                 rows[label]["test_accuracy_ci95"])
-  baseline = config.baseline
-  if baseline in rows:
-    for row in rows.values():
-      diff = [a["test_accuracy"] - b["test_accuracy"]
-              for a, b in zip(row["per_seed"], rows[baseline]["per_seed"])]
-      row["minus_baseline"], row["minus_baseline_ci95"] = float(np.mean(diff)), ci95(diff)
-  train0 = task.target_train.subset(split[1][config.seeds[0]])
-  rgn_vars = grid.redraw(model, variables, reinit(config),
-                         jax.random.split(jax.random.PRNGKey(config.seeds[0]))[0],
-                         train0.images[:1])
-  rgn = relative_gradient_norms(model, rgn_vars, train0.images, train0.labels,
-                                config.finetune.batch_size, config.finetune.batch_norm)
-  before = jax.tree_util.tree_map(lambda a: a[None], variables)
-  zero_shot = grid.evaluate_grid(model, before, task.target_test.images,
-                                 task.target_test.labels)[0].mean()
-  return {"source_test_accuracy": source_acc, "num_classes": task.num_classes,
-          "no_finetuning_test_accuracy": float(zero_shot),
-          "target_data": {"train_pool": task.target_train.provenance(),
-                          "test": task.target_test.provenance()},
-          "relative_gradient_norm": rgn, "strategies": rows}
+    if dict(overrides).get("strategy") == "lp_ft":
+      rows.update(lpft_rows(shift, label, overrides))
+    else:
+      rows[label] = grid_row(shift, label, overrides)
+  for label, row in rows.items():
+    _summarize(row)
+    logging.info("%s / %s: test %.4f +- %.4f (lr %s)", spec, label, row["test_accuracy"],
+                 row["test_accuracy_ci95"], row.get("learning_rate", row.get("l2")))
+  if "all" in rows:  # how far each block moved under `all`, mean over runs
+    moves = [r["weight_movement"] for r in rows["all"]["per_seed"]]
+    rows["all"]["weight_movement"] = {b: float(np.mean([m[b] for m in moves])) for b in moves[0]}
+  for row in rows.values():
+    for r in row["per_seed"]:
+      r.pop("weight_movement", None)
+  rgn, zero_shot = [], []
+  for p, (variables, _) in shift.sources.items():
+    train0 = shift.task.target_train.subset(shift.train_index[shift.runs[p][0]])
+    rgn_vars = grid.redraw(shift.model, variables, reinit(config),
+                           jax.random.split(jax.random.PRNGKey(shift.runs[p][0]))[0],
+                           train0.images[:1])
+    rgn.append(relative_gradient_norms(shift.model, rgn_vars, train0.images, train0.labels,
+                                       config.finetune.batch_size, config.finetune.batch_norm))
+    before = jax.tree_util.tree_map(lambda a: a[None], variables)
+    zero_shot.append(float(grid.evaluate_grid(shift.model, before, shift.task.target_test.images,
+                                              shift.task.target_test.labels)[0].mean()))
+  source = [acc for _, acc in shift.sources.values()]
+  return {"source_test_accuracy": None if None in source else float(np.mean(source)),
+          "source_test_accuracy_per_pretraining": source,
+          "num_classes": shift.task.num_classes,
+          "no_finetuning_test_accuracy": float(np.mean(zero_shot)),
+          "pretrain_seeds": list(config.pretrain_seeds), "seeds": list(config.seeds),
+          "target_data": shift.inputs["data"],
+          "relative_gradient_norm": {b: float(np.mean([g[b] for g in rgn])) for b in rgn[0]},
+          "strategies": rows}
+
+
+def edge_picks(results) -> list:
+  """'shift / row' of every pick on the edge of its grid (the study fails on any)."""
+  return [f"{spec} / {label} ({'l2 ' + format(row['l2'], 'g') if 'l2' in row else 'lr ' + format(row['learning_rate'], 'g')})"
+          for spec, r in results.items() for label, row in r["strategies"].items()
+          if row.get("on_edge")]
 
 
 def study(config, workdir: str) -> dict:
@@ -323,11 +470,21 @@ def study(config, workdir: str) -> dict:
   for spec in config.shifts:
     check_shift(spec)
   check_strategies(config.finetune, config.strategies)
-  if config.baseline and config.baseline not in dict(config.strategies):
-    raise ConfigError(f"baseline {config.baseline!r} is not a strategy row; rows: "
-                      f"{[label for label, _ in config.strategies]}.")
+  model = build_model(config.finetune.model, num_classes=2, **dict(config.finetune.model_kwargs))
+  for label, overrides in config.strategies:
+    row = config.finetune.copy_and_resolve_references()
+    row.update(dict(overrides))
+    if row.strategy != "lp_ft":
+      try:
+        grid.spec_from_config(row, model.block_names())
+      except ConfigError as e:
+        raise ConfigError(f"strategies row {label!r}: {e}") from e
   os.makedirs(workdir, exist_ok=True)
   results = {spec: study_shift(config, workdir, spec) for spec in config.shifts}
+  edges = edge_picks(results)
+  if edges and config.fail_on_edge:
+    raise ConfigError(f"Picks on the edge of their grid (widen lr_grid / lr_limits / "
+                      f"probe_l2_grid): {', '.join(edges)}.")
   table = surgical_report.format_tables(results)
   write_text(os.path.join(workdir, "results.md"), table + "\n")
   write_results(workdir, config, results, "surgical_study")

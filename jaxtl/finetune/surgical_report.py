@@ -1,31 +1,23 @@
 """Tables, verdicts and the plot of a surgical fine-tuning study (`surgical.study`).
 
-Shifts of one kind and dataset (the corruptions of `input:mnist:*`) are also averaged:
-per seed over the shifts, then mean and 95% t-interval over seeds. The verdict compares
-the paper's claim with the numbers: the block the paper expects for the shift kind, the
-best single block found, and the best strategy against fine-tuning everything, paired by
-seed (significant when the interval of the difference excludes 0).
+Every number is a mean over runs with its 95% interval from `jaxtl.stats`: averaged over
+the fine-tuning runs within each pre-training, then a t-interval over pre-trainings.
+Shifts of one kind and dataset (the corruptions of `input:mnist:*`) are also averaged,
+run by run. The verdict is `jaxtl.stats.verdict`'s one symmetric rule: is the block the
+paper expects for the shift kind the best single block (Holm-corrected paired
+comparisons with every other single block)? For LP-FT the claim is that `lp_ft` is the
+best of (all, lp, lp_ft) on the out-of-distribution mean.
 """
 import numpy as np
-from scipy import stats as scipy_stats
 
+from jaxtl import stats
 from jaxtl.metrics import pyplot
 
-# Lee et al. 2023: input-level -> first block; feature-level -> middle; output-level -> last.
+# Lee et al. 2023: input-level -> first block; feature-level -> middle; output-level -> head.
 EXPECTED = {"input": "first", "natural": "first", "feature": "middle", "output": "head",
             "spurious": "head"}
 
-
 MAX_COLUMNS = 4  # shifts beyond which a table lists them as rows
-
-
-def ci95(values) -> float:
-  """Half-width of the 95% t-interval of the mean (nan for fewer than 2 values)."""
-  values = np.asarray(values, np.float64)
-  if len(values) < 2:
-    return float("nan")
-  return float(scipy_stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1)
-               / np.sqrt(len(values)))
 
 
 def groups(results) -> dict:
@@ -37,14 +29,24 @@ def groups(results) -> dict:
   return out
 
 
+def runs(results, specs, label, metric="test_accuracy") -> np.ndarray:
+  """(pre-trainings, fine-tuning runs) array of `metric`, averaged over `specs` run by run."""
+  per_spec = []
+  for spec in specs:
+    per_seed = results[spec]["strategies"][label]["per_seed"]
+    pretrain = sorted({r.get("pretrain_seed", 0) for r in per_seed})
+    per_spec.append([[r[metric] for r in per_seed if r.get("pretrain_seed", 0) == p]
+                     for p in pretrain])
+  return np.mean(np.asarray(per_spec, np.float64), axis=0)
+
+
 def averaged(results, specs, metric="test_accuracy") -> dict:
-  """strategy -> (mean, ci95, per-seed values) of `metric` averaged over `specs`."""
-  labels = list(results[specs[0]]["strategies"])
+  """strategy -> (mean, ci95, runs array) of `metric` averaged over `specs`."""
   out = {}
-  for label in labels:
-    per_seed = np.mean([[r[metric] for r in results[s]["strategies"][label]["per_seed"]]
-                        for s in specs], axis=0)
-    out[label] = (float(per_seed.mean()), ci95(per_seed), per_seed)
+  for label in results[specs[0]]["strategies"]:
+    values = runs(results, specs, label, metric)
+    e = stats.estimate(values)
+    out[label] = (e.mean, e.ci95, values)
   return out
 
 
@@ -104,58 +106,84 @@ def block_label(results, spec, alias):
   return resolve_blocks([alias], list(rgn))[0]
 
 
-def _paired(stats, a, b):
-  """Mean and 95% CI of a - b, seed by seed, and whether the interval excludes 0."""
-  diff = stats[a][2] - stats[b][2]
-  mean, ci = float(diff.mean()), ci95(diff)
-  return mean, ci, abs(mean) > ci
+def chance(results, specs) -> float:
+  return 1.0 / results[specs[0]]["num_classes"]
 
 
-def verdict(results, specs, baseline="all") -> str:
-  """reproduced: the paper's block is the best single block; not reproduced: another block
-  beats it, significantly (paired over seeds); inconclusive: another block is ahead
-  within the noise."""
+def verdict(results, specs) -> str:
+  """Lee et al.'s claim for this shift kind under `jaxtl.stats.verdict`, or "" for a kind
+  the paper makes no claim about."""
   kind = specs[0].split(":")[0]
   if kind not in EXPECTED:
     return ""
-  stats = averaged(results, specs)
-  blocks = [b for b in results[specs[0]]["relative_gradient_norm"] if b in stats]
-  best = max(blocks, key=lambda b: stats[b][0])
+  blocks = list(results[specs[0]]["relative_gradient_norm"])
   expected = block_label(results, specs[0], EXPECTED[kind])
-  text = f"paper: {expected}; best single block here: {best} ({100 * stats[best][0]:.1f})"
-  label = "reproduced"
-  if expected in stats and best != expected:
-    mean, ci, sig = _paired(stats, best, expected)
-    label = "not reproduced" if sig else "inconclusive"
-    text += f"; {best} − {expected} = {100 * mean:+.1f} ± {100 * ci:.1f}"
-  if baseline in stats:
-    mean, ci, sig = _paired(stats, best, baseline)
-    text += (f"; {best} − {baseline} = {100 * mean:+.1f} ± {100 * ci:.1f} "
-             f"({'significant' if sig else 'not significant'})")
-  return f"**{label}**: {text}"
+  rows = {label: runs(results, specs, label) for label in results[specs[0]]["strategies"]}
+  source = [results[s]["source_test_accuracy"] for s in specs]
+  floor = None if None in source else float(np.mean(source))
+  candidates = [b for b in blocks if b in rows] + [expected]
+  if len(set(candidates)) < 2:
+    return f"**no verdict**: {expected} is the only single-block row."
+  v = stats.verdict(rows, expected, candidates, chance(results, specs), floor=floor)
+  return v.markdown()
+
+
+def lpft_verdict(results, spec) -> str:
+  """Kumar et al.'s claim: LP-FT is the best of (all, lp, lp_ft) out of distribution."""
+  strategies = results[spec]["strategies"]
+  ood = ood_sets(results, spec)
+  rows = {label: np.mean([runs(results, [spec], label, f"{s}_accuracy") for s in ood], 0)
+          for label in strategies}
+  v = stats.verdict(rows, "lp_ft", [k for k in ("all", "lp", "lp_ft") if k in strategies] or
+                    ["lp_ft"], chance(results, [spec]),
+                    floor=results[spec]["source_test_accuracy"])
+  return "OOD mean: " + v.markdown()
+
+
+def ood_sets(results, spec) -> list:
+  first = next(iter(results[spec]["strategies"].values()))
+  return [k[:-len("_accuracy")] for k in first["per_seed"][0] if k.endswith("_accuracy")
+          and k not in ("val_accuracy", "test_accuracy", "test_worst_group_accuracy")]
 
 
 def lpft_table(results, spec) -> str:
   """Accuracy on the target test set (ID) and on every other evaluation set (OOD), with
   their mean: one row per set, one column per strategy, the best of each row in bold."""
   strategies = results[spec]["strategies"]
-  first = next(iter(strategies.values()))
-  sets = [k[:-len("_accuracy")] for k in first["per_seed"][0] if k.endswith("_accuracy")
-          and k not in ("val_accuracy", "test_worst_group_accuracy")]
-  ood = [s for s in sets if s != "test"]
-  per_seed = {label: {s: np.array([p[f"{s}_accuracy"] for p in r["per_seed"]]) for s in sets}
-              for label, r in strategies.items()}
-  rows = [("ID (test)", {k: v["test"] for k, v in per_seed.items()})]
-  rows += [(s, {k: v[s] for k, v in per_seed.items()}) for s in ood]
+  ood = ood_sets(results, spec)
+  per_run = {label: {s: runs(results, [spec], label, f"{s}_accuracy") for s in ["test"] + ood}
+             for label in strategies}
+  rows = [("ID (test)", {k: v["test"] for k, v in per_run.items()})]
+  rows += [(s, {k: v[s] for k, v in per_run.items()}) for s in ood]
   if len(ood) > 1:
-    rows.append(("**OOD mean**", {k: np.mean([v[s] for s in ood], 0) for k, v in per_seed.items()}))
+    rows.append(("**OOD mean**", {k: np.mean([v[s] for s in ood], 0) for k, v in per_run.items()}))
   lines = ["| evaluation set | " + " | ".join(strategies) + " |",
            "|---|" + "---:|" * len(strategies)]
   for title, values in rows:
     best = max(values, key=lambda k: values[k].mean())
     lines.append(f"| {title} | " + " | ".join(
-        _cell(v.mean(), ci95(v), k == best) for k, v in values.items()) + " |")
+        _cell(*_mean_ci(v), k == best) for k, v in values.items()) + " |")
   return "\n".join(lines)
+
+
+def _mean_ci(values):
+  e = stats.estimate(values)
+  return e.mean, e.ci95
+
+
+def picks(results, specs) -> str:
+  """Each row's pick and the grid it was picked from (validation only)."""
+  rows = results[specs[0]]["strategies"]
+  out = []
+  for label, row in rows.items():
+    if "l2" in row:
+      out.append(f"{label} L2 {row['l2']:g}")
+    else:
+      lrs = sorted({results[s]["strategies"][label]["learning_rate"] for s in specs})
+      grid = row.get("lr_grid") or []
+      out.append(f"{label} lr {'/'.join(f'{v:g}' for v in lrs)}"
+                 + (f" of {grid[0]:g}..{grid[-1]:g}" if grid else ""))
+  return "Picked on validation: " + ", ".join(out) + "."
 
 
 def format_tables(results) -> str:
@@ -165,17 +193,20 @@ def format_tables(results) -> str:
     if len(specs) > 1:
       columns = [("mean", specs)] + columns
     first = results[specs[0]]["strategies"]
-    seeds = len(next(iter(first.values()))["per_seed"])
+    shape = runs(results, specs, next(iter(first))).shape
     table = (shift_table if len(columns) > MAX_COLUMNS else strategy_table)(results, columns)
-    parts.append(f"### {name}\n\ntarget test accuracy (%), mean ± 95% CI over {seeds} seeds"
-                 f"\n\n{table}\n\n{verdict(results, specs)}")
+    parts.append(f"### {name}\n\ntarget test accuracy (%), mean ± 95% CI over {shape[0]} "
+                 f"pre-trainings x {shape[1]} fine-tuning runs (t-interval over the "
+                 f"pre-trainings' means)\n\n{table}\n\n{picks(results, specs)}\n\n"
+                 f"{verdict(results, specs)}")
     if "test_worst_group_accuracy" in next(iter(first.values()))["per_seed"][0]:
       parts.append("Worst-group test accuracy (%; groups: label x patch at the label's "
                    "position or not):\n\n" + strategy_table(results, columns,
                                                              "test_worst_group_accuracy"))
     if any(k not in ("test_accuracy", "val_accuracy", "test_worst_group_accuracy")
            for k in next(iter(first.values()))["per_seed"][0] if k.endswith("_accuracy")):
-      parts.append(f"In and out of distribution ({specs[0]}):\n\n" + lpft_table(results, specs[0]))
+      parts.append(f"In and out of distribution ({specs[0]}):\n\n" + lpft_table(results, specs[0])
+                   + "\n\n" + lpft_verdict(results, specs[0]))
   return "\n\n".join(parts)
 
 

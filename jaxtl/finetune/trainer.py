@@ -3,9 +3,9 @@
 Pre-training is fine-tuning with `strategy="full"` and no `init_from`, supervised or
 with a self-supervised `objective` (`jaxtl.objectives`: the step's inputs and loss). One jitted step
 differentiates only the trainable leaves of the current phase (frozen leaves are
-closed over, so XLA drops their backward pass), and the optimizer, an
-`optax.partition` over learning-rate groups, only ever sees trainable leaves: frozen
-leaves get no optimizer state and no weight decay, and stay bit-identical.
+closed over, so XLA drops their backward pass), and the optimizer (`jaxtl.optim`, the
+same factory as the grid's) only ever sees trainable leaves: frozen leaves get no
+optimizer state and no weight decay, and stay bit-identical.
 """
 import functools
 from typing import Callable, Optional
@@ -16,51 +16,34 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, loop, objectives, partition, sharding, workdir as run_dir
+from jaxtl import checkpoint, loop, objectives, optim, partition, sharding, workdir as run_dir
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import auto, strategies
+from jaxtl.finetune import strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import write_results
 from jaxtl.models import block_names, build_model
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-# optax renamed multi_transform to partition (0.2.4); accept both.
-_partition = getattr(optax, "partition", None) or optax.multi_transform
 BATCH_NORM_MODES = ("train", "frozen")
 
 
 def make_optimizer(config, lr_scale_labels, steps_per_epoch: int = 1):
-  """`optax.partition` with one optimizer per learning-rate scale among trainable leaves;
-  wrapped in Auto-RGN / Auto-SNR for those strategies (period: `config.auto_period`
-  steps, or one epoch)."""
-  if config.optimizer not in OPTIMIZERS:
-    raise ConfigError(f"Unknown optimizer {config.optimizer!r}; valid: {OPTIMIZERS}.")
-
-  def build(scale):
-    lr = config.learning_rate * scale
-    if config.optimizer == "adam":
-      return optax.adam(lr)
-    if config.optimizer == "adamw":
-      return optax.adamw(lr, weight_decay=config.weight_decay)
-    return optax.sgd(lr, momentum=config.momentum or None)
-
-  group = lambda scale: f"lr_x{scale:g}"
-  scales = sorted(set(jax.tree_util.tree_leaves(lr_scale_labels)))
-  labels = jax.tree_util.tree_map(group, lr_scale_labels)
-  tx = _partition({group(s): build(s) for s in scales}, labels)
-  return auto.wrap(tx, config.strategy, config.auto_period or steps_per_epoch,
-                   config.auto_measure_steps, config.snr_threshold)
+  """The optimiser of `config` (`jaxtl.optim`: one factory for every training path) with
+  the learning-rate scale of each trainable leaf (`lr_scale_labels`)."""
+  scales = jax.tree_util.tree_map(float, lr_scale_labels)
+  return optim.from_config(config, scales, steps_per_epoch)
 
 
-def forward(model, params, batch_stats, x, train: bool):
-  """Forward pass; returns (logits, new batch_stats). `train` = use batch statistics."""
+def forward(model, params, batch_stats, x, train: bool, start: int = 0):
+  """Forward pass; returns (logits, new batch_stats). `train` = use batch statistics.
+  `start` > 0: `x` is the input of block `start` (a frozen prefix computed once)."""
   variables = {"params": params}
   if batch_stats:
     variables["batch_stats"] = batch_stats
+  kwargs = {"start": start} if start else {}
   if train and batch_stats:
-    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"], **kwargs)
     return logits, updates["batch_stats"]
-  return model.apply(variables, x, train=train), batch_stats
+  return model.apply(variables, x, train=train, **kwargs), batch_stats
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -269,7 +252,8 @@ def train_and_evaluate(config, workdir: str,
   logger.close()
   checkpoint.save_variables(workdir, {"params": params, "batch_stats": batch_stats}
                             if batch_stats else {"params": params})
-  write_results(workdir, config, metrics, "finetune")
+  write_results(workdir, config, metrics, "finetune",
+                inputs=[d.provenance() for d in (train, val, test)])
   logging.info("%s: %s", workdir, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
                                             if k.startswith("test_")))
   return metrics

@@ -53,16 +53,22 @@ class Conv4(nn.Module):
     return ("block1", "block2", "block3", "block4") + (("head",) if self.num_classes else ())
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, train: bool = True, start: int = 0, stop: int | None = None):
+    """Blocks `block_names()[start:stop]` on `x` (the input of block `start`), as
+    `ResNet`: a frozen prefix computed once is fed back with `start`."""
     if self.downsample not in ("stride", "maxpool"):
       raise ConfigError(f"Conv4 downsample={self.downsample!r}; valid: 'stride', 'maxpool'.")
     if self.pool not in ("flatten", "mean"):
       raise ConfigError(f"Conv4 pool={self.pool!r}; valid: 'flatten', 'mean'.")
     if self.norm not in ("batch", "layer"):
       raise ConfigError(f"Conv4 norm={self.norm!r}; valid: 'batch', 'layer'.")
-    for i in range(1, 5):
-      x = ConvBlock(self.features, self.downsample, self.conv, self.norm, name=f"block{i}")(
-          x, train)
+    blocks = range(5)[start:stop]  # 4: the pooling and the head (the embedding if none)
+    for i in blocks:
+      if i < 4:
+        x = ConvBlock(self.features, self.downsample, self.conv, self.norm,
+                      name=f"block{i + 1}")(x, train)
+    if 4 not in blocks:
+      return x
     x = x.mean((1, 2)) if self.pool == "mean" else x.reshape(x.shape[0], -1)
     if not self.num_classes:
       return x

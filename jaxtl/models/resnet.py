@@ -56,9 +56,14 @@ class ResNet(nn.Module):
     return tuple(f"block{i + 1}" for i in range(len(self.widths))) + ("head",)
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
-    for i, width in enumerate(self.widths):
-      x = Stage(width, 1 if i == 0 else 2, self.units_per_stage, stem=(i == 0), conv=self.conv,
-                name=f"block{i + 1}")(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, name="head")(x)
+  def __call__(self, x, train: bool = True, start: int = 0, stop: int | None = None):
+    """Blocks `block_names()[start:stop]` on `x` (the input of block `start`): a frozen
+    prefix computed once is fed back with `start` (`jaxtl.finetune.grid`)."""
+    blocks = range(len(self.widths) + 1)[start:stop]
+    for i in blocks:
+      if i < len(self.widths):
+        x = Stage(self.widths[i], 1 if i == 0 else 2, self.units_per_stage, stem=(i == 0),
+                  conv=self.conv, name=f"block{i + 1}")(x, train)
+      else:
+        x = nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
+    return x

@@ -1,0 +1,317 @@
+"""One interval formula and one verdict rule for every study (surgical fine-tuning, LP-FT).
+
+Results have two levels of randomness: P pre-training seeds, each fine-tuned with F
+seeds, as arrays shaped (P, F) ((n,) means P=n, F=1). Fine-tuning seeds of one
+pre-trained model share its draw, so they are not independent samples of the method:
+`estimate` averages over F within each pre-training seed first and takes the Student-t
+interval over the P group means (a two-stage, hierarchical t-interval). F seeds thus
+lower the noise of each group mean but never shrink the interval below what the
+pre-training variance allows.
+
+    from jaxtl import stats
+    e = stats.estimate(accuracies)             # (P, F) -> mean, ci95, p_value, groups
+    d = stats.paired(block3, block1)           # block3 - block1, seed by seed
+    v = stats.verdict(rows, expected="block1", candidates=blocks, chance=0.1)
+    v.markdown()                               # "**reproduced**: paper: block1; ..."
+
+The verdict rule (`verdict`) is symmetric: "not reproduced" needs another row to be
+significantly better (Holm-corrected over the comparisons), "reproduced" needs the
+expected row to be best by mean or shown not worse than any other by more than a margin,
+and anything between is "inconclusive". Near-chance models give "no verdict".
+"""
+import dataclasses
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+# Every `Verdict.label`, for reports that count them.
+LABELS = ("reproduced", "not reproduced", "inconclusive", "no verdict")
+
+
+def ci95(values) -> float:
+  """Half-width of the 95% Student-t interval of the mean of a 1-D sample.
+
+  Args:
+    values: the sample, one value per independent draw.
+
+  Returns:
+    t.ppf(0.975, n - 1) * std(ddof=1) / sqrt(n); nan for fewer than 2 values (no spread
+    can be estimated from one draw).
+
+  Raises:
+    ValueError: for a sample of more than one dimension (use `estimate` for (P, F)).
+  """
+  values = np.asarray(values, np.float64)
+  if values.ndim > 1:
+    raise ValueError(f"ci95 takes a 1-D sample, got shape {values.shape}; use "
+                     "stats.estimate for (pre-training, fine-tuning) seeds.")
+  n = values.size
+  if n < 2:
+    return float("nan")
+  return float(scipy_stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+  """A mean over pre-training seeds with its hierarchical 95% interval.
+
+  Attributes:
+    mean: mean of the group means (the grand mean: groups are equally sized).
+    ci95: half-width of the t-interval over the group means (nan for one group).
+    groups: per-pre-training-seed means (read-only), the sample the interval uses.
+    n_groups: P, the number of pre-training seeds.
+    n_per_group: F, the number of fine-tuning seeds per pre-training seed.
+    p_value: two-sided one-sample t-test of the group means against 0 (nan for one
+      group); meaningful for differences (`paired`).
+  """
+  mean: float
+  ci95: float
+  groups: np.ndarray = dataclasses.field(compare=False, repr=False)
+  n_groups: int
+  n_per_group: int
+  p_value: float
+
+
+def _as_seeds(values, name="values") -> np.ndarray:
+  """values as a float64 (P, F) array, or a ValueError saying what is wrong with it."""
+  try:
+    array = np.asarray(values, np.float64)
+  except (ValueError, TypeError) as e:  # ragged nested lists, non-numbers
+    raise ValueError(f"{name} must be a rectangular (pre-training, fine-tuning) array of "
+                     f"numbers: {e}") from None
+  if array.ndim == 1:
+    array = array[:, None]
+  if array.ndim != 2:
+    raise ValueError(f"{name} must be shaped (P, F) or (P,), got {array.shape}.")
+  if array.size == 0:
+    raise ValueError(f"{name} is empty (shape {array.shape}): no seeds to estimate from.")
+  if not np.all(np.isfinite(array)):
+    bad = [tuple(int(i) for i in ix) for ix in np.argwhere(~np.isfinite(array))[:5]]
+    raise ValueError(f"{name} holds NaN or infinite values at (pre-training, fine-tuning) "
+                     f"seeds {bad}: a failed run must be rerun or dropped explicitly.")
+  return array
+
+
+def _t_test(groups: np.ndarray) -> float:
+  """Two-sided p of the one-sample t-test against 0; with zero spread, 1 for a zero
+  mean and 0 otherwise (scipy would warn and give nan)."""
+  n = groups.size
+  if n < 2:
+    return float("nan")
+  mean, sd = groups.mean(), groups.std(ddof=1)
+  if sd == 0:
+    return 1.0 if mean == 0 else 0.0
+  t = mean / (sd / np.sqrt(n))
+  return float(2 * scipy_stats.t.sf(abs(t), n - 1))
+
+
+def estimate(values) -> Estimate:
+  """Mean and 95% interval that count pre-training variance.
+
+  Averages over the F fine-tuning seeds within each pre-training seed, then takes the
+  Student-t interval over the P per-pre-training means (a two-stage, hierarchical
+  t-interval): fine-tuning seeds share their pre-trained model, so pooling all P*F
+  values as independent would understate the interval.
+
+  Args:
+    values: (P, F) array (pre-training x fine-tuning seeds), or (P,) meaning F = 1.
+
+  Returns:
+    The `Estimate` over the P group means.
+
+  Raises:
+    ValueError: on empty, ragged, NaN/infinite or more-than-2-D input.
+  """
+  array = _as_seeds(values)
+  groups = array.mean(axis=1)
+  groups.setflags(write=False)
+  return Estimate(mean=float(groups.mean()), ci95=ci95(groups), groups=groups,
+                  n_groups=int(array.shape[0]), n_per_group=int(array.shape[1]),
+                  p_value=_t_test(groups))
+
+
+def paired(a, b) -> Estimate:
+  """`estimate` of a - b taken seed by seed, so that the noise both share cancels.
+
+  Args:
+    a, b: arrays of one shape, (P, F) or (P,), whose entries ran with the same
+      pre-training and fine-tuning seeds.
+
+  Returns:
+    The `Estimate` of the difference; its p_value tests a - b = 0.
+
+  Raises:
+    ValueError: if the shapes differ (the seeds cannot be matched) or as `estimate`.
+  """
+  a, b = _as_seeds(a, "a"), _as_seeds(b, "b")
+  if a.shape != b.shape:
+    raise ValueError(f"paired seeds need equal shapes, got a {a.shape} and b {b.shape}.")
+  return estimate(a - b)
+
+
+def holm_adjusted(p_values) -> np.ndarray:
+  """Holm-Bonferroni adjusted p-values (capped at 1; nan stays nan).
+
+  A nan p (a test that could not run) counts as one of the m hypotheses, as p = 1: it is
+  never rejected and still costs its share of alpha, which keeps the correction
+  conservative.
+  """
+  p = np.asarray(p_values, np.float64)
+  if p.ndim != 1:
+    raise ValueError(f"p_values must be 1-D, got shape {p.shape}.")
+  filled = np.where(np.isnan(p), 1.0, p)
+  order = np.argsort(filled, kind="stable")
+  m = p.size
+  steps = np.minimum(1.0, (m - np.arange(m)) * filled[order])
+  adjusted = np.empty(m)
+  adjusted[order] = np.maximum.accumulate(steps)
+  adjusted[np.isnan(p)] = np.nan
+  return adjusted
+
+
+def holm(p_values, alpha: float = 0.05) -> np.ndarray:
+  """Holm-Bonferroni step-down rejections at family-wise error rate `alpha`.
+
+  Sorted ascending, the k-th smallest p (k = 0, 1, ...) is rejected if it and every
+  smaller one satisfy p <= alpha / (m - k). Controls the chance of any false claim over
+  all m comparisons, without Bonferroni's loss of power.
+
+  Args:
+    p_values: 1-D p-values; nan (a test that could not run) is never rejected.
+    alpha: family-wise error rate.
+
+  Returns:
+    Boolean array, True where the hypothesis is rejected.
+  """
+  adjusted = holm_adjusted(p_values)
+  return np.where(np.isnan(adjusted), False, adjusted <= alpha)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+  """Whether a study's numbers back a paper's claim that `expected` is best.
+
+  Attributes:
+    label: "reproduced", "not reproduced", "inconclusive" or "no verdict".
+    expected: the row the paper expects to be best.
+    best: the row with the highest mean accuracy here.
+    text: the numbers behind the label, for a report.
+  """
+  label: str
+  expected: str
+  best: str
+  text: str
+
+  def markdown(self) -> str:
+    return f"**{self.label}**: {self.text}"
+
+
+def near_chance(acc: float, chance: float) -> bool:
+  """Whether accuracy `acc` is below a quarter of the way from chance to 1: such a model
+  learnt too little for its ranking of strategies to say anything about the paper."""
+  return acc < chance + 0.25 * (1 - chance)
+
+
+def format_estimate(e: Estimate, scale: float = 100, digits: int = 1,
+                    signed: bool = False) -> str:
+  """'91.7 ± 0.4': mean and 95% half-width, times `scale` (percent by default).
+
+  Args:
+    e: the estimate.
+    scale: factor applied to mean and half-width.
+    digits: decimals of both.
+    signed: prefix the mean with its sign (for differences: '+1.3 ± 0.6').
+  """
+  sign = "+" if signed else ""
+  return f"{scale * e.mean:{sign}.{digits}f} ± {scale * e.ci95:.{digits}f}"
+
+
+def verdict(rows: Mapping[str, np.ndarray], expected: str, candidates: Sequence[str],
+            chance: float, floor: Optional[float] = None, margin: float = 0.01,
+            alpha: float = 0.05) -> Verdict:
+  """The claim "row `expected` has the highest accuracy among `candidates`", judged.
+
+  For every other candidate c, d_c = `paired`(c, expected) over the seeds; the two-sided
+  p-values of the d_c are Holm-corrected together.
+    * "no verdict": `floor` (e.g. the source model's accuracy) or the best candidate's
+      mean is `near_chance`.
+    * "not reproduced": some c is significantly better (Holm rejects d_c = 0, d_c > 0).
+    * "reproduced": `expected` has the highest mean, or no c is significantly better and
+      every d_c's 95% interval ends below `margin` (expected is shown not worse than any
+      other by more than the margin).
+    * "inconclusive" otherwise: a gap larger than the margin can be ruled out neither way.
+
+  Args:
+    rows: label -> accuracies in [0, 1], (P, F) or (P,), all with the same seeds.
+    expected: the row the paper expects to be best.
+    candidates: the rows competing (`expected` is added if absent).
+    chance: accuracy of guessing (1 / number of classes).
+    floor: an accuracy that must be clear of chance for the study to mean anything (the
+      source model's test accuracy), or None.
+    margin: largest shortfall of `expected` that still counts as reproduced (accuracy
+      units: 0.01 is 1 point).
+    alpha: family-wise error rate of the comparisons.
+
+  Returns:
+    The `Verdict`, whose text gives the best row, the deciding difference with its
+    hierarchical interval and Holm p, the number of comparisons and of seeds.
+
+  Raises:
+    KeyError: `expected` or a candidate has no row.
+    ValueError: no candidate besides `expected`, chance outside [0, 1), or seeds that do
+      not match (as `paired`).
+  """
+  labels = list(dict.fromkeys([expected, *candidates]))
+  missing = [label for label in labels if label not in rows]
+  if missing:
+    raise KeyError(f"no results for {missing} (rows present: {list(rows)})")
+  others = labels[1:]
+  if not others:
+    raise ValueError(f"the claim that {expected!r} is best needs another candidate to "
+                     f"compare with; got candidates {list(candidates)}.")
+  if not 0 <= chance < 1:
+    raise ValueError(f"chance must be an accuracy in [0, 1), got {chance}.")
+  pct = lambda x: f"{100 * x:.1f}"
+  estimates = {label: estimate(rows[label]) for label in labels}
+  top = max(estimates[c].mean for c in others)
+  best = (expected if estimates[expected].mean >= top
+          else max(others, key=lambda c: estimates[c].mean))
+  seeds = (f"{estimates[expected].n_groups} pre-training × "
+           f"{estimates[expected].n_per_group} fine-tuning seeds")
+  bar = chance + 0.25 * (1 - chance)
+  if floor is not None and near_chance(floor, chance):
+    return Verdict("no verdict", expected, best,
+                   f"the source model's {pct(floor)}% is near chance ({pct(chance)}%; "
+                   f"needs {pct(bar)}%), so the ranking of rows means nothing")
+  if near_chance(estimates[best].mean, chance):
+    return Verdict("no verdict", expected, best,
+                   f"the best row, {best}, reaches {pct(estimates[best].mean)}%, near "
+                   f"chance ({pct(chance)}%; needs {pct(bar)}%), so the ranking of rows "
+                   "means nothing")
+
+  diffs = {c: paired(rows[c], rows[expected]) for c in others}
+  adjusted = dict(zip(others, holm_adjusted([diffs[c].p_value for c in others])))
+  better = [c for c in others if adjusted[c] <= alpha and diffs[c].mean > 0]
+  upper = {c: diffs[c].mean + diffs[c].ci95 for c in others}  # nan for one group
+  within = all(upper[c] < margin for c in others)
+  if better:
+    label, shown = "not reproduced", max(better, key=lambda c: diffs[c].mean)
+    why = f"{shown} is significantly better"
+  elif best == expected:
+    label, shown = "reproduced", max(others, key=lambda c: diffs[c].mean)
+    why = f"{expected} has the highest mean"
+  elif within:
+    label, shown = "reproduced", best
+    why = (f"no row is significantly better, and every interval of a difference ends "
+           f"below the +{pct(margin)}-point margin")
+  else:
+    label = "inconclusive"
+    shown = max(others, key=lambda c: np.inf if np.isnan(upper[c]) else upper[c])
+    why = (f"no row is significantly better, but {shown} − {expected} may reach "
+           f"{100 * upper[shown]:+.1f} points, beyond the +{pct(margin)}-point margin")
+  text = (f"paper: {expected}; best here: {best} ({format_estimate(estimates[best])}); "
+          f"{shown} − {expected} = {format_estimate(diffs[shown], signed=True)} "
+          f"(Holm p={adjusted[shown]:.2g}); {why} (Holm over {len(others)} comparisons; "
+          f"{seeds}; 95% intervals over per-pre-training means)")
+  return Verdict(label, expected, best, text)

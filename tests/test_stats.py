@@ -1,0 +1,182 @@
+"""`jaxtl.stats` against closed forms: t-intervals over per-pre-training means, Holm, and
+the verdict rule on hand-made (pre-training x fine-tuning) seeds."""
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from jaxtl import stats
+
+# 5 pre-training x 3 fine-tuning seeds of the paper's row; other rows add a per-pre-training
+# difference to it, so that paired differences are known exactly.
+PRE = np.array([-0.02, 0.01, 0.0, 0.02, -0.01])
+FT = np.array([[-0.004, 0.0, 0.004], [0.002, -0.002, 0.0], [0.0, 0.003, -0.003],
+               [0.001, 0.001, -0.002], [-0.001, 0.002, -0.001]])
+BASE = 0.90 + PRE[:, None] + FT
+SPREAD = np.array([-0.003, 0.004, 0.0, -0.004, 0.003])  # sums to 0
+
+
+def _row(diff):
+  """The paper's row plus `diff` (a number, or one per pre-training seed)."""
+  return BASE + np.broadcast_to(np.asarray(diff, np.float64), (5,))[:, None]
+
+
+def test_ci95_is_the_t_interval_of_the_mean():
+  sd = np.sqrt(0.05 / 3)  # of [0.1, 0.3, 0.2, 0.4]: squared deviations sum to 0.05
+  want = scipy_stats.t.ppf(0.975, 3) * sd / 2
+  assert stats.ci95([0.1, 0.3, 0.2, 0.4]) == pytest.approx(want, rel=1e-12)
+  assert np.isnan(stats.ci95([0.5]))
+  assert np.isnan(stats.ci95([]))
+
+
+def test_fine_tuning_seeds_do_not_shrink_the_interval():
+  means = np.array([0.80, 0.90, 0.85, 0.95])
+  values = np.repeat(means[:, None], 4, axis=1)  # no spread within a pre-training seed
+  e = stats.estimate(values)
+  want = scipy_stats.t.ppf(0.975, 3) * means.std(ddof=1) / 2
+  assert e.ci95 == pytest.approx(want, rel=1e-12)
+  assert e.ci95 > stats.ci95(values.ravel())  # pooling 16 values would understate it
+  assert (e.n_groups, e.n_per_group) == (4, 4)
+
+
+def test_estimate_is_the_t_interval_over_row_means():
+  e = stats.estimate(BASE)
+  rows = BASE.mean(axis=1)
+  assert e.mean == pytest.approx(rows.mean(), rel=1e-12)
+  assert e.ci95 == pytest.approx(stats.ci95(rows), rel=1e-12)
+  assert e.p_value == pytest.approx(scipy_stats.ttest_1samp(rows, 0).pvalue, rel=1e-9)
+  np.testing.assert_allclose(e.groups, rows, rtol=1e-12)
+  assert (e.n_groups, e.n_per_group) == (5, 3)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    e.mean = 0.0
+  with pytest.raises(ValueError):
+    e.groups[0] = 0.0
+
+
+def test_one_dimensional_input_is_one_fine_tuning_seed_each():
+  e = stats.estimate([0.1, 0.3, 0.2, 0.4])
+  assert (e.n_groups, e.n_per_group) == (4, 1)
+  assert e.ci95 == pytest.approx(stats.ci95([0.1, 0.3, 0.2, 0.4]), rel=1e-12)
+  one = stats.estimate([[0.5, 0.7]])
+  assert one.mean == pytest.approx(0.6) and np.isnan(one.ci95) and np.isnan(one.p_value)
+
+
+@pytest.mark.parametrize("values,match", [
+    ([[0.5, np.nan], [0.6, 0.7]], r"NaN.*\(0, 1\)"),
+    ([], "empty"),
+    ([[]], "empty"),
+    ([[0.5, 0.6], [0.7]], "rectangular"),
+    (np.zeros((2, 2, 2)), r"\(2, 2, 2\)"),
+])
+def test_estimate_rejects_bad_input(values, match):
+  with pytest.raises(ValueError, match=match):
+    stats.estimate(values)
+
+
+def test_paired_is_the_estimate_of_the_difference():
+  a = _row(0.01 + SPREAD)
+  d = stats.paired(a, BASE)
+  want = stats.estimate(a - BASE)
+  assert (d.mean, d.ci95, d.p_value) == (want.mean, want.ci95, want.p_value)
+  assert d.mean == pytest.approx(0.01, rel=1e-9)
+  with pytest.raises(ValueError, match=r"\(5, 3\).*\(5, 2\)"):
+    stats.paired(BASE, BASE[:, :2])
+
+
+def test_holm_known_examples():
+  np.testing.assert_array_equal(stats.holm([0.01, 0.04, 0.03]), [True, False, False])
+  np.testing.assert_array_equal(stats.holm([0.01, 0.02, 0.03]), [True, True, True])
+  np.testing.assert_allclose(stats.holm_adjusted([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06],
+                             rtol=1e-12)
+  # nan (a test that could not run) is never rejected but still counts in m = 2.
+  np.testing.assert_array_equal(stats.holm([np.nan, 0.02]), [False, True])
+  np.testing.assert_array_equal(stats.holm([np.nan, 0.03]), [False, False])
+  assert stats.holm([]).shape == (0,)
+
+
+def test_format_estimate():
+  e = stats.Estimate(mean=0.917, ci95=0.004, groups=np.zeros(3), n_groups=3,
+                     n_per_group=1, p_value=float("nan"))
+  assert stats.format_estimate(e) == "91.7 ± 0.4"
+  d = dataclasses.replace(e, mean=0.013, ci95=0.006)
+  assert stats.format_estimate(d, signed=True) == "+1.3 ± 0.6"
+  assert stats.format_estimate(e, scale=1, digits=3) == "0.917 ± 0.004"
+
+
+def _verdict(rows, **kwargs):
+  kwargs.setdefault("chance", 0.1)
+  return stats.verdict(rows, "block1", list(rows), **kwargs)
+
+
+def test_expected_best_is_reproduced():
+  v = _verdict({"block1": BASE, "block2": _row(-0.03), "block3": _row(-0.05)})
+  assert (v.label, v.best) == ("reproduced", "block1")
+  assert "block1 has the highest mean" in v.text
+  assert "Holm over 2 comparisons" in v.text
+  assert "5 pre-training × 3 fine-tuning seeds" in v.text
+  assert v.markdown() == f"**reproduced**: {v.text}"
+
+
+def test_slightly_better_block_within_a_tight_interval_is_reproduced():
+  diff = 0.002 + np.array([-0.003, 0.003, 0.0, -0.002, 0.002])
+  d = stats.paired(_row(diff), BASE)
+  assert d.mean - d.ci95 < 0 < d.mean and d.mean + d.ci95 < 0.01  # 0.2 ± 0.3 points
+  v = _verdict({"block1": BASE, "block2": _row(-0.03), "block3": _row(diff)})
+  assert (v.label, v.best) == ("reproduced", "block3")
+  assert "block3 − block1 = +0.2 ± 0.3" in v.text
+
+
+def test_consistently_better_block_is_not_reproduced():
+  diff = 0.03 + np.array([0.001, -0.001, 0.002, -0.002, 0.0])
+  v = _verdict({"block1": BASE, "block2": _row(-0.03), "block3": _row(diff)})
+  assert (v.label, v.best) == ("not reproduced", "block3")
+  assert "block3 is significantly better" in v.text
+  assert "block3 − block1 = +3.0" in v.text
+
+
+def test_block_ahead_within_wide_noise_is_inconclusive():
+  diff = 0.005 + np.array([-0.04, 0.05, -0.03, 0.04, -0.02])
+  d = stats.paired(_row(diff), BASE)
+  assert d.p_value > 0.05 and d.mean + d.ci95 > 0.01
+  v = _verdict({"block1": BASE, "block2": _row(-0.03), "block3": _row(diff)})
+  assert (v.label, v.best) == ("inconclusive", "block3")
+
+
+def test_holm_keeps_one_just_significant_gap_of_four_from_refuting():
+  rows = {"block1": BASE, "block2": _row(0.004 + 0.8 * SPREAD)}
+  for i, name in enumerate(["block3", "block4", "head"]):
+    rows[name] = _row(-0.002 + np.roll(SPREAD, i + 1))
+  p = stats.paired(rows["block2"], BASE).p_value
+  assert p == pytest.approx(
+      scipy_stats.ttest_1samp(0.004 + 0.8 * SPREAD, 0).pvalue, rel=1e-6)
+  assert 0.05 / 4 < p < 0.05  # significant alone, not after correcting for 4
+  alone = stats.verdict(rows, "block1", ["block1", "block2"], chance=0.1)
+  assert alone.label == "not reproduced"
+  v = _verdict(rows)
+  assert (v.label, v.best) == ("reproduced", "block2")
+  assert "Holm over 4 comparisons" in v.text
+
+
+def test_missing_rows_are_an_error_naming_them():
+  rows = {"block2": BASE, "block3": _row(-0.01)}
+  with pytest.raises(KeyError, match=r"block1.*rows present.*block2.*block3"):
+    stats.verdict(rows, "block1", ["block1", "block2", "block3"], chance=0.1)
+  with pytest.raises(KeyError, match=r"head"):
+    stats.verdict({"block1": BASE, **rows}, "block1", ["block2", "head"], chance=0.1)
+
+
+def test_no_other_candidate_is_an_error():
+  with pytest.raises(ValueError, match="another candidate"):
+    stats.verdict({"block1": BASE}, "block1", ["block1"], chance=0.1)
+
+
+def test_near_chance_gives_no_verdict():
+  rows = {"block1": BASE, "block3": _row(0.05)}  # would be "not reproduced"
+  v = _verdict(rows, floor=0.2)  # chance 0.1: needs 0.325
+  assert (v.label, v.best) == ("no verdict", "block3")
+  assert "source model's 20.0%" in v.text
+  low = {"block1": BASE - 0.65, "block3": _row(0.05) - 0.65}  # best at 30.0%
+  v = _verdict(low)
+  assert v.label == "no verdict" and "block3, reaches 30.0%" in v.text
+  assert stats.near_chance(0.3249, 0.1) and not stats.near_chance(0.3251, 0.1)
