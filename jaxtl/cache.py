@@ -80,6 +80,28 @@ def tree_hash(tree) -> str:
   return digest.hexdigest()[:16]
 
 
+def path_hash(path: str) -> str:
+  """sha256 (16 hex digits) of every file under `path` (names and contents): a run
+  folder or checkpoint given as an input."""
+  digest = hashlib.sha256()
+  for root, dirs, files in os.walk(path):
+    dirs.sort()
+    for name in sorted(files):
+      full = os.path.join(root, name)
+      digest.update(os.path.relpath(full, path).encode())
+      with open(full, "rb") as f:
+        digest.update(f.read())
+  return digest.hexdigest()[:16]
+
+
+def config_key(config, enumerating=()) -> dict:
+  """A study config as part of a cell's key: without the fields that only enumerate the
+  cells (a cell's name says which it is) and the fields of how it executes."""
+  value = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return normalize({k: v for k, v in value.items() if k not in set(enumerating) | {
+      "data_dir", "on_mismatch"}})
+
+
 def json_hash(value) -> str:
   return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

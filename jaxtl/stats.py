@@ -277,8 +277,9 @@ def verdict(rows: Mapping[str, np.ndarray], expected: str, candidates: Sequence[
   top = max(estimates[c].mean for c in others)
   best = (expected if estimates[expected].mean >= top
           else max(others, key=lambda c: estimates[c].mean))
-  seeds = (f"{estimates[expected].n_groups} pre-training × "
-           f"{estimates[expected].n_per_group} fine-tuning seeds")
+  e = estimates[expected]
+  seeds = f"t-intervals over {e.n_groups} group means of {e.n_per_group} run" + (
+      "s" if e.n_per_group > 1 else "")
   bar = chance + 0.25 * (1 - chance)
   if floor is not None and near_chance(floor, chance):
     return Verdict("no verdict", expected, best,
@@ -312,6 +313,6 @@ def verdict(rows: Mapping[str, np.ndarray], expected: str, candidates: Sequence[
            f"{100 * upper[shown]:+.1f} points, beyond the +{pct(margin)}-point margin")
   text = (f"paper: {expected}; best here: {best} ({format_estimate(estimates[best])}); "
           f"{shown} − {expected} = {format_estimate(diffs[shown], signed=True)} "
-          f"(Holm p={adjusted[shown]:.2g}); {why} (Holm over {len(others)} comparisons; "
-          f"{seeds}; 95% intervals over per-pre-training means)")
+          f"(Holm p={adjusted[shown]:.2g}); {why} (Holm over {len(others)} comparison"
+          f"{'s' if len(others) > 1 else ''}; {seeds})")
   return Verdict(label, expected, best, text)

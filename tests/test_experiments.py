@@ -135,7 +135,7 @@ def test_surgical_study_quick_with_a_users_corruption(tmp_path):
     results = json.load(f)
   assert results["kind"] == "surgical_study"
   rows = results["metrics"]["input:digits:checkerboard"]["strategies"]
-  assert set(rows) == {"block1", "all", "lp_ft", "auto_rgn"}
+  assert set(rows) == {"block1", "all", "lp", "lp_ft", "auto_rgn"}  # lp: LP-FT's probe
   assert all(len(r["per_seed"]) == 2 and 0 <= r["test_accuracy"] <= 1 for r in rows.values())
   # Batch norm frozen (the paper's default): no running statistic changes, and surgical
   # fine-tuning of block1 changes block1 only.

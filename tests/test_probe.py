@@ -11,7 +11,6 @@ changing between the point and the optimum). Distances are measured on that comp
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 import scipy.linalg
 import scipy.optimize
 import scipy.special

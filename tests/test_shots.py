@@ -9,6 +9,7 @@ import pytest
 from experiments.configs import finetune as finetune_configs
 from experiments.configs import meta as meta_configs
 from experiments.configs import shots as shots_configs
+from jaxtl import cache
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.meta import shots, train
@@ -43,9 +44,14 @@ def test_quick_sweep_resumes_and_scores_a_checkpoint_as_meta_eval(data_dir, tmp_
       "protonet", cell)
   # A rerun computes nothing: it reads the cells (here, one edited to show it is read).
   path = tmp_path / "sweep" / "cells" / "ncm_5w1s.json"
-  edited = dict(cells["ncm_5w1s"], accuracy=-1.0)
-  path.write_text(json.dumps(edited))
+  saved = json.loads(path.read_text())
+  path.write_text(json.dumps(dict(saved, value=dict(saved["value"], accuracy=-1.0))))
   assert shots.run(config, str(tmp_path / "sweep"))["ncm_5w1s"]["accuracy"] == -1.0
+  # A cell of another code version is refused in one line naming what differs.
+  path.write_text(json.dumps(dict(saved, key=dict(saved["key"], code="0" * 16))))
+  with pytest.raises(cache.StaleCacheError, match=r"ncm_5w1s.json was computed with other code"):
+    shots.run(config, str(tmp_path / "sweep"))
+  path.write_text(json.dumps(saved))
   assert os.path.exists(tmp_path / "sweep" / "pretrain_cosine" / "results.json")
   # A finished pre-training run as the network (init_from): the same network as the
   # sweep's own, so the same cells; a run on other images is refused, naming both shapes.

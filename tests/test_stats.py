@@ -114,7 +114,7 @@ def test_expected_best_is_reproduced():
   assert (v.label, v.best) == ("reproduced", "block1")
   assert "block1 has the highest mean" in v.text
   assert "Holm over 2 comparisons" in v.text
-  assert "5 pre-training × 3 fine-tuning seeds" in v.text
+  assert "t-intervals over 5 group means of 3 runs" in v.text
   assert v.markdown() == f"**reproduced**: {v.text}"
 
 

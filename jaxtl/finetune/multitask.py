@@ -12,22 +12,22 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
-from jaxtl import loop, partition, workdir as run_dir
+from jaxtl import loop, optim, partition, workdir as run_dir
 from jaxtl.errors import ConfigError
-from jaxtl.finetune.trainer import forward, make_eval_fn
+from jaxtl.finetune.trainer import BATCH_NORM_MODES, forward, make_eval_fn
 from jaxtl.metrics import write_results
 from jaxtl.models import build_model
 
 HEAD = (("^head/", True), (".*", False))
 
 
-def multitask_loss(model_fns, trunk, heads, batch_stats, batches, weights):
+def multitask_loss(model_fns, trunk, heads, batch_stats, batches, weights, bn_train=True):
   """sum_i w_i * mean cross-entropy of task i, its head on the shared trunk.
   Returns (loss, (per-task losses, batch_stats))."""
   losses = []
   for model, head, (x, y) in zip(model_fns, heads, batches):
     params = partition.merge(trunk, head)
-    logits, batch_stats = forward(model, params, batch_stats, x, train=True)
+    logits, batch_stats = forward(model, params, batch_stats, x, train=bn_train)
     losses.append(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
   losses = jnp.stack(losses)
   return jnp.sum(jnp.asarray(weights) * losses), (losses, batch_stats)
@@ -35,7 +35,14 @@ def multitask_loss(model_fns, trunk, heads, batch_stats, batches, weights):
 
 def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
   """`data`: list of (train, val, test) per task, task 0 first; `config.task_weights`
-  (empty: all 1). Same config fields as the fine-tuning trainer (model, optimizer, steps)."""
+  (empty: all 1). Same config fields as the fine-tuning trainer, with the same meaning
+  (model, batch_norm, optimizer, learning_rate, weight_decay, momentum, steps); it trains
+  every parameter, so `strategy` must be "full"."""
+  if config.strategy != "full":
+    raise ConfigError(f"Multi-task learning trains every parameter; strategy="
+                      f"{config.strategy!r} is for fine-tuning (valid here: 'full').")
+  if config.batch_norm not in BATCH_NORM_MODES:
+    raise ConfigError(f"Unknown batch_norm {config.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
   weights = tuple(config.task_weights) or (1.0,) * len(data)
   if len(weights) != len(data):
     raise ConfigError(f"{len(weights)} task_weights for {len(data)} tasks.")
@@ -50,7 +57,8 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
     heads.append(head)
     if trunk is None:
       trunk, batch_stats = body, v.get("batch_stats", {})
-  tx = optax.adam(config.learning_rate)
+  tx = optim.make(config.optimizer, config.learning_rate, config.weight_decay,
+                  config.momentum if config.optimizer == "sgd" else 0.0)
   state = dict(step=jnp.zeros((), jnp.int32), params=(trunk, heads), batch_stats=batch_stats,
                opt_state=tx.init((trunk, heads)))
   run_dir.prepare(config, workdir)  # the first write: the config has been checked above
@@ -68,7 +76,7 @@ def train_and_evaluate_multitask(config, workdir: str, data) -> dict:
 
     def loss(params):
       return multitask_loss(models, params[0], params[1], state["batch_stats"], batches,
-                            weights)
+                            weights, config.batch_norm == "train")
 
     (total, (losses, bs)), grads = jax.value_and_grad(loss, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

@@ -34,8 +34,11 @@ def runs(results, specs, label, metric="test_accuracy") -> np.ndarray:
   per_spec = []
   for spec in specs:
     per_seed = results[spec]["strategies"][label]["per_seed"]
-    pretrain = sorted({r.get("pretrain_seed", 0) for r in per_seed})
-    per_spec.append([[r[metric] for r in per_seed if r.get("pretrain_seed", 0) == p]
+    if "pretrain_seed" not in per_seed[0]:  # one pre-training (studies before issue 35):
+      per_spec.append([[r[metric]] for r in per_seed])  # fine-tuning seeds only
+      continue
+    pretrain = sorted({r["pretrain_seed"] for r in per_seed})
+    per_spec.append([[r[metric] for r in per_seed if r["pretrain_seed"] == p]
                      for p in pretrain])
   return np.mean(np.asarray(per_spec, np.float64), axis=0)
 
@@ -178,12 +181,12 @@ def picks(results, specs) -> str:
   for label, row in rows.items():
     if "l2" in row:
       out.append(f"{label} L2 {row['l2']:g}")
-    else:
+    elif "learning_rate" in row:
       lrs = sorted({results[s]["strategies"][label]["learning_rate"] for s in specs})
       grid = row.get("lr_grid") or []
       out.append(f"{label} lr {'/'.join(f'{v:g}' for v in lrs)}"
                  + (f" of {grid[0]:g}..{grid[-1]:g}" if grid else ""))
-  return "Picked on validation: " + ", ".join(out) + "."
+  return "Picked on validation: " + ", ".join(out) + "." if out else ""
 
 
 def format_tables(results) -> str:
@@ -194,11 +197,15 @@ def format_tables(results) -> str:
       columns = [("mean", specs)] + columns
     first = results[specs[0]]["strategies"]
     shape = runs(results, specs, next(iter(first))).shape
+    if "pretrain_seed" in next(iter(first.values()))["per_seed"][0]:
+      over = (f"{shape[0]} pre-trainings x {shape[1]} fine-tuning runs (t-interval over the "
+              "pre-trainings' means)")
+    else:  # a study of one pre-training: its variance is not in the interval
+      over = f"{shape[0]} fine-tuning seeds of one pre-training"
     table = (shift_table if len(columns) > MAX_COLUMNS else strategy_table)(results, columns)
-    parts.append(f"### {name}\n\ntarget test accuracy (%), mean ± 95% CI over {shape[0]} "
-                 f"pre-trainings x {shape[1]} fine-tuning runs (t-interval over the "
-                 f"pre-trainings' means)\n\n{table}\n\n{picks(results, specs)}\n\n"
-                 f"{verdict(results, specs)}")
+    parts.append("\n\n".join(p for p in (
+        f"### {name}", f"target test accuracy (%), mean ± 95% CI over {over}", table,
+        picks(results, specs), verdict(results, specs)) if p))
     if "test_worst_group_accuracy" in next(iter(first.values()))["per_seed"][0]:
       parts.append("Worst-group test accuracy (%; groups: label x patch at the label's "
                    "position or not):\n\n" + strategy_table(results, columns,

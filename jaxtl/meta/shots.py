@@ -17,7 +17,6 @@ tasks, mean and 95% CI) with `shot` support images and `query` query images per 
 Each cell is a JSON file under `workdir/cells/`, written when done: a rerun resumes.
 """
 import functools
-import json
 import os
 
 import jax
@@ -25,7 +24,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxtl import checkpoint, workdir as run_dir
+from jaxtl import cache, checkpoint, stats, workdir as run_dir
 from jaxtl.data import ImageDataset
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
@@ -104,7 +103,7 @@ def load_network(config, path: str):
 def _summary(per_task: np.ndarray, column: int) -> dict:
   accuracy = per_task[:, column]
   return {"accuracy": float(accuracy.mean()),
-          "ci95": float(1.96 * accuracy.std() / np.sqrt(len(accuracy))),
+          "ci95": stats.ci95(accuracy),
           "tasks": len(accuracy)}
 
 
@@ -190,18 +189,19 @@ def checkpoint_cell(config, path: str, shot: int) -> dict:
               num_steps=saved.num_steps if "num_steps" in progress else None)
 
 
-def cached(workdir: str, name: str, compute) -> dict:
+def cached(workdir: str, name: str, compute, key: dict) -> dict:
+  """A cell of a sweep or study, saved as workdir/cells/NAME.json with its `key` (config,
+  code, inputs): reused only under an equal key (`jaxtl.cache`)."""
   path = os.path.join(workdir, "cells", f"{name}.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  cell = compute()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(cell, f, indent=2)
-  os.replace(path + ".tmp", path)  # a cell appears whole or not at all
-  logging.info("%s: %.4f +- %.4f", name, cell["accuracy"], cell["ci95"])
+  fresh = not os.path.exists(path)
+  cell = cache.cached(path, dict(key, cell=name, code=cache.code_hash()), compute)
+  if fresh:
+    logging.info("%s: %.4f +- %.4f", name, cell["accuracy"], cell["ci95"])
   return cell
+
+
+# Fields that only say which cells a sweep has: not part of a cell's key.
+ENUMERATING = ("ways", "shots", "baselines", "checkpoints")
 
 
 def run(config, workdir: str) -> dict:
@@ -218,6 +218,8 @@ def run(config, workdir: str) -> dict:
                         if config.init_from and head == "linear" else
                         pretrain(config, workdir, head))
     return networks[head]
+  base = {"config": cache.config_key(config, ENUMERATING),
+          "init_from": cache.path_hash(config.init_from) if config.init_from else None}
   cells = {}  # meta-learned checkpoints first: they are the cheaper half
   for label, path in config.checkpoints:
     saved = run_dir.load_config(path)
@@ -227,7 +229,8 @@ def run(config, workdir: str) -> dict:
       continue
     for shot in config.shots:
       key = f"{label}_{saved.way}w{shot}s"
-      cells[key] = cached(workdir, key, lambda: checkpoint_cell(config, path, shot))
+      cells[key] = cached(workdir, key, lambda: checkpoint_cell(config, path, shot),
+                          dict(base, checkpoint=cache.path_hash(path)))
   for name in config.baselines:  # method by method
     for way in config.ways:
       for shot in config.shots:
@@ -238,9 +241,9 @@ def run(config, workdir: str) -> dict:
           probe = f"linear_probe_{way}w{shot}s"
           picks["linear_probe"] = cells.get(probe) or cached(
               workdir, probe, lambda: baseline_cell(config, "linear_probe", way, shot,
-                                                    weights, {}))
+                                                    weights, {}), base)
         cells[key] = cached(
-            workdir, key, lambda: baseline_cell(config, name, way, shot, weights, picks))
+            workdir, key, lambda: baseline_cell(config, name, way, shot, weights, picks), base)
   provenance = next(iter(networks.values()))[3] if networks else None
   write_results(workdir, config, cells, "shots", data=provenance)
   write_text(os.path.join(workdir, "results.md"), format_table(cells) + "\n\n" + verdict(cells)

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, loop, partition, sharding, workdir as run_dir
+from jaxtl import checkpoint, loop, partition, sharding, stats, workdir as run_dir
 from jaxtl.data import ImageDataset, load_dataset
 from jaxtl.errors import ConfigError, MissingInputError
 from jaxtl.meta import tasks
@@ -174,7 +174,7 @@ def summarize(config, learner: MetaLearner, per_task: np.ndarray) -> dict:
   name = "mse" if learner.loss == "mse" else "accuracy"
   with np.errstate(all="ignore"):  # a diverged fine-tuning run is reported as inf / nan
     mean = per_task.mean(0)
-    ci95 = 1.96 * per_task.std(0) / np.sqrt(len(per_task))
+    ci95 = np.array([stats.ci95(column) for column in per_task.T])  # per step: one formula
   metrics = {f"test_{name}": float(mean[config.test_inner_steps]),
              f"test_{name}_ci95": float(ci95[config.test_inner_steps]),
              f"test_{name}_by_steps": {str(s): float(mean[s]) for s in config.eval_steps},

@@ -27,13 +27,13 @@ import shutil
 import jax
 import numpy as np
 
-from jaxtl import workdir as run_dir
+from jaxtl import cache, workdir as run_dir
+from jaxtl.stats import ci95
 from jaxtl.data import ImageDataset, load_dataset
 from jaxtl.data.datasets import usps_to_28
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.finetune.data import split_train_val
-from jaxtl.finetune.surgical_report import ci95
 from jaxtl.meta import shots
 from jaxtl.metrics import pyplot, write_results, write_text
 from jaxtl.objectives import OBJECTIVES
@@ -164,6 +164,10 @@ def _settings(config, workdir, prefix, folder, seed, cells):
                                     labels, strategy, seed))
 
 
+# Fields that only say which cells a study has: not part of a cell's key.
+ENUMERATING = ("objectives", "diversity", "seeds", "targets", "num_labels", "strategies")
+
+
 def study(config, workdir: str) -> dict:
   """Every cell (resuming from `workdir/cells/`); writes results.json and results.md."""
   if config.dataset not in SOURCES:
@@ -181,6 +185,7 @@ def study(config, workdir: str) -> dict:
     if wrong:
       raise ConfigError(f"Unknown strategies {wrong}; valid: {list(TARGET_STRATEGIES)}.")
   os.makedirs(workdir, exist_ok=True)
+  key = {"config": cache.config_key(config, ENUMERATING)}
   cells = {}
   for objective in config.objectives:
     for groups in config.diversity:
@@ -193,7 +198,8 @@ def study(config, workdir: str) -> dict:
             pretrained["path"] = pretrain(config, workdir, objective, groups, seed)
           return pretrained["path"]
         for setting, compute in _settings(config, workdir, prefix, folder, seed, cells):
-          cells[f"{prefix}_{setting}"] = shots.cached(workdir, f"{prefix}_{setting}", compute)
+          cells[f"{prefix}_{setting}"] = shots.cached(workdir, f"{prefix}_{setting}", compute,
+                                                      key)
   table = summarize(cells)
   write_results(workdir, config, {"cells": cells, "summary": table}, "pretraining")
   write_text(os.path.join(workdir, "results.md"), format_table(table, config.dataset) + "\n")
