@@ -3,6 +3,7 @@
 
 Multi-host runs (see `jaxtl.sharding`) start the same command on every host with
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`."""
+import os
 import sys
 from typing import Callable
 
@@ -23,19 +24,79 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-host: number of
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-host: this process's index.")
 
 
+def _cause(e: BaseException) -> BaseException:
+  """The innermost exception of a chain (a config file's own ConfigError, say)."""
+  seen = []
+  while e is not None and e not in seen:
+    seen.append(e)
+    e = e.__cause__ or e.__context__
+  return seen[-1]
+
+
+def _flag_error(e: Exception) -> str:
+  """One line for a flag-parsing mistake: a config file's ConfigError, an unknown or
+  mistyped `--config.FIELD`, a missing flag."""
+  inner = _cause(e)
+  if isinstance(inner, ConfigError):
+    return str(inner)
+  if isinstance(inner, KeyError) and inner.args:  # ml_collections: an unknown field
+    field = str(inner.args[0]).splitlines()[0].strip("'\"")
+    chain, x = [], e
+    while x is not None and x not in chain:
+      chain.append(x)
+      x = x.__cause__ or x.__context__
+    text = "\n".join(str(x.args[0]) if x.args else str(x) for x in chain)
+    text = text.replace("\\n", "\n")  # a KeyError's repr inside another message
+    hint = next((line.strip(" '\"") for line in text.splitlines() if "Did you mean" in line), "")
+    hint = hint[hint.index("Did you mean"):] if hint else ""
+    return (f"unknown config field {field!r}" + (f"; {hint}" if hint else "") +
+            " (each config file's docstring and fields list the valid --config.FIELD names).")
+  lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+  hint = next((line for line in reversed(lines) if "Did you mean" in line), "")
+  key = next((line for line in lines if "not found" in line.lower() or "key" in line.lower()),
+             lines[-1] if lines else repr(e))
+  text = f"{key} {hint}".strip() if hint and hint not in key else key
+  return f"{text} (python -m MODULE --helpfull lists the flags; the config file's " \
+         "docstring and fields list the --config.FIELD values)."
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, ConfigError, KeyError, AttributeError, TypeError, ValueError) as e:
+    sys.exit(f"error: {_flag_error(e)}")
+
+
+def _latest_step(workdir: str):
+  folder = os.path.join(workdir or "", "checkpoints")
+  steps = [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
+  return max(steps) if steps else None
+
+
 def run(fn: Callable[..., object], print_result: bool = False):
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     quiet_libraries()
+    workdir = _WORKDIR.value
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+      sys.exit(f"error: --workdir={workdir} is a file; give a folder (new or a run to resume).")
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     enable_compilation_cache()
     log_versions()
     try:
-      result = fn(_CONFIG.value, _WORKDIR.value)
+      result = fn(_CONFIG.value, workdir)
     except ConfigError as e:  # the user's mistake: one line, no traceback; bugs keep theirs
       sys.exit(f"error: {e}")
+    except FloatingPointError as e:  # a diverged run: the last checkpoint is still good
+      sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+      step = _latest_step(workdir)
+      where = f"the last checkpoint is step {step}" if step is not None else "no checkpoint yet"
+      sys.stderr.write(f"interrupted ({where}); the same command resumes.\n")
+      sys.stderr.flush()
+      os._exit(130)  # pylint: disable=protected-access  # skip orbax's exit-time noise
     if print_result:
       print(result)
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -59,12 +59,14 @@ def run(workdir: str, state, step_fn: Callable, *, num_steps: int, log_every: in
     if steady is None:
       jax.block_until_ready(losses)
       steady = (time.perf_counter(), step)
+      logger.progress(step, "(first call, compilation included)", force=True)
     pending.append(losses)
     if step_callback is not None:
       step_callback(step)
     log_now = step % log_every == 0 or step == num_steps
     save_now = step % checkpoint_every == 0 or step == num_steps
     if not (log_now or save_now):
+      logger.progress(step)  # a line by time between the logged steps
       continue
     run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir, hint)
     pending, pending_from = [], step

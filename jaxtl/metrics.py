@@ -17,8 +17,11 @@ class MetricLogger:
   lines the killed run wrote after that step (and a torn last line) are dropped first:
   the file then reads as if the run had never stopped."""
 
+  PROGRESS_SECONDS = 30.0  # at most this long without a line on the console
+
   def __init__(self, workdir: str, total_steps: int, first_step: int = 0):
     self._total, self._t0, self._step0 = total_steps, time.perf_counter(), first_step
+    self._printed = self._t0
     self._jsonl = self._tb = None
     self._kept = set()  # the key sets of kept lines at `first_step`
     if not runtime.is_writer():
@@ -48,17 +51,32 @@ class MetricLogger:
         self._tb.add_scalar(k, v, step)
       self._tb.flush()
     if progress:
-      elapsed = time.perf_counter() - self._t0
-      rate = (step - self._step0) / elapsed if elapsed > 0 and step > self._step0 else 0.0
-      eta = (self._total - step) / rate if rate else float("nan")
-      text = " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
-      logging.info("step %d/%d %s | %.1f steps/s | ETA %.0fs", step, self._total, text, rate, eta)
+      self.progress(step, " ".join(f"{k}={v:.4g}" for k, v in scalars.items()), force=True)
+
+  def progress(self, step: int, text: str = "", force: bool = False):
+    """A console line with the rate and ETA (nothing in the files): when forced, or when
+    `PROGRESS_SECONDS` have passed since the last one, so a long run is never silent."""
+    now = time.perf_counter()
+    if not runtime.is_writer() or not (force or now - self._printed >= self.PROGRESS_SECONDS):
+      return
+    self._printed = now
+    elapsed = now - self._t0
+    rate = (step - self._step0) / elapsed if elapsed > 0 and step > self._step0 else 0.0
+    eta = (self._total - step) / rate if rate else float("nan")
+    logging.info("step %d/%d %s| %.2g steps/s | ETA %s", step, self._total,
+                 text + " " if text else "", rate, _duration(eta))
 
   def close(self):
     if self._jsonl is not None:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def _duration(seconds: float) -> str:
+  if seconds != seconds:  # nan: no rate yet
+    return "?"
+  return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _drop_after(path: str, step: int) -> set:

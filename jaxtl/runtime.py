@@ -21,16 +21,27 @@ def log_versions():
                jax.default_backend(), jax.devices())
 
 
-class _DropLibraryInfo:
-  """Hides INFO lines from chatty libraries (orbax logs every file it writes)."""
+class _DropLibraryNoise:
+  """Hides lines that say nothing to a user: orbax's INFO on every file it writes, JAX
+  probing for a TPU on a machine without one, and TFDS reading a mirror folder that has
+  no dataset_info.json (jaxtl's data mirrors have none, by design)."""
 
   def filter(self, record):
     import logging as std_logging  # pylint: disable=g-import-not-at-top
-    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+    message = str(record.msg)
+    if record.levelno < std_logging.WARNING and "/orbax/" in record.pathname:
+      return False
+    if "Unable to initialize backend" in message:
+      return False
+    return not ("tensorflow_datasets" in record.pathname and "dataset_info.json" in message)
 
 
 def quiet_libraries():
-  logging.get_absl_handler().addFilter(_DropLibraryInfo())
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  noise = _DropLibraryNoise()
+  logging.get_absl_handler().addFilter(noise)
+  for name in ("jax._src.xla_bridge", "jax"):
+    std_logging.getLogger(name).addFilter(noise)
 
 
 def enable_compilation_cache():

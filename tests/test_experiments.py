@@ -84,6 +84,12 @@ BAD_COMMANDS = [  # (config and flags, what the one line must say)
     ("meta.py:sinusoid --config.num_steps=-5", "num_steps=-5 must be positive"),
     ("meta.py:sinusoid --config.checkpoint_every=700", "checkpoint_every=700 must be a multiple"),
     ("meta.py:quick --config.way=2000 --config.data_dir=DATA", "2000-way tasks need 2000 classes"),
+    # Mistakes caught while the flags are parsed (issue 29): one line too.
+    ("finetune.py:digitz", "Unknown variant 'digitz'; valid: digits_source"),
+    ("finetune.py:quick --config.foo=1", "unknown config field 'foo'"),
+    ("finetune.py:quick --config.learnin_rate=1",
+     'Did you mean "learning_rate" instead of "learnin_rate"?'),
+    ("finetune.py:quick --config.learning_rate=abc", "--config.learning_rate=abc"),
 ]
 
 
@@ -149,9 +155,44 @@ def test_surgical_study_quick_with_a_users_corruption(tmp_path):
   assert not (tmp_path / "bad").exists()
 
 
+def test_a_workdir_that_is_a_file_is_one_line_and_left_alone(tmp_path):
+  path = tmp_path / "notes.txt"
+  path.write_text("mine")
+  last = _fails_in_one_line("experiments.finetune", "--config=experiments/configs/finetune.py:quick",
+                            f"--workdir={path}")
+  assert "is a file" in last and path.read_text() == "mine"
+
+
 def test_multitask_quick(tmp_path):
   _run("experiments.multitask", "--config=experiments/configs/multitask.py:quick",
        f"--workdir={tmp_path}", "--config.shifts=output")
   with open(tmp_path / "multitask.json") as f:
     rows = json.load(f)["metrics"]["output"]["strategies"]
   assert {"target_only", "multitask", "block1"} <= set(rows)
+
+
+def test_a_diverging_run_stops_in_one_line_and_resumes_from_a_good_checkpoint(tmp_path):
+  workdir = tmp_path / "run"
+  last = _fails_in_one_line("experiments.finetune", "--config=experiments/configs/finetune.py:quick",
+                            f"--workdir={workdir}", "--config.learning_rate=1e30")
+  assert "Loss is not finite at step" in last and "Lower the learning rate" in last, last
+
+
+def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path):
+  import signal  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "run"
+  args = [sys.executable, "-m", "experiments.finetune",
+          "--config=experiments/configs/finetune.py:quick", f"--workdir={workdir}",
+          "--config.num_steps=100000", "--config.checkpoint_every=3"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="")
+  proc = subprocess.Popen(args, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not (workdir / "checkpoints" / "3").exists() and time.time() < deadline:
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  last = err.strip().splitlines()[-1]
+  assert last.startswith("interrupted (the last checkpoint is step ") and \
+      last.endswith("the same command resumes."), err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
