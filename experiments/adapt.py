@@ -24,6 +24,9 @@ _STEPS = flags.DEFINE_integer("steps", None, "Adaptation steps (default: the run
 _LR = flags.DEFINE_float("lr", None, "Adaptation step size (default: the run's).")
 _POLARITY = flags.DEFINE_enum("polarity", "auto", POLARITIES, "Ink polarity of the files.")
 _OUT = flags.DEFINE_string("out", "", "Write the predictions to this CSV file.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "Data mirrors, read only for an old run that "
+                                "did not record its input shape (default: $JAXTL_DATA_DIR, "
+                                "then the run's own).")
 flags.mark_flags_as_required(["workdir", "query"])
 
 
@@ -32,7 +35,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_libraries()
   try:
-    run = adapt.load(_WORKDIR.value)
+    run = adapt.load(_WORKDIR.value, data_dir=_DATA_DIR.value)
     task = run.adapt(_SUPPORT.value, steps=_STEPS.value, lr=_LR.value, polarity=_POLARITY.value)
     predictions = task.predict(_QUERY.value)
   except ConfigError as e:  # the user's mistake: one line, no traceback

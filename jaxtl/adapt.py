@@ -209,9 +209,11 @@ class Run:
                        polarity)
 
 
-def load(workdir: str, model=None) -> Run:
+def load(workdir: str, model=None, data_dir: str = "") -> Run:
   """The finished run in `workdir` (its config and final variables). `model`: the Flax
-  module it was trained with, if not one of jaxtl's registry (`config.model`)."""
+  module it was trained with, if not one of jaxtl's registry (`config.model`).
+  Training data are read only for a run that did not record its `input_shape` (runs
+  before it was recorded), from `data_dir` resolved as everywhere (`data_dir_of`)."""
   config = run_dir.load_config(workdir)
   if config is None:
     raise MissingInputError(f"{workdir} holds no jaxtl run (no config.json or results.json).")
@@ -220,7 +222,8 @@ def load(workdir: str, model=None) -> Run:
                             "adapt a finished run (rerun its command to finish it).")
   variables = checkpoint.load_variables(workdir)
   metrics = run_dir.saved_results(workdir).get("metrics", {})
-  shape = tuple(metrics.get("input_shape") or _input_shape(config))
+  shape = tuple(metrics.get("input_shape") or _input_shape(config, data_dir_of(config,
+                                                                               data_dir)))
   if "algorithm" in config:
     from jaxtl.meta.train import make_learner  # pylint: disable=import-outside-toplevel
     if config.dataset == "sinusoid":
@@ -242,10 +245,23 @@ def load(workdir: str, model=None) -> Run:
                     "pre-trained / fine-tuned); jaxtl.adapt serves those two.")
 
 
-def _input_shape(config) -> tuple:
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def data_dir_of(config, data_dir: str = "") -> str:
+  """Where a saved run's data are: `data_dir` (the caller's), else $JAXTL_DATA_DIR, else
+  the run's saved `data_dir` (a relative one is relative to the repository the run was
+  made in, not to the working directory), else none (TFDS)."""
+  if data_dir or os.environ.get("JAXTL_DATA_DIR"):
+    return data_dir or os.environ["JAXTL_DATA_DIR"]
+  saved = config.get("data_dir", "") or ""
+  return saved if not saved or os.path.isabs(saved) else os.path.join(REPO, saved)
+
+
+def _input_shape(config, data_dir: str) -> tuple:
   """(H, W, C) of a run that did not record its `input_shape`: one example of its data."""
   split = config.splits[0] if "algorithm" in config else config.test_split
-  data = load_dataset(config.dataset, split, data_dir=config.data_dir, source=config.source)
+  data = load_dataset(config.dataset, split, data_dir=data_dir, source=config.source)
   return data.images.shape[1:]
 
 

@@ -201,3 +201,37 @@ def test_bad_inputs_are_one_line_errors(meta_run, tmp_path):
 def test_the_readme_example_runs(tmp_path):
   stdout = run_readme_example("adapt-example", tmp_path)
   assert float(stdout.split("accuracy")[-1]) > 0.5  # 5 classes: chance is 0.2
+
+
+@pytest.mark.parametrize("run", ["omniglot_5w1s_maml", "omniglot_5w1s_protonet"])
+def test_committed_runs_adapt_from_any_folder_without_training_data(run, tmp_path):
+  """The headline runs saved a data_dir that is not here (.gpu_data, ../shared/data):
+  their recorded input shape means no training data is read, from any working folder."""
+  rng = np.random.default_rng(0)
+  for c in range(5):
+    (tmp_path / "support" / f"c{c}").mkdir(parents=True)
+    Image.fromarray((rng.random((28, 28)) * 255).astype(np.uint8)).save(
+        tmp_path / "support" / f"c{c}" / "0.png")
+  (tmp_path / "query").mkdir()
+  Image.fromarray((rng.random((40, 30)) * 255).astype(np.uint8)).save(tmp_path / "query" / "q.png")
+  env_dir = os.environ.pop("JAXTL_DATA_DIR", None)
+  try:
+    proc = _run("experiments.adapt", f"--workdir={os.path.join(adapt.REPO, 'results', run)}",
+                f"--support={tmp_path / 'support'}", f"--query={tmp_path / 'query'}",
+                cwd=str(tmp_path))
+  finally:
+    if env_dir is not None:
+      os.environ["JAXTL_DATA_DIR"] = env_dir
+  name, label, probability = proc.stdout.strip().splitlines()[-1].split("\t")
+  assert name.endswith("q.png") and label in {f"c{c}" for c in range(5)}
+  assert 0.2 <= float(probability) <= 1.0
+
+
+def test_data_dir_is_the_callers_then_the_environments_then_the_runs(monkeypatch):
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict({"data_dir": "../shared/data"})
+  monkeypatch.delenv("JAXTL_DATA_DIR", raising=False)
+  assert adapt.data_dir_of(config) == os.path.join(adapt.REPO, "../shared/data")
+  monkeypatch.setenv("JAXTL_DATA_DIR", "/env")
+  assert adapt.data_dir_of(config) == "/env"
+  assert adapt.data_dir_of(config, "/flag") == "/flag"
