@@ -41,6 +41,12 @@ def test_pretrain_then_finetune_surgical(tmp_path):
   mine = _metrics(str(tmp_path / "mine"))
   assert mine["data"]["train"]["source"] == f"folder:{folder}/train"
   assert mine["data"]["test"]["examples"] == 5 * 5 and 0 <= mine["test_accuracy"] <= 1
+  # The `folder` variant uses every image unless limited, and says what it uses.
+  proc = _run("experiments.finetune", "--config=experiments/configs/finetune.py:folder",
+              f"--workdir={tmp_path / 'whole'}", f"--config.dataset={folder}",
+              "--config.num_steps=2", "--config.log_every=2", "--config.checkpoint_every=2")
+  assert _metrics(str(tmp_path / "whole"))["num_train"] == 10 * 15
+  assert "data: 150 training, 0 validation and 50 test examples" in proc.stderr
   # meta_eval pointed at this folder says what it holds.
   last = _fails_in_one_line("experiments.meta_eval", "--config=experiments/configs/meta.py:quick",
                             f"--workdir={dst}")

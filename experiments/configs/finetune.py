@@ -12,6 +12,8 @@ Variants:
   mnist_source / mnist: MNIST 0-4 -> 5-9 with 1000 target examples (surgical fine-tuning's
       target size), ResNet; needs the MNIST mirror or TFDS.
   quick_source / quick: a few steps of the digits variants, for tests.
+  folder: your own images, used whole (--config.dataset=/path/with/train/and/test
+      sub-folders of class sub-folders; --config.num_train / num_val limit it).
 """
 import ml_collections
 
@@ -88,13 +90,17 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.dataset, c.classes, c.num_val = "mnist", (0, 1, 2, 3, 4), 1000
     c.num_steps, c.batch_size = 2000, 128
     c.checkpoint_every = 500
+  elif variant == "folder":
+    c.num_train, c.num_val = 0, 0  # every image of the train folder; no validation split
+    c.num_steps, c.batch_size = 300, 32
+    c.log_every = c.checkpoint_every = 100
   elif variant == "mnist":
     c.dataset, c.classes = "mnist", (5, 6, 7, 8, 9)
     c.num_train, c.num_val = 1000, 500
     c.num_steps, c.batch_size = 300, 50
   else:
     raise ConfigError(f"Unknown variant {variant!r}; valid: digits_source, digits, mnist_source, "
-                      "mnist, quick_source, quick.")
+                      "mnist, folder, quick_source, quick.")
   if variant.startswith("quick"):
     c.num_steps = 6
     c.log_every = c.checkpoint_every = 3

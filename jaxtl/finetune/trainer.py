@@ -143,6 +143,10 @@ def train_and_evaluate(config, workdir: str,
                                      "eval_batch_size"))
   run_dir.check_at_least(config, 0, ("eval_every", "num_devices"))
   train, val, test = data if data is not None else make_splits(config)
+  logging.info("data: %d training, %d validation and %d test examples of %s, %d classes "
+               "(train: %s)", len(train), len(val), len(test), train.name,
+               max(train.num_classes, test.num_classes),
+               ", ".join(f"{int(n)}" for n in np.bincount(train.labels)))
   num_classes = (len(config.classes) if config.classes else
                  max(train.num_classes, test.num_classes))
   objective = objectives.make(config.objective, config.objective_kwargs, num_classes,
