@@ -73,7 +73,7 @@ def _latest_step(workdir: str):
   return max(steps) if steps else None
 
 
-def run(fn: Callable[..., object], print_result: bool = False):
+def run(fn: Callable[..., object]):
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -96,7 +96,23 @@ def run(fn: Callable[..., object], print_result: bool = False):
       sys.stderr.write(f"interrupted ({where}); the same command resumes.\n")
       sys.stderr.flush()
       os._exit(130)  # pylint: disable=protected-access  # skip orbax's exit-time noise
-    if print_result:
-      print(result)
+    print(summary(result, workdir))
 
   app.run(main, flags_parser=_parse_flags)
+
+
+def summary(result, workdir: str) -> str:
+  """The closing lines of every command on stdout: its headline metrics (a run's test
+  metrics with their 95% intervals where it has them) and the files it wrote."""
+  lines = []
+  if isinstance(result, dict) and any(str(k).startswith("test_") for k in result):
+    for key, value in result.items():
+      if (str(key).startswith("test_") and not str(key).endswith("_ci95")
+          and isinstance(value, (int, float))):
+        ci = result.get(f"{key}_ci95")
+        lines.append(f"{key}: {value:.4f}" + (f" ± {ci:.4f} (95% CI)" if ci else ""))
+  written = [n for n in ("results.json", "results.md", "results.png", "multitask.json",
+                         "multitask.md") if os.path.exists(os.path.join(workdir, n))]
+  lines.append(f"wrote {', '.join(os.path.join(workdir, n) for n in written)}" if written
+               else f"workdir: {workdir}")
+  return "\n".join(lines)

@@ -9,5 +9,4 @@ from jaxtl.meta.train import evaluate_checkpoint
 _OUTDIR = flags.DEFINE_string("outdir", "", "Where to write results.json (default: workdir).")
 
 if __name__ == "__main__":
-  launch.run(lambda config, workdir: evaluate_checkpoint(config, workdir, _OUTDIR.value),
-             print_result=True)
+  launch.run(lambda config, workdir: evaluate_checkpoint(config, workdir, _OUTDIR.value))

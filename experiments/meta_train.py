@@ -7,4 +7,4 @@ from experiments import launch
 from jaxtl.meta.train import train_and_evaluate
 
 if __name__ == "__main__":
-  launch.run(train_and_evaluate, print_result=True)
+  launch.run(train_and_evaluate)

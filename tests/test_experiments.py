@@ -31,6 +31,9 @@ def test_pretrain_then_finetune_surgical(tmp_path):
               "--config.blocks=block1,head")
   assert "steps/s" in proc.stderr and "ETA" in proc.stderr  # progress lines
   metrics = _metrics(dst)
+  # The summary on stdout: the headline metric and the files written.
+  assert f"test_accuracy: {metrics['test_accuracy']:.4f}" in proc.stdout
+  assert proc.stdout.strip().splitlines()[-1] == f"wrote {dst}/results.json"
   assert 0 <= metrics["test_accuracy"] <= 1 and metrics["frozen_params"] > 0
   assert metrics["data"]["train"]["source"] == "embedded:digits"
   # The same pre-trained run fine-tuned on the user's own images: PNG class folders.
