@@ -17,7 +17,9 @@ from jaxtl.sharding import initialize_distributed
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:VARIANT]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder; rerunning a command resumes there.")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG_HELP = flags.DEFINE_bool("config_help", False, "List every --config.FIELD of the "
+                                 "config with its value and description, and exit.")
+flags.mark_flags_as_required(["config"])
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "Multi-host: HOST:PORT of "
                                    "process 0, given to jax.distributed.initialize.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-host: number of processes.")
@@ -78,7 +80,12 @@ def run(fn: Callable[..., object]):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     quiet_libraries()
+    if _CONFIG_HELP.value:
+      print(config_help(_CONFIG.value, flags.FLAGS["config"].config_filename))
+      return
     workdir = _WORKDIR.value
+    if not workdir:
+      sys.exit("error: --workdir is required (a new folder, or a run to resume).")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       sys.exit(f"error: --workdir={workdir} is a file; give a folder (new or a run to resume).")
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -115,4 +122,41 @@ def summary(result, workdir: str) -> str:
                          "multitask.md") if os.path.exists(os.path.join(workdir, n))]
   lines.append(f"wrote {', '.join(os.path.join(workdir, n) for n in written)}" if written
                else f"workdir: {workdir}")
+  return "\n".join(lines)
+
+
+def _descriptions(paths) -> dict:
+  """field name -> the comment of the line that sets it (`c.name = ...  # text`), from the
+  config files: the one given and the configs it builds on."""
+  import re  # pylint: disable=import-outside-toplevel
+  out = {}
+  for path in paths:
+    with open(path) as f:
+      for line in f:
+        m = re.match(r"\s*((?:c(?:\.\w+)+\s*,\s*)*c(?:\.\w+)+)\s*=.*?#\s*(.+)$", line)
+        if m:
+          for target in m.group(1).split(","):
+            out.setdefault(target.strip().split(".")[-1], m.group(2).strip())
+  return out
+
+
+def config_help(config, filename: str) -> str:
+  """Every field of `config` (nested ones dotted) with its value and description."""
+  import re  # pylint: disable=import-outside-toplevel
+  path = filename.split(":")[0]
+  with open(path) as f:  # the config files it builds on: `from experiments.configs import X`
+    bases = re.findall(r"from experiments\.configs import (\w+)", f.read())
+  described = _descriptions([path] + [os.path.join(os.path.dirname(path), f"{b}.py")
+                                      for b in bases])
+  lines = [f"--config fields of {filename} (set any with --config.FIELD=VALUE):"]
+
+  def walk(node, prefix):
+    for key, value in node.items():
+      name = f"{prefix}{key}"
+      if hasattr(value, "items") and not isinstance(value, str):
+        walk(value, name + ".")
+      else:
+        text = described.get(key, "")
+        lines.append(f"  {name} = {value!r}" + (f"  # {text}" if text else ""))
+  walk(config, "")
   return "\n".join(lines)

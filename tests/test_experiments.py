@@ -205,3 +205,12 @@ def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path):
   assert last.startswith("interrupted (the last checkpoint is step ") and \
       last.endswith("the same command resumes."), err[-3000:]
   assert "Traceback" not in err, err[-3000:]
+
+
+def test_config_help_lists_every_field_with_its_description():
+  proc = _run("experiments.surgical", "--config=experiments/configs/surgical.py:natural",
+              "--config_help")
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith("--config fields of experiments/configs/surgical.py:natural")
+  assert any(l.startswith("  lr_grid = (1e-05, 0.0001, 0.001, 0.01, 0.1)  # ") for l in lines)
+  assert any(l.startswith("  finetune.optimizer = 'adam'  # adam | adamw | sgd") for l in lines)
