@@ -17,6 +17,7 @@ setuptools.setup(
         "absl-py>=1.4",
         "numpy>=1.24",
         "tensorflow-datasets>=4.9.4",
+        "importlib_resources>=5",  # TFDS's download path imports it and does not require it
         "scikit-learn>=1.3",  # ships the embedded 8x8 digits; no download
         "scipy>=1.10",  # corruptions (ndimage), t-intervals
         "pillow>=9.1",  # USPS and Omniglot resizing

@@ -130,3 +130,55 @@ def test_missing_mirrors_fail_under_ci_and_skip_elsewhere(monkeypatch, tmp_path)
   monkeypatch.setenv("CI", "")
   with pytest.raises(pytest.skip.Exception):
     conftest.require_shared_data()
+
+
+def test_a_tfds_name_goes_through_tfds_download_and_prepare_path(tmp_path):
+  """A TFDS builder whose download is served on loopback: TFDS's real download-and-prepare
+  path runs. Preparing needs TensorFlow (TFDS encodes images with it), which jaxtl does
+  not install: then the error names the module and the pip command, and the failed
+  attempt leaves nothing in the data folder. With TensorFlow, the images load."""
+  import functools  # pylint: disable=import-outside-toplevel
+  import http.server  # pylint: disable=import-outside-toplevel
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  import threading  # pylint: disable=import-outside-toplevel
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from jaxtl.data.datasets import DatasetNotFoundError  # pylint: disable=import-outside-toplevel
+  served = tmp_path / "served"
+  served.mkdir()
+  rng = np.random.default_rng(0)
+  np.savez(served / "tiny.npz", images=(rng.random((12, 8, 8, 1)) * 255).astype(np.uint8),
+           labels=np.arange(12) % 3)
+  handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  url = f"http://127.0.0.1:{server.server_address[1]}/tiny.npz"
+
+  class JaxtlLoopbackTiny(tfds.core.GeneratorBasedBuilder):  # pylint: disable=unused-variable
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(8, 8, 1)),
+          "label": tfds.features.ClassLabel(num_classes=3)}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(dl_manager.download(url))}
+
+    def _generate_examples(self, path):
+      with open(path, "rb") as f:
+        arrays = np.load(f)
+        for i, (x, y) in enumerate(zip(arrays["images"], arrays["labels"])):
+          yield i, {"image": x, "label": int(y)}
+
+  data = tmp_path / "tfds"
+  try:
+    if importlib.util.find_spec("tensorflow") is None:
+      with pytest.raises(DatasetNotFoundError, match=r"TFDS needs the module 'tensorflow' to "
+                         r"download and prepare 'jaxtl_loopback_tiny'.*pip install tensorflow-cpu"):
+        load_dataset("jaxtl_loopback_tiny", "train", tfds_data_dir=str(data))
+      assert not data.exists() or not any(data.rglob("*tiny*"))
+    else:
+      ds = load_dataset("jaxtl_loopback_tiny", "train", tfds_data_dir=str(data))
+      assert ds.images.shape == (12, 8, 8, 1) and ds.source == "tfds:jaxtl_loopback_tiny"
+  finally:
+    server.shutdown()

@@ -35,6 +35,7 @@ import gzip
 import hashlib
 import importlib.resources
 import os
+import shutil
 from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -298,6 +299,11 @@ def _load_tfds(name: str, split: str, tfds_data_dir, download: bool):
   if name == "omniglot":
     tfds_splits["all"] = ["train", "test"]
   parts, names = [], ()
+  root = tfds_data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(
+      "~/tensorflow_datasets")
+  base = name.split("/")[0].split(":")[0]
+  made = [p for p in (os.path.join(root, base), os.path.join(root, "downloads", base))
+          if not os.path.exists(p)]  # what a failed attempt must not leave behind
   try:
     for tfds_split in tfds_splits.get(split, [split]):
       source = tfds.data_source(name, split=tfds_split, data_dir=tfds_data_dir,
@@ -306,8 +312,31 @@ def _load_tfds(name: str, split: str, tfds_data_dir, download: bool):
       names = tuple(getattr(features["label"], "names", ())) if "label" in features else ()
       parts.append((tfds_split, [source[i] for i in range(len(source))]))
   except Exception as e:  # TFDS raises many types for "not there"; report them all.
+    for path in made:
+      shutil.rmtree(path, ignore_errors=True)
+    missing = _missing_module(e)
+    if missing:  # preparing a dataset needs more than reading one
+      return None, (f"TFDS needs the module {missing!r} to download and prepare {name!r}, "
+                    f"and it is not installed: pip install {_PIP_NAMES.get(missing, missing)}")
     return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
   return _from_tfds_examples(name, parts, names), None
+
+
+_PIP_NAMES = {"tensorflow": "tensorflow-cpu", "importlib_resources": "importlib_resources"}
+
+
+def _missing_module(e: BaseException):
+  """The name of a module whose absence caused `e` (TFDS imports some lazily), or None."""
+  seen = []
+  while e is not None and e not in seen:
+    seen.append(e)
+    if isinstance(e, ModuleNotFoundError) and e.name:
+      return e.name.split(".")[0]
+    text = str(e)
+    if "No module named" in text:
+      return text.split("No module named", 1)[1].strip().strip("'\"").split("'")[0].split(".")[0]
+    e = e.__cause__ or e.__context__
+  return None
 
 
 def _from_tfds_examples(name, parts, class_names=()) -> ImageDataset:
