@@ -322,11 +322,27 @@ def surgical_sweep_verdict(path: str):
 
 def surgical_study_tables(variant: str):
   """A surgical study's tables and verdicts (`experiments.surgical`), from
+  `surgical/VARIANT/results.json` (the rerun of issue 35), else the earlier study's
   `surgical_VARIANT/results.json`."""
   def table(root: str) -> str:
     from jaxtl.finetune import surgical_report  # pylint: disable=import-outside-toplevel
-    return surgical_report.format_tables(_load(root, f"surgical_{variant}/results.json")["metrics"])
+    path = f"surgical/{variant}/results.json"
+    if not os.path.exists(os.path.join(root, path)):
+      path = f"surgical_{variant}/results.json"
+    return surgical_report.format_tables(_load(root, path)["metrics"])
   return table
+
+
+def surgical_curve_table(root: str) -> str:
+  """Validation and test accuracy against fine-tuning steps (`benchmarks.surgical_curve`)."""
+  r = _load(root, "surgical/natural/curve.json")
+  lines = [f"`{r['row']}` on `{r['shift']}` at its pick (lr {r['learning_rate']:g}); mean ± "
+           "95% CI over pre-trainings (their runs averaged):", "",
+           "| steps | validation (%) | test (%) |", "|---:|---:|---:|"]
+  for n, c in sorted(r["steps"].items(), key=lambda kv: int(kv[0])):
+    lines.append(f"| {int(n):,} | {100 * c['val_mean']:.2f} ± {100 * c['val_ci95']:.2f} | "
+                 f"{100 * c['test_mean']:.2f} ± {100 * c['test_ci95']:.2f} |")
+  return "\n".join(lines)
 
 
 def shots_tables(root: str) -> str:
@@ -622,6 +638,7 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "surgical-feature-table": surgical_study_tables("feature"),
     "surgical-lpft-table": surgical_study_tables("lpft"),
     "surgical-mnist-c-table": surgical_study_tables("mnist_c"),
+    "surgical-curve-table": surgical_curve_table,
     "finetune-grid-table": finetune_grid_table,
     "shots-table": shots_tables,
     "shots-verdict": shots_verdict,
