@@ -43,7 +43,7 @@ from jaxtl.data.corruptions import corrupt, corruption_names
 from jaxtl.data.datasets import load_dataset, usps_to_28
 from jaxtl.data.shifts import SHIFTS, ShiftTask, make_shift
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import grid, lpft, surgical_report
+from jaxtl.finetune import grid, lpft, strategies, surgical_report
 from jaxtl.finetune.compare import check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val, stratified_take
 from jaxtl.finetune.trainer import forward
@@ -479,6 +479,15 @@ def study(config, workdir: str) -> dict:
         grid.spec_from_config(row, model.block_names())
       except ConfigError as e:
         raise ConfigError(f"strategies row {label!r}: {e}") from e
+  labels = [label for label, _ in config.strategies]
+  for spec in config.shifts:  # the verdict's row must be run: checked before any run
+    kind = parse_shift(spec)[0]
+    if kind in surgical_report.EXPECTED:
+      expected = strategies.resolve_blocks([surgical_report.EXPECTED[kind]],
+                                           model.block_names())[0]
+      if expected not in labels:
+        raise ConfigError(f"The verdict on {spec!r} needs the row {expected!r} (Lee et al.'s "
+                          f"block for {kind} shifts); rows: {labels}.")
   os.makedirs(workdir, exist_ok=True)
   results = {spec: study_shift(config, workdir, spec) for spec in config.shifts}
   edges = edge_picks(results)
