@@ -17,7 +17,10 @@ import re
 
 import numpy as np
 
+from jaxtl import workdir as run_dir
 from jaxtl.metrics import pyplot
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PUBLISHED_MAML = {  # Finn et al. 2017, Table 1 (conv) and the MLP row; ProtoNets (Snell 2017)
     ("maml", "conv4", 5, 1): "98.7 +- 0.4", ("maml", "conv4", 5, 5): "99.9 +- 0.1",
@@ -81,6 +84,9 @@ def _iterations(r) -> int:
   return int(r["metrics"].get("meta_iterations", r.get("meta_iterations", 0)) or 0)
 
 
+PAPER_ITERATIONS = 60_000  # MAML's Omniglot runs (Finn et al. 2017)
+
+
 def meta_table(runs) -> str:
   lines = ["| run | algorithm | model | setting | meta-iterations | train time (s) | test steps "
            "| jaxtl | paper |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
@@ -94,8 +100,12 @@ def meta_table(runs) -> str:
     else:
       shown = f"{value:.3f} +- {ci:.3f} MSE"
       setting = f"sinusoid {c['shot']}-shot"
-    paper = PUBLISHED_MAML.get((c["algorithm"], c["model"], c["way"], c["shot"]), "")
     iterations = _iterations(r) or ""
+    published = PUBLISHED_MAML.get((c["algorithm"], c["model"], c["way"], c["shot"]), "")
+    full = int(c.get("num_steps") or 0) >= PAPER_ITERATIONS and "num_steps" not in m
+    # A paper's number beside a run of its length only: a short run is not comparable.
+    paper = published if full else (f"({published} after {PAPER_ITERATIONS:,} it.)"
+                                     if published else "")
     if "num_steps" in m:  # meta_eval of a run still in progress
       iterations = f"{iterations} of {m['num_steps']} (in progress)"
     seconds = m.get("train_seconds")
@@ -233,16 +243,23 @@ def other_table(runs) -> str:
   return "\n".join(lines)
 
 
-def plot_learning_curves(root: str, path: str) -> bool:
-  """One panel per logged scalar; one line per metrics.jsonl under root (runs in progress
-  included)."""
-  curves = {}
+def learning_curves(root: str) -> dict:
+  """{kind of run: {run folder: rows of its metrics.jsonl}} under root (runs in progress
+  included); the kind from the run's config (`kind_of`)."""
+  out = {}
   for folder, _, files in sorted(os.walk(root)):
     if "metrics.jsonl" in files:
       with open(os.path.join(folder, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
+      config = run_dir.saved_config(folder) or {}
       if rows:
-        curves[os.path.relpath(folder, root)] = rows
+        kind = "meta" if "algorithm" in config else "finetune"
+        out.setdefault(kind, {})[os.path.relpath(folder, root)] = rows
+  return out
+
+
+def plot_learning_curves(curves: dict, path: str) -> bool:
+  """One panel per scalar that these runs log (runs of one kind); a line per run."""
   keys = sorted({k for rows in curves.values() for row in rows for k in row} - {"step"})
   plt = pyplot()
   if not curves or not keys or plt is None:
@@ -679,6 +696,7 @@ def write_report(root: str, out: str = "") -> str:
     raise FileNotFoundError(f"No results.json under {root!r}: run an experiment first.")
   out = out or root
   os.makedirs(out, exist_ok=True)
+  maintainers = os.path.realpath(root) == os.path.realpath(os.path.join(REPO, "results"))
   by_kind = {}
   for name, r in runs:
     by_kind.setdefault(kind_of(r), []).append((name, r))
@@ -686,7 +704,7 @@ def write_report(root: str, out: str = "") -> str:
   meta = [(n, r) for n, r in by_kind.get("meta", []) if "test_accuracy_by_steps" in r["metrics"]
           or "test_mse_by_steps" in r["metrics"]]
   if meta:
-    grid = omniglot_grid(meta)
+    grid = omniglot_grid(meta) if maintainers else ""  # the papers' layout, for the repo
     if grid:
       sections.append("## Omniglot, MAML Table 1's layout (test accuracy, %, +- 95% CI)\n\n"
                       + grid)
@@ -717,11 +735,14 @@ def write_report(root: str, out: str = "") -> str:
   other = [run for kind in ("finetune", "other") for run in by_kind.get(kind, [])]
   if other:
     sections.append("## Other runs\n\n" + other_table(other))
-  if plot_learning_curves(root, os.path.join(out, "learning_curves.png")):
-    sections.append("## Learning curves\n\n![learning curves](learning_curves.png)")
+  for kind, curves in learning_curves(root).items():
+    png = "learning_curves.png" if kind == "finetune" else f"learning_curves_{kind}.png"
+    if plot_learning_curves(curves, os.path.join(out, png)):
+      title = "meta-learning" if kind == "meta" else "training and fine-tuning"
+      sections.append(f"## Learning curves, {title}\n\n![learning curves]({png})")
   blocks = [f"<!-- {name} -->\n{table}\n<!-- /{name} -->"
-            for name, table in document_tables(root).items() if table]
-  if blocks:
+            for name, table in document_tables(root).items() if table] if maintainers else []
+  if blocks:  # the repository's own results: the blocks of its documents
     sections.append("## Blocks of README.md and BUILD_NOTES.md\n\nEach block, markers "
                     "included, replaces the block of the same name there "
                     "(`tests/test_results.py` checks that they match).\n\n"
