@@ -1,5 +1,6 @@
 """Has fine-tuning converged? A strategy's validation (and test) accuracy against the
-number of fine-tuning steps, at the learning rate its study picked, on every run:
+number of fine-tuning steps, at the learning rate its study picked for each
+pre-training, on every run:
 
     python -m benchmarks.surgical_curve --results=results/surgical/natural/results.json \
         --row=all --steps=25,50,100,200,400 --out=results/surgical/natural/curve.json
@@ -40,9 +41,12 @@ def curve(config, spec: str, label: str, row: dict, steps) -> dict:
       config.finetune.data_seed)
   sets = {"val": task.target_train.subset(val_index), "test": task.target_test}
   overrides = dict(dict(config.strategies)[label])
+  picks = {q["pretrain_seed"]: (q["learning_rate"], q["weight_decay"])
+           for q in row.get("picks", [])}  # each pre-training's own pick
   out = {"shift": spec, "row": label, "learning_rate": row["learning_rate"],
-         "weight_decay": row["weight_decay"], "steps": {}, "sources": {}}
+         "picks": {str(p): v for p, v in picks.items()}, "steps": {}, "sources": {}}
   for p in config.pretrain_seeds:
+    lr, wd = picks.get(p, (row["learning_rate"], row["weight_decay"]))
     folder = os.path.join(config.pretrain_root, re.sub(r"\W", "_", f"{task.source_key}_seed{p}"))
     variables, _ = checkpoint.load_pretrained(fresh, checkpoint.load_variables(folder),
                                               surgical.reinit(config))
@@ -53,7 +57,7 @@ def curve(config, spec: str, label: str, row: dict, steps) -> dict:
       spec_n = grid.spec_from_config(row_config, model.block_names(), surgical.reinit(config))
       stacked = grid.flat_configs(grid.train_grid(
           model, variables, spec_n, task.target_train.images, task.target_train.labels,
-          [row["learning_rate"]], [row["weight_decay"]], runs[p],
+          [lr], [wd], runs[p],
           np.stack([train_index[r] for r in runs[p]])))
       cell = out["steps"].setdefault(str(n), {"val": [], "test": []})
       for name, ds in sets.items():

@@ -353,8 +353,8 @@ def surgical_study_tables(variant: str):
 def surgical_curve_table(root: str) -> str:
   """Validation and test accuracy against fine-tuning steps (`benchmarks.surgical_curve`)."""
   r = _load(root, "surgical/natural/curve.json")
-  lines = [f"`{r['row']}` on `{r['shift']}` at its pick (lr {r['learning_rate']:g}); mean ± "
-           "95% CI over pre-trainings (their runs averaged):", "",
+  lines = [f"`{r['row']}` on `{r['shift']}` at each pre-training's pick (most often lr "
+           f"{r['learning_rate']:g}); mean ± 95% CI over pre-trainings:", "",
            "| steps | validation (%) | test (%) |", "|---:|---:|---:|"]
   for n, c in sorted(r["steps"].items(), key=lambda kv: int(kv[0])):
     lines.append(f"| {int(n):,} | {100 * c['val_mean']:.2f} ± {100 * c['val_ci95']:.2f} | "

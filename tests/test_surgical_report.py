@@ -34,6 +34,8 @@ def _shift(offsets, **kw):
     ("output", {"block2": 0.05}, "not reproduced"),             # another wins every run
     ("feature", {"block4": np.array([[0.05, -0.04], [-0.06, 0.07], [0.04, 0.0]])},
      "inconclusive"),                                           # ahead within wide noise
+    ("feature", {"block3": 0.05}, "reproduced"),                # middle: block2 or block3
+    ("spurious", {}, "not distinguishable"),                    # every block equal
 ])
 def test_verdict_per_shift_kind(kind, offsets, label):
   results = {f"{kind}:mnist": _shift(offsets)}
@@ -87,6 +89,20 @@ def test_lpft_table_has_a_row_per_evaluation_set_and_the_ood_mean_run_by_run():
   assert lines[0] == "| evaluation set | all | lp_ft |"
   assert lines[2] == "| ID (test) | **90.0 ± 0.0** | 80.0 ± 0.0 |"
   assert lines[-1] == "| **OOD mean** | 60.0 ± 0.0 | **70.0 ± 0.0** |"  # per run: 0.6, 0.6
-  # lp_ft leads out of distribution by 10 points on every run: the claim holds.
-  assert surgical_report.lpft_verdict(results, "lpft:mnist").startswith(
-      "OOD mean: **reproduced**")
+
+
+
+def test_lpft_verdicts_usps_and_mnist_c_apiece_and_in_distribution():
+  noise = np.array([0.01, -0.01, 0.0, 0.005])  # 4 pre-trainings
+  row = lambda p, test, usps, c: {"pretrain_seed": p, "test_accuracy": test,
+                                  "usps_accuracy": usps, "fog_accuracy": c}
+  def strategy(test, usps, fog):
+    return {"per_seed": [row(p, test + n, usps + n, fog + n) for p, n in enumerate(noise)]}
+  results = {"lpft:mnist": {"num_classes": 10, "source_test_accuracy": 0.99, "strategies": {
+      "all": strategy(0.95, 0.60, 0.70), "lp": strategy(0.80, 0.55, 0.70),
+      "lp_ft": strategy(0.90, 0.70, 0.70)}}}
+  lines = surgical_report.lpft_verdict(results, "lpft:mnist").splitlines()
+  assert lines[0].startswith("- OOD, USPS: **reproduced**")  # +10 on every run
+  assert lines[1] == "  (premise: lp − all = -5.0 ± 0.0)"
+  assert lines[2].startswith("- OOD, MNIST-C mean: **not distinguishable**")  # equal
+  assert lines[4].startswith("- ID (test): **not reproduced**")  # all ahead by 5

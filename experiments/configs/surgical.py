@@ -4,12 +4,13 @@
         --workdir=results/surgical_VARIANT --config.data_dir=../shared/data
 
 Variants (the protocol of Lee et al. 2023 at MNIST scale: a 4-block ResNet pre-trained on
-the full source training set, 3 pre-training seeds; 1000 labelled target examples per
-fine-tuning run and 1000 held out for validation; 2 fine-tuning runs per pre-training;
-each strategy's learning rate picked on validation pooled over the 6 runs, its grid
-widened past any edge pick; batch norm frozen as in the paper's code; rows "(bn train)"
-are the ablation with batch statistics and every running statistic updated, as
-PyTorch's model.train(); jaxtl.finetune.surgical has the whole protocol):
+the source training set less 10,000 images held out for the targets, 6 pre-training
+seeds; one fine-tuning run per pre-training on 1000 labelled target examples, 1000 more
+held out for validation; each strategy's learning rate picked per pre-training on its
+validation, the grid widened past any edge pick and refined to half-decades; batch norm
+frozen as in the paper's code; rows "(bn train)" are the ablation with batch statistics
+and every running statistic updated, as PyTorch's model.train();
+jaxtl.finetune.surgical has the whole protocol):
   mnist_c:   input-level, the 15 MNIST-C corruptions of MNIST.
   natural:   input-level, MNIST -> USPS.
   feature:   feature-level, MNIST digits and Fashion-MNIST's BREEDS-like superclasses.
@@ -67,12 +68,15 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.data_dir, c.source, c.shift_seed = "", "auto", 0
   c.ood = MNIST_C + ("usps",) if variant == "lpft" else ()  # extra test sets (LP-FT)
   c.num_train, c.num_val = 1000, 1000
-  c.pretrain_seeds = (0, 1, 2)  # a pre-trained network each: its variance is in the CIs
-  c.seeds = (0, 1)          # fine-tuning runs per pre-training (seed 100 p + s)
-  # Every row tunes (lr, wd) on validation pooled over all runs; a pick on the edge of
-  # lr_grid widens it by a decade (within lr_limits) until it is inside.
+  c.target_pool = 10_000    # training images held out of pre-training: the targets' images
+  c.pretrain_seeds = (0, 1, 2, 3, 4, 5)  # a pre-trained network each: the unit of the CIs
+  c.seeds = (0,)            # fine-tuning runs per pre-training (seed 100 p + s)
+  # Every row tunes (lr, wd) per pre-training on its runs' validation accuracy; a pick on
+  # the edge of lr_grid widens it by a decade (within lr_limits) until it is inside, then
+  # the half-decades either side of the pick are tried (lr_refine).
   c.lr_grid = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
   c.lr_limits = (1e-7, 10.0)
+  c.lr_refine = True
   c.wd_grid = (1e-4,)       # L2 added to the gradient (torch Adam's weight_decay), fixed
                             # as in the paper's code
   c.lpft_lr_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)  # LP-FT's fine-tuning: its own grid
@@ -98,7 +102,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.finetune.batch_norm = "frozen"
   c.finetune.batch_size, c.finetune.num_steps = 50, 100   # 5 epochs of 1000 examples
   if variant in ("digits", "quick"):
-    c.num_train, c.num_val = 300, 200
+    c.num_train, c.num_val, c.target_pool = 300, 200, 700  # of the 8x8 digits' 1,437
     c.pretrain.num_val, c.pretrain.batch_size, c.pretrain.num_steps = 200, 64, 600
     c.finetune.num_steps = 60
   if variant == "quick":  # a few steps: exercises every path, proves nothing
@@ -108,7 +112,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.finetune.num_steps = 6
     c.num_train, c.num_val = 40, 40
     c.shifts = c.shifts[:1]
-    c.pretrain_seeds, c.seeds = (0, 1), (0,)
+    c.pretrain_seeds, c.seeds, c.target_pool, c.lr_refine = (0, 1), (0,), 400, False
     c.lr_grid, c.lpft_lr_grid, c.probe_l2_grid = (1e-3, 1e-2, 1e-1), (1e-4, 1e-3, 1e-2), (1e-3, 1e-1)
     c.lr_limits, c.fail_on_edge = (1e-3, 1e-1), False
     c.strategies = (SURGICAL_ROWS[0], SURGICAL_ROWS[5], SURGICAL_ROWS[6], SURGICAL_ROWS[7])

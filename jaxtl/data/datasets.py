@@ -126,6 +126,18 @@ class ImageDataset:
     return out
 
 
+def stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+  """Indices of `n` examples with classes as balanced as possible, in random order."""
+  classes = np.unique(labels)
+  per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+  order = []  # round-robin over classes
+  for i in range(max(len(p) for p in per_class)):
+    order.extend(p[i] for p in per_class if i < len(p))
+  if n > len(order):
+    raise ConfigError(f"Asked for {n} examples but only {len(order)} are available.")
+  return rng.permutation(np.asarray(order[:n], np.int64))
+
+
 def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[str]:
   return data_dir or os.environ.get("JAXTL_DATA_DIR") or None
 

@@ -33,9 +33,18 @@ from a seed:
     split records the position index as metadata "nuisance": worst-group accuracy groups
     examples by (label, nuisance == label).
 
+  * `lpft` (Kumar et al. 2022's LP-FT question): the source is the feature shift's (half
+    the classes), the target every class of the clean data.
+
 Input, natural and output shifts share their source task, the clean data
 (`source_key` "<dataset>:clean"); a spurious source depends on the correlation and the
 seed ("<dataset>:spurious:<correlation>:seed<seed>").
+
+`target_pool=N` holds N training images (class-balanced, drawn with a fixed seed) out of
+every source: the input, output, spurious and LP-FT targets are made from those images
+only, so fine-tuning never sees (a transformed copy of) an image the source model was
+trained on, as Lee et al. build CIFAR-10-C's targets from images outside pre-training.
+0 keeps the earlier construction (targets from the source's own training images).
 """
 import dataclasses
 from typing import Optional
@@ -43,10 +52,12 @@ from typing import Optional
 import numpy as np
 
 from jaxtl.data.corruptions import corrupt, corruption_names
-from jaxtl.data.datasets import USPS_RESIZES, ImageDataset, load_dataset, usps_to_28
+from jaxtl.data.datasets import (USPS_RESIZES, ImageDataset, load_dataset, stratified_take,
+                                  usps_to_28)
 from jaxtl.errors import ConfigError
 
-SHIFTS = ("input", "natural", "feature", "output", "spurious")
+SHIFTS = ("input", "natural", "feature", "output", "spurious", "lpft")
+POOL_SEED = 20_231  # the target pool's draw: fixed, so every study shares one pool
 DATASETS = ("digits", "mnist", "fashion_mnist", "omniglot")
 NATURAL_DATASETS = ("mnist",)  # MNIST -> USPS
 # Fashion-MNIST superclasses for the feature shift: (name, source class, target class).
@@ -154,9 +165,18 @@ def _check(name, dataset, corruption, usps_resize, spurious_correlation):
     raise ConfigError(f"spurious_correlation={spurious_correlation}; valid: 0..1.")
 
 
+def split_pool(ds: ImageDataset, n: int):
+  """(the rest, a class-balanced pool of n) of `ds`, the pool drawn with `POOL_SEED`."""
+  if n <= 0:
+    return ds, None
+  pool = np.sort(stratified_take(ds.labels, n, np.random.default_rng(POOL_SEED)))
+  return ds.subset(np.setdiff1d(np.arange(len(ds)), pool)), ds.subset(pool)
+
+
 def make_shift(name: str, dataset: str = "digits", *, data_dir: str = "", source: str = "auto",
                corruption: str = "gaussian_noise", seed: int = 0, omniglot_alphabets: int = 10,
-               usps_resize: str = "box20", spurious_correlation: float = 0.95) -> ShiftTask:
+               usps_resize: str = "box20", spurious_correlation: float = 0.95,
+               target_pool: int = 0) -> ShiftTask:
   """The source and target tasks of shift `name` on `dataset` (module docstring).
 
   Args:
@@ -169,9 +189,11 @@ def make_shift(name: str, dataset: str = "digits", *, data_dir: str = "", source
     omniglot_alphabets: Omniglot's classes are its first this many alphabets.
     usps_resize: how `natural` brings USPS to 28x28 (`usps_to_28`).
     spurious_correlation: how often the source's patch sits at its label's position.
+    target_pool: training images held out of the source for the targets (module doc).
   """
   _check(name, dataset, corruption, usps_resize, spurious_correlation)
   train, test = _load(dataset, data_dir, source)
+  train, pool = split_pool(train, target_pool)
   if dataset == "omniglot":  # classes = alphabets; only the first `omniglot_alphabets`
     keep = lambda ds: ds.subset(ds.metadata["alphabet"] < omniglot_alphabets)
     train, test = keep(train), keep(test)
@@ -181,8 +203,8 @@ def make_shift(name: str, dataset: str = "digits", *, data_dir: str = "", source
     num_classes = train.num_classes
     clean = lambda ds: ds
 
-  if name == "feature":
-    if dataset == "omniglot":  # characters of an alphabet alternate between source and target
+  if name in ("feature", "lpft"):
+    if dataset == "omniglot" and name == "feature":  # characters of an alphabet alternate between source and target
       sub = lambda ds, src: clean(ds.subset((ds.labels % 2 == 0) == src))
       return ShiftTask(name, sub(train, True), sub(test, True), sub(train, False),
                        sub(test, False), num_classes, f"{dataset}:feature")
@@ -192,11 +214,17 @@ def make_shift(name: str, dataset: str = "digits", *, data_dir: str = "", source
     else:
       src_classes = list(range(num_classes // 2))
       tgt_classes = list(range(num_classes // 2, 2 * (num_classes // 2)))
+    key = f"{dataset}:feature" + (f":pool{target_pool}" if target_pool else "")
+    if name == "lpft":  # the feature source; the target: every class of the clean data
+      return ShiftTask(name, train.select_classes(src_classes), test.select_classes(src_classes),
+                       clean(pool if pool is not None else train), clean(test), num_classes, key)
     return ShiftTask(name, train.select_classes(src_classes), test.select_classes(src_classes),
                      train.select_classes(tgt_classes), test.select_classes(tgt_classes),
-                     len(src_classes), f"{dataset}:feature")
+                     len(src_classes), key)
 
   source_train, source_test = clean(train), clean(test)
+  target_base = clean(pool) if pool is not None else source_train  # images for the target
+  pooled = f":pool{target_pool}" if target_pool else ""
   if name == "spurious":
     side, corners = patch_positions(*train.images.shape[1:3], num_classes)
     def patched(ds, part, correlation):
@@ -205,19 +233,19 @@ def make_shift(name: str, dataset: str = "digits", *, data_dir: str = "", source
                            corners)
     corr = spurious_correlation
     return ShiftTask(name, patched(source_train, 0, corr), patched(source_test, 1, corr),
-                     patched(source_train, 2, None), patched(source_test, 3, None),
-                     num_classes, f"{dataset}:spurious:{corr:g}:seed{seed}")
+                     patched(target_base, 2, None), patched(source_test, 3, None),
+                     num_classes, f"{dataset}:spurious:{corr:g}:seed{seed}{pooled}")
   if name == "natural":
     def usps(split):
       ds = load_dataset("usps", split, data_dir=data_dir, source="mirror")
       return dataclasses.replace(ds, images=usps_to_28(ds.images, usps_resize))
     return ShiftTask(name, source_train, source_test, usps("train"), usps("test"),
-                     num_classes, f"{dataset}:clean")
+                     num_classes, f"{dataset}:clean{pooled}")
   if name == "input":
     target = lambda ds, k: dataclasses.replace(ds, images=corrupt(ds.images, corruption,
                                                                    seed + k))
   else:
     perm = _derangement(num_classes, seed)
     target = lambda ds, k: _relabel(ds, perm[ds.labels])
-  return ShiftTask(name, source_train, source_test, target(source_train, 1),
-                   target(source_test, 2), num_classes, f"{dataset}:clean")
+  return ShiftTask(name, source_train, source_test, target(target_base, 1),
+                   target(source_test, 2), num_classes, f"{dataset}:clean{pooled}")

@@ -41,9 +41,9 @@ from absl import logging
 from jaxtl import cache, checkpoint, partition, runtime, stats
 from jaxtl.data.corruptions import corrupt, corruption_names
 from jaxtl.data.datasets import load_dataset, usps_to_28
-from jaxtl.data.shifts import SHIFTS, ShiftTask, make_shift
+from jaxtl.data.shifts import SHIFTS, make_shift
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import grid, lpft, strategies, surgical_report
+from jaxtl.finetune import grid, lpft, surgical_report
 from jaxtl.finetune.compare import check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val, stratified_take
 from jaxtl.finetune.trainer import forward
@@ -63,24 +63,19 @@ def parse_shift(spec: str):
 def check_shift(spec: str):
   """A spec's kind and corruption checked before anything runs or is written."""
   kind, _, corruption = parse_shift(spec)
-  kinds = SHIFTS + ("lpft",)
-  if kind not in kinds:
-    raise ConfigError(f"Unknown shift kind {kind!r} in {spec!r}; valid kinds: {kinds}.")
+  if kind not in SHIFTS:
+    raise ConfigError(f"Unknown shift kind {kind!r} in {spec!r}; valid kinds: {SHIFTS}.")
   if kind == "input" and corruption not in corruption_names():
     raise ConfigError(f"Unknown corruption {corruption!r} in {spec!r}; valid corruptions: "
                       f"{corruption_names()} (or register your own: --config.imports).")
 
 
 def shift_task(config, spec: str):
-  """The ShiftTask of a spec; `lpft:DATASET` is the LP-FT task: the source of the
-  feature shift (half the classes), the target every class of the clean dataset."""
+  """The ShiftTask of a spec (`jaxtl.data.shifts.make_shift`), its target drawn from the
+  `target_pool` images held out of pre-training."""
   kind, dataset, corruption = parse_shift(spec)
-  kwargs = dict(data_dir=config.data_dir, source=config.source, seed=config.shift_seed)
-  if kind == "lpft":
-    src = make_shift("feature", dataset, **kwargs)
-    clean = make_shift("output", dataset, **kwargs)
-    return ShiftTask("lpft", src.source_train, src.source_test, clean.source_train,
-                     clean.source_test, clean.num_classes, src.source_key)
+  kwargs = dict(data_dir=config.data_dir, source=config.source, seed=config.shift_seed,
+                target_pool=config.target_pool)
   if corruption:
     kwargs["corruption"] = corruption
   elif kind == "input":
@@ -277,65 +272,87 @@ def _pooled_val(cells) -> float:
   return float(np.mean([r["val_accuracy"] for cell in cells for r in cell["per_seed"]]))
 
 
-def tune(values, limits, evaluate, what: str):
-  """Evaluates `values` (a sorted grid), widening it by a decade past an edge pick within
-  `limits` until the pick (the max of `evaluate(v)`, a pooled validation accuracy) is
-  inside; returns (pick, grid searched, {value: score}, on_edge)."""
+HALF_DECADE = 10 ** 0.5
+
+
+def tune(values, limits, evaluate, what: str, refine: bool = True):
+  """The value of a decade grid (`values`) with the best `evaluate(v)` (a validation
+  accuracy): a pick on the grid's edge widens it by a decade on that side (within
+  `limits`) until the pick is inside; then, with `refine`, the half-decades either side
+  of the pick are tried too. Returns (pick, values tried, {value: score}, on_edge)."""
   values = sorted(values)
   scores = {v: evaluate(v) for v in values}
-  while True:
+  edge = len(values) < 3  # too few to have an inside
+  while not edge:
     best = max(values, key=lambda v: scores[v])
-    if len(values) < 3:  # too few to have an inside
-      return best, values, scores, True
-    nxt = (best / 10 if best == values[0] else best * 10 if best == values[-1] and best > 0
-           else None)
+    nxt = best / 10 if best == values[0] else best * 10 if best == values[-1] else None
     if nxt is None:
-      return best, values, scores, False
+      break
     if not limits[0] <= nxt <= limits[1]:
       logging.warning("%s: the pick %g is on the grid's edge and %g is past the limits %s.",
                       what, best, nxt, limits)
-      return best, values, scores, True
+      edge = True
+      break
     logging.info("%s: pick %g on the grid's edge; widening to %g.", what, best, nxt)
     scores[nxt] = evaluate(nxt)
     values = sorted(values + [nxt])
+  best = max(values, key=lambda v: scores[v])
+  if refine and not edge:
+    for v in (best / HALF_DECADE, best * HALF_DECADE):
+      scores[float(f"{v:.3g}")] = evaluate(float(f"{v:.3g}"))
+    best = max(scores, key=scores.get)
+  return best, sorted(scores), scores, edge
+
+
+def _pick_record(p, lr, wd, scores, edge) -> dict:
+  return {"pretrain_seed": p, "learning_rate": lr, "weight_decay": wd, "on_edge": bool(edge),
+          "val_accuracy": {f"{v:g}": float(a) for v, a in sorted(scores.items())}}
+
+
+def _modal(values):
+  """The most frequent value (ties: the smallest), for a row's one-number summary."""
+  values = sorted(values)
+  return max(values, key=values.count)
 
 
 def grid_row(shift, label, overrides) -> dict:
-  """A strategy row: (lr, wd) tuned on pooled validation, the pick's runs scored."""
+  """A strategy row: (lr, wd) tuned per pre-training on its own runs' validation
+  accuracy (so the interval over pre-trainings includes the selection's noise); the
+  pick's runs scored."""
   config = shift.config
   row_config = config.finetune.copy_and_resolve_references()
   row_config.update(dict(overrides))
   spec = grid.spec_from_config(row_config, shift.model.block_names(), reinit(config),
                                config.chunk)
-  cells = {}
+  picks, per_seed = [], []
+  for p in config.pretrain_seeds:
+    cells, best_wd = {}, {}
 
-  def cells_at(lr, wd):
-    if (lr, wd) not in cells:
-      cells[(lr, wd)] = [shift.cell(label, overrides, p, f"lr{lr:g}_wd{wd:g}",
-                                    lambda p=p: _grid_cell(shift, spec, p, lr, wd), lr=lr, wd=wd)
-                         for p in config.pretrain_seeds]
-    return cells[(lr, wd)]
+    def at_lr(lr, p=p, cells=cells, best_wd=best_wd):  # the best weight decay at this lr
+      for wd in config.wd_grid:
+        cells[(lr, wd)] = shift.cell(label, overrides, p, f"lr{lr:g}_wd{wd:g}",
+                                     lambda lr=lr, wd=wd: _grid_cell(shift, spec, p, lr, wd),
+                                     lr=lr, wd=wd)
+      score = {wd: _pooled_val([cells[(lr, wd)]]) for wd in config.wd_grid}
+      best_wd[lr] = max(config.wd_grid, key=score.get)
+      return score[best_wd[lr]]
 
-  best_wd = {}
-
-  def at_lr(lr):  # the best weight decay at this learning rate
-    score = {wd: _pooled_val(cells_at(lr, wd)) for wd in config.wd_grid}
-    best_wd[lr] = max(config.wd_grid, key=score.get)
-    return score[best_wd[lr]]
-
-  lr, lrs, scores, edge = tune(config.lr_grid, config.lr_limits, at_lr,
-                               f"{shift.spec} / {label} learning rate")
-  picked = cells_at(lr, best_wd[lr])
-  out = {"learning_rate": lr, "weight_decay": best_wd[lr], "lr_grid": lrs, "on_edge": edge,
-         "selection_val_accuracy": {f"lr{h[0]:g}_wd{h[1]:g}": _pooled_val(c)
-                                    for h, c in sorted(cells.items())},
-         "per_seed": [r for cell in picked for r in cell["per_seed"]]}
-  out.update({k: picked[0][k] for k in ("changed_params", "changed_stats", "changed_blocks")})
+    lr, _, scores, edge = tune(config.lr_grid, config.lr_limits, at_lr,
+                               f"{shift.spec} / {label} / pre-training {p} learning rate",
+                               config.lr_refine)
+    picks.append(_pick_record(p, lr, best_wd[lr], scores, edge))
+    per_seed += cells[(lr, best_wd[lr])]["per_seed"]
+    first = cells[(lr, best_wd[lr])]
+  out = {"learning_rate": _modal([q["learning_rate"] for q in picks]),
+         "weight_decay": _modal([q["weight_decay"] for q in picks]),
+         "on_edge": any(q["on_edge"] for q in picks), "picks": picks, "per_seed": per_seed}
+  out.update({k: first[k] for k in ("changed_params", "changed_stats", "changed_blocks")})
   return out
 
 
 def lpft_rows(shift, label, overrides) -> dict:
-  """Kumar et al.'s LP-FT: {"lp": the converged probe, label: fine-tuned from it}."""
+  """Kumar et al.'s LP-FT: {"lp": the converged probe, label: fine-tuned from it}, the
+  probe's L2 and the fine-tuning's learning rate picked per pre-training on validation."""
   config = shift.config
   pool = shift.task.target_train
   nc = shift.task.num_classes
@@ -353,51 +370,50 @@ def lpft_rows(shift, label, overrides) -> dict:
                   "heads": [{k: v.tolist() for k, v in h.items()} for h in heads]})
     return out
 
-  probes = {p: shift.cell(label, overrides, p, "probe", lambda p=p: probe_cell(p))
-            for p in config.pretrain_seeds}
-  pooled = [float(np.mean([r["scores"]["val"][i] for p in probes for r in probes[p]]))
-            for i in range(len(l2_grid))]
-  l2_index = int(np.argmax(pooled))  # the L2 grid is solved whole (vmapped): no widening
-  lp = {"l2": l2_grid[l2_index], "l2_grid": list(l2_grid),
-        "on_edge": l2_index in (0, len(l2_grid) - 1),
-        "selection_val_accuracy": {f"l2{v:g}": a for v, a in zip(l2_grid, pooled)},
-        "per_seed": [dict({f"{n}_accuracy": r["scores"][n][l2_index] for n in shift.sets},
-                          pretrain_seed=p, seed=r["seed"])
-                     for p in probes for r in probes[p]],
-        "changed_params": int(sum(np.size(v) for v in jax.tree_util.tree_leaves(
-            next(iter(shift.sources.values()))[0]["params"]["head"]))),
-        "changed_stats": 0, "changed_blocks": ["head"]}
-
   row_config = config.finetune.copy_and_resolve_references()
   row_config.update(dict(overrides, strategy="full"))
   spec = grid.spec_from_config(row_config, shift.model.block_names(), (), config.chunk)
+  wd = config.wd_grid[0]  # as `all`: the same weight decay for the same fine-tuning
+  lp = {"l2_grid": list(l2_grid), "picks": [], "per_seed": [], "changed_stats": 0,
+        "changed_blocks": ["head"], "changed_params": int(sum(np.size(v) for v in
+            jax.tree_util.tree_leaves(next(iter(shift.sources.values()))[0]["params"]["head"])))}
+  ft = {"picks": [], "per_seed": []}
+  for p in config.pretrain_seeds:
+    probes = shift.cell(label, overrides, p, "probe", lambda p=p: probe_cell(p))
+    val = [float(np.mean([r["scores"]["val"][i] for r in probes])) for i in range(len(l2_grid))]
+    i = int(np.argmax(val))  # the L2 grid is solved whole (vmapped): no widening
+    lp["picks"].append({"pretrain_seed": p, "l2": l2_grid[i],
+                        "on_edge": i in (0, len(l2_grid) - 1),
+                        "val_accuracy": {f"{v:g}": a for v, a in zip(l2_grid, val)}})
+    lp["per_seed"] += [dict({f"{n}_accuracy": r["scores"][n][i] for n in shift.sets},
+                            pretrain_seed=p, seed=r["seed"]) for r in probes]
+    cells = {}
 
-  def ft_cell(p, lr):
-    runs = []
-    for r in probes[p]:
-      head = {k: jnp.asarray(v, jnp.float32) for k, v in r["heads"][l2_index].items()}
-      variables = shift.sources[p][0]
-      variables = dict(variables, params=dict(variables["params"], head=head))
-      runs.append(_grid_cell(shift, spec, p, lr, 0.0, variables, [r["seed"]]))
-    merged = dict(runs[0])
-    merged["per_seed"] = [row for c in runs for row in c["per_seed"]]
-    return merged
+    def ft_cell(lr, p=p, probes=probes, i=i):
+      runs = []
+      for r in probes:
+        head = {k: jnp.asarray(v, jnp.float32) for k, v in r["heads"][i].items()}
+        variables = shift.sources[p][0]
+        variables = dict(variables, params=dict(variables["params"], head=head))
+        runs.append(_grid_cell(shift, spec, p, lr, wd, variables, [r["seed"]]))
+      return dict(runs[0], per_seed=[row for c in runs for row in c["per_seed"]])
 
-  cells = {}
+    def at_lr(lr, p=p, cells=cells, i=i, ft_cell=ft_cell):
+      cells[lr] = shift.cell(label, overrides, p, f"ft_l2{l2_grid[i]:g}_lr{lr:g}_wd{wd:g}",
+                             lambda: ft_cell(lr), lr=lr, l2=l2_grid[i], wd=wd)
+      return _pooled_val([cells[lr]])
 
-  def at_lr(lr):
-    cells[lr] = [shift.cell(label, overrides, p, f"ft_l2{l2_grid[l2_index]:g}_lr{lr:g}",
-                            lambda p=p: ft_cell(p, lr), lr=lr, l2=l2_grid[l2_index])
-                 for p in config.pretrain_seeds]
-    return _pooled_val(cells[lr])
-
-  lr, lrs, _, edge = tune(config.lpft_lr_grid, config.lr_limits, at_lr,
-                          f"{shift.spec} / {label} learning rate")
-  ft = {"learning_rate": lr, "weight_decay": 0.0, "lr_grid": lrs, "on_edge": edge,
-        "probe_l2": lp["l2"],
-        "selection_val_accuracy": {f"lr{v:g}": _pooled_val(c) for v, c in sorted(cells.items())},
-        "per_seed": [r for cell in cells[lr] for r in cell["per_seed"]]}
-  ft.update({k: cells[lr][0][k] for k in ("changed_params", "changed_stats", "changed_blocks")})
+    lr, _, scores, edge = tune(config.lpft_lr_grid, config.lr_limits, at_lr,
+                               f"{shift.spec} / {label} / pre-training {p} learning rate",
+                               config.lr_refine)
+    ft["picks"].append(dict(_pick_record(p, lr, wd, scores, edge), l2=l2_grid[i]))
+    ft["per_seed"] += cells[lr]["per_seed"]
+    first = cells[lr]
+  lp.update(l2=_modal([q["l2"] for q in lp["picks"]]),
+            on_edge=any(q["on_edge"] for q in lp["picks"]))
+  ft.update(learning_rate=_modal([q["learning_rate"] for q in ft["picks"]]), weight_decay=wd,
+            on_edge=any(q["on_edge"] for q in ft["picks"]),
+            **{k: first[k] for k in ("changed_params", "changed_stats", "changed_blocks")})
   return {"lp": lp, label: ft}
 
 
@@ -454,10 +470,15 @@ def study_shift(config, workdir, spec):
 
 
 def edge_picks(results) -> list:
-  """'shift / row' of every pick on the edge of its grid (the study fails on any)."""
-  return [f"{spec} / {label} ({'l2 ' + format(row['l2'], 'g') if 'l2' in row else 'lr ' + format(row['learning_rate'], 'g')})"
-          for spec, r in results.items() for label, row in r["strategies"].items()
-          if row.get("on_edge")]
+  """'shift / row / pre-training p (lr or L2)' of every pick on the edge of its grid."""
+  out = []
+  for spec, r in results.items():
+    for label, row in r["strategies"].items():
+      for q in row.get("picks", []):
+        if q["on_edge"]:
+          value = f"L2 {q['l2']:g}" if "learning_rate" not in q else f"lr {q['learning_rate']:g}"
+          out.append(f"{spec} / {label} / pre-training {q['pretrain_seed']} ({value})")
+  return out
 
 
 def study(config, workdir: str) -> dict:
@@ -483,11 +504,10 @@ def study(config, workdir: str) -> dict:
   for spec in config.shifts:  # the verdict's row must be run: checked before any run
     kind = parse_shift(spec)[0]
     if kind in surgical_report.EXPECTED:
-      expected = strategies.resolve_blocks([surgical_report.EXPECTED[kind]],
-                                           model.block_names())[0]
-      if expected not in labels:
-        raise ConfigError(f"The verdict on {spec!r} needs the row {expected!r} (Lee et al.'s "
-                          f"block for {kind} shifts); rows: {labels}.")
+      expected = surgical_report.expected_blocks(kind, model.block_names())
+      if set(expected) - set(labels):
+        raise ConfigError(f"The verdict on {spec!r} needs the rows {expected} (Lee et al.'s "
+                          f"blocks for {kind} shifts); rows: {labels}.")
   os.makedirs(workdir, exist_ok=True)
   results = {spec: study_shift(config, workdir, spec) for spec in config.shifts}
   edges = edge_picks(results)
