@@ -33,7 +33,8 @@ def run(workdir: str, state, step_fn: Callable, *, num_steps: int, log_every: in
         checkpoint_every: int, hint: str, stride: int = 1, template=None,
         log_extra: Optional[Callable[[Any, int], Mapping[str, float]]] = None,
         rate_name: Optional[str] = None,
-        step_callback: Optional[Callable[[int], None]] = None) -> Trained:
+        step_callback: Optional[Callable[[int], None]] = None,
+        loss_bound: Optional[float] = None) -> Trained:
   """Runs `step_fn` from the newest checkpoint in `workdir` (else from `state`, step 0)
   up to `num_steps`.
 
@@ -42,6 +43,7 @@ def run(workdir: str, state, step_fn: Callable, *, num_steps: int, log_every: in
   log_extra(state, step): more scalars for a log line (e.g. a validation accuracy).
   rate_name: if set, each log line has the steps per second under this name.
   step_callback(step): called after each call of `step_fn` (tests kill runs with it).
+  loss_bound: a loss above it stops the run as diverged (`run_dir.check_finite`).
   """
   ckpts = checkpoint.manager(workdir)
   step = 0
@@ -68,7 +70,8 @@ def run(workdir: str, state, step_fn: Callable, *, num_steps: int, log_every: in
     if not (log_now or save_now):
       logger.progress(step)  # a line by time between the logged steps
       continue
-    run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir, hint)
+    run_dir.check_finite(pending, pending_from + 1, ckpts.latest_step(), workdir, hint,
+                         loss_bound)
     pending, pending_from = [], step
     if log_now:
       line = {k: float(np.asarray(v).reshape(-1)[-1]) for k, v in scalars.items()}

@@ -127,16 +127,24 @@ def check_at_least(config, minimum: int, names):
       raise ConfigError(f"{name}={config[name]} must be {what}.")
 
 
-def check_finite(losses, first_step: int, last_checkpoint, workdir: str, hint: str):
+def check_finite(losses, first_step: int, last_checkpoint, workdir: str, hint: str,
+                 bound: float | None = None):
   """Raises FloatingPointError naming the first step whose loss in `losses` (the losses of
-  steps `first_step`, `first_step + 1`, ...) is not finite; called before each checkpoint,
-  so the last checkpoint is still good."""
+  steps `first_step`, `first_step + 1`, ...) is not finite, or above `bound` (a loss no
+  working run reaches, e.g. 100 x chance level's cross-entropy); called before each
+  checkpoint, so the last checkpoint is still good."""
   values = np.asarray(jax.device_get(losses)).reshape(-1)
   bad = np.flatnonzero(~np.isfinite(values))
+  where = (f"the last good checkpoint is step {last_checkpoint} in {workdir}/checkpoints"
+           if last_checkpoint is not None else f"no checkpoint was written in {workdir}")
   if bad.size:
     raise FloatingPointError(
-        f"Loss is not finite at step {first_step + int(bad[0])}; the last good checkpoint is "
-        f"step {last_checkpoint} in {workdir}/checkpoints. {hint}")
+        f"Loss is not finite at step {first_step + int(bad[0])}; {where}. {hint}")
+  high = np.flatnonzero(values > bound) if bound else []
+  if len(high):
+    raise FloatingPointError(
+        f"Loss {values[high[0]]:.3g} at step {first_step + int(high[0])} is over {bound:.3g}, "
+        f"100x what guessing scores: the run diverged; {where}. {hint}")
 
 
 def machine() -> str:

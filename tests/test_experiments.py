@@ -214,3 +214,11 @@ def test_config_help_lists_every_field_with_its_description():
   assert lines[0].startswith("--config fields of experiments/configs/surgical.py:natural")
   assert any(l.startswith("  lr_grid = (1e-05, 0.0001, 0.001, 0.01, 0.1)  # ") for l in lines)
   assert any(l.startswith("  finetune.optimizer = 'adam'  # adam | adamw | sgd") for l in lines)
+
+
+def test_a_meta_run_that_explodes_without_nan_stops_in_one_line(tmp_path):
+  """inner_lr=1e6: the loss stays finite, far above chance level's, and the run stops."""
+  last = _fails_in_one_line("experiments.meta_train", "--config=experiments/configs/meta.py:quick",
+                            f"--config.data_dir={require_shared_data()}", "--config.inner_lr=1e6",
+                            f"--workdir={tmp_path / 'run'}")
+  assert "100x what guessing scores: the run diverged" in last and "inner_lr" in last, last

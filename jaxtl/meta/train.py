@@ -243,7 +243,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None, model=None) -> 
   trained = loop.run(workdir, state, meta_step, num_steps=config.num_steps,
                      log_every=config.log_every, checkpoint_every=config.checkpoint_every,
                      hint="Lower meta_lr or inner_lr.", stride=config.steps_per_call,
-                     rate_name="meta_iterations_per_second", step_callback=step_callback)
+                     rate_name="meta_iterations_per_second", step_callback=step_callback,
+                     loss_bound=None if config.dataset == "sinusoid" else 100 * np.log(config.way))
   state, step, segments = trained.state, trained.step, trained.segments
   results = evaluate(config, learner, state["meta_params"], state["batch_stats"],
                      sharding.replicate(test_data, mesh), test_sampler, mesh)
