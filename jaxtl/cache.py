@@ -14,8 +14,10 @@ import json
 import os
 import platform
 import subprocess
+import time
 
 import numpy as np
+from absl import logging
 
 from jaxtl import runtime
 from jaxtl.errors import ConfigError
@@ -138,7 +140,9 @@ def cached(path: str, key: dict, compute, on_mismatch: str = "error"):
           f"{path} was computed with other {', '.join(diff[:6])}"
           f"{' ...' if len(diff) > 6 else ''}; rerun with on_mismatch=recompute (or "
           "--config.on_mismatch=recompute), another workdir, or the code version it names.")
+  start = time.perf_counter()
   value = compute()
+  logging.info("%s computed in %.0fs", path, time.perf_counter() - start)  # a study's pulse
   if runtime.is_writer():
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path + ".tmp", "w") as f:
