@@ -245,7 +245,9 @@ def format_tables(results) -> str:
       over = (f"{shape[0]} pre-trainings x {shape[1]} fine-tuning runs (t-interval over the "
               "pre-trainings' means)")
     else:  # a study of one pre-training: its variance is not in the interval
-      over = f"{shape[0]} fine-tuning seeds of one pre-training"
+      over = (f"{shape[0]} fine-tuning seeds of one pre-training (the protocol before issue "
+              "35: a 3-value grid picked on seed 0, targets made from pre-training images; "
+              "its rerun replaces this table)")
     table = (shift_table if len(columns) > MAX_COLUMNS else strategy_table)(results, columns)
     parts.append("\n\n".join(p for p in (
         f"### {name}", f"target test accuracy (%), mean ± 95% CI over {over}", table,
