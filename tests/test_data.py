@@ -182,3 +182,33 @@ def test_a_tfds_name_goes_through_tfds_download_and_prepare_path(tmp_path):
       assert ds.images.shape == (12, 8, 8, 1) and ds.source == "tfds:jaxtl_loopback_tiny"
   finally:
     server.shutdown()
+
+
+def test_a_tfds_download_that_cannot_connect_fails_in_seconds_leaving_nothing(tmp_path):
+  """No network (here: a closed loopback port): one message naming the dataset and the
+  download, within seconds (TFDS alone retries for minutes), and no files left."""
+  import time  # pylint: disable=import-outside-toplevel
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from jaxtl.data.datasets import DatasetNotFoundError  # pylint: disable=import-outside-toplevel
+
+  class JaxtlUnreachableTiny(tfds.core.GeneratorBasedBuilder):  # pylint: disable=unused-variable
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(8, 8, 1)),
+          "label": tfds.features.ClassLabel(num_classes=3)}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(dl_manager.download("http://127.0.0.1:1/x"))}
+
+    def _generate_examples(self, path):
+      yield 0, {"image": np.zeros((8, 8, 1), np.uint8), "label": 0}
+
+  data = tmp_path / "tfds"
+  start = time.perf_counter()
+  with pytest.raises(DatasetNotFoundError, match=r"'jaxtl_unreachable_tiny' needs a download, "
+                                                 r"which failed .*no network here\?"):
+    load_dataset("jaxtl_unreachable_tiny", "train", tfds_data_dir=str(data))
+  assert time.perf_counter() - start < 60
+  assert not data.exists()

@@ -310,11 +310,15 @@ def _load_tfds(name: str, split: str, tfds_data_dir, download: bool):
   tfds_splits = {"background": ["train"], "evaluation": ["test"]}
   if name == "omniglot":
     tfds_splits["all"] = ["train", "test"]
+  if download:  # TFDS retries a failed download 10 times with backoff (about 200 s offline)
+    from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+    downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, 3)
   parts, names = [], ()
   root = tfds_data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(
       "~/tensorflow_datasets")
   base = name.split("/")[0].split(":")[0]
-  made = [p for p in (os.path.join(root, base), os.path.join(root, "downloads", base))
+  made = [p for p in (os.path.join(root, base), os.path.join(root, "downloads", base),
+                      os.path.join(root, "downloads"), root)
           if not os.path.exists(p)]  # what a failed attempt must not leave behind
   try:
     for tfds_split in tfds_splits.get(split, [split]):
@@ -330,11 +334,28 @@ def _load_tfds(name: str, split: str, tfds_data_dir, download: bool):
     if missing:  # preparing a dataset needs more than reading one
       return None, (f"TFDS needs the module {missing!r} to download and prepare {name!r}, "
                     f"and it is not installed: pip install {_PIP_NAMES.get(missing, missing)}")
+    if download and _is_network_error(e):
+      return None, (f"{name!r} needs a download, which failed ({type(e).__name__}): no "
+                    "network here? Prepare it on a machine with internet and pass its TFDS "
+                    "folder (tfds_data_dir / $TFDS_DATA_DIR)")
     return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
   return _from_tfds_examples(name, parts, names), None
 
 
 _PIP_NAMES = {"tensorflow": "tensorflow-cpu", "importlib_resources": "importlib_resources"}
+
+
+def _is_network_error(e: BaseException) -> bool:
+  """Whether a connection failure is in `e`'s chain (requests, urllib3 or the OS's)."""
+  seen = []
+  while e is not None and e not in seen:
+    seen.append(e)
+    names = {c.__name__ for c in type(e).__mro__}
+    if names & {"ConnectionError", "MaxRetryError", "NewConnectionError", "Timeout",
+                "URLError", "gaierror", "DownloadError"}:
+      return True
+    e = e.__cause__ or e.__context__
+  return False
 
 
 def _missing_module(e: BaseException):
