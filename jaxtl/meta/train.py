@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import time
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -165,8 +166,16 @@ def evaluate_per_task(config, learner: MetaLearner, meta_params, batch_stats, da
                                   backtrack=config.test_backtrack)
 
   key = jax.random.PRNGKey(config.eval_seed)
-  chunks = [chunk(jax.random.fold_in(key, i)) for i in range(-(-config.eval_tasks // batch))]
-  return np.concatenate([np.asarray(c) for c in chunks])[:config.eval_tasks]
+  n = -(-config.eval_tasks // batch)
+  chunks, start, printed = [], time.perf_counter(), time.perf_counter()
+  for i in range(n):
+    chunks.append(np.asarray(chunk(jax.random.fold_in(key, i))))
+    now = time.perf_counter()
+    if now - printed >= 30 or (i == 0 and n > 1):  # a line after compiling, then by time
+      printed = now
+      logging.info("evaluation: %d/%d tasks | ETA %.0fs", (i + 1) * batch, n * batch,
+                   (now - start) / (i + 1) * (n - i - 1))
+  return np.concatenate(chunks)[:config.eval_tasks]
 
 
 def summarize(config, learner: MetaLearner, per_task: np.ndarray) -> dict:
