@@ -212,7 +212,8 @@ def test_config_help_lists_every_field_with_its_description():
               "--config_help")
   lines = proc.stdout.splitlines()
   assert lines[0].startswith("--config fields of experiments/configs/surgical.py:natural")
-  assert any(l.startswith("  lr_grid = (1e-05, 0.0001, 0.001, 0.01, 0.1)  # ") for l in lines)
+  assert "  lr_grid = (1e-05, 0.0001, 0.001, 0.01, 0.1)" in lines
+  assert any(l.startswith("  target_pool = 10000  # training images held out") for l in lines)
   assert any(l.startswith("  finetune.optimizer = 'adam'  # adam | adamw | sgd") for l in lines)
 
 
