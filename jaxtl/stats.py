@@ -231,7 +231,7 @@ def format_estimate(e: Estimate, scale: float = 100, digits: int = 1,
   return f"{scale * e.mean:{sign}.{digits}f} ± {scale * e.ci95:.{digits}f}"
 
 
-def _one_sided(e: Estimate) -> float:
+def one_sided_p(e: Estimate) -> float:
   """p of the one-sided t-test that the mean difference `e` is > 0 (over its groups)."""
   g = e.groups
   if len(g) < 2:
@@ -323,8 +323,8 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
                    "means nothing")
 
   diffs = {c: paired(rows[c], rows[star]) for c in others}
-  up = dict(zip(others, holm_adjusted([_one_sided(diffs[c]) for c in others])))
-  down = dict(zip(others, holm_adjusted([_one_sided(paired(rows[star], rows[c]))
+  up = dict(zip(others, holm_adjusted([one_sided_p(diffs[c]) for c in others])))
+  down = dict(zip(others, holm_adjusted([one_sided_p(paired(rows[star], rows[c]))
                                          for c in others])))
   better = [c for c in others if up[c] <= alpha]
   resolution = max(detectable(diffs[c], len(others), alpha) for c in others)

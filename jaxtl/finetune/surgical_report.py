@@ -59,6 +59,18 @@ def averaged(results, specs, metric="test_accuracy") -> dict:
   return out
 
 
+def tied_best(rows: dict) -> set:
+  """The row with the best mean and every row not significantly below it (one-sided
+  paired t-test over the pre-trainings, 5%, uncorrected): the rows a table bolds."""
+  best = max(rows, key=lambda k: np.mean(rows[k]))
+  out = {best}
+  for k, v in rows.items():
+    d = stats.paired(rows[best], v)
+    if k != best and not (d.n_groups > 1 and stats.one_sided_p(d) <= 0.05):
+      out.add(k)
+  return out
+
+
 def _cell(mean, ci, bold=False):
   text = f"{100 * mean:.1f} ± {100 * ci:.1f}"
   return f"**{text}**" if bold else text
@@ -74,8 +86,7 @@ def strategy_table(results, columns, metric="test_accuracy") -> str:
   for label in labels:
     cells = []
     for _, s in stats:
-      best = max(s, key=lambda k: s[k][0])
-      cells.append(_cell(s[label][0], s[label][1], label == best))
+      cells.append(_cell(s[label][0], s[label][1], label in tied_best({k: v[2] for k, v in s.items()})))
     changes = f"{first[label]['changed_params']:,} / {first[label]['changed_stats']:,}"
     rows.append(f"| {label} | {changes} | " + " | ".join(cells) + " |")
   if metric == "test_accuracy" and all("no_finetuning_test_accuracy" in results[s]
@@ -96,8 +107,8 @@ def shift_table(results, columns, metric="test_accuracy") -> str:
   rows = ["| shift | " + " | ".join(labels) + " |" + (" no fine-tuning |" if zero_shot else ""),
           "|---|" + "---:|" * (len(labels) + zero_shot)]
   for (title, s), (_, specs) in zip(stats, columns):
-    best = max(s, key=lambda k: s[k][0])
-    cells = [_cell(s[k][0], s[k][1], k == best) for k in labels]
+    top = tied_best({k: v[2] for k, v in s.items()})
+    cells = [_cell(s[k][0], s[k][1], k in top) for k in labels]
     if zero_shot:
       before = [results[x]["no_finetuning_test_accuracy"] for x in specs]
       cells.append(f"{100 * np.mean(before):.1f}")
@@ -205,9 +216,9 @@ def lpft_table(results, spec) -> str:
   lines = ["| evaluation set | " + " | ".join(strategies) + " |",
            "|---|" + "---:|" * len(strategies)]
   for title, values in rows:
-    best = max(values, key=lambda k: values[k].mean())
+    top = tied_best(values)
     lines.append(f"| {title} | " + " | ".join(
-        _cell(*_mean_ci(v), k == best) for k, v in values.items()) + " |")
+        _cell(*_mean_ci(v), k in top) for k, v in values.items()) + " |")
   return "\n".join(lines)
 
 
@@ -250,7 +261,9 @@ def format_tables(results) -> str:
               "its rerun replaces this table)")
     table = (shift_table if len(columns) > MAX_COLUMNS else strategy_table)(results, columns)
     parts.append("\n\n".join(p for p in (
-        f"### {name}", f"target test accuracy (%), mean ± 95% CI over {over}", table,
+        f"### {name}", f"target test accuracy (%), mean ± 95% CI over {over}; in bold the "
+        "best mean and every row not significantly below it (one-sided paired t-test, 5%)",
+        table,
         picks(results, specs), verdict(results, specs)) if p))
     if "test_worst_group_accuracy" in next(iter(first.values()))["per_seed"][0]:
       parts.append("Worst-group test accuracy (%; groups: label x patch at the label's "
