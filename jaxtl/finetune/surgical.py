@@ -34,7 +34,6 @@ import os
 import re
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -43,7 +42,7 @@ from jaxtl.data.corruptions import corrupt, corruption_names
 from jaxtl.data.datasets import load_dataset, usps_to_28
 from jaxtl.data.shifts import SHIFTS, make_shift
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import grid, lpft, surgical_report
+from jaxtl.finetune import grid, lpft, surgical_report, tuning
 from jaxtl.finetune.compare import check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val, stratified_take
 from jaxtl.finetune.trainer import forward
@@ -242,8 +241,9 @@ class Shift:
     return out
 
 
-def _grid_cell(shift, spec, p, lr, wd, variables=None, seeds=None):
-  """Fine-tune source p (or `variables`) on its runs at (lr, wd); score every run."""
+def grid_cell(shift, spec, p, lr, wd, variables=None, seeds=None):
+  """Fine-tune source p (or `variables`) on its runs at (lr, wd); score every run
+  (`Shift.fine_tune`)."""
   variables = shift.sources[p][0] if variables is None else variables
   seeds = shift.runs[p] if seeds is None else seeds
   pool = shift.task.target_train
@@ -268,51 +268,7 @@ def _grid_cell(shift, spec, p, lr, wd, variables=None, seeds=None):
                                     changed["batch_stats"]})}
 
 
-def _pooled_val(cells) -> float:
-  return float(np.mean([r["val_accuracy"] for cell in cells for r in cell["per_seed"]]))
-
-
-HALF_DECADE = 10 ** 0.5
-
-
-def tune(values, limits, evaluate, what: str, refine: bool = True):
-  """The value of a decade grid (`values`) with the best `evaluate(v)` (a validation
-  accuracy): a pick on the grid's edge widens it by a decade on that side (within
-  `limits`) until the pick is inside; then, with `refine`, the half-decades either side
-  of the pick are tried too. Returns (pick, values tried, {value: score}, on_edge)."""
-  values = sorted(values)
-  scores = {v: evaluate(v) for v in values}
-  edge = len(values) < 3  # too few to have an inside
-  while not edge:
-    best = max(values, key=lambda v: scores[v])
-    nxt = best / 10 if best == values[0] else best * 10 if best == values[-1] else None
-    if nxt is None:
-      break
-    if not limits[0] <= nxt <= limits[1]:
-      logging.warning("%s: the pick %g is on the grid's edge and %g is past the limits %s.",
-                      what, best, nxt, limits)
-      edge = True
-      break
-    logging.info("%s: pick %g on the grid's edge; widening to %g.", what, best, nxt)
-    scores[nxt] = evaluate(nxt)
-    values = sorted(values + [nxt])
-  best = max(values, key=lambda v: scores[v])
-  if refine and not edge:
-    for v in (best / HALF_DECADE, best * HALF_DECADE):
-      scores[float(f"{v:.3g}")] = evaluate(float(f"{v:.3g}"))
-    best = max(scores, key=scores.get)
-  return best, sorted(scores), scores, edge
-
-
-def _pick_record(p, lr, wd, scores, edge) -> dict:
-  return {"pretrain_seed": p, "learning_rate": lr, "weight_decay": wd, "on_edge": bool(edge),
-          "val_accuracy": {f"{v:g}": float(a) for v, a in sorted(scores.items())}}
-
-
-def _modal(values):
-  """The most frequent value (ties: the smallest), for a row's one-number summary."""
-  values = sorted(values)
-  return max(values, key=values.count)
+Shift.fine_tune = grid_cell
 
 
 def grid_row(shift, label, overrides) -> dict:
@@ -331,90 +287,23 @@ def grid_row(shift, label, overrides) -> dict:
     def at_lr(lr, p=p, cells=cells, best_wd=best_wd):  # the best weight decay at this lr
       for wd in config.wd_grid:
         cells[(lr, wd)] = shift.cell(label, overrides, p, f"lr{lr:g}_wd{wd:g}",
-                                     lambda lr=lr, wd=wd: _grid_cell(shift, spec, p, lr, wd),
+                                     lambda lr=lr, wd=wd: grid_cell(shift, spec, p, lr, wd),
                                      lr=lr, wd=wd)
-      score = {wd: _pooled_val([cells[(lr, wd)]]) for wd in config.wd_grid}
+      score = {wd: tuning.pooled_val([cells[(lr, wd)]]) for wd in config.wd_grid}
       best_wd[lr] = max(config.wd_grid, key=score.get)
       return score[best_wd[lr]]
 
-    lr, _, scores, edge = tune(config.lr_grid, config.lr_limits, at_lr,
+    lr, _, scores, edge = tuning.tune(config.lr_grid, config.lr_limits, at_lr,
                                f"{shift.spec} / {label} / pre-training {p} learning rate",
                                config.lr_refine)
-    picks.append(_pick_record(p, lr, best_wd[lr], scores, edge))
+    picks.append(tuning.pick_record(p, lr, best_wd[lr], scores, edge))
     per_seed += cells[(lr, best_wd[lr])]["per_seed"]
     first = cells[(lr, best_wd[lr])]
-  out = {"learning_rate": _modal([q["learning_rate"] for q in picks]),
-         "weight_decay": _modal([q["weight_decay"] for q in picks]),
+  out = {"learning_rate": tuning.modal([q["learning_rate"] for q in picks]),
+         "weight_decay": tuning.modal([q["weight_decay"] for q in picks]),
          "on_edge": any(q["on_edge"] for q in picks), "picks": picks, "per_seed": per_seed}
   out.update({k: first[k] for k in ("changed_params", "changed_stats", "changed_blocks")})
   return out
-
-
-def lpft_rows(shift, label, overrides) -> dict:
-  """Kumar et al.'s LP-FT: {"lp": the converged probe, label: fine-tuned from it}, the
-  probe's L2 and the fine-tuning's learning rate picked per pre-training on validation."""
-  config = shift.config
-  pool = shift.task.target_train
-  nc = shift.task.num_classes
-  l2_grid = tuple(config.probe_l2_grid)
-
-  def probe_cell(p):
-    """Probes for every L2 of the grid on each run of source p, scored everywhere."""
-    feats = shift.head_features(p, "pool")
-    sets = {n: (shift.head_features(p, n), ds.labels) for n, ds in shift.sets.items()}
-    out = []
-    for s in shift.runs[p]:
-      idx = shift.train_index[s]
-      scores, heads = lpft.fit_probes(feats[idx], pool.labels[idx], nc, l2_grid, sets)
-      out.append({"seed": s, "scores": scores,
-                  "heads": [{k: v.tolist() for k, v in h.items()} for h in heads]})
-    return out
-
-  row_config = config.finetune.copy_and_resolve_references()
-  row_config.update(dict(overrides, strategy="full"))
-  spec = grid.spec_from_config(row_config, shift.model.block_names(), (), config.chunk)
-  wd = config.wd_grid[0]  # as `all`: the same weight decay for the same fine-tuning
-  lp = {"l2_grid": list(l2_grid), "picks": [], "per_seed": [], "changed_stats": 0,
-        "changed_blocks": ["head"], "changed_params": int(sum(np.size(v) for v in
-            jax.tree_util.tree_leaves(next(iter(shift.sources.values()))[0]["params"]["head"])))}
-  ft = {"picks": [], "per_seed": []}
-  for p in config.pretrain_seeds:
-    probes = shift.cell(label, overrides, p, "probe", lambda p=p: probe_cell(p))
-    val = [float(np.mean([r["scores"]["val"][i] for r in probes])) for i in range(len(l2_grid))]
-    i = int(np.argmax(val))  # the L2 grid is solved whole (vmapped): no widening
-    lp["picks"].append({"pretrain_seed": p, "l2": l2_grid[i],
-                        "on_edge": i in (0, len(l2_grid) - 1),
-                        "val_accuracy": {f"{v:g}": a for v, a in zip(l2_grid, val)}})
-    lp["per_seed"] += [dict({f"{n}_accuracy": r["scores"][n][i] for n in shift.sets},
-                            pretrain_seed=p, seed=r["seed"]) for r in probes]
-    cells = {}
-
-    def ft_cell(lr, p=p, probes=probes, i=i):
-      runs = []
-      for r in probes:
-        head = {k: jnp.asarray(v, jnp.float32) for k, v in r["heads"][i].items()}
-        variables = shift.sources[p][0]
-        variables = dict(variables, params=dict(variables["params"], head=head))
-        runs.append(_grid_cell(shift, spec, p, lr, wd, variables, [r["seed"]]))
-      return dict(runs[0], per_seed=[row for c in runs for row in c["per_seed"]])
-
-    def at_lr(lr, p=p, cells=cells, i=i, ft_cell=ft_cell):
-      cells[lr] = shift.cell(label, overrides, p, f"ft_l2{l2_grid[i]:g}_lr{lr:g}_wd{wd:g}",
-                             lambda: ft_cell(lr), lr=lr, l2=l2_grid[i], wd=wd)
-      return _pooled_val([cells[lr]])
-
-    lr, _, scores, edge = tune(config.lpft_lr_grid, config.lr_limits, at_lr,
-                               f"{shift.spec} / {label} / pre-training {p} learning rate",
-                               config.lr_refine)
-    ft["picks"].append(dict(_pick_record(p, lr, wd, scores, edge), l2=l2_grid[i]))
-    ft["per_seed"] += cells[lr]["per_seed"]
-    first = cells[lr]
-  lp.update(l2=_modal([q["l2"] for q in lp["picks"]]),
-            on_edge=any(q["on_edge"] for q in lp["picks"]))
-  ft.update(learning_rate=_modal([q["learning_rate"] for q in ft["picks"]]), weight_decay=wd,
-            on_edge=any(q["on_edge"] for q in ft["picks"]),
-            **{k: first[k] for k in ("changed_params", "changed_stats", "changed_blocks")})
-  return {"lp": lp, label: ft}
 
 
 def _summarize(row: dict) -> dict:
@@ -434,7 +323,7 @@ def study_shift(config, workdir, spec):
   rows = {}
   for label, overrides in config.strategies:
     if dict(overrides).get("strategy") == "lp_ft":
-      rows.update(lpft_rows(shift, label, overrides))
+      rows.update(lpft.lpft_rows(shift, label, overrides))
     else:
       rows[label] = grid_row(shift, label, overrides)
   for label, row in rows.items():

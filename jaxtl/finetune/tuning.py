@@ -1,0 +1,57 @@
+"""Hyperparameters picked on validation: `tune(grid, limits, evaluate, what)`.
+
+A decade grid is widened past an edge pick until the pick is inside (a pick on the edge
+of a grid says the grid was too narrow, not that the value is best), then refined to the
+half-decades either side of the pick. `evaluate(value)` is a validation accuracy; the
+caller caches what it computes, so a resumed study repeats nothing.
+"""
+import numpy as np
+from absl import logging
+
+HALF_DECADE = 10 ** 0.5
+
+
+def tune(values, limits, evaluate, what: str, refine: bool = True):
+  """The value of a decade grid (`values`) with the best `evaluate(v)` (a validation
+  accuracy): a pick on the grid's edge widens it by a decade on that side (within
+  `limits`) until the pick is inside; then, with `refine`, the half-decades either side
+  of the pick are tried too. Returns (pick, values tried, {value: score}, on_edge)."""
+  values = sorted(values)
+  scores = {v: evaluate(v) for v in values}
+  edge = len(values) < 3  # too few to have an inside
+  while not edge:
+    best = max(values, key=lambda v: scores[v])
+    nxt = best / 10 if best == values[0] else best * 10 if best == values[-1] else None
+    if nxt is None:
+      break
+    if not limits[0] <= nxt <= limits[1]:
+      logging.warning("%s: the pick %g is on the grid's edge and %g is past the limits %s.",
+                      what, best, nxt, limits)
+      edge = True
+      break
+    logging.info("%s: pick %g on the grid's edge; widening to %g.", what, best, nxt)
+    scores[nxt] = evaluate(nxt)
+    values = sorted(values + [nxt])
+  best = max(values, key=lambda v: scores[v])
+  if refine and not edge:
+    for v in (best / HALF_DECADE, best * HALF_DECADE):
+      scores[float(f"{v:.3g}")] = evaluate(float(f"{v:.3g}"))
+    best = max(scores, key=scores.get)
+  return best, sorted(scores), scores, edge
+
+
+def pick_record(p, lr, wd, scores, edge) -> dict:
+  """One pre-training's pick, with the validation accuracy of every value tried."""
+  return {"pretrain_seed": p, "learning_rate": lr, "weight_decay": wd, "on_edge": bool(edge),
+          "val_accuracy": {f"{v:g}": float(a) for v, a in sorted(scores.items())}}
+
+
+def modal(values):
+  """The most frequent value (ties: the smallest), for a row's one-number summary."""
+  values = sorted(values)
+  return max(values, key=values.count)
+
+
+def pooled_val(cells) -> float:
+  """Mean validation accuracy over the runs of `cells`."""
+  return float(np.mean([r["val_accuracy"] for cell in cells for r in cell["per_seed"]]))
