@@ -328,14 +328,18 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
                                          for c in others])))
   better = [c for c in others if up[c] <= alpha]
   resolution = max(detectable(diffs[c], len(others), alpha) for c in others)
+  within = all(abs(diffs[c].mean) + diffs[c].ci95 < margin for c in others)
   if better:
     label, shown = "not reproduced", max(better, key=lambda c: diffs[c].mean)
-    why = f"{shown} is significantly better (one-sided Holm p={up[shown]:.2g})"
+    why = (f"{', '.join(better)} {'is' if len(better) == 1 else 'are each'} significantly "
+           f"better (one-sided Holm p={', '.join(f'{up[c]:.2g}' for c in better)})")
+    if within:
+      why += f", though every difference lies within ±{pct(margin)} point"
   elif all(down[c] <= alpha for c in others):
     label, shown = "reproduced", max(others, key=lambda c: diffs[c].mean)
     why = (f"{star} is significantly better than every other row (largest one-sided Holm "
            f"p={max(down.values()):.2g})")
-  elif all(abs(diffs[c].mean) + diffs[c].ci95 < margin for c in others):
+  elif within:
     label, shown = "not distinguishable", max(others, key=lambda c: diffs[c].mean)
     why = f"every difference lies within ±{pct(margin)} point"
   else:

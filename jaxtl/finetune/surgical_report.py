@@ -156,11 +156,11 @@ def verdict(results, specs) -> str:
                     on_edge=_edges(results, specs))
   text = v.markdown()
   if kind in EXTENSIONS:
-    text += f" ({EXTENSIONS[kind]}.)"
+    text = f"*{EXTENSIONS[kind][0].upper()}{EXTENSIONS[kind][1:]}.* " + text
   if "all" in rows and v.expected in rows:
     d = stats.paired(rows[v.expected], rows["all"])
-    text += (f" Against tuning everything: {v.expected} − all = "
-             f"{stats.format_estimate(d, signed=True)}.")
+    text += (f". Against tuning everything: {v.expected} − all = "
+             f"{stats.format_estimate(d, signed=True)} (two-sided p={d.p_value:.2g}).")
   return text
 
 
@@ -262,7 +262,8 @@ def format_tables(results) -> str:
     table = (shift_table if len(columns) > MAX_COLUMNS else strategy_table)(results, columns)
     parts.append("\n\n".join(p for p in (
         f"### {name}", f"target test accuracy (%), mean ± 95% CI over {over}; in bold the "
-        "best mean and every row not significantly below it (one-sided paired t-test, 5%)",
+        "best mean and every row not significantly below it (one-sided paired t-test, 5%, "
+        "uncorrected; the verdict corrects for its comparisons)",
         table,
         picks(results, specs), verdict(results, specs)) if p))
     if "test_worst_group_accuracy" in next(iter(first.values()))["per_seed"][0]:
