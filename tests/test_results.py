@@ -342,3 +342,26 @@ def test_omniglot_gaps_against_the_published_numbers(tmp_path):
       "al. 2017's 95.8 +- 0.3. In progress: training query accuracy 40% at 200 "
       "meta-iterations, 85% at 6,000; 0.50 meta-iterations/s, so the remaining 54,000 "
       "would take 1.2 days at that pace."]
+
+
+def test_rerun_surgical_tables_have_no_pick_on_a_grid_edge_and_name_their_commit():
+  """Issue 35: every committed table of the rerun (results/surgical/VARIANT) was tuned
+  inside its grids, per pre-training, and names the clean commit that produced it."""
+  import glob  # pylint: disable=import-outside-toplevel
+  paths = sorted(glob.glob(os.path.join(ROOT, "results", "surgical", "*", "results.json")))
+  for path in paths:
+    with open(path) as f:
+      result = json.load(f)
+    stamp = result["stamp"]
+    assert len(stamp["commit"]) == 40 and stamp["dirty"] is False, (path, stamp)
+    for spec, shift in result["metrics"].items():
+      assert len(shift["pretrain_seeds"]) >= 3, (path, spec)
+      for label, row in shift["strategies"].items():
+        picks = row["picks"]
+        assert len(picks) == len(shift["pretrain_seeds"]), (path, spec, label)
+        edges = [q for q in picks if q["on_edge"]]
+        assert not edges and not row["on_edge"], (path, spec, label, edges)
+        for q in picks:  # the pick is inside the values tried
+          tried = sorted(float(v) for v in q["val_accuracy"])
+          value = q.get("learning_rate", q.get("l2"))
+          assert tried[0] < value < tried[-1], (path, spec, label, q)
