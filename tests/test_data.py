@@ -132,6 +132,30 @@ def test_missing_mirrors_fail_under_ci_and_skip_elsewhere(monkeypatch, tmp_path)
     conftest.require_shared_data()
 
 
+def _tiny_tfds_builder(class_name: str, url: str):
+  """A TFDS builder (registered as its snake_case name) of 8x8 images in 3 classes, its
+  data downloaded from `url`: an .npz of `images` and `labels`."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(8, 8, 1)),
+        "label": tfds.features.ClassLabel(num_classes=3)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(dl_manager.download(url))}
+
+  def _generate_examples(self, path):  # pylint: disable=unused-argument
+    with open(path, "rb") as f:
+      arrays = np.load(f)
+      for i, (x, y) in enumerate(zip(arrays["images"], arrays["labels"])):
+        yield i, {"image": x, "label": int(y)}
+
+  return type(class_name, (tfds.core.GeneratorBasedBuilder,), {
+      "VERSION": tfds.core.Version("1.0.0"), "_info": _info,
+      "_split_generators": _split_generators, "_generate_examples": _generate_examples})
+
+
 def test_a_tfds_name_goes_through_tfds_download_and_prepare_path(tmp_path):
   """A TFDS builder whose download is served on loopback: TFDS's real download-and-prepare
   path runs. Preparing needs TensorFlow (TFDS encodes images with it), which jaxtl does
@@ -141,7 +165,6 @@ def test_a_tfds_name_goes_through_tfds_download_and_prepare_path(tmp_path):
   import http.server  # pylint: disable=import-outside-toplevel
   import importlib.util  # pylint: disable=import-outside-toplevel
   import threading  # pylint: disable=import-outside-toplevel
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   from jaxtl.data.datasets import DatasetNotFoundError  # pylint: disable=import-outside-toplevel
   served = tmp_path / "served"
   served.mkdir()
@@ -151,25 +174,8 @@ def test_a_tfds_name_goes_through_tfds_download_and_prepare_path(tmp_path):
   handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
   server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
   threading.Thread(target=server.serve_forever, daemon=True).start()
-  url = f"http://127.0.0.1:{server.server_address[1]}/tiny.npz"
-
-  class JaxtlLoopbackTiny(tfds.core.GeneratorBasedBuilder):  # pylint: disable=unused-variable
-    VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=(8, 8, 1)),
-          "label": tfds.features.ClassLabel(num_classes=3)}))
-
-    def _split_generators(self, dl_manager):
-      return {"train": self._generate_examples(dl_manager.download(url))}
-
-    def _generate_examples(self, path):
-      with open(path, "rb") as f:
-        arrays = np.load(f)
-        for i, (x, y) in enumerate(zip(arrays["images"], arrays["labels"])):
-          yield i, {"image": x, "label": int(y)}
-
+  _tiny_tfds_builder("JaxtlLoopbackTiny",
+                     f"http://127.0.0.1:{server.server_address[1]}/tiny.npz")
   data = tmp_path / "tfds"
   try:
     if importlib.util.find_spec("tensorflow") is None:
@@ -188,23 +194,8 @@ def test_a_tfds_download_that_cannot_connect_fails_in_seconds_leaving_nothing(tm
   """No network (here: a closed loopback port): one message naming the dataset and the
   download, within seconds (TFDS alone retries for minutes), and no files left."""
   import time  # pylint: disable=import-outside-toplevel
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   from jaxtl.data.datasets import DatasetNotFoundError  # pylint: disable=import-outside-toplevel
-
-  class JaxtlUnreachableTiny(tfds.core.GeneratorBasedBuilder):  # pylint: disable=unused-variable
-    VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=(8, 8, 1)),
-          "label": tfds.features.ClassLabel(num_classes=3)}))
-
-    def _split_generators(self, dl_manager):
-      return {"train": self._generate_examples(dl_manager.download("http://127.0.0.1:1/x"))}
-
-    def _generate_examples(self, path):
-      yield 0, {"image": np.zeros((8, 8, 1), np.uint8), "label": 0}
-
+  _tiny_tfds_builder("JaxtlUnreachableTiny", "http://127.0.0.1:1/x")
   data = tmp_path / "tfds"
   start = time.perf_counter()
   with pytest.raises(DatasetNotFoundError, match=r"'jaxtl_unreachable_tiny' needs a download, "
