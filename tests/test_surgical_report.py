@@ -109,3 +109,12 @@ def test_lpft_verdicts_usps_and_mnist_c_apiece_and_in_distribution():
   assert lines[1] == "  (premise: lp − all = -5.0 ± 0.0)"
   assert lines[2].startswith("- OOD, MNIST-C mean: **not distinguishable**")  # equal
   assert lines[4].startswith("- ID (test): **not reproduced**")  # all ahead by 5
+
+
+def test_a_row_of_an_older_study_picked_on_its_grids_edge_withholds_the_verdict():
+  results = {"input:mnist": _shift({"block1": 0.05})}
+  row = results["input:mnist"]["strategies"]["block2"]
+  row.update(learning_rate=0.01, selection_val_accuracy={"lr0.0001_wd0": 0.9, "lr0.001_wd0": 0.91,
+                                                         "lr0.01_wd0": 0.92})
+  assert surgical_report.on_edge(row)
+  assert surgical_report.verdict(results, ["input:mnist"]).startswith("**no verdict**")

@@ -133,9 +133,20 @@ def chance(results, specs) -> float:
   return 1.0 / results[specs[0]]["num_classes"]
 
 
+def on_edge(row: dict) -> bool:
+  """Whether a row's pick sat on the edge of the values it was picked from: its own flag,
+  or for studies that predate it, the grid of its `selection_val_accuracy` keys."""
+  if "on_edge" in row:
+    return bool(row["on_edge"])
+  keys = row.get("selection_val_accuracy") or row.get("val_accuracy_per_lr") or {}
+  lrs = sorted({float(k.split("_wd")[0].removeprefix("lr")) for k in keys})
+  lr = row.get("learning_rate")
+  return lr is not None and len(lrs) > 0 and lr in (lrs[0], lrs[-1])
+
+
 def _edges(results, specs) -> list:
   return sorted({label for s in specs for label, row in results[s]["strategies"].items()
-                 if row.get("on_edge")})
+                 if on_edge(row)})
 
 
 def verdict(results, specs) -> str:

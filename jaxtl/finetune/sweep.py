@@ -24,7 +24,7 @@ from jaxtl.finetune.compare import best_of_grid, check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
 from jaxtl.finetune.strategies import resolve_blocks
-from jaxtl.finetune.surgical_report import EXPECTED
+from jaxtl.finetune.surgical_report import EXPECTED, on_edge
 from jaxtl.metrics import pyplot, write_results, write_text
 
 
@@ -126,7 +126,8 @@ def verdict(results) -> str:
     runs = {n: np.asarray(rows[n]["test_accuracy_per_seed"], np.float64)[:, None]
             for n in blocks}
     v = stats.verdict(runs, expected, blocks, 1.0 / r.get("num_classes", 10),
-                      floor=r.get("source_test_accuracy"))
+                      floor=r.get("source_test_accuracy"),
+                      on_edge=[n for n in blocks if on_edge(rows[n])])
     lines.append(f"- {shift} shift: {v.markdown()}")
   return "\n".join(lines)
 
