@@ -9,7 +9,9 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import traverse_util
 
-from jaxtl.errors import MissingInputError
+from jaxtl import state_dict
+from jaxtl.errors import ConfigError, MissingInputError
+from jaxtl.models.torchvision import variables_from_state_dict
 
 
 VARIABLES_DIR = "variables"  # a finished run's final model variables, for fine-tuning
@@ -71,7 +73,11 @@ def save_variables(workdir: str, variables) -> str:
 
 
 def load_variables(path: str):
-  """Variables saved by `save_variables`; `path` is that folder or the run's workdir."""
+  """Variables saved by `save_variables`; `path` is that folder or the run's workdir, or
+  a torchvision / timm ResNet's weights file (.pth, .safetensors: `jaxtl.state_dict`,
+  mapped to `jaxtl.models.TorchResNet`'s variables)."""
+  if state_dict.is_weights_file(path):
+    return variables_from_state_dict(state_dict.read_state_dict(path))
   path = os.path.abspath(path)
   if os.path.isdir(os.path.join(path, VARIABLES_DIR)):
     path = os.path.join(path, VARIABLES_DIR)
@@ -81,18 +87,21 @@ def load_variables(path: str):
   return ocp.StandardCheckpointer().restore(path)
 
 
-def load_pretrained(new_variables, pretrained_variables, reinit: Sequence[str] = (r"^head/",)):
+def load_pretrained(new_variables, pretrained_variables, reinit: Sequence[str] = (r"^head/",),
+                    strict: bool = False):
   """Merges pretrained arrays into `new_variables`, whose structure wins.
 
   Leaves of `new_variables` (paths like `params/block1/conv/kernel`, matched without the
   collection prefix) whose path matches a regex in `reinit` keep their fresh value;
-  all others must exist in the pretrained tree with the same shape.
+  all others must exist in the pretrained tree with the same shape. `strict`: pretrained
+  arrays the model has no use for are an error too (imported weights: another
+  architecture), rather than skipped (a jaxtl objective's decoder, say).
 
   Returns:
     (variables, report) with report = {"loaded": [...], "reinitialised": [...],
     "skipped": [pretrained paths the new model has no use for]}.
   Raises:
-    ValueError naming every leaf that is missing or of another shape.
+    ConfigError naming every leaf that is missing or of another shape, one per line.
   """
   new = traverse_util.flatten_dict(new_variables, sep="/")
   old = traverse_util.flatten_dict(pretrained_variables, sep="/")
@@ -111,10 +120,13 @@ def load_pretrained(new_variables, pretrained_variables, reinit: Sequence[str] =
     else:
       out[path] = np.asarray(old[path], dtype=np.asarray(value).dtype)
       report["loaded"].append(path)
-  if problems:
-    raise ValueError("The checkpoint does not fit the model (re-initialise such leaves with "
-                     f"reinit patterns; now {list(reinit)}):\n  " + "\n  ".join(problems))
   report["skipped"] = [p for p in old if p not in new]
+  if strict:
+    problems += [f"{p}: in the checkpoint, not in the model" for p in report["skipped"]]
+  if problems:
+    raise ConfigError(f"The checkpoint does not fit the model: {len(problems)} arrays "
+                      "(another architecture or size? re-initialise leaves with reinit "
+                      f"patterns; now {list(reinit)}):\n  " + "\n  ".join(problems))
   return traverse_util.unflatten_dict(out, sep="/"), report
 
 

@@ -8,7 +8,11 @@ Variants:
       digits 5-9 from 25 labelled examples (100 more held out for validation); 3 learning
       rates x 2 seeds per strategy. A few minutes on 2 CPU cores.
   mnist: MNIST 0-4 -> 5-9 with 1000 target examples (needs the mirror or TFDS).
-  quick: 2 strategies, 1 lr, 1 seed, a few steps (tests).
+  torchvision: surgical fine-tuning of a torchvision / timm ResNet's weights, no source
+      task: --config.pretrain.init_from=resnet18.pth (or .safetensors); all, head,
+      block1..block4 and lp_ft, 5 learning rates x 2 seeds (finetune.py:torchvision has
+      the preprocessing; --config.finetune.dataset names your target).
+  quick, torchvision_quick: 2 strategies, 1 lr, 1 seed, a few steps (tests).
 """
 import ml_collections
 
@@ -16,11 +20,24 @@ from experiments.configs import finetune
 from jaxtl.errors import ConfigError
 
 
+VARIANTS = ("digits", "mnist", "torchvision", "quick", "torchvision_quick")
+SURGICAL_ROWS = (
+    ("all", {"strategy": "full"}),
+    ("head", {"strategy": "linear_probe"}),
+    *((f"block{i}", {"strategy": "surgical", "blocks": (f"block{i}",)}) for i in range(1, 5)),
+    ("lp_ft", {"strategy": "lp_ft"}),
+)
+
+
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-  if variant not in ("digits", "mnist", "quick"):
-    raise ConfigError(f"Unknown variant {variant!r}; valid: digits, mnist, quick.")
+  if variant not in VARIANTS:
+    raise ConfigError(f"Unknown variant {variant!r}; valid: {', '.join(VARIANTS)}.")
   c = ml_collections.ConfigDict()
-  c.pretrain = finetune.get_config(f"{variant}_source")
+  if variant.startswith("torchvision"):  # imported weights: no source task to pre-train
+    c.pretrain = finetune.get_config(variant)
+    c.pretrain.dataset = ""
+  else:
+    c.pretrain = finetune.get_config(f"{variant}_source")
   c.finetune = finetune.get_config(variant)
   c.lr_grid = (1e-3, 3e-3, 1e-2)
   c.seeds = (0, 1)
@@ -36,7 +53,11 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
       ("layerwise_lr_0.3", {"strategy": "layerwise_lr", "lr_decay": 0.3}),
       ("l2sp", {"strategy": "l2sp"}),
   )
-  if variant == "quick":
+  if variant.startswith("torchvision"):
+    c.lr_grid, c.strategies = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1), SURGICAL_ROWS
+  if variant in ("quick", "torchvision_quick"):
     c.lr_grid, c.seeds = (1e-3,), (0,)
-    c.strategies = (("full", {"strategy": "full"}), ("lp_ft", {"strategy": "lp_ft"}))
+    c.strategies = ((("all", {"strategy": "full"}), SURGICAL_ROWS[3])
+                    if variant == "torchvision_quick" else
+                    (("full", {"strategy": "full"}), ("lp_ft", {"strategy": "lp_ft"})))
   return c

@@ -14,6 +14,12 @@ Variants:
   quick_source / quick: a few steps of the digits variants, for tests.
   folder: your own images, used whole (--config.dataset=/path/with/train/and/test
       sub-folders of class sub-folders; --config.num_train / num_val limit it).
+  torchvision: fine-tune a torchvision / timm ResNet's weights (--config.init_from=
+      resnet18.pth or .safetensors; --config.model=torchvision_resnet50 for another
+      depth): images resized to model_kwargs.image_size (224, as ImageNet weights
+      expect), grey replicated to 3 channels, ImageNet mean and std; batch norm frozen.
+      Its default target is digits 5-9 (embedded); --config.dataset names yours.
+  torchvision_quick: a few steps of it on a narrow net at 32x32 (tests).
 """
 import ml_collections
 
@@ -98,9 +104,20 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.dataset, c.classes = "mnist", (5, 6, 7, 8, 9)
     c.num_train, c.num_val = 1000, 500
     c.num_steps, c.batch_size = 300, 50
+  elif variant in ("torchvision", "torchvision_quick"):
+    c.model = "torchvision_resnet18"
+    c.model_kwargs = ml_collections.ConfigDict({"image_size": 224})
+    c.batch_norm = "frozen"  # ImageNet's running statistics; small target batches
+    c.classes, c.num_train, c.num_val = (5, 6, 7, 8, 9), 25, 100
+    c.num_steps, c.batch_size = 100, 25
+    c.log_every = c.checkpoint_every = 50
+    if variant == "torchvision_quick":  # the shape of tests/fixtures/torchvision_basic.pth
+      c.model_kwargs = ml_collections.ConfigDict(
+          {"image_size": 32, "widths": (4, 8, 16, 16), "units": (2, 1, 1, 1)})
+      c.num_steps, c.log_every, c.checkpoint_every = 6, 3, 3
   else:
     raise ConfigError(f"Unknown variant {variant!r}; valid: digits_source, digits, mnist_source, "
-                      "mnist, folder, quick_source, quick.")
+                      "mnist, folder, torchvision, torchvision_quick, quick_source, quick.")
   if variant.startswith("quick"):
     c.num_steps = 6
     c.log_every = c.checkpoint_every = 3

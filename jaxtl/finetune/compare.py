@@ -88,6 +88,10 @@ def check_strategies(base_config, rows):
 def compare(config, workdir: str) -> Dict:
   """Runs the sweep; writes `workdir/results.json` and `workdir/results.md`."""
   check_strategies(config.finetune, config.strategies)
+  if not (config.pretrain.init_from or config.pretrain.dataset):
+    raise ConfigError("This variant has no source task (it fine-tunes imported weights): pass "
+                      "--config.pretrain.init_from=PATH (.pth, .safetensors or a finished "
+                      "jaxtl pre-training run).")
   source_dir = config.pretrain.init_from or os.path.join(workdir, "pretrain")
   if not config.pretrain.init_from:
     source = run_cached(config.pretrain, source_dir)

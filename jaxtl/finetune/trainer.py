@@ -16,12 +16,14 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, loop, objectives, optim, partition, sharding, workdir as run_dir
+from jaxtl import checkpoint, loop, objectives, optim, partition, sharding, state_dict
+from jaxtl import workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import write_results
 from jaxtl.models import block_names, build_model
+from jaxtl.models.torchvision import describe_state_dict, variables_from_state_dict
 
 BATCH_NORM_MODES = ("train", "frozen")
 
@@ -126,6 +128,21 @@ def make_eval_fn(model, batch_size: int = 500):
   return evaluate
 
 
+def load_init(variables, config):
+  """`variables` with `config.init_from`'s arrays loaded (checkpoint.load_pretrained); a
+  torchvision / timm weights file that does not fit says what it holds."""
+  if not state_dict.is_weights_file(config.init_from):
+    return checkpoint.load_pretrained(variables, checkpoint.load_variables(config.init_from),
+                                      config.reinit)
+  weights = state_dict.read_state_dict(config.init_from)
+  try:
+    return checkpoint.load_pretrained(variables, variables_from_state_dict(weights),
+                                      config.reinit, strict=True)
+  except ConfigError as e:
+    raise ConfigError(f"{config.init_from} holds {describe_state_dict(weights)}, not "
+                      f"{config.model} with {dict(config.model_kwargs)}. {e}") from e
+
+
 def train_and_evaluate(config, workdir: str,
                        step_callback: Optional[Callable[[int], None]] = None,
                        data=None, model=None) -> dict:
@@ -162,8 +179,7 @@ def train_and_evaluate(config, workdir: str,
   phase_list = strategies.phases(config, block_names(model, variables["params"]))
   anchor = {}
   if config.init_from:
-    variables, report = checkpoint.load_pretrained(
-        variables, checkpoint.load_variables(config.init_from), config.reinit)
+    variables, report = load_init(variables, config)
     logging.info("init_from %s: %s", config.init_from, checkpoint.format_report(report))
     if config.strategy == "l2sp":  # pull towards the pretrained values of the loaded leaves
       loaded = [p.split("/", 1)[1] for p in report["loaded"] if p.startswith("params/")]

@@ -1,18 +1,31 @@
 """Pure Flax models with named blocks (`block1`, ..., `head`) and a registry by name."""
+import dataclasses
+import functools
+
 import jax
 
 from jaxtl.errors import ConfigError
 from jaxtl.models.conv4 import Conv4
 from jaxtl.models.mlp import MLP
 from jaxtl.models.resnet import ResNet
+from jaxtl.models.torchvision import DEPTHS, TorchResNet
 
-MODELS = {"conv4": Conv4, "resnet": ResNet, "mlp": MLP}
+MODELS = {"conv4": Conv4, "resnet": ResNet, "mlp": MLP,
+          # torchvision's / timm's ResNets, to load their weights (models/torchvision.py)
+          **{f"torchvision_resnet{d}": functools.partial(TorchResNet, depth=d) for d in DEPTHS}}
 
 
 def build_model(name: str, **kwargs):
   """Returns the model `name` (one of MODELS) built with `kwargs`."""
   if name not in MODELS:
     raise ConfigError(f"Unknown model {name!r}; valid models: {sorted(MODELS)}.")
+  module = getattr(MODELS[name], "func", MODELS[name])
+  fields = ([f.name for f in dataclasses.fields(module) if f.name not in ("parent", "name")]
+            if dataclasses.is_dataclass(module) else None)
+  unknown = sorted(set(kwargs) - set(fields)) if fields is not None else []
+  if unknown:
+    raise ConfigError(f"Model {name!r} has no options {unknown} (model_kwargs); its options: "
+                      f"{fields}.")
   return MODELS[name](**kwargs)
 
 
