@@ -26,6 +26,8 @@ setuptools.setup(
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.7", "filelock>=3"],
         "plots": ["matplotlib>=3.7"],
-        "peers": ["torch>=2.1"],  # benchmarks against PyTorch only; never imported by jaxtl
+        # Benchmarks against PyTorch and the torchvision fixtures' script only; jaxtl never
+        # imports them (it reads .pth and .safetensors files itself: jaxtl/state_dict.py).
+        "peers": ["torch>=2.1", "torchvision>=0.16", "safetensors>=0.4"],
     },
 )

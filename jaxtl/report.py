@@ -484,10 +484,14 @@ STEP_CASES = {"finetune_full": "fine-tuning step, full (ResNet, batch {batch})",
               "sinusoid": "sinusoid MAML meta-iteration (25 tasks, 1 inner step)"}
 
 
-def step_throughput_table(root: str) -> str:
-  """Steps per second of each case, jaxtl against PyTorch (median and range over the
-  interleaved rounds), and jaxtl's fastest over each PyTorch method."""
-  b = _load(root, "benchmarks/step_throughput_cpu.json")
+def step_table(path: str):
+  """table(root): steps per second of each case in the benchmark JSON at root/path,
+  jaxtl against PyTorch (median and range over the interleaved rounds), and jaxtl's
+  fastest over each PyTorch method."""
+  return lambda root: _step_table(_load(root, path))
+
+
+def _step_table(b: dict) -> str:
   lines = ["| case | method | per second (range) | jaxtl / this |", "|---|---|---:|---:|"]
   for case in dict.fromkeys(r["case"] for r in b["results"]):
     rows = [r for r in b["results"] if r["case"] == case]
@@ -498,11 +502,15 @@ def step_throughput_table(root: str) -> str:
       low, high = r["per_second_range"]
       ratio = ("" if ours is None or r["method"].startswith("jaxtl") else
                f"{ours / r['per_second']:.2f}x")
-      lines.append(f"| {name} | {r['method']} | {r['per_second']:.1f} ({low:.1f}-{high:.1f}) "
-                   f"| {ratio} |")
+      digits = 1 if low >= 1 else 2  # two decimals for the slow steps
+      lines.append(f"| {name} | {r['method']} | {r['per_second']:.{digits}f} "
+                   f"({low:.{digits}f}-{high:.{digits}f}) | {ratio} |")
   checks = "".join(f"\n\nCheck: {k.replace('_', ' ')} {v:.1e}."
                    for k, v in b.get("checks", {}).items())
   return _benchmark_caption(b) + "\n".join(lines) + checks
+
+
+step_throughput_table = step_table("benchmarks/step_throughput_cpu.json")
 
 
 def conv_cost_table(root: str) -> str:
@@ -666,6 +674,7 @@ TABLES = {  # <!-- NAME --> block of README.md / BUILD_NOTES.md -> its table fro
     "throughput-table": throughput_table,
     "throughput-ratio-table": throughput_ratio_table,
     "step-throughput-table": step_throughput_table,
+    "torchvision-step-table": step_table("benchmarks/torchvision_resnet_cpu.json"),
     "conv-cost-table": conv_cost_table,
     "roofline-table": roofline_table,
     "finetune-cost-table": finetune_cost_table,

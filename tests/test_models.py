@@ -41,15 +41,17 @@ def test_conv4_feature_sizes_match_maml():
     build_model("conv4", num_classes=5, pool="max").init(jax.random.PRNGKey(0), x)
 
 
-@pytest.mark.parametrize("kernel,stride,shape", [
-    ((3, 3), (2, 2), (2, 28, 28, 3)), ((3, 3), (2, 2), (2, 7, 7, 3)),
-    ((3, 3), (1, 1), (2, 5, 6, 3)), ((1, 1), (2, 2), (2, 7, 7, 3))])
-def test_im2col_and_xla_convs_equal_flax_conv(kernel, stride, shape):
+@pytest.mark.parametrize("kernel,stride,shape,padding", [
+    ((3, 3), (2, 2), (2, 28, 28, 3), "SAME"), ((3, 3), (2, 2), (2, 7, 7, 3), "SAME"),
+    ((3, 3), (1, 1), (2, 5, 6, 3), "SAME"), ((1, 1), (2, 2), (2, 7, 7, 3), "SAME"),
+    # torch's symmetric padding (torchvision's ResNets), even and odd inputs
+    ((3, 3), (2, 2), (2, 8, 8, 3), ((1, 1), (1, 1))), ((7, 7), (2, 2), (2, 9, 9, 3), ((3, 3), (3, 3)))])
+def test_im2col_and_xla_convs_equal_flax_conv(kernel, stride, shape, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
-  flax_conv = nn.Conv(4, kernel, stride, padding="SAME")
+  flax_conv = nn.Conv(4, kernel, stride, padding=padding)
   variables = flax_conv.init(jax.random.PRNGKey(1), x)
-  for impl in ("xla", "im2col"):
-    conv = Conv(4, kernel, stride, impl=impl)
+  for impl in ("xla", "im2col", "auto"):
+    conv = Conv(4, kernel, stride, impl=impl, padding=padding)
     # Same parameter names, shapes and initial values: checkpoints move between them.
     same = jax.tree_util.tree_map(np.array_equal, conv.init(jax.random.PRNGKey(1), x), variables)
     assert all(jax.tree_util.tree_leaves(same))
@@ -57,7 +59,7 @@ def test_im2col_and_xla_convs_equal_flax_conv(kernel, stride, shape):
       x64, v64 = reference.to_float64(x), reference.to_float64(variables)
       np.testing.assert_allclose(conv.apply(v64, x64), flax_conv.apply(v64, x64), rtol=1e-12,
                                  atol=1e-12)
-  with pytest.raises(ValueError, match=r"Unknown conv 'cudnn'; valid: \['xla', 'im2col'\]"):
+  with pytest.raises(ValueError, match=r"Unknown conv 'cudnn'; valid: \['xla', 'im2col', 'auto'\]"):
     Conv(4, impl="cudnn").init(jax.random.PRNGKey(1), x)
 
 

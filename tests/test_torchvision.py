@@ -36,9 +36,9 @@ def _fixture(kind):
   return dict(np.load(os.path.join(FIXTURES, f"torchvision_{kind}.npz")))
 
 
-def _imported(kind, suffix, image_size=0):
+def _imported(kind, suffix, image_size=0, conv="auto"):
   model = build_model(f"torchvision_resnet{DEPTH[kind]}", num_classes=5, image_size=image_size,
-                      **NARROW)
+                      conv=conv, **NARROW)
   fresh = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 37, 37, 3)), train=False)
   path = os.path.join(FIXTURES, f"torchvision_{kind}.{suffix}")
   variables, report = checkpoint.load_pretrained(fresh, checkpoint.load_variables(path),
@@ -50,10 +50,12 @@ def _scale_error(got, want):
   return float(np.max(np.abs(np.asarray(got) - want)) / np.max(np.abs(want)))
 
 
-@pytest.mark.parametrize("suffix", ["pth", "safetensors"])
+@pytest.mark.parametrize("suffix,conv", [("pth", "auto"), ("safetensors", "xla")])
 @pytest.mark.parametrize("kind", ["basic", "bottleneck"])
-def test_imported_resnet_computes_pytorchs_logits(kind, suffix):
-  model, variables, report = _imported(kind, suffix)
+def test_imported_resnet_computes_pytorchs_logits(kind, suffix, conv):
+  """Both file formats, and both convolution kernels (at 37x37 "auto" takes im2col
+  everywhere but the stem)."""
+  model, variables, report = _imported(kind, suffix, conv=conv)
   assert not report["reinitialised"] and not report["skipped"]
   ref = _fixture(kind)
   with reference.float64():
@@ -200,3 +202,27 @@ def test_compare_imported_weights_and_clear_errors_from_the_command_line(tmp_pat
                 f"--workdir={tmp_path / 'bad'}", *flags)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "error: " in proc.stderr and expected in proc.stderr, proc.stderr[-3000:]
+
+
+def test_your_colour_photos_fine_tune_imported_weights_as_they_are(tmp_path):
+  """A folder of RGB images reaches the network in colour and uninverted (a light
+  background stays light), and fine-tunes from the command line."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from jaxtl.data import load_dataset  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 6), ("test", 2)):
+    for c, colour in enumerate(((250, 200, 40), (30, 90, 240))):
+      os.makedirs(tmp_path / "photos" / split / f"class{c}")
+      for i in range(n):
+        pixels = np.clip(rng.normal(colour, 20, (12, 12, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "photos" / split / f"class{c}" / f"{i}.png")
+  ds = load_dataset(str(tmp_path / "photos"), "train", channels=3, polarity="light_ink")
+  assert ds.images.shape == (12, 12, 12, 3)
+  np.testing.assert_allclose(ds.images[0].mean((0, 1)), np.array((250, 200, 40)) / 255, atol=0.05)
+  proc = _run("experiments.finetune", "--config=experiments/configs/finetune.py:torchvision_quick",
+              f"--workdir={tmp_path / 'run'}", f"--config.dataset={tmp_path / 'photos'}",
+              f"--config.init_from={os.path.join(FIXTURES, 'torchvision_basic.pth')}",
+              "--config.classes=()", "--config.num_train=8", "--config.num_val=4",
+              "--config.batch_size=4")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "data: 8 training, 4 validation and 4 test examples" in proc.stderr, proc.stderr[-2000:]

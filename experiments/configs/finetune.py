@@ -39,6 +39,9 @@ def base() -> ml_collections.ConfigDict:
   c.num_train = 0               # labelled training examples, class-balanced (0: all but val)
   c.num_val = 0                 # held out from the training split to pick hyperparameters
   c.data_seed = 0
+  c.folder_channels = 1         # a folder's images: 1 (grey) | 3 (RGB)
+  c.folder_polarity = "auto"    # auto: light backgrounds inverted (ink light on dark, as
+                                # MNIST) | dark_ink: all inverted | light_ink: kept as read
   # Model.
   c.model = "resnet"            # resnet | conv4 | mlp
   c.model_kwargs = ml_collections.ConfigDict({"widths": (16, 32, 64)})
@@ -108,6 +111,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.model = "torchvision_resnet18"
     c.model_kwargs = ml_collections.ConfigDict({"image_size": 224})
     c.batch_norm = "frozen"  # ImageNet's running statistics; small target batches
+    c.folder_channels, c.folder_polarity = 3, "light_ink"  # your photos, as they are
     c.classes, c.num_train, c.num_val = (5, 6, 7, 8, 9), 25, 100
     c.num_steps, c.batch_size = 100, 25
     c.log_every = c.checkpoint_every = 50

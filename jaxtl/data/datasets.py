@@ -144,10 +144,12 @@ def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[str]:
 
 def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
                  source: str = "auto", tfds_data_dir: Optional[str] = None,
-                 download: bool = True) -> ImageDataset:
-  """Loads `split` of dataset `name` from the first source that has it (module doc)."""
+                 download: bool = True, channels: int = 1,
+                 polarity: str = "auto") -> ImageDataset:
+  """Loads `split` of dataset `name` from the first source that has it (module doc).
+  `channels` and `polarity` apply to a folder's images (`jaxtl.data.images`)."""
   if is_folder(name):
-    return _load_folder(name, split)
+    return _load_folder(name, split, channels, polarity)
   if name not in DATASETS:
     return _load_any_tfds(name, split, source, tfds_data_dir, download)
   if split not in DATASETS[name]:
@@ -202,14 +204,16 @@ def is_folder(name: str) -> bool:
   return "/" in name or os.sep in name or name.startswith("~")
 
 
-def _load_folder(name: str, split: str) -> ImageDataset:
+def _load_folder(name: str, split: str, channels: int, polarity: str) -> ImageDataset:
   root = os.path.expanduser(name)
   if not os.path.isdir(root):
     raise DatasetNotFoundError(f"Image folder {root} does not exist.")
+  read = lambda folder: images_lib.read_folder(folder, channels=channels, polarity=polarity,
+                                               name=name)
   if os.path.isdir(os.path.join(root, split)):
-    return images_lib.read_folder(os.path.join(root, split), name=name)
+    return read(os.path.join(root, split))
   if split == "all":
-    return images_lib.read_folder(root, name=name)
+    return read(root)
   raise ConfigError(f"Split {split!r} of folder {root}: there is no sub-folder {split!r}. "
                     f"Valid splits: 'all' (the class folders right under {root}) or a "
                     "sub-folder that holds class folders (e.g. train/, test/).")

@@ -12,7 +12,9 @@ def make_splits(config):
   The validation split is held out from the training split (never from test), with
   a fixed seed (`config.data_seed`), so every strategy sees the same examples.
   """
-  kwargs = dict(data_dir=config.data_dir, source=config.source)
+  kwargs = dict(data_dir=config.data_dir, source=config.source,
+                channels=config.get("folder_channels", 1),
+                polarity=config.get("folder_polarity", "auto"))  # configs saved before these fields
   train = load_dataset(config.dataset, config.train_split, **kwargs)
   test = load_dataset(config.dataset, config.test_split, **kwargs)
   if config.classes:

@@ -7,10 +7,16 @@ Convolutions (`conv` argument of the conv models):
     tasks with per-task weights (MAML's inner loop) XLA turns a native conv into a
     grouped conv, which its CPU backend runs ~12x slower than a loop; patches @ kernel
     become a batched matrix product instead, and the backward of a strided conv
-    becomes slices and products. Meta-training on CPU uses it (`jaxtl.meta.train`,
-    `conv="auto"`); plain training of a ResNet is faster with `"xla"` (BUILD_NOTES.md).
+    becomes slices and products. Meta-training on CPU uses it (`jaxtl.meta.train` turns
+    its config's `conv="auto"` into im2col on CPU before building the model); plain
+    training of a ResNet is faster with `"xla"` (BUILD_NOTES.md).
+  * `"auto"`: per convolution, by the shape of its output, on CPU: im2col where the output
+    is at most `AUTO_IM2COL_PIXELS` (4x4) per image, XLA's above: XLA's CPU kernel is
+    pathological on tiny maps with many channels (ResNet-18's last stage at 64x64
+    inputs, `benchmarks/torchvision_resnet.py`) and the better one on large maps. On
+    other backends, XLA's.
 Both compute the same function with the same parameters (`kernel` HWIO, `bias`), as
-`flax.linen.Conv` with `padding="SAME"`, so checkpoints move between them.
+`flax.linen.Conv` with the same padding, so checkpoints move between them.
 
 Batch norm modes (`train` argument of every model):
   * `train=True`: normalise with the current batch's statistics. Running averages
@@ -27,7 +33,8 @@ import jax.numpy as jnp
 
 from jaxtl.errors import ConfigError
 
-CONV_IMPLS = ("xla", "im2col")
+CONV_IMPLS = ("xla", "im2col", "auto")
+AUTO_IM2COL_PIXELS = 16
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -35,12 +42,17 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
   return total // 2, total - total // 2
 
 
-def im2col_conv(x, kernel, stride: tuple[int, int]):
-  """SAME convolution of NHWC `x` with an HWIO `kernel` as patches @ kernel."""
+def im2col_conv(x, kernel, stride: tuple[int, int], padding="SAME"):
+  """Convolution of NHWC `x` with an HWIO `kernel` as patches @ kernel; `padding` is
+  "SAME" or explicit ((top, bottom), (left, right)), as `lax.conv_general_dilated`."""
   kh, kw, cin, cout = kernel.shape
   n, h, w, _ = x.shape
-  (sh, sw), ho, wo = stride, -(-h // stride[0]), -(-w // stride[1])
-  x = jnp.pad(x, ((0, 0), _same_padding(h, kh, sh), _same_padding(w, kw, sw), (0, 0)))
+  sh, sw = stride
+  if padding == "SAME":
+    padding = (_same_padding(h, kh, sh), _same_padding(w, kw, sw))
+  (top, bottom), (left, right) = padding
+  ho, wo = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+  x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
   patches = [x[:, i: i + (ho - 1) * sh + 1: sh, j: j + (wo - 1) * sw + 1: sw, :]
              for i in range(kh) for j in range(kw)]
   patches = patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
@@ -49,13 +61,15 @@ def im2col_conv(x, kernel, stride: tuple[int, int]):
 
 
 class Conv(nn.Module):
-  """`nn.Conv(features, kernel_size, strides, padding="SAME")` with a choice of kernel
-  (module docstring); same parameter names, shapes and initialisation."""
+  """`nn.Conv(features, kernel_size, strides, padding)` with a choice of kernel (module
+  docstring); same parameter names, shapes and initialisation. `padding`: "SAME" or
+  explicit ((top, bottom), (left, right))."""
   features: int
   kernel_size: tuple[int, int] = (3, 3)
   strides: tuple[int, int] = (1, 1)
   use_bias: bool = True
   impl: str = "xla"
+  padding: str | tuple = "SAME"
 
   @nn.compact
   def __call__(self, x):
@@ -63,10 +77,17 @@ class Conv(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
     if self.impl not in CONV_IMPLS:
       raise ConfigError(f"Unknown conv {self.impl!r}; valid: {list(CONV_IMPLS)}.")
-    if self.impl == "im2col":
-      y = im2col_conv(x, kernel, tuple(self.strides))
+    padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
+    impl = self.impl
+    if impl == "auto":
+      out = jax.eval_shape(lambda: jax.lax.conv_general_dilated(
+          x, kernel, tuple(self.strides), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")))
+      small = out.shape[1] * out.shape[2] <= AUTO_IM2COL_PIXELS
+      impl = "im2col" if small and jax.default_backend() == "cpu" else "xla"
+    if impl == "im2col":
+      y = im2col_conv(x, kernel, tuple(self.strides), padding)
     else:
-      y = jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), "SAME",
+      y = jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), padding,
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,))

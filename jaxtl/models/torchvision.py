@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtl.errors import ConfigError
-from jaxtl.models.layers import batch_norm
+from jaxtl.models.layers import Conv, batch_norm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,10 +37,10 @@ DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
-def _conv(features, size, stride, name):
+def _conv(features, size, stride, name, impl):
   pad = size // 2  # torch's symmetric padding; "SAME" would pad stride-2 convs unevenly
-  return nn.Conv(features, (size, size), (stride, stride), padding=((pad, pad), (pad, pad)),
-                 use_bias=False, name=name)
+  return Conv(features, (size, size), (stride, stride), use_bias=False, impl=impl,
+              padding=((pad, pad), (pad, pad)), name=name)
 
 
 class Unit(nn.Module):
@@ -48,19 +48,21 @@ class Unit(nn.Module):
   kind: str
   planes: int
   stride: int
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train: bool):
     out_features = self.planes * EXPANSION[self.kind]
+    conv = lambda f, size, stride, name: _conv(f, size, stride, name, self.conv)
     if self.kind == "basic":
-      y = nn.relu(batch_norm(train, "bn1")(_conv(self.planes, 3, self.stride, "conv1")(x)))
-      y = batch_norm(train, "bn2")(_conv(self.planes, 3, 1, "conv2")(y))
+      y = nn.relu(batch_norm(train, "bn1")(conv(self.planes, 3, self.stride, "conv1")(x)))
+      y = batch_norm(train, "bn2")(conv(self.planes, 3, 1, "conv2")(y))
     else:
-      y = nn.relu(batch_norm(train, "bn1")(_conv(self.planes, 1, 1, "conv1")(x)))
-      y = nn.relu(batch_norm(train, "bn2")(_conv(self.planes, 3, self.stride, "conv2")(y)))
-      y = batch_norm(train, "bn3")(_conv(out_features, 1, 1, "conv3")(y))
+      y = nn.relu(batch_norm(train, "bn1")(conv(self.planes, 1, 1, "conv1")(x)))
+      y = nn.relu(batch_norm(train, "bn2")(conv(self.planes, 3, self.stride, "conv2")(y)))
+      y = batch_norm(train, "bn3")(conv(out_features, 1, 1, "conv3")(y))
     if self.stride != 1 or x.shape[-1] != out_features:
-      x = batch_norm(train, "proj_bn")(_conv(out_features, 1, self.stride, "proj")(x))
+      x = batch_norm(train, "proj_bn")(conv(out_features, 1, self.stride, "proj")(x))
     return nn.relu(x + y)
 
 
@@ -74,6 +76,7 @@ class TorchResNet(nn.Module):
   units: Sequence[int] = ()
   image_size: int = 224     # inputs resized to image_size x image_size (0: as they come)
   normalize: bool = True    # ImageNet mean and std, as torchvision's weights expect
+  conv: str = "auto"        # how convolutions are computed: auto | xla | im2col (layers.py)
 
   def block_names(self):
     return ("block1", "block2", "block3", "block4", "head")
@@ -106,7 +109,7 @@ class TorchResNet(nn.Module):
         x = nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
       else:
         x = Stage(kind, self.widths[i], units[i], 1 if i == 0 else 2, stem=(i == 0),
-                  name=f"block{i + 1}")(self.prepare(x) if i == 0 else x, train)
+                  conv=self.conv, name=f"block{i + 1}")(self.prepare(x) if i == 0 else x, train)
     return x
 
 
@@ -116,14 +119,17 @@ class Stage(nn.Module):
   num_units: int
   stride: int
   stem: bool = False
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.stem:
-      x = nn.relu(batch_norm(train, "stem_bn")(_conv(self.planes, 7, 2, "stem_conv")(x)))
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = _conv(self.planes, 7, 2, "stem_conv", self.conv)(x)
+      x = nn.max_pool(nn.relu(batch_norm(train, "stem_bn")(x)), (3, 3), (2, 2),
+                      padding=((1, 1), (1, 1)))
     for u in range(self.num_units):
-      x = Unit(self.kind, self.planes, self.stride if u == 0 else 1, name=f"unit{u + 1}")(x, train)
+      x = Unit(self.kind, self.planes, self.stride if u == 0 else 1, self.conv,
+               name=f"unit{u + 1}")(x, train)
     return x
 
 
