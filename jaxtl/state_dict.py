@@ -8,8 +8,11 @@ Two formats, told apart by their content, not their suffix:
   * safetensors: an 8-byte little-endian header length, a JSON header
     (name -> dtype, shape, data_offsets) and the raw bytes.
 A checkpoint that wraps its state dict (`{"state_dict": ...}`, `{"model": ...}`, as
-timm's and Lightning's training scripts save) is unwrapped, and DataParallel's
-`module.` prefix dropped.
+Lightning's training script saves) is unwrapped, and DataParallel's `module.`,
+Lightning's `model.` and torch.compile's `_orig_mod.` prefixes dropped. A training
+checkpoint that pickles other objects beside its weights (timm's train.py stores its
+argparse arguments) is refused: save `checkpoint["state_dict"]` alone, or convert it with
+timm's `clean_checkpoint.py`.
 """
 import collections
 import json
@@ -35,6 +38,8 @@ _SAFETENSORS_DTYPES = {
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
     "BOOL": np.bool_}
 _WRAPPERS = ("state_dict", "model", "model_state", "model_state_dict", "module")
+# DataParallel's, Lightning's and torch.compile's prefixes on every name
+_PREFIXES = ("module.", "model.", "_orig_mod.")
 
 
 def is_weights_file(path: str) -> bool:
@@ -48,17 +53,26 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
     raise MissingInputError(f"No checkpoint file at {path}.")
   with open(path, "rb") as f:
     head = f.read(8)
-  if zipfile.is_zipfile(path):
-    tensors = _read_torch_zip(path)
-  elif len(head) == 8 and _looks_like_safetensors(path, head):
-    tensors = _read_safetensors(path)
-  elif head[:2] == b"\x80\x02":  # a bare pickle: torch.save before 1.6 (legacy format)
-    raise ConfigError(f"{path} is in PyTorch's legacy (pre-1.6) format; re-save it with "
-                      "torch.save(torch.load(path), path) on torch >= 1.6, or convert it to "
-                      ".safetensors.")
-  else:
-    raise ConfigError(f"{path} is not a checkpoint: neither a PyTorch file written by "
-                      "torch.save (a zip) nor a .safetensors file.")
+  try:
+    if zipfile.is_zipfile(path):
+      tensors = _read_torch_zip(path)
+    elif head[:4] == b"PK\x03\x04":
+      raise ConfigError(f"{path} is a damaged or truncated zip (a download cut short?).")
+    elif len(head) == 8 and _looks_like_safetensors(path, head):
+      tensors = _read_safetensors(path)
+    elif head[:2] == b"\x80\x02":  # a bare pickle: torch.save before 1.6 (legacy format)
+      raise ConfigError(f"{path} is in PyTorch's legacy (pre-1.6) format; re-save it with "
+                        "torch.save(torch.load(path), path) on torch >= 1.6, or convert it "
+                        "to .safetensors.")
+    else:
+      raise ConfigError(f"{path} is not a checkpoint: neither a PyTorch file written by "
+                        "torch.save (a zip) nor a .safetensors file.")
+  except ConfigError:
+    raise
+  except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, KeyError, ValueError,
+          TypeError, IndexError, OSError) as e:
+    raise ConfigError(f"{path} is damaged or truncated ({type(e).__name__}: "
+                      f"{str(e)[:200]}).") from e
   return _unwrap(tensors, path)
 
 
@@ -73,8 +87,9 @@ def _unwrap(obj, path: str) -> Dict[str, np.ndarray]:
     raise ConfigError(f"{path} holds a {type(obj).__name__}, not a state dict (name -> "
                       "tensor): save model.state_dict(), not the model.")
   tensors = {str(k): v for k, v in obj.items() if isinstance(v, np.ndarray)}
-  if tensors and all(k.startswith("module.") for k in tensors):
-    tensors = {k[len("module."):]: v for k, v in tensors.items()}
+  for prefix in _PREFIXES:
+    if tensors and all(k.startswith(prefix) for k in tensors):
+      tensors = {k[len(prefix):]: v for k, v in tensors.items()}
   return tensors
 
 
@@ -105,10 +120,13 @@ def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
       raise ConfigError(f"{path}: tensor {name} has dtype {info['dtype']}; readable: "
                         f"{sorted(_SAFETENSORS_DTYPES)}.")
     begin, end = info["data_offsets"]
+    dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
     if end > len(data):
       raise ConfigError(f"{path} is truncated: tensor {name} ends at byte {end} of "
                         f"{len(data)}.")
-    dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
+    if not 0 <= begin <= end or end - begin != int(np.prod(info["shape"])) * dtype.itemsize:
+      raise ConfigError(f"{path}: tensor {name}'s bytes [{begin}, {end}) do not hold its "
+                        f"shape {info['shape']} of {info['dtype']}: a damaged header.")
     tensors[name] = np.frombuffer(data[begin:end], dtype).reshape(info["shape"]).copy()
   return tensors
 
@@ -119,11 +137,21 @@ class _StorageType:
 
 
 def _rebuild_tensor(storage, offset, size, stride, *_):
-  if not size:
-    return storage[offset].copy().reshape(())
+  """The tensor's view of its storage, checked to lie inside it (a crafted file must not
+  read memory past the storage)."""
+  size, stride = tuple(int(n) for n in size), tuple(int(n) for n in stride)
+  if (offset < 0 or len(size) != len(stride) or any(n < 0 for n in size)
+      or any(s < 0 for s in stride)):
+    raise ConfigError(f"A tensor with offset {offset}, size {size}, stride {stride}: damaged.")
+  if 0 in size:
+    return np.zeros(size, storage.dtype)
+  last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+  if last >= len(storage):
+    raise ConfigError(f"A tensor reaches element {last} of a storage of {len(storage)}: "
+                      "the file is damaged or truncated.")
   itemsize = storage.dtype.itemsize
   return np.lib.stride_tricks.as_strided(
-      storage[offset:], shape=tuple(size), strides=[s * itemsize for s in stride]).copy()
+      storage[offset:], shape=size, strides=[s * itemsize for s in stride]).copy()
 
 
 def _rebuild_parameter(data, *_):
@@ -147,7 +175,9 @@ class _StateDictUnpickler(pickle.Unpickler):
     if module == "torch" and name in _TORCH_DTYPES:
       return _StorageType(name)
     raise ConfigError(f"{self.path} pickles {module}.{name}, which a state dict of tensors "
-                      "does not hold: save model.state_dict(), not the model or optimiser.")
+                      "does not hold (a whole model, or a training checkpoint with its "
+                      "arguments): save model.state_dict() alone, e.g. "
+                      "torch.save(torch.load(path)['state_dict'], 'weights.pth').")
 
   def persistent_load(self, pid):
     _, storage_type, key, _, numel = pid  # ("storage", type, key, location, numel)

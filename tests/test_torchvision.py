@@ -226,3 +226,45 @@ def test_your_colour_photos_fine_tune_imported_weights_as_they_are(tmp_path):
               "--config.batch_size=4")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "data: 8 training, 4 validation and 4 test examples" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_folder_size_crops_the_centre_as_torchvisions_eval_transform(tmp_path):
+  """size=S: the short side resized to S, the centre S x S kept (a wide image loses its
+  left and right ends)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from jaxtl.data.images import to_model_input  # pylint: disable=import-outside-toplevel
+  wide = np.zeros((10, 30, 3), np.uint8)
+  wide[:, :10], wide[:, 10:20], wide[:, 20:] = (255, 0, 0), (0, 0, 255), (0, 255, 0)
+  x = to_model_input(Image.fromarray(wide), 6, channels=3, polarity="light_ink")
+  assert x.shape == (6, 6, 3)
+  np.testing.assert_allclose(x[1:-1, 1:-1].reshape(-1, 3), [[0, 0, 1]] * 16, atol=0.02)
+
+
+def _unicode(text):
+  return b"X" + struct.pack("<I", len(text)) + text.encode()
+
+
+def test_damaged_or_crafted_files_are_refused_in_one_message(tmp_path):
+  # A tensor claiming 200,000 elements of a 1-element storage: refused, not read past it.
+  pickled = (b"\x80\x02}" + _unicode("w") + b"ctorch._utils\n_rebuild_tensor_v2\n(("
+             + _unicode("storage") + b"ctorch\nFloatStorage\n" + _unicode("0") + _unicode("cpu")
+             + b"K\x01tQK\x00J" + struct.pack("<i", 200_000) + b"\x85K\x01\x85\x89"
+             + b"ccollections\nOrderedDict\n)RtRs.")
+  with zipfile.ZipFile(tmp_path / "crafted.pth", "w") as z:
+    z.writestr("archive/data.pkl", pickled)
+    z.writestr("archive/data/0", struct.pack("<f", 1.0))
+  with pytest.raises(ConfigError, match="reaches element 199999 of a storage of 1"):
+    state_dict.read_state_dict(str(tmp_path / "crafted.pth"))
+  # A download cut short.
+  whole = open(os.path.join(FIXTURES, "torchvision_basic.pth"), "rb").read()
+  (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 2])
+  with pytest.raises(ConfigError, match="damaged or truncated"):
+    state_dict.read_state_dict(str(tmp_path / "cut.pth"))
+  # A safetensors header whose byte ranges do not hold the shapes it names.
+  weights = state_dict.read_state_dict(os.path.join(FIXTURES, "torchvision_basic.safetensors"))
+  _write_safetensors(tmp_path / "bad.safetensors", {"fc.bias": weights["fc.bias"]})
+  raw = bytearray((tmp_path / "bad.safetensors").read_bytes())
+  raw[:] = raw.replace(b'"shape": [5]', b'"shape": [4]')
+  (tmp_path / "bad.safetensors").write_bytes(bytes(raw))
+  with pytest.raises(ConfigError, match="do not hold its shape"):
+    state_dict.read_state_dict(str(tmp_path / "bad.safetensors"))

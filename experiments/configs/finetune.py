@@ -18,7 +18,10 @@ Variants:
       resnet18.pth or .safetensors; --config.model=torchvision_resnet50 for another
       depth): images resized to model_kwargs.image_size (224, as ImageNet weights
       expect), grey replicated to 3 channels, ImageNet mean and std; batch norm frozen.
-      Its default target is digits 5-9 (embedded); --config.dataset names yours.
+      Every class of the target; all its training images but 100 held out for
+      validation. Folder images are read in colour as they are, short side resized to
+      224 and the centre cropped (folder_size). The default target is the embedded
+      digits; --config.dataset names yours.
   torchvision_quick: a few steps of it on a narrow net at 32x32 (tests).
 """
 import ml_collections
@@ -42,6 +45,8 @@ def base() -> ml_collections.ConfigDict:
   c.folder_channels = 1         # a folder's images: 1 (grey) | 3 (RGB)
   c.folder_polarity = "auto"    # auto: light backgrounds inverted (ink light on dark, as
                                 # MNIST) | dark_ink: all inverted | light_ink: kept as read
+  c.folder_size = 0             # 0: every image at the first one's size | S: short side
+                                # resized to S, centre crop S x S (torchvision's eval crop)
   # Model.
   c.model = "resnet"            # resnet | conv4 | mlp
   c.model_kwargs = ml_collections.ConfigDict({"widths": (16, 32, 64)})
@@ -111,8 +116,8 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.model = "torchvision_resnet18"
     c.model_kwargs = ml_collections.ConfigDict({"image_size": 224})
     c.batch_norm = "frozen"  # ImageNet's running statistics; small target batches
-    c.folder_channels, c.folder_polarity = 3, "light_ink"  # your photos, as they are
-    c.classes, c.num_train, c.num_val = (5, 6, 7, 8, 9), 25, 100
+    c.folder_channels, c.folder_polarity, c.folder_size = 3, "light_ink", 224  # photos
+    c.num_train, c.num_val = 0, 100  # every class; all training images but 100 for validation
     c.num_steps, c.batch_size = 100, 25
     c.log_every = c.checkpoint_every = 50
     if variant == "torchvision_quick":  # the shape of tests/fixtures/torchvision_basic.pth

@@ -144,12 +144,12 @@ def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[str]:
 
 def load_dataset(name: str, split: str, *, data_dir: Optional[str] = None,
                  source: str = "auto", tfds_data_dir: Optional[str] = None,
-                 download: bool = True, channels: int = 1,
-                 polarity: str = "auto") -> ImageDataset:
+                 download: bool = True, channels: int = 1, polarity: str = "auto",
+                 size=None) -> ImageDataset:
   """Loads `split` of dataset `name` from the first source that has it (module doc).
-  `channels` and `polarity` apply to a folder's images (`jaxtl.data.images`)."""
+  `channels`, `polarity` and `size` apply to a folder's images (`jaxtl.data.images`)."""
   if is_folder(name):
-    return _load_folder(name, split, channels, polarity)
+    return _load_folder(name, split, channels, polarity, size)
   if name not in DATASETS:
     return _load_any_tfds(name, split, source, tfds_data_dir, download)
   if split not in DATASETS[name]:
@@ -204,12 +204,11 @@ def is_folder(name: str) -> bool:
   return "/" in name or os.sep in name or name.startswith("~")
 
 
-def _load_folder(name: str, split: str, channels: int, polarity: str) -> ImageDataset:
+def _load_folder(name: str, split: str, channels: int, polarity: str, size) -> ImageDataset:
   root = os.path.expanduser(name)
   if not os.path.isdir(root):
     raise DatasetNotFoundError(f"Image folder {root} does not exist.")
-  read = lambda folder: images_lib.read_folder(folder, channels=channels, polarity=polarity,
-                                               name=name)
+  read = lambda folder: images_lib.read_folder(folder, size, channels, polarity, name=name)
   if os.path.isdir(os.path.join(root, split)):
     return read(os.path.join(root, split))
   if split == "all":

@@ -31,7 +31,8 @@ POLARITIES = ("auto", "dark_ink", "light_ink")
 def to_model_input(image, size: Optional[Tuple[int, int]], channels: int = 1,
                    polarity: str = "auto") -> np.ndarray:
   """One PIL image (or uint8 array) -> float32 (height, width, channels) in [0, 1];
-  `size` None keeps the image's own."""
+  `size` None keeps the image's own, (height, width) resizes to it, an int S resizes the
+  short side to S and crops the centre S x S (as torchvision's Resize + CenterCrop)."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   if polarity not in POLARITIES:
     raise ConfigError(f"Unknown polarity {polarity!r}; valid: {POLARITIES}.")
@@ -40,6 +41,13 @@ def to_model_input(image, size: Optional[Tuple[int, int]], channels: int = 1,
   if not isinstance(image, Image.Image):
     image = Image.fromarray(np.asarray(image, np.uint8).squeeze())
   image = image.convert("L" if channels == 1 else "RGB")
+  if isinstance(size, (int, np.integer)) and size > 0:
+    w, h = image.size
+    w, h = max(size, round(w * size / min(w, h))), max(size, round(h * size / min(w, h)))
+    left, top = (w - size) // 2, (h - size) // 2
+    image = image.resize((w, h), Image.Resampling.BILINEAR).crop(
+        (left, top, left + size, top + size))
+    size = (size, size)
   height, width = size if size is not None else (image.size[1], image.size[0])
   if image.size != (width, height):
     image = image.resize((width, height), Image.Resampling.LANCZOS)
@@ -82,7 +90,7 @@ def read_images(folder: str, size: Optional[Sequence[int]] = None, channels: int
   images = []
   for p in paths:
     images.append(read_image(p, size, channels, polarity))
-    size = images[-1].shape[:2]
+    size = images[-1].shape[:2] if size is None else size
   return np.stack(images), paths
 
 
@@ -115,7 +123,7 @@ def read_labelled(root: str, size: Optional[Sequence[int]] = None, channels: int
                         "least one.")
     for path in files:
       images.append(read_image(path, size, channels, polarity))
-      size = images[-1].shape[:2]  # the first image's size, unless given
+      size = images[-1].shape[:2] if size is None else size  # the first image's, unless given
     labels += [label] * len(files)
     paths += files
   return np.stack(images), np.asarray(labels, np.int32), tuple(classes), paths

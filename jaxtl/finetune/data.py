@@ -14,7 +14,8 @@ def make_splits(config):
   """
   kwargs = dict(data_dir=config.data_dir, source=config.source,
                 channels=config.get("folder_channels", 1),
-                polarity=config.get("folder_polarity", "auto"))  # configs saved before these fields
+                polarity=config.get("folder_polarity", "auto"),  # configs saved before
+                size=config.get("folder_size", 0) or None)       # these fields: defaults
   train = load_dataset(config.dataset, config.train_split, **kwargs)
   test = load_dataset(config.dataset, config.test_split, **kwargs)
   if config.classes:

@@ -11,6 +11,11 @@ jaxtl's ResNet and as surgical fine-tuning's code groups ResNets):
   block1 = conv1, bn1, layer1    block2 = layer2    block3 = layer3    block4 = layer4
   head = fc
 
+Batch norm: momentum and epsilon as torch's (0.1 / 1e-5). In train mode the output is
+torch's; the running variance is updated with the batch's biased variance (Flax's), where
+torch uses the unbiased one, a factor n / (n - 1) on the update: fine-tuning with
+`batch_norm="frozen"` (finetune.py:torchvision) never updates them.
+
 `variables_from_state_dict(state_dict)` maps a torchvision / timm state dict (arrays by
 torch name) to this module's variables: conv weights OIHW -> HWIO, linear (out, in) ->
 (in, out), batch norm's weight/bias/running_mean/running_var -> params scale/bias and
@@ -207,13 +212,20 @@ def describe_state_dict(state_dict: Mapping[str, np.ndarray]) -> str:
   """The ResNet a torchvision state dict holds, in the model's terms, e.g.
   "torchvision_resnet50 (Bottleneck units (3, 4, 6, 3), widths (64, 128, 256, 512), 1000
   classes)": what to set when the model and the file disagree."""
-  units = [len({k.split(".")[1] for k in state_dict if k.startswith(f"layer{i}.")})
-           for i in range(1, 5)]
-  widths = [np.shape(state_dict.get(f"layer{i}.0.conv1.weight", ()))[:1] for i in range(1, 5)]
-  widths = tuple(int(w[0]) if w else 0 for w in widths)
-  kind = "bottleneck" if any(".conv3." in k for k in state_dict) else "basic"
-  depth = [d for d, (k, u) in DEPTHS.items() if k == kind and tuple(u) == tuple(units)]
+  shape = lambda name: tuple(np.shape(state_dict[name])) if name in state_dict else None
+  if shape("layer1.0.conv1.weight") is None:
+    return "no torchvision ResNet (it has no layer1.0.conv1.weight)"
+  kind = "bottleneck" if shape("layer1.0.conv3.weight") else "basic"
+  conv1, conv2 = shape("layer1.0.conv1.weight"), shape("layer1.0.conv2.weight") or ()
+  if len(conv2) == 4 and conv2[1] != conv1[0]:
+    return "a ResNeXt (grouped 3x3 convolutions), which TorchResNet does not build"
+  if kind == "bottleneck" and shape("layer1.0.conv3.weight")[0] != 4 * conv1[0]:
+    return "a Wide ResNet (wider bottlenecks), which TorchResNet does not build"
+  units = tuple(len({k.split(".")[1] for k in state_dict if k.startswith(f"layer{i}.")})
+                for i in range(1, 5))
+  widths = tuple(int((shape(f"layer{i}.0.conv1.weight") or (0,))[0]) for i in range(1, 5))
+  depth = [d for d, (k, u) in DEPTHS.items() if k == kind and tuple(u) == units]
   name = f"torchvision_resnet{depth[0]}" if depth else "a ResNet"
-  classes = np.shape(state_dict.get("fc.weight", ()))[:1]
+  classes = shape("fc.weight")
   return (f"{name} ({'Bottleneck' if kind == 'bottleneck' else 'BasicBlock'} units "
-          f"{tuple(units)}, widths {widths}" + (f", {classes[0]} classes)" if classes else ")"))
+          f"{units}, widths {widths}" + (f", {classes[0]} classes)" if classes else ")"))
