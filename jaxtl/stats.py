@@ -345,8 +345,9 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
   else:
     label = "inconclusive"
     shown = max(others, key=lambda c: diffs[c].mean)
-    why = (f"no row is significantly better or worse; differences under about "
-           f"{pct(resolution)} points could not be detected")
+    why = (f"no row is significantly better or worse; a difference had to exceed about "
+           f"{pct(resolution)} points to reach significance (and be larger still to be "
+           "found reliably)")
   text = (f"paper: {paper}; best here: {best} ({format_estimate(estimates[best])}); "
           f"{shown} − {star} = {format_estimate(diffs[shown], signed=True)}; {why} "
           f"(Holm over {len(others)} comparison{'s' if len(others) > 1 else ''} each way; "
