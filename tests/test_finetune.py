@@ -210,3 +210,37 @@ def test_results_json_contract(pretrained):
   assert results["metrics"]["test_accuracy"] == metrics["test_accuracy"]
   assert os.path.exists(os.path.join(workdir, "metrics.jsonl"))
   assert os.listdir(os.path.join(workdir, "tb"))
+
+
+@pytest.mark.parametrize("strategy,blocks", [("surgical", ("block3",)), ("lp_ft", ()),
+                                             ("linear_probe", ())])
+def test_frozen_prefix_computed_once_trains_what_every_step_would(pretrained, tmp_path,
+                                                                  monkeypatch, strategy,
+                                                                  blocks):
+  """With batch norm frozen, the trainer runs the frozen leading blocks once on the
+  training set (issue 33): the same parameters as running them at every step, up to
+  float32 rounding, and the frozen leaves bit-identical to the pre-trained ones."""
+  from jaxtl.finetune import prefix  # pylint: disable=import-outside-toplevel
+  from tests import reference  # pylint: disable=import-outside-toplevel
+  workdir, _ = pretrained
+  config = finetune_configs.get_config("quick")
+  config.update(init_from=workdir, strategy=strategy, batch_norm="frozen", num_steps=8,
+                checkpoint_every=4, log_every=4)
+  if blocks:
+    config.blocks = blocks
+  calls = []
+  original = prefix.prefix_features
+  monkeypatch.setattr(prefix, "prefix_features",
+                      lambda *a, **k: calls.append(a[3]) or original(*a, **k))
+  trainer.train_and_evaluate(config, str(tmp_path / "cached"))
+  assert calls and all(stop > 0 for stop in calls), calls  # the cache was used
+  monkeypatch.setattr(trainer, "PREFIX_CACHE_BYTES", 0)  # every step runs every block
+  trainer.train_and_evaluate(config, str(tmp_path / "every_step"))
+  cached = checkpoint.load_variables(str(tmp_path / "cached"))
+  every_step = checkpoint.load_variables(str(tmp_path / "every_step"))
+  assert reference.relative_error(cached, every_step) < reference.F32_RTOL
+  before = partition.flatten(checkpoint.load_variables(workdir)["params"])
+  for path, value in partition.flatten(cached["params"]).items():
+    trained = path.startswith("head/") or any(path.startswith(f"{b}/") for b in blocks)
+    if not trained and strategy != "lp_ft":
+      np.testing.assert_array_equal(value, before[path])

@@ -145,6 +145,22 @@ def test_grid_equals_separate_fits_and_shrinks_with_l2():
   assert all(a - b > ea + eb for a, b, ea, eb in zip(norms, norms[1:], bounds, bounds[1:]))
 
 
+def test_solve_grid_reports_how_each_solve_ended():
+  """The study records each probe's steps and final gradient: converged solves end
+  under the tolerance, a solve cut at max_iter says so (gradient above it)."""
+  x, y = _problem(seed=2)
+  grid = np.array([1e-2, 1.0])
+  with jax.enable_x64(True):
+    kernels, biases, steps, grad_max = probe.solve_grid(x, y, C, grid, tol=1e-8)
+    fitted = probe.fit_grid(x, y, C, grid, tol=1e-8)
+    np.testing.assert_array_equal(kernels, fitted[0])
+    for g, l2 in enumerate(grid):
+      at_end = probe.gradient_norm(x, y, C, l2, kernels[g], biases[g])
+      assert 0 < steps[g] < 500 and grad_max[g] < 1e-8 and abs(grad_max[g] - at_end) <= 1e-12
+    _, _, steps, grad_max = probe.solve_grid(x, y, C, grid, max_iter=2, tol=1e-8)
+  assert list(steps) == [2, 2] and all(g > 1e-8 for g in grad_max)
+
+
 def test_float32_reaches_the_float64_optimum(monkeypatch):
   """Rounding the features and the gradient to float32 perturbs the problem by ~eps32
   relative, which moves the solution by ~kappa * eps32 relative (kappa = L / mu, the

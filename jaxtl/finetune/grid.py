@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 
 from jaxtl import optim, partition
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import auto
+from jaxtl.finetune.prefix import prefix_features, sliceable  # pylint: disable=unused-import
 from jaxtl.finetune.trainer import BATCH_NORM_MODES, forward
 from jaxtl.models import block_names
 
@@ -108,38 +108,9 @@ def prefix_start(model, variables, spec: GridSpec) -> int:
   """How many leading blocks to compute once (0: none). Only with batch norm frozen
   (in `train` mode a frozen block's output depends on the batch) and a model that runs
   a slice of its blocks (`start` / `stop`)."""
-  if spec.batch_norm != "frozen" or not _sliceable(model):
+  if spec.batch_norm != "frozen" or not sliceable(model):
     return 0
   return first_trained_block(model, variables, spec)
-
-
-def _sliceable(model) -> bool:
-  import inspect  # pylint: disable=import-outside-toplevel
-  params = inspect.signature(type(model).__call__).parameters
-  ok = "start" in params and "stop" in params and hasattr(model, "block_names")
-  if not ok and type(model).__name__ not in _WARNED:
-    _WARNED.add(type(model).__name__)
-    logging.info("%s takes no start/stop: the grid runs its frozen blocks at every step.",
-                 type(model).__name__)
-  return ok
-
-
-_WARNED = set()
-
-
-def prefix_features(model, variables, images, stop: int, batch_size: int = 1000):
-  """The output of blocks [0, stop) on `images` with running statistics, in batches."""
-  if stop == 0:
-    return jnp.asarray(images)
-  fn = _prefix_fn(model, stop)
-  parts = [fn(variables, jnp.asarray(images[i:i + batch_size]))
-           for i in range(0, len(images), batch_size)]
-  return jnp.concatenate(parts)
-
-
-@functools.lru_cache(maxsize=None)
-def _prefix_fn(model, stop):
-  return jax.jit(lambda v, x: model.apply(v, x, train=False, stop=stop))
 
 
 def redraw(model, variables, reinit, key, example):

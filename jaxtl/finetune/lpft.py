@@ -58,16 +58,18 @@ def probe_head(kernel, bias, mean, std) -> dict:
 
 def fit_probes(train_feats, train_labels, num_classes, l2_grid, eval_sets):
   """Probes for every L2 in `l2_grid` on one seed's training features; returns
-  ({set name: accuracy per l2}, heads per l2). `eval_sets`: name -> (features, labels),
-  raw features (standardised here with the training statistics)."""
+  ({set name: accuracy per l2}, heads per l2, {"steps": [...], "grad_max": [...]} per
+  l2: how each L-BFGS solve ended). `eval_sets`: name -> (features, labels), raw
+  features (standardised here with the training statistics)."""
   mean, std = standardizer(train_feats)
   z = lambda f: jnp.asarray((f - mean) / std, jnp.float32)
-  kernels, biases = probe.fit_grid(z(train_feats), jnp.asarray(train_labels), num_classes,
-                                   jnp.asarray(l2_grid, jnp.float32))
+  kernels, biases, steps, grad_max = probe.solve_grid(
+      z(train_feats), jnp.asarray(train_labels), num_classes, jnp.asarray(l2_grid, jnp.float32))
   scores = {name: [float(probe.accuracy(z(f), jnp.asarray(y), k, b))
                    for k, b in zip(kernels, biases)] for name, (f, y) in eval_sets.items()}
   heads = [probe_head(k, b, mean, std) for k, b in zip(kernels, biases)]
-  return scores, heads
+  return scores, heads, {"steps": [int(n) for n in steps],
+                         "grad_max": [float(g) for g in grad_max]}
 
 
 def lpft_rows(shift, label, overrides) -> dict:
@@ -85,8 +87,8 @@ def lpft_rows(shift, label, overrides) -> dict:
     out = []
     for s in shift.runs[p]:
       idx = shift.train_index[s]
-      scores, heads = fit_probes(feats[idx], pool.labels[idx], nc, l2_grid, sets)
-      out.append({"seed": s, "scores": scores,
+      scores, heads, ended = fit_probes(feats[idx], pool.labels[idx], nc, l2_grid, sets)
+      out.append({"seed": s, "scores": scores, "solver": ended,  # convergence, per l2
                   "heads": [{k: v.tolist() for k, v in h.items()} for h in heads]})
     return out
 

@@ -109,6 +109,15 @@ def fit_grid(features, labels, num_classes, l2_grid, init=None, max_iter=500, to
   return jax.vmap(one)(jnp.asarray(l2_grid, _dtype(features)))
 
 
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def solve_grid(features, labels, num_classes, l2_grid, init=None, max_iter=500, tol=1e-6):
+  """`fit_grid` plus how each penalty's solve ended: (kernels, biases, steps (G,),
+  max-abs gradients at the end (G,)), so a study can record that its probes converged."""
+  one = lambda l2: solve(features, labels, num_classes, l2, init, max_iter, tol)
+  (kernels, biases), steps, grad_max = jax.vmap(one)(jnp.asarray(l2_grid, _dtype(features)))
+  return kernels, biases, steps, grad_max
+
+
 @jax.jit
 def accuracy(features, labels, kernel, bias):
   """Fraction of `labels` that the probe's arg-max logit gets right (a float array)."""

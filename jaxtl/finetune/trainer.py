@@ -19,7 +19,7 @@ from absl import logging
 from jaxtl import checkpoint, loop, objectives, optim, partition, sharding, state_dict
 from jaxtl import workdir as run_dir
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import strategies
+from jaxtl.finetune import prefix, strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import write_results
 from jaxtl.models import block_names, build_model
@@ -61,11 +61,12 @@ def epoch_order(key, epoch, num_examples: int) -> jax.Array:
 
 
 def make_train_step(model, tx, labels, config, batch_size: int, num_examples: int, mesh=None,
-                    objective: Optional[objectives.Objective] = None, key=None):
+                    objective: Optional[objectives.Objective] = None, key=None, start: int = 0):
   """Returns step(state, anchor, images, labels, order) -> (state, loss), `order` being
   `epoch_order` of the step's epoch; donates the state. With a `mesh`
   (`jaxtl.sharding`) the batch is split over its devices. `objective` (default:
-  cross-entropy on the labels) makes the step's inputs from fold_in(`key`, step)."""
+  cross-entropy on the labels) makes the step's inputs from fold_in(`key`, step).
+  `start` > 0: `images` are the output of the frozen blocks before block `start`."""
   trainable_label = lambda label: label is not None
   per_epoch = steps_per_epoch(num_examples, batch_size)
   bn_train = config.batch_norm == "train"
@@ -75,7 +76,7 @@ def make_train_step(model, tx, labels, config, batch_size: int, num_examples: in
 
   def loss_fn(trainable, frozen, batch_stats, anchor, x, y):
     params = partition.merge(trainable, frozen)
-    outputs, batch_stats = forward(model, params, batch_stats, x, bn_train)
+    outputs, batch_stats = forward(model, params, batch_stats, x, bn_train, start)
     loss = objective.loss(outputs, y)
     if l2sp:
       loss += strategies.l2sp_penalty(trainable, anchor, config.l2sp_alpha, config.l2sp_beta)
@@ -126,6 +127,32 @@ def make_eval_fn(model, batch_size: int = 500):
     return {"accuracy": correct / max(n, 1), "loss": total_loss / max(n, 1)}
 
   return evaluate
+
+
+PREFIX_CACHE_BYTES = 2 << 30  # a frozen prefix's output is cached up to this size
+
+
+def frozen_prefix(model, variables, labels, config, objective, images) -> int:
+  """How many leading blocks the phase with parameter `labels` can run once on the
+  training images instead of at every step (0: none). Exact when those blocks are frozen
+  and map an image to the same output every step: batch norm frozen (running
+  statistics), no augmentation of the inputs, a model that runs a slice of its blocks
+  (`start` / `stop`), and the output fits in `PREFIX_CACHE_BYTES`."""
+  if (config.batch_norm != "frozen" or objective.name != "supervised"
+      or dict(config.objective_kwargs).get("augment") or not prefix.sliceable(model)):
+    return 0
+  trained = {path.split("/")[0] for path, label in partition.flatten(labels).items()
+             if label is not None}
+  names = block_names(model, variables["params"])
+  start = next((i for i, b in enumerate(names) if b in trained), 0)
+  if start:
+    out = jax.eval_shape(lambda x: model.apply(variables, x, train=False, stop=start),
+                         jax.ShapeDtypeStruct(images.shape, images.dtype))
+    if out.size * out.dtype.itemsize > PREFIX_CACHE_BYTES:
+      logging.info("The frozen blocks %s output %.1f GB on the training set: run at every "
+                   "step instead of cached.", names[:start], out.size * out.dtype.itemsize / 1e9)
+      return 0
+  return start
 
 
 def load_init(variables, config):
@@ -213,9 +240,20 @@ def train_and_evaluate(config, workdir: str,
     trainable, _ = partition.split(params, labels, lambda l: l is not None)
     state = dict(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=batch_stats,
                  opt_state=tx.init(trainable))
+    # Frozen, deterministic leading blocks run once on the training set, not every step.
+    bundle = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+    start = frozen_prefix(model, bundle, labels, config, objective, train.images)
+    if start:
+      logging.info("phase %s: blocks %s are frozen; their output on the %d training images "
+                   "is computed once.", phase.name,
+                   list(block_names(model, params)[:start]), len(train))
+      current["inputs"] = sharding.replicate(
+          prefix.prefix_features(model, bundle, train.images, start), mesh)
+    else:
+      current["inputs"] = images
     return (sharding.replicate(state, mesh),
             make_train_step(model, tx, labels, config, batch_size, len(train), mesh,
-                            objective, input_key))
+                            objective, input_key, start))
 
   current = {}  # the phase in use: index, step function
 
@@ -242,7 +280,8 @@ def train_and_evaluate(config, workdir: str,
     if epoch not in order_of_epoch:
       order_of_epoch.clear()
       order_of_epoch[epoch] = sharding.replicate(epoch_order(data_key, epoch, len(train)), mesh)
-    state, loss = current["step_fn"](state, anchor, images, targets, order_of_epoch[epoch])
+    state, loss = current["step_fn"](state, anchor, current["inputs"], targets,
+                                     order_of_epoch[epoch])
     return state, loss, {"train_loss": loss}
 
   def validate(state, step):
