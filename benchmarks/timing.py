@@ -10,16 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import finetune as finetune_configs
-from jaxtl import partition, workdir
-from jaxtl.finetune import strategies, trainer
+from jaxtl import objectives, partition, workdir
+from jaxtl.finetune import prefix, strategies, trainer
 from jaxtl.models import build_model
 
 
-def strategy_step(overrides, batch_size, image_size, conv):
+def strategy_step(overrides, batch_size, image_size, conv, cached=False):
   """(step, state, args, trainable parameters): the fine-tuning trainer's jitted step for
-  `overrides` of the digits config on random images; `step(state, *args)` -> (state, loss)."""
+  `overrides` of the digits config on random images; `step(state, *args)` -> (state, loss).
+  `cached`: batch norm frozen and the frozen leading blocks run once on the images, as
+  the trainer then does (`jaxtl.finetune.prefix`); the step runs the rest."""
   config = finetune_configs.get_config("digits")
   config.update(overrides)
+  if cached:
+    config.batch_norm = "frozen"
   model = build_model("resnet", num_classes=10, widths=tuple(config.model_kwargs.widths),
                       conv=conv)
   n = batch_size * 4
@@ -31,7 +35,12 @@ def strategy_step(overrides, batch_size, image_size, conv):
   keep = lambda l: l is not None
   trainable, _ = partition.split(variables["params"], labels, keep)
   tx = trainer.make_optimizer(config, partition.split(labels, labels, keep)[0])
-  step = trainer.make_train_step(model, tx, labels, config, batch_size, n)
+  start = 0
+  if cached:
+    supervised = objectives.make("supervised", {}, 10, x.shape[1:])
+    start = trainer.frozen_prefix(model, variables, labels, config, supervised, x)
+    x = prefix.prefix_features(model, variables, x, start)
+  step = trainer.make_train_step(model, tx, labels, config, batch_size, n, start=start)
   state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
                batch_stats=variables["batch_stats"], opt_state=tx.init(trainable))
   anchor = jax.tree_util.tree_map(jnp.copy, trainable) if config.strategy == "l2sp" else {}
@@ -39,10 +48,10 @@ def strategy_step(overrides, batch_size, image_size, conv):
   return step, state, (anchor, x, y, order), partition.count(trainable)
 
 
-def prepare_strategy(overrides, batch_size, image_size, conv):
+def prepare_strategy(overrides, batch_size, image_size, conv, cached=False):
   """(block, trainable parameters): block(steps) -> steps per second of `strategy_step`,
   after 3 warm-up steps."""
-  step, state, args, trainable = strategy_step(overrides, batch_size, image_size, conv)
+  step, state, args, trainable = strategy_step(overrides, batch_size, image_size, conv, cached)
   block = timed(stepping(step, state, args))
   block(3)  # warm-up, compiles
   return block, trainable
