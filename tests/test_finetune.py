@@ -176,10 +176,15 @@ def _interrupt_at(stop):
   return callback
 
 
-@pytest.mark.parametrize("strategy", ["lp_ft", "l2sp"])
-def test_resume_after_kill_gives_the_same_result(pretrained, tmp_path, strategy):
+@pytest.mark.parametrize("strategy,overrides", [
+    ("lp_ft", {}), ("l2sp", {}),
+    # the frozen prefix cached (batch norm frozen), recomputed from the restored state
+    ("lp_ft", {"batch_norm": "frozen"}),
+    ("surgical", {"batch_norm": "frozen", "blocks": ("block3",)})])
+def test_resume_after_kill_gives_the_same_result(pretrained, tmp_path, strategy, overrides):
   source, _ = pretrained
-  config = _config(init_from=source, strategy=strategy, num_steps=6, checkpoint_every=3)
+  config = _config(init_from=source, strategy=strategy, num_steps=6, checkpoint_every=3,
+                   **overrides)
   straight = trainer.train_and_evaluate(config, str(tmp_path / "straight"))
   with pytest.raises(KeyboardInterrupt):
     trainer.train_and_evaluate(config, str(tmp_path / "killed"), step_callback=_interrupt_at(3))

@@ -129,6 +129,10 @@ def make_eval_fn(model, batch_size: int = 500):
   return evaluate
 
 
+def _variables(params, batch_stats) -> dict:
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
 PREFIX_CACHE_BYTES = 2 << 30  # a frozen prefix's output is cached up to this size
 
 
@@ -240,17 +244,15 @@ def train_and_evaluate(config, workdir: str,
     trainable, _ = partition.split(params, labels, lambda l: l is not None)
     state = dict(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=batch_stats,
                  opt_state=tx.init(trainable))
-    # Frozen, deterministic leading blocks run once on the training set, not every step.
-    bundle = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
-    start = frozen_prefix(model, bundle, labels, config, objective, train.images)
+    # Frozen, deterministic leading blocks run once on the training set, not every step:
+    # from the parameters of the phase's first executed step (a resumed run's included).
+    start = frozen_prefix(model, _variables(params, batch_stats), labels, config, objective,
+                          train.images)
+    current["prefix"], current["inputs"] = start, None if start else images
     if start:
       logging.info("phase %s: blocks %s are frozen; their output on the %d training images "
                    "is computed once.", phase.name,
                    list(block_names(model, params)[:start]), len(train))
-      current["inputs"] = sharding.replicate(
-          prefix.prefix_features(model, bundle, train.images, start), mesh)
-    else:
-      current["inputs"] = images
     return (sharding.replicate(state, mesh),
             make_train_step(model, tx, labels, config, batch_size, len(train), mesh,
                             objective, input_key, start))
@@ -280,6 +282,10 @@ def train_and_evaluate(config, workdir: str,
     if epoch not in order_of_epoch:
       order_of_epoch.clear()
       order_of_epoch[epoch] = sharding.replicate(epoch_order(data_key, epoch, len(train)), mesh)
+    if current["inputs"] is None:  # the phase's frozen prefix, from the state's parameters
+      current["inputs"] = sharding.replicate(prefix.prefix_features(
+          model, _variables(state["params"], state["batch_stats"]), train.images,
+          current["prefix"]), mesh)
     state, loss = current["step_fn"](state, anchor, current["inputs"], targets,
                                      order_of_epoch[epoch])
     return state, loss, {"train_loss": loss}
