@@ -6,7 +6,10 @@ setuptools.setup(
     version="0.1.0",
     description="Transfer learning (fine-tuning through optax partition masks) "
     "and meta-learning (MAML family, ProtoNets) in JAX/Flax.",
-    packages=setuptools.find_packages(include=["jaxtl", "jaxtl.*", "experiments", "experiments.*"]),
+    # The library only: the launchers (experiments/), benchmarks/ and tests/ run from the
+    # checkout (`python -m experiments.X`), so no top-level `experiments` lands in
+    # site-packages to collide with another project's.
+    packages=setuptools.find_packages(include=["jaxtl", "jaxtl.*"]),
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.31",  # jax.lax.map(batch_size=)

@@ -19,7 +19,7 @@ from absl import app, flags
 
 from experiments.configs import lecture as lecture_configs
 from jaxtl import workdir as run_dir
-from jaxtl.meta import lecture
+from jaxtl.studies import lecture
 
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds, each a whole table.")
 _VARIANT = flags.DEFINE_string("variant", "default", "experiments/configs/lecture.py variant.")

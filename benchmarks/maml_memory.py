@@ -17,7 +17,7 @@ from absl import app, flags
 
 from benchmarks.meta_step import SETTINGS, build
 from experiments.configs import meta as meta_configs
-from jaxtl import report
+from jaxtl.studies import benchmark_tables
 from jaxtl.runtime import log_versions
 
 _SETTING = flags.DEFINE_string("setting", "20w1s", f"One of {list(SETTINGS)}.")
@@ -70,7 +70,7 @@ def main(argv):
     t = r.get("seconds_per_meta_iteration")
     print(f"| {r['inner_steps']} | {r['remat']} | {r['peak_gib']:.3f} | {r['temp_gib']:.3f} | "
           f"{r['compile_seconds']:.1f} | {'' if t is None else f'{t:.2f}'} |")
-  for remat, mib in report.memory_growth(rows).items():
+  for remat, mib in benchmark_tables.memory_growth(rows).items():
     print(f"remat={remat}: {mib:.1f} MiB more peak memory per inner step")
   if _OUT.value:
     with open(_OUT.value, "w") as f:

@@ -18,7 +18,8 @@ import numpy as np
 from absl import app, flags
 
 from jaxtl import cache, checkpoint, stats
-from jaxtl.finetune import grid, surgical
+from jaxtl.finetune import grid
+from jaxtl.studies.surgical import study as surgical, tasks
 from jaxtl.models import build_model
 
 _RESULTS = flags.DEFINE_string("results", None, "A surgical study's results.json.")
@@ -31,12 +32,12 @@ flags.mark_flags_as_required(["results", "out"])
 
 
 def curve(config, spec: str, label: str, row: dict, steps) -> dict:
-  task = surgical.shift_task(config, spec)
+  task = tasks.shift_task(config, spec)
   model = build_model(config.finetune.model, num_classes=task.num_classes,
                       **dict(config.finetune.model_kwargs))
   fresh = model.init(jax.random.PRNGKey(0), task.target_train.images[:1], train=False)
-  runs = {p: [surgical.run_seed(p, s) for s in config.seeds] for p in config.pretrain_seeds}
-  val_index, train_index = surgical.target_split(
+  runs = {p: [tasks.run_seed(p, s) for s in config.seeds] for p in config.pretrain_seeds}
+  val_index, train_index = tasks.target_split(
       task, config.num_train, config.num_val, [r for v in runs.values() for r in v],
       config.finetune.data_seed)
   sets = {"val": task.target_train.subset(val_index), "test": task.target_test}

@@ -3,7 +3,7 @@
     python -m experiments.lecture --config=experiments/configs/lecture.py --workdir=DIR
 """
 from experiments import launch
-from jaxtl.meta.lecture import run
+from jaxtl.studies.lecture import run
 
 if __name__ == "__main__":
   launch.run(run)

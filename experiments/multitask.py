@@ -4,7 +4,7 @@
 import functools
 
 from experiments import launch
-from jaxtl.finetune.sweep import sweep
+from jaxtl.studies.surgical.digits import sweep
 
 if __name__ == "__main__":
   launch.run(functools.partial(sweep, multitask=True))

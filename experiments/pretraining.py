@@ -4,7 +4,7 @@
         --workdir=results/pretraining_labels --config.data_dir=../shared/data
 """
 from experiments import launch
-from jaxtl.objectives.study import study
+from jaxtl.studies.pretraining.study import study
 
 if __name__ == "__main__":
   launch.run(study)

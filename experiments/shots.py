@@ -3,7 +3,7 @@
     python -m experiments.shots --config=experiments/configs/shots.py --workdir=results/shots
 """
 from experiments import launch
-from jaxtl.meta.shots import run
+from jaxtl.studies.shots import run
 
 if __name__ == "__main__":
   launch.run(run)

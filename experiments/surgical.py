@@ -6,7 +6,7 @@
 (variants in experiments/configs/surgical.py; rerunning the command resumes in DIR).
 """
 from experiments import launch
-from jaxtl.finetune.surgical import study
+from jaxtl.studies.surgical.study import study
 
 if __name__ == "__main__":
   launch.run(study)

@@ -149,3 +149,11 @@ def cached(path: str, key: dict, compute, on_mismatch: str = "error"):
       json.dump({"key": key, "stamp": stamp(), "value": value}, f, indent=1, default=float)
     os.replace(path + ".tmp", path)
   return value
+
+
+def cached_cell(workdir: str, name: str, compute, key: dict,
+                on_mismatch: str = "error") -> dict:
+  """A cell of a sweep or study, saved as workdir/cells/NAME.json with its `key` (config,
+  code, inputs) and the cell's name: reused only under an equal key (`cached`)."""
+  path = os.path.join(workdir, "cells", f"{name}.json")
+  return cached(path, dict(key, cell=name, code=code_hash()), compute, on_mismatch)

@@ -119,7 +119,7 @@ def write_results(workdir: str, config, metrics: Mapping, kind: str, name: str =
                   **extra) -> str:
   """Writes `workdir/{name}.json` = {"kind": ..., "config": ..., "metrics": ..., "stamp":
   the code version and library versions (`jaxtl.cache.stamp`), **extra} atomically (process 0 only, `runtime.is_writer`); `kind` (one of RESULT_KINDS) tells
-  `jaxtl.report` how to show it."""
+  `jaxtl.report` and `jaxtl.studies.documents` how to show it."""
   if kind not in RESULT_KINDS:
     raise ValueError(f"Unknown result kind {kind!r}; valid: {RESULT_KINDS}.")
   path = os.path.join(workdir, f"{name}.json")

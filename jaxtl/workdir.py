@@ -7,7 +7,7 @@ import time
 import jax
 import numpy as np
 
-from jaxtl import objectives, runtime
+from jaxtl import runtime
 from jaxtl.errors import ConfigError
 
 
@@ -47,10 +47,14 @@ FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says i
                   "splits": ["all"],        # added with meta-learning on any dataset
                   "num_train_classes": 0,   # added with it
                   "batch_norm": "transductive",  # added to meta configs with jaxtl.adapt
-                  # added to pre-training configs with self-supervised objectives:
+                  # added to pre-training configs with self-supervised objectives, with
+                  # the defaults of `jaxtl.objectives.OPTIONS` (a test keeps them equal):
                   "objective": "supervised",
-                  "objective_kwargs": {k: list(v) if isinstance(v, tuple) else v
-                                       for k, v in objectives.OPTIONS.items()}}
+                  "objective_kwargs": {"augment": False, "max_rotate_deg": 15.0,
+                                       "scale": [0.9, 1.3], "max_translate": 0.1,
+                                       "pixel_noise": 0.05, "temperature": 0.5,
+                                       "projection_dim": 64, "mask_ratio": 0.5, "patch": 4,
+                                       "noise_std": 0.0, "masked_only": True}}
 
 
 def load_config(workdir: str):

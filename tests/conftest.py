@@ -27,14 +27,18 @@ def data_dir() -> str:
 
 
 def run_readme_example(marker: str, cwd) -> str:
-  """Runs README.md's python block after `<!-- marker -->` in a fresh interpreter in
-  `cwd`; returns its standard output."""
+  """Runs the python block after `<!-- marker -->` of README.md or a page of docs/ (exactly
+  one of them has it) in a fresh interpreter in `cwd`; returns its standard output."""
   import re, subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
-  block = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", (REPO / "README.md").read_text(),
-                    re.S)
-  assert block, f"README.md has no python block after <!-- {marker} -->"
+  pattern = rf"<!-- {marker} -->\n```python\n(.*?)```"
+  found = [(path, block) for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+           for block in re.findall(pattern, path.read_text(), re.S)]
+  where = [str(path.relative_to(REPO)) for path, _ in found]
+  assert len(found) == 1, (f"{len(found)} python blocks after <!-- {marker} --> in README.md "
+                           f"and docs/*.md, not one: {where}")
+  block = found[0][1]
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-  proc = subprocess.run([sys.executable, "-c", block.group(1)], cwd=cwd, env=env,
+  proc = subprocess.run([sys.executable, "-c", block], cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout

@@ -1,6 +1,6 @@
-"""The pre-training study's answers (`jaxtl.objectives.answers`) from hand-made summaries:
+"""The pre-training study's answers (`jaxtl.studies.pretraining.answers`) from hand-made summaries:
 the counts and the comparisons follow the 95% CIs as the module states."""
-from jaxtl.objectives import answers, study
+from jaxtl.studies.pretraining import answers, study
 
 
 def cell(accuracy, ci95=0.01):

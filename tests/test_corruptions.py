@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jaxtl.data import corruptions
+from jaxtl.data import corruptions, image_ops
 from jaxtl.data.corruptions import (LEGACY, MNIST_C, corrupt, corruption_names,
                                     register_corruption)
 from jaxtl.errors import ConfigError
@@ -278,7 +278,7 @@ def test_fog_fractal_is_mnist_c_diamond_square():
     low, high = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
     return ((maps - low) / (high - low))[:, :28, :28]
 
-  np.testing.assert_allclose(corruptions._plasma(np.random.default_rng(4), 3),
+  np.testing.assert_allclose(image_ops.plasma(np.random.default_rng(4), 3),
                              full_map(np.random.default_rng(4), 3), atol=1e-6)
 
 

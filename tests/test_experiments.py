@@ -9,8 +9,9 @@ import pytest
 from tests.conftest import REPO, require_shared_data
 
 
-def _run(module, *args, cwd=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="")  # hermetic
+def _run(module, *args, cwd=None, **env_vars):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="",  # hermetic
+             **env_vars)
   proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -130,8 +131,10 @@ def test_compare_quick(tmp_path):
 
 
 def test_lecture_quick_runs_from_another_directory(tmp_path):
+  """pip installs the library only; the launchers run from anywhere with the checkout on
+  PYTHONPATH."""
   _run("experiments.lecture", f"--config={REPO}/experiments/configs/lecture.py:quick",
-       f"--workdir={tmp_path}", cwd=tmp_path)
+       f"--workdir={tmp_path}", cwd=tmp_path, PYTHONPATH=str(REPO))
   assert set(_metrics(tmp_path)) == {"maml", "pretrain", "multitask"}
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from experiments.configs import meta as meta_configs
 from jaxtl import partition, report, workdir as run_dir
+from jaxtl.studies import documents, meta_tables
 from jaxtl.data import ImageDataset
 from jaxtl.meta import tasks, train
 from jaxtl.meta.algorithms import ALGORITHMS, ANIL_TABLE, MetaLearner
@@ -258,7 +259,7 @@ def test_meta_train_quick_end_to_end_and_meta_eval(data_dir, tmp_path):
   with pytest.raises(ValueError, match="model_kwargs.pool=flatten"):
     train.evaluate_checkpoint(other, str(tmp_path), str(tmp_path / "other"))
   # The report finds the run and shows its number with its CI, and plots it.
-  with open(report.write_report(str(tmp_path), str(tmp_path / "report"))) as f:
+  with open(documents.write_report(str(tmp_path), str(tmp_path / "report"))) as f:
     text = f.read()
   ci = f"{100 * metrics['test_accuracy']:.2f} +- {100 * metrics['test_accuracy_ci95']:.2f}"
   assert "## Meta-learning" in text and ci in text
@@ -267,12 +268,12 @@ def test_meta_train_quick_end_to_end_and_meta_eval(data_dir, tmp_path):
   # MAML-table layout and no blocks of the repository's documents.
   row = next(line for line in text.splitlines() if line.startswith("| . | maml |"))
   assert "| 6 |" in row and row.endswith("| (98.7 +- 0.4 after 60,000 it.) |"), row
-  assert "| maml, published |" not in text and "Blocks of README.md" not in text
+  assert "| maml, published |" not in text and "Blocks of the documents" not in text
   assert os.path.exists(tmp_path / "report" / "meta_accuracy_by_steps.png")
   assert os.path.exists(tmp_path / "report" / "learning_curves_meta.png")
   assert not os.path.exists(tmp_path / "report" / "learning_curves.png")  # no empty panels
   # The repository's own results keep MAML Table 1's layout, from the re-evaluations.
-  assert report.omniglot_grid(report.find_runs(str(tmp_path))).startswith("| method |")
+  assert meta_tables.omniglot_grid(report.find_runs(str(tmp_path))).startswith("| method |")
 
 
 def test_bad_meta_config_is_a_clear_error():

@@ -11,10 +11,13 @@ import pytest
 from experiments.configs import finetune as finetune_configs
 from experiments.configs import pretraining as pretraining_configs
 from experiments.configs import surgical as surgical_configs
-from jaxtl import checkpoint, objectives, report
+from jaxtl import checkpoint, objectives
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import surgical, trainer
-from jaxtl.objectives import augment, mae, rotation, simclr, study
+from jaxtl.finetune import trainer
+from jaxtl.studies import documents
+from jaxtl.studies.surgical import study as surgical
+from jaxtl.objectives import augment, mae, rotation, simclr
+from jaxtl.studies.pretraining import study
 from tests.reference import float64
 
 
@@ -189,7 +192,7 @@ def test_digits_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_pat
   assert os.listdir(tmp_path / "target_runs") == []  # the cells keep the numbers
   text = (tmp_path / "results.md").read_text()
   assert "LP-FT, USPS, 20 labels" in text and "| rotation |" in text
-  with open(report.write_report(str(tmp_path), str(tmp_path / "report"))) as f:
+  with open(documents.write_report(str(tmp_path), str(tmp_path / "report"))) as f:
     assert "## Pre-training study: " in f.read()  # its table and plot in the report
   (tmp_path / "pretrain" / "rotation_2classes_seed0" / "results.json").unlink()
   assert study.study(config, str(tmp_path)) == table

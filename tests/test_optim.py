@@ -1,4 +1,4 @@
-"""One optimiser factory (`jaxtl.optim`): each field means what the module docstring says
+"""One optimiser factory (`jaxtl.finetune.optim`): each field means what the module docstring says
 (closed forms in float64), and the trainer and the grid take the same step with it."""
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import finetune as finetune_configs
-from jaxtl import optim, partition
+from jaxtl import partition
+from jaxtl.finetune import optim
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import grid, strategies, trainer
 from jaxtl.models import build_model

@@ -1,5 +1,5 @@
-"""The committed results: every results table of README.md and BUILD_NOTES.md is the
-report's, committed results name no machine's paths, and a committed checkpoint
+"""The committed results: every results table of README.md, BUILD_NOTES.md and docs/ is
+the report's, committed results name no machine's paths, and a committed checkpoint
 re-evaluates to its committed number."""
 import json
 import os
@@ -18,12 +18,13 @@ from benchmarks import timing
 from experiments.configs import meta as meta_configs
 from jaxtl import report, workdir as run_dir
 from jaxtl.meta import train
+from jaxtl.studies import benchmark_tables, documents, meta_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "results")
 
 
-DOCUMENTS = ("README.md", "BUILD_NOTES.md")
+DOCUMENTS = tuple(documents.documents(ROOT))  # README.md, BUILD_NOTES.md, docs/*.md
 CHECKED_ELSEWHERE = {"omniglot-runs",  # commands, not numbers: test_readme_commands_...
                      "own-model-example",  # code, run by test_own_model
                      "adapt-example"}  # code, run by test_adapt
@@ -51,8 +52,8 @@ def test_every_block_is_the_reports_table(document):
   for name, text in blocks:
     if name in CHECKED_ELSEWHERE:
       continue
-    assert name in report.TABLES, f"{document}: <!-- {name} --> is not one of report.TABLES"
-    assert text.strip() == report.TABLES[name](RESULTS).strip(), (
+    assert name in documents.TABLES, f"{document}: <!-- {name} --> is not a documents.TABLES"
+    assert text.strip() == documents.TABLES[name](RESULTS).strip(), (
         f"{document}: block {name} differs from the report's; regenerate it")
 
 
@@ -60,7 +61,7 @@ def test_committed_report_has_every_table():
   """`python -m experiments.report --workdir=results --out=results` was rerun after the
   last results: results/report.md has a block for each table of the committed JSON."""
   names = {name for name, _ in _blocks("results/report.md")}
-  tables = {name for name, table in report.document_tables(RESULTS).items() if table}
+  tables = {name for name, table in documents.document_tables(RESULTS).items() if table}
   assert names == tables, f"missing: {tables - names}; stale: {names - tables}"
 
 
@@ -77,10 +78,10 @@ def test_every_results_table_is_in_a_block():
 
 
 def test_every_table_has_a_block():
-  """Each of report.TABLES whose JSON is committed appears in a document: a result that
+  """Each of documents.TABLES whose JSON is committed appears in a document: a result that
   is measured is shown."""
   names = {name for document in DOCUMENTS for name, _ in _blocks(document)}
-  tables = {name for name, table in report.document_tables(RESULTS).items() if table}
+  tables = {name for name, table in documents.document_tables(RESULTS).items() if table}
   assert tables <= names, tables - names
 
 
@@ -119,10 +120,44 @@ def test_committed_results_name_no_absolute_paths():
   assert not found, "absolute paths in committed results:\n" + "\n".join(found)
 
 
-def _readme_block(name: str) -> str:
-  blocks = dict(_blocks("README.md"))
-  assert name in blocks, f"README.md lost its <!-- {name} --> block"
+def _document_block(document: str, name: str) -> str:
+  blocks = dict(_blocks(document))
+  assert name in blocks, f"{document} lost its <!-- {name} --> block"
   return blocks[name]
+
+
+def _slug(heading: str) -> str:
+  """GitHub's anchor of a Markdown heading: lower case, punctuation but - and _ dropped,
+  spaces to hyphens."""
+  return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(document: str) -> set[str]:
+  with open(os.path.join(ROOT, document)) as f:
+    text = re.sub(r"^```.*?^```", "", f.read(), flags=re.S | re.M)  # no headings in code
+  return {_slug(h) for h in re.findall(r"^#{1,6} +(.+?) *#*$", text, re.M)}
+
+
+def test_readme_is_short_with_a_table_of_contents_that_resolves():
+  """Issue 31: the README is a front page of at most about 250 lines; its contents and
+  every relative link in it (file, and #anchor: a heading of that file) lead somewhere, so
+  that every table of docs/ is one click away."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    text = f.read()
+  assert len(text.splitlines()) <= 260
+  assert re.search(r"^## Contents$", text, re.M), "README.md has no table of contents"
+  links = re.findall(r"\]\(([^)\s]+)\)", text)
+  relative = [link for link in links if not re.match(r"[a-z][a-z0-9+.-]*:", link)]
+  assert len(relative) >= 20
+  broken = []
+  for link in relative:
+    path, _, anchor = link.partition("#")
+    document = os.path.normpath(path) if path else "README.md"
+    if not os.path.exists(os.path.join(ROOT, document)):
+      broken.append(f"{link}: no file {document}")
+    elif anchor and (not document.endswith(".md") or anchor not in _anchors(document)):
+      broken.append(f"{link}: no heading of {document} has the anchor #{anchor}")
+  assert not broken, "README.md links that lead nowhere:\n" + "\n".join(broken)
 
 
 def _config_from_flags(variant: str, overrides: list[str]):
@@ -135,7 +170,8 @@ def _config_from_flags(variant: str, overrides: list[str]):
 
 def test_no_pretraining_is_one_experiment_across_the_digits_studies():
   """The random network of a seed, learnt from the same labelled draw, is the floor of
-  every digits study and every diversity (the README says the column reads the same):
+  every digits study and every diversity (docs/pretraining.md says the column reads the
+  same):
   cells computed on another machine or by other code would differ here first."""
   accuracies = {}
   for name in ("mnist_labels", "fashion_mnist_labels", "mnist_diversity",
@@ -156,10 +192,11 @@ def test_no_pretraining_is_one_experiment_across_the_digits_studies():
 
 
 def test_readme_commands_reproduce_each_omniglot_run():
-  """Each row of the README's runs table: variant + flags give the config the committed
-  run was trained with (fields of how it executed aside), and a model `meta_eval`
-  accepts; every Omniglot run under results/ has a row."""
-  rows = [re.findall(r"`([^`]*)`", line) for line in _readme_block("omniglot-runs").splitlines()
+  """Each row of the runs table of docs/meta_learning.md: variant + flags give the config
+  the committed run was trained with (fields of how it executed aside), and a model
+  `meta_eval` accepts; every Omniglot run under results/ has a row."""
+  runs_table = _document_block("docs/meta_learning.md", "omniglot-runs")
+  rows = [re.findall(r"`([^`]*)`", line) for line in runs_table.splitlines()
           if line.startswith("| `results/")]
   listed = set()
   for cells in rows:
@@ -208,14 +245,14 @@ def test_throughput_tables_from_a_benchmark_json(tmp_path):
   with open(tmp_path / "benchmarks" / "maml_throughput_cpu.json", "w") as f:
     json.dump({"machine": "CPU, 2 cores", "versions": {"jax": "0.10.2"}, "results": rows,
                "not_run": ["learn2learn: no module"]}, f)
-  short = report.throughput_table(str(tmp_path))
+  short = benchmark_tables.throughput_table(str(tmp_path))
   assert "| 5-way 1-shot, 32 tasks, 1 step | 4.00 | 2.00 | **5.00** |" in short
   assert short.startswith("Measured on: CPU, 2 cores; jax 0.10.2.")
-  ratios = report.throughput_ratio_table(str(tmp_path))
+  ratios = benchmark_tables.throughput_ratio_table(str(tmp_path))
   assert ("| 5-way 1-shot, 32 tasks, 1 step | 4.00 | 2.00 (1.50-2.50) | 5.00 | 2.00x | 0.80x |"
           in ratios)
   assert ratios.endswith("Not run: learn2learn: no module.")
-  assert set(report.document_tables(str(tmp_path))) == {
+  assert set(documents.document_tables(str(tmp_path))) == {
       "omniglot-table", "omniglot-gaps", "throughput-table", "throughput-ratio-table"}
 
 
@@ -230,7 +267,7 @@ def test_step_throughput_table_from_a_benchmark_json(tmp_path):
   with open(tmp_path / "benchmarks" / "step_throughput_cpu.json", "w") as f:
     json.dump({"machine": "CPU, 2 cores", "batch_size": 128, "results": rows,
                "checks": {"sinusoid_meta_gradient_relative_error": 7.5e-7}}, f)
-  table = report.step_throughput_table(str(tmp_path))
+  table = benchmark_tables.step_throughput_table(str(tmp_path))
   assert ("| sinusoid MAML meta-iteration (25 tasks, 1 inner step) | torch.func | "
           "100.0 (99.0-101.0) | 3.00x |") in table
   assert "| jaxtl (1 per call) | 200.0 (199.0-201.0) |  |" in table
@@ -267,7 +304,7 @@ def test_roofline_table_from_a_benchmark_json(tmp_path):
   step = {"case": "MAML 5w1s", "kind": "maml", "gflop": 8.0, "gbytes": 2.0, "per_second": 4.0}
   with open(tmp_path / "benchmarks" / "roofline_cpu.json", "w") as f:
     json.dump({"results": timing.roofline_bounds(probes + [step])}, f)
-  table = report.roofline_table(str(tmp_path))
+  table = benchmark_tables.roofline_table(str(tmp_path))
   assert ("| step | ms | GFLOP | GB moved | GFLOP/s | ms at matrix product's 160.0 GFLOP/s | "
           "ms at copy 1 MB's 20.0 GB/s |") in table
   # 250 ms a step; 8 GFLOP at 160 GFLOP/s is 50 ms; 2 GB at 20 GB/s is 100 ms.
@@ -284,7 +321,7 @@ def test_conv_cost_table_sums_one_step_of_convolutions(tmp_path):
   os.makedirs(tmp_path / "benchmarks")
   with open(tmp_path / "benchmarks" / "conv_cost_cpu.json", "w") as f:
     json.dump({"batch_size": 128, "results": rows}, f)
-  table = report.conv_cost_table(str(tmp_path))
+  table = benchmark_tables.conv_cost_table(str(tmp_path))
   assert "| 28x28x16 -> 16, 3x3 stride 1 | 2 | 5.00 | 2.00 |" in table
   assert table.endswith("| all, one step's worth | | **10.5** | **4.2** |")
 
@@ -297,14 +334,14 @@ def test_memory_summary_from_a_benchmark_json(tmp_path):
   os.makedirs(tmp_path / "benchmarks")
   with open(tmp_path / "benchmarks" / "maml_memory_cpu.json", "w") as f:
     json.dump({"device": "cpu", "results": rows}, f)
-  assert report.memory_growth(rows) == pytest.approx({False: 512.0, True: 64.0})
-  text = report.memory_summary(str(tmp_path))
+  assert benchmark_tables.memory_growth(rows) == pytest.approx({False: 512.0, True: 64.0})
+  text = benchmark_tables.memory_summary(str(tmp_path))
   assert "grows by 512 MiB" in text and "by 64.0 MiB (8x less" in text
   assert "9 inner steps need 0.8 GiB instead of 4.8" in text
 
 
 def test_surgical_sweep_verdict_is_the_one_rule_over_its_seeds():
-  from jaxtl.finetune import sweep  # pylint: disable=import-outside-toplevel
+  from jaxtl.studies.surgical import digits as sweep  # pylint: disable=import-outside-toplevel
   row = lambda *accs: {"test_accuracy": float(np.mean(accs)), "test_accuracy_per_seed": list(accs)}
   results = {
       "input": {"num_classes": 10, "source_test_accuracy": 0.99, "strategies": {
@@ -335,7 +372,7 @@ def test_omniglot_gaps_against_the_published_numbers(tmp_path):
     for step, accuracy in ((200, 0.4), (6000, 0.85)):
       f.write(json.dumps({"step": step, "query_accuracy": accuracy,
                           "meta_iterations_per_second": 0.5}) + "\n")
-  assert report.omniglot_gaps(str(tmp_path)).splitlines() == [
+  assert meta_tables.omniglot_gaps(str(tmp_path)).splitlines() == [
       "- maml, 5-way 1-shot: 98.50 after 30,000 meta-iterations, inside Finn et al. 2017's "
       "interval (98.7 +- 0.4).",
       "- maml, 20-way 1-shot: 80.00 after 6,000 meta-iterations, 15.8 points under Finn et "

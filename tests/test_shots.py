@@ -1,4 +1,4 @@
-"""The shot sweep (jaxtl.meta.shots): end to end on its quick variant, resumable, and a
+"""The shot sweep (jaxtl.studies.shots): end to end on its quick variant, resumable, and a
 meta-learned checkpoint scored as meta_eval scores it."""
 import json
 import os
@@ -12,7 +12,8 @@ from experiments.configs import shots as shots_configs
 from jaxtl import cache
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
-from jaxtl.meta import shots, train
+from jaxtl.meta import train
+from jaxtl.studies import shots
 
 
 def test_quick_sweep_resumes_and_scores_a_checkpoint_as_meta_eval(data_dir, tmp_path):

@@ -1,10 +1,10 @@
-"""The study's tables and verdicts (`jaxtl.finetune.surgical_report`) on made-up runs:
+"""The study's tables and verdicts (`jaxtl.studies.surgical.report`) on made-up runs:
 intervals over pre-trainings, and `jaxtl.stats.verdict`'s rule applied per shift kind."""
 import numpy as np
 import pytest
 
 from jaxtl import stats
-from jaxtl.finetune import surgical_report
+from jaxtl.studies.surgical import report as surgical_report
 
 BLOCKS = ("block1", "block2", "block3", "block4", "head")
 

@@ -42,3 +42,11 @@ def test_runs_saved_before_a_field_was_added_or_removed_still_match():
   assert run_dir.config_diff(dict(saved, first_order=True), config) == ["first_order"]
   config.test_backtrack = True
   assert run_dir.config_diff(saved, config) == ["test_backtrack"]
+
+
+def test_old_runs_objective_defaults_are_the_objectives_options():
+  """A run saved before objectives existed means the objectives' defaults: workdir keeps
+  them as a literal (it sits below `jaxtl.objectives`), equal to OPTIONS."""
+  from jaxtl import objectives  # pylint: disable=import-outside-toplevel
+  want = {k: list(v) if isinstance(v, tuple) else v for k, v in objectives.OPTIONS.items()}
+  assert run_dir.FIELD_DEFAULTS["objective_kwargs"] == want

@@ -73,10 +73,10 @@ def base() -> ml_collections.ConfigDict:
   c.task_weights = ()           # multi-task: loss weight per task (empty: all 1)
   c.snr_threshold = 0.1         # auto_snr: tensors below this fraction of the max SNR are off
   # Optimisation.
-  c.optimizer = "adam"          # adam | adamw | sgd (jaxtl.optim: one meaning per field)
+  c.optimizer = "adam"          # adam | adamw | sgd (jaxtl.finetune.optim: one meaning per field)
   c.learning_rate = 1e-3
   c.momentum = 0.9
-  c.weight_decay = 0.0           # L2 for adam and sgd, decoupled for adamw (jaxtl.optim)
+  c.weight_decay = 0.0           # L2 for adam and sgd, decoupled for adamw (jaxtl.finetune.optim)
   c.batch_size = 64
   c.num_devices = 0             # devices the batch is split over (0: all; jaxtl.sharding)
   c.num_steps = 500

@@ -1,4 +1,4 @@
-"""Transfer vs multi-task vs meta-learning on sinusoids (jaxtl.meta.lecture), no download.
+"""Transfer vs multi-task vs meta-learning on sinusoids (jaxtl.studies.lecture), no download.
 
     python -m experiments.lecture --config=experiments/configs/lecture.py --workdir=runs/lecture
 
@@ -18,7 +18,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.maml = meta.get_config("sinusoid")
   c.maml.num_steps = 70000  # as in the MAML code
-  c.maml.test_backtrack = True  # fine-tuning at test time cannot blow up (jaxtl.meta.lecture)
+  c.maml.test_backtrack = True  # fine-tuning at test time cannot blow up (jaxtl.studies.lecture)
   c.finetune_lr_grid = (0.001, 0.003, 0.01, 0.03, 0.1)
   c.val_seed = 777              # validation tasks for the fine-tuning step size
   # Test tasks: maml.eval_seed (all three methods are evaluated on the same tasks).

@@ -1,4 +1,4 @@
-"""Pre-training without labels and from narrow data (jaxtl.objectives.study).
+"""Pre-training without labels and from narrow data (jaxtl.studies.pretraining).
 
     python -m experiments.pretraining --config=experiments/configs/pretraining.py:labels \
         --workdir=results/pretraining_labels --config.data_dir=../shared/data

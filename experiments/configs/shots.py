@@ -1,5 +1,5 @@
 """Accuracy against shots: transfer baselines and meta-learned checkpoints on the same
-Omniglot tasks (jaxtl.meta.shots).
+Omniglot tasks (jaxtl.studies.shots).
 
     python -m experiments.shots --config=experiments/configs/shots.py --workdir=results/shots \
         --config.tasks.data_dir=../shared/data

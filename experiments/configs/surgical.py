@@ -1,4 +1,4 @@
-"""Surgical fine-tuning and LP-FT on real shifts (`jaxtl.finetune.surgical.study`).
+"""Surgical fine-tuning and LP-FT on real shifts (`jaxtl.studies.surgical.study`).
 
     python -m experiments.surgical --config=experiments/configs/surgical.py:VARIANT \
         --workdir=results/surgical_VARIANT --config.data_dir=../shared/data
@@ -10,7 +10,7 @@ held out for validation; each strategy's learning rate picked per pre-training o
 validation, the grid widened past any edge pick and refined to half-decades; batch norm
 frozen as in the paper's code; rows "(bn train)" are the ablation with batch statistics
 and every running statistic updated, as PyTorch's model.train();
-jaxtl.finetune.surgical has the whole protocol):
+jaxtl.studies.surgical has the whole protocol):
   mnist_c:   input-level, the 15 MNIST-C corruptions of MNIST.
   natural:   input-level, MNIST -> USPS.
   feature:   feature-level, MNIST digits and Fashion-MNIST's BREEDS-like superclasses.

@@ -57,6 +57,7 @@ from typing import Callable, Dict
 import numpy as np
 from scipy import ndimage
 
+from jaxtl.data import image_ops as ops
 from jaxtl.errors import ConfigError
 
 CorruptionFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -133,173 +134,6 @@ def corrupt(images: np.ndarray, corruption: str, seed: int) -> np.ndarray:
   return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-# ---------------------------------------------------------------- helpers
-
-def _scale(images) -> float:
-  """How many pixels one MNIST pixel is: MNIST-C's sizes are for 28x28."""
-  return min(images.shape[1:3]) / 28
-
-
-def _pixels(size: float, images) -> int:
-  """An integer size scaled to the image, at least 1: a 0-pixel shift would do nothing."""
-  return max(1, round(size * _scale(images)))
-
-
-def _to_size(fields: np.ndarray, height: int, width: int) -> np.ndarray:
-  """(N, 28, 28) -> (N, height, width), bilinear over pixel areas."""
-  if fields.shape[1:] == (height, width):
-    return fields
-  zoom = (1, height / fields.shape[1], width / fields.shape[2])
-  return ndimage.zoom(fields, zoom, order=1, mode="nearest", grid_mode=True)
-
-
-def _by_chunks(fn, *arrays, size: int = 2048) -> np.ndarray:
-  """fn(*arrays) computed on slices of the batch: the same result, with temporaries for
-  `size` images instead of all (60,000 MNIST images would need gigabytes)."""
-  return np.concatenate([fn(*(a[i:i + size] for a in arrays))
-                         for i in range(0, len(arrays[0]), size)])
-
-
-def _warp(images: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
-  """skimage's `warp(x, inverse_map=affine)` for a batch: output pixel (col, row) reads the
-  input at matrix[n] @ (col, row) + offset[n], bilinear, 0 outside the image."""
-  return _by_chunks(_bilinear, images, matrix, offset)
-
-
-def _bilinear(images, matrix, offset):
-  n, h, w, c = images.shape
-  rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
-  m = matrix[:, :, :, None, None]
-  src_col = m[:, 0, 0] * cols + m[:, 0, 1] * rows + offset[:, 0, None, None]
-  src_row = m[:, 1, 0] * cols + m[:, 1, 1] * rows + offset[:, 1, None, None]
-  top, left = np.floor(src_row), np.floor(src_col)
-  down, right = src_row - top, src_col - left
-  top, left = top.astype(np.int64), left.astype(np.int64)
-  flat = images.reshape(n * h * w, c)
-  start = (np.arange(n) * h * w)[:, None, None]
-  out = np.zeros(images.shape, np.float64)
-  for dr, dc, weight in ((0, 0, (1 - down) * (1 - right)), (0, 1, (1 - down) * right),
-                         (1, 0, down * (1 - right)), (1, 1, down * right)):
-    r, col = top + dr, left + dc
-    inside = (r >= 0) & (r < h) & (col >= 0) & (col < w)
-    index = start + np.clip(r, 0, h - 1) * w + np.clip(col, 0, w - 1)
-    out += (weight * inside)[..., None] * flat[index]
-  return out
-
-
-def _about_centre(images: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-  """`_warp` by `matrix` with the offset that keeps the image centre in place, as MNIST-C
-  computes it (13.5, 13.5 at 28x28)."""
-  centre = (np.array(images.shape[2:0:-1], np.float64) - 1) / 2  # (col, row)
-  return _warp(images, matrix, centre - matrix @ centre)
-
-
-def _random_signs(rng, shape) -> np.ndarray:
-  return rng.choice(np.array([-1.0, 1.0]), size=shape)
-
-
-def _line_width(images) -> float:
-  # 2.3 pixels at 28x28; 1.5 at least, else a line on 8x8 misses some columns entirely.
-  return max(2.3 * _scale(images), 1.5)
-
-
-def _lines(height, width, c0, r0, c1, r1, line_width) -> np.ndarray:
-  """MNIST-C's antialiased lines, one per image (N, H, W): through (c0, r0) and (c1, r1)
-  (arrays (N,) of column, row), 1 + log(1 - d / line_width) of the vertical distance d,
-  drawn in columns floor(c0) .. ceil(c1) - 1; nothing where c0 == c1."""
-  c0, r0, c1, r1 = (np.asarray(v, np.float64)[:, None, None] for v in (c0, r0, c1, r1))
-  cols = np.arange(width)[None, None, :]
-  rows = np.arange(height)[None, :, None]
-  run = np.where(c1 == c0, 1.0, c1 - c0)
-  dist = np.abs(rows - ((r1 - r0) / run * (cols - c0) + r0))
-  value = np.clip(1 + np.log(np.maximum(1 - dist / line_width, 1e-12)), 0.0, 1.0)
-  drawn = (cols >= np.floor(c0)) & (cols < np.ceil(c1)) & (c1 != c0)
-  return np.where(drawn, value, 0.0)
-
-
-def _plasma(rng, count: int, size: int = 256, decay: float = 1.4, crop: int = 28):
-  """MNIST-C's plasma fractal (diamond-square on a torus): the top-left crop x crop of
-  `count` maps size x size, each scaled to [0, 1] by its whole map's min and max.
-
-  Each new point is the mean of its 4 neighbours plus w**2 * U(-1, 1), w = 100 at the
-  coarsest step, divided by `decay` at each finer one. Built level by level as grids of
-  contiguous arrays; the finest level only gives its min and max beyond the crop.
-  """
-  grid = np.zeros((count, 1, 1), np.float32)  # the map's points at multiples of the step
-  wibble = 100.0
-  while True:
-    k = grid.shape[1]
-    noise = rng.random((3, count, k, k), dtype=np.float32)
-    noise *= np.float32(2 * wibble ** 2)
-    noise -= np.float32(wibble ** 2)
-    corner = np.pad(grid, ((0, 0), (0, 1), (0, 1)), mode="wrap")  # [i + 1] wraps to [0]
-    centre = (corner[:, :-1, :-1] + corner[:, 1:, :-1] + corner[:, :-1, 1:] +
-              corner[:, 1:, 1:]) / 4 + noise[0]
-    above = np.concatenate([centre[:, -1:], centre], axis=1)  # [i] is centre [i - 1]
-    before = np.concatenate([centre[:, :, -1:], centre], axis=2)
-    # Midpoints of the squares' top edges and of their left edges: 2 corners, 2 centres.
-    top = (above[:, 1:] + above[:, :-1] + corner[:, :-1, :-1] + corner[:, :-1, 1:]) / 4 + noise[1]
-    left = (before[:, :, 1:] + before[:, :, :-1] + corner[:, :-1, :-1] +
-            corner[:, 1:, :-1]) / 4 + noise[2]
-    parts = [grid, centre, top, left]
-    last = 2 * k == size
-    if last:
-      low = np.min([p.min(axis=(1, 2)) for p in parts], axis=0)[:, None, None]
-      high = np.max([p.max(axis=(1, 2)) for p in parts], axis=0)[:, None, None]
-      k = (crop + 1) // 2
-      parts = [p[:, :k, :k] for p in parts]
-    grid = np.empty((count, 2 * k, 2 * k), np.float32)
-    grid[:, ::2, ::2], grid[:, 1::2, 1::2], grid[:, ::2, 1::2], grid[:, 1::2, ::2] = parts
-    if last:
-      return (grid[:, :crop, :crop] - low) / (high - low)
-    wibble /= decay
-
-
-def _canny(x: np.ndarray, sigma: float, low: float = 0.1, high: float = 0.2) -> np.ndarray:
-  """skimage's Canny edges (feature.canny) of grey images (N, H, W), as a bool array:
-  Gaussian smoothing normalised at the border, Sobel gradients, non-maximum suppression
-  interpolated between the two neighbours around the gradient direction, hysteresis with
-  8-connected edges; the 1-pixel border is never an edge."""
-  n, h, w = x.shape
-  bleed = ndimage.gaussian_filter(np.ones((h, w)), sigma, mode="constant")
-  smooth = ndimage.gaussian_filter(x, (0, sigma, sigma), mode="constant") / (
-      bleed + np.finfo(np.float64).eps)
-  # Sobel within each image: derivative along one axis, [1, 2, 1] along the other only.
-  d_row = ndimage.correlate1d(ndimage.correlate1d(smooth, [-1, 0, 1], axis=1), [1, 2, 1], axis=2)
-  d_col = ndimage.correlate1d(ndimage.correlate1d(smooth, [-1, 0, 1], axis=2), [1, 2, 1], axis=1)
-  magnitude = np.hypot(d_row, d_col)
-  a_row, a_col = np.abs(d_row), np.abs(d_col)
-  padded = np.pad(magnitude, ((0, 0), (1, 1), (1, 1)))
-  at = lambda dr, dc: padded[:, 1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
-  interior = np.zeros((h, w), bool)
-  interior[1:-1, 1:-1] = True
-  candidate = interior & (magnitude > 0)
-  same, opposite = d_row * d_col >= 0, d_row * d_col <= 0  # signs; a zero is both
-  mostly_rows, mostly_cols = a_row >= a_col, a_row <= a_col
-  ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)
-  col_over_row, row_over_col = ratio(a_col, a_row), ratio(a_row, a_col)
-  # Gradient sectors 0-45, 45-90, 90-135, 135-180 degrees in skimage's order (a later one
-  # wins on a shared boundary): the weight, the nearer and the diagonal neighbour ahead;
-  # the two behind are their mirror images.
-  sectors = ((same & mostly_rows, col_over_row, (1, 0), (1, 1)),
-             (same & mostly_cols, row_over_col, (0, 1), (1, 1)),
-             (opposite & mostly_cols, row_over_col, (0, 1), (-1, 1)),
-             (opposite & mostly_rows, col_over_row, (-1, 0), (-1, 1)))
-  maxima = np.zeros(x.shape, bool)
-  for where, weight, near, far in sectors:
-    ahead = at(*far) * weight + at(*near) * (1 - weight)
-    behind = at(-far[0], -far[1]) * weight + at(-near[0], -near[1]) * (1 - weight)
-    maxima = np.where(candidate & where, (ahead <= magnitude) & (behind <= magnitude), maxima)
-  weak = maxima & (magnitude >= low)
-  connect = np.zeros((3, 3, 3), bool)
-  connect[1] = True  # 8-connected within an image, never across the batch
-  labels, _ = ndimage.label(weak, connect)
-  keep = np.zeros(labels.max() + 1, bool)
-  keep[labels[maxima & (magnitude >= high)]] = True
-  keep[0] = False
-  return keep[labels]
-
-
 # ---------------------------------------------------------------- MNIST-C
 
 def shot_noise(images, rng):
@@ -314,7 +148,7 @@ def impulse_noise(images, rng):
 
 def glass_blur(images, rng):
   n, h, w, c = images.shape
-  sigma, reach = 0.7 * _scale(images), _pixels(1, images)
+  sigma, reach = 0.7 * ops.size_factor(images), ops.pixels(1, images)
   # Vertical only, as MNIST-C's skimage call blurs (module docstring).
   blur = lambda x: ndimage.gaussian_filter1d(x, sigma, axis=1, mode="nearest")
   flat = blur(images.astype(np.float64)).reshape(n, h * w, c)
@@ -339,7 +173,7 @@ def motion_blur(images, rng):
   # ImageMagick's MotionBlurImage, which MNIST-C calls through wand: one-sided Gaussian
   # taps along the angle, each offset rounded to a whole pixel.
   n, h, w, _ = images.shape
-  radius, sigma = 10 * _scale(images), 3 * _scale(images)
+  radius, sigma = 10 * ops.size_factor(images), 3 * ops.size_factor(images)
   taps = np.arange(2 * math.ceil(radius) + 1)  # ImageMagick's kernel width for a radius
   kernel = np.exp(-taps ** 2 / (2 * sigma ** 2))
   kernel /= kernel.sum()
@@ -357,22 +191,22 @@ def motion_blur(images, rng):
 
 
 def shear(images, rng):
-  amount = 0.4 * _random_signs(rng, len(images))
+  amount = 0.4 * ops.random_signs(rng, len(images))
   matrix = np.zeros((len(images), 2, 2))
   # skimage's (< 0.19) AffineTransform(shear=s) in (col, row): [[1, -sin s], [0, cos s]].
   matrix[:, 0, 0], matrix[:, 0, 1], matrix[:, 1, 1] = 1, -np.sin(amount), np.cos(amount)
-  return _about_centre(images, matrix)
+  return ops.about_centre(images, matrix)
 
 
 def scale(images, rng):
   del rng  # MNIST-C's scale is fixed
-  return _about_centre(images, np.tile(np.eye(2) / 0.7, (len(images), 1, 1)))
+  return ops.about_centre(images, np.tile(np.eye(2) / 0.7, (len(images), 1, 1)))
 
 
 def rotate(images, rng):
-  angle = 0.4 * _random_signs(rng, len(images))
+  angle = 0.4 * ops.random_signs(rng, len(images))
   cos, sin = np.cos(angle), np.sin(angle)
-  return _about_centre(images, np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], 1))
+  return ops.about_centre(images, np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], 1))
 
 
 def brightness(images, rng):
@@ -384,8 +218,8 @@ def brightness(images, rng):
 
 def translate(images, rng):
   n = len(images)
-  offset = _pixels(3, images) * _random_signs(rng, (n, 2))
-  return _warp(images, np.tile(np.eye(2), (n, 1, 1)), offset)
+  offset = ops.pixels(3, images) * ops.random_signs(rng, (n, 2))
+  return ops.warp(images, np.tile(np.eye(2), (n, 1, 1)), offset)
 
 
 def stripe(images, rng):
@@ -404,8 +238,8 @@ def fog(images, rng):
   # MNIST-C's plasma_fractal, drawn with numpy's Generator in chunks of 64 maps (16 MiB).
   for start in range(0, n, 64):
     count = min(64, n - start)
-    fields[start:start + count] = _plasma(rng, count)
-  fields = _to_size(fields, h, w)[..., None]
+    fields[start:start + count] = ops.plasma(rng, count)
+  fields = ops.to_size(fields, h, w)[..., None]
   peak = images.max(axis=(1, 2, 3), keepdims=True)
   return (images + 3.0 * fields) * peak / (peak + 3.0)
 
@@ -416,15 +250,15 @@ def spatter(images, rng):
                                    mode="nearest")
   mud = ndimage.gaussian_filter((liquid > 0.65).astype(np.float64), (0, 1.5, 1.5),
                                 mode="nearest")
-  mud = _to_size(np.where(mud < 0.8, 0.0, mud), h, w)[..., None]
+  mud = ops.to_size(np.where(mud < 0.8, 0.0, mud), h, w)[..., None]
   return images * (1 - mud) + (63 / 255) * mud
 
 
 def dotted_line(images, rng):
   n, h, w, _ = images.shape
   rows = rng.integers(0, h - 1, size=(2, n))
-  line = _lines(h, w, np.zeros(n), rows[0], np.full(n, w - 1.0), rows[1], _line_width(images))
-  dash = _pixels(2, images)
+  line = ops.lines(h, w, np.zeros(n), rows[0], np.full(n, w - 1.0), rows[1], ops.line_width(images))
+  dash = ops.pixels(2, images)
   line[:, :, (np.arange(w) // dash) % 2 == 0] = 0  # off, on, off, ... from the left
   return images + line[..., None]
 
@@ -446,9 +280,9 @@ def _zigzag_points(start_row, end_row, first, last, tooth, height):
 
 def zigzag(images, rng):
   n, h, w, _ = images.shape
-  s = _scale(images)
+  s = ops.size_factor(images)
   first, last, tooth = 2 * s, 25 * s, max(2 * s, 1.0)
-  tilt = _pixels(5, images)
+  tilt = ops.pixels(5, images)
   start = rng.integers(0, h - 1, size=n)
   end = start + rng.integers(-tilt, tilt, size=n)
   paths = [_zigzag_points(a, b, first, last, tooth, tooth) for a, b in zip(start, end)]
@@ -458,17 +292,17 @@ def zigzag(images, rng):
   rows = np.array([np.pad(r, (0, longest - len(r)), mode="edge") for _, r in paths])
 
   def draw(cols, rows):  # adding all, then clipping once, equals MNIST-C's clip per line
-    return sum(_lines(h, w, cols[:, k - 1], rows[:, k - 1], cols[:, k], rows[:, k],
-                      _line_width(images)) for k in range(1, longest))
+    return sum(ops.lines(h, w, cols[:, k - 1], rows[:, k - 1], cols[:, k], rows[:, k],
+                      ops.line_width(images)) for k in range(1, longest))
 
-  return images + _by_chunks(draw, cols, rows)[..., None]
+  return images + ops.by_chunks(draw, cols, rows)[..., None]
 
 
 def canny_edges(images, rng):
   del rng
   n, h, w, c = images.shape
   grey = np.moveaxis(images, -1, 1).reshape(n * c, h, w).astype(np.float64)
-  edges = _by_chunks(lambda x: _canny(x, sigma=_scale(images)), grey)
+  edges = ops.by_chunks(lambda x: ops.canny(x, sigma=ops.size_factor(images)), grey)
   return np.moveaxis(edges.reshape(n, c, h, w), 1, -1).astype(np.float32)
 
 

@@ -23,6 +23,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from jaxtl.data.image_dataset import ImageDataset
 from jaxtl.errors import ConfigError, MissingInputError
 
 POLARITIES = ("auto", "dark_ink", "light_ink")
@@ -98,7 +99,6 @@ def read_folder(root: str, size: Optional[Sequence[int]] = None, channels: int =
                 polarity: str = "auto", name: str = ""):
   """An `ImageDataset` from `root/<class name>/<image files>`; `size` defaults to the first
   image's (height, width)."""
-  from jaxtl.data.datasets import ImageDataset  # pylint: disable=import-outside-toplevel
   images, labels, classes, _ = read_labelled(root, size, channels, polarity)
   return ImageDataset(images, labels, name or root, source=f"folder:{root}",
                       class_names=classes)

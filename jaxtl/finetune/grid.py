@@ -8,7 +8,7 @@ at a time (more than 1 pays on accelerators; on CPU a vmapped convolution with a
 different kernel per configuration is slower than one after the other, measured in
 BUILD_NOTES), and every one trains as a `lax.scan` over its steps.
 
-Per configuration: the optimiser of `jaxtl.optim` (the trainer's factory, so `adam`'s
+Per configuration: the optimiser of `jaxtl.finetune.optim` (the trainer's factory, so `adam`'s
 weight decay is L2 added to the gradient as torch's `Adam(weight_decay=)` in the surgical
 fine-tuning code of Lee et al. 2023), on the trainable leaves only; the seed draws the
 re-initialised leaves (`reinit`) and the order of the examples. Each phase of a strategy
@@ -35,9 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxtl import optim, partition
+from jaxtl import partition
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import auto
+from jaxtl.finetune import auto, optim
 from jaxtl.finetune.prefix import prefix_features, sliceable  # pylint: disable=unused-import
 from jaxtl.finetune.trainer import BATCH_NORM_MODES, forward
 from jaxtl.models import block_names
@@ -55,7 +55,7 @@ class GridSpec:
   auto_measure_steps: int = 4
   snr_threshold: float = 0.1
   chunk: int = 1          # configurations vmapped together
-  optimizer: str = "adam"  # jaxtl.optim
+  optimizer: str = "adam"  # jaxtl.finetune.optim
   momentum: float = 0.0   # sgd only
 
   def __post_init__(self):

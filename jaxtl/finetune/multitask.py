@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
-from jaxtl import loop, optim, partition, workdir as run_dir
+from jaxtl import loop, partition, workdir as run_dir
 from jaxtl.errors import ConfigError
+from jaxtl.finetune import optim
 from jaxtl.finetune.trainer import BATCH_NORM_MODES, forward, make_eval_fn
 from jaxtl.metrics import write_results
 from jaxtl.models import build_model

@@ -3,7 +3,7 @@
 Pre-training is fine-tuning with `strategy="full"` and no `init_from`, supervised or
 with a self-supervised `objective` (`jaxtl.objectives`: the step's inputs and loss). One jitted step
 differentiates only the trainable leaves of the current phase (frozen leaves are
-closed over, so XLA drops their backward pass), and the optimizer (`jaxtl.optim`, the
+closed over, so XLA drops their backward pass), and the optimizer (`jaxtl.finetune.optim`, the
 same factory as the grid's) only ever sees trainable leaves: frozen leaves get no
 optimizer state and no weight decay, and stay bit-identical.
 """
@@ -16,10 +16,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from jaxtl import checkpoint, loop, objectives, optim, partition, sharding, state_dict
+from jaxtl import checkpoint, loop, objectives, partition, sharding, state_dict
 from jaxtl import workdir as run_dir
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import prefix, strategies
+from jaxtl.finetune import optim, prefix, strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import write_results
 from jaxtl.models import block_names, build_model
@@ -29,7 +29,7 @@ BATCH_NORM_MODES = ("train", "frozen")
 
 
 def make_optimizer(config, lr_scale_labels, steps_per_epoch: int = 1):
-  """The optimiser of `config` (`jaxtl.optim`: one factory for every training path) with
+  """The optimiser of `config` (`jaxtl.finetune.optim`: one factory for every training path) with
   the learning-rate scale of each trainable leaf (`lr_scale_labels`)."""
   scales = jax.tree_util.tree_map(float, lr_scale_labels)
   return optim.from_config(config, scales, steps_per_epoch)

@@ -1,4 +1,8 @@
-"""Pure Flax models with named blocks (`block1`, ..., `head`) and a registry by name."""
+"""Pure Flax models with named blocks (`block1`, ..., `head`) and a registry by name:
+Conv4, ResNet, MLP, the black-box learner and torchvision's ResNets.
+
+Layer 1: imports only `jaxtl.errors` and its own modules.
+"""
 import dataclasses
 import functools
 

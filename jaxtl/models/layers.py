@@ -9,7 +9,7 @@ Convolutions (`conv` argument of the conv models):
     become a batched matrix product instead, and the backward of a strided conv
     becomes slices and products. Meta-training on CPU uses it (`jaxtl.meta.train` turns
     its config's `conv="auto"` into im2col on CPU before building the model); plain
-    training of a ResNet is faster with `"xla"` (BUILD_NOTES.md).
+    training of a ResNet is faster with `"xla"` (docs/benchmarks.md).
   * `"auto"`: per convolution, by the shape of its output, on CPU: im2col where the output
     is at most `AUTO_IM2COL_PIXELS` (4x4) per image, XLA's above: XLA's CPU kernel is
     pathological on tiny maps with many channels (ResNet-18's last stage at 64x64

@@ -12,55 +12,18 @@ SimCLR discards its projection head. So every objective's checkpoint loads with
   rotation:   predict which of 4 rotations each image had (Gidaris et al. 2018).
   simclr:     NT-Xent between two augmented views (Chen et al. 2020).
   mae:        reconstruct masked patches and/or denoise (masked-image modelling).
-"""
-from typing import Callable, NamedTuple
 
+Layer 4: imports layers 0-3 only (`base` holds what the objectives share).
+"""
 import jax
-import jax.numpy as jnp
-import optax
 
 from jaxtl.errors import ConfigError
-from jaxtl.objectives import augment as augmentations
+from jaxtl.objectives import mae, rotation, simclr
+from jaxtl.objectives.base import (OPTIONS, Objective, classification_metrics, cross_entropy,
+                                   supervised)
 
-
-class Objective(NamedTuple):
-  name: str
-  num_outputs: int  # the size of the network's head
-  prepare: Callable  # (key, images, labels) -> (inputs, targets), on the device
-  loss: Callable     # (outputs, targets) -> scalar
-  metrics: Callable  # (outputs, targets) -> {name: scalar}, for evaluation
-
-
-def cross_entropy(logits, labels):
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
-def classification_metrics(logits, labels):
-  return {"loss": cross_entropy(logits, labels),
-          "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
-
-
-# Every objective's options, with their defaults: the config's `objective_kwargs` (so each
-# can be set from the command line); an objective reads the ones it uses.
-OPTIONS = {
-    "augment": False,  # supervised, rotation: augment the images first (simclr always does)
-    "max_rotate_deg": 15.0, "scale": (0.9, 1.3), "max_translate": 0.1,  # augmentations
-    "pixel_noise": 0.05,
-    "temperature": 0.5, "projection_dim": 64,  # simclr
-    "mask_ratio": 0.5, "patch": 4, "noise_std": 0.0, "masked_only": True,  # mae
-}
-
-
-def supervised(num_classes: int, input_shape, options) -> Objective:
-  """Cross-entropy on the labels, on augmented images if `options["augment"]`."""
-  del input_shape
-
-  def prepare(key, images, labels):
-    if options["augment"]:
-      images = augmentations.from_options(key, images, options)
-    return images, labels
-  return Objective("supervised", num_classes, prepare, cross_entropy, classification_metrics)
-
+__all__ = ["OBJECTIVES", "OPTIONS", "Objective", "classification_metrics", "cross_entropy",
+           "make", "make_eval_fn", "supervised"]
 
 OBJECTIVES = ("supervised", "rotation", "simclr", "mae")
 
@@ -68,7 +31,6 @@ OBJECTIVES = ("supervised", "rotation", "simclr", "mae")
 def make(name: str, options, num_classes: int, input_shape) -> Objective:
   """The objective `name` with `options` (OPTIONS' keys; missing ones take their
   defaults), for `num_classes` labelled classes and images of `input_shape` (H, W, C)."""
-  from jaxtl.objectives import mae, rotation, simclr  # pylint: disable=import-outside-toplevel
   registry = dict(zip(OBJECTIVES, (supervised, rotation.objective, simclr.objective,
                                    mae.objective)))
   if name not in registry:

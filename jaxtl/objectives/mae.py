@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxtl.errors import ConfigError
-from jaxtl.objectives import Objective
+from jaxtl.objectives.base import Objective
 
 
 def patch_mask(key, shape, patch: int, ratio: float):

@@ -3,7 +3,7 @@ degrees, all four in the batch as the paper does, and a 4-way head names the rot
 import jax.numpy as jnp
 
 from jaxtl.errors import ConfigError
-from jaxtl.objectives import Objective, classification_metrics, cross_entropy
+from jaxtl.objectives.base import Objective, classification_metrics, cross_entropy
 from jaxtl.objectives import augment as augmentations
 
 ROTATIONS = 4

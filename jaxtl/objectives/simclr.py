@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxtl.errors import ConfigError
-from jaxtl.objectives import Objective
+from jaxtl.objectives.base import Objective
 from jaxtl.objectives import augment as augmentations
 
 

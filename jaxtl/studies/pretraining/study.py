@@ -11,8 +11,8 @@ diversity in `config.diversity` and each seed:
      folder that checkpoints and resumes; supervised: the characters or classes);
   3. score the transfer to the targets:
      - Omniglot: `config.baselines` on few-shot tasks of the evaluation alphabets
-       (`config.fewshot`: `jaxtl.meta.shots`' tasks, 600 test tasks, steps and step
-       size picked on validation characters of the background set);
+       (`config.fewshot`: the shot sweep's tasks, `jaxtl.meta.fewshot`; 600 test tasks,
+       steps and step size picked on validation characters of the background set);
      - MNIST / Fashion-MNIST: each of `config.targets` (mnist, fashion_mnist, usps at
        28x28) learnt from `num_labels` class-balanced labelled training images drawn
        with the seed, by each of `config.strategies` (linear_probe, lp_ft; fixed
@@ -34,7 +34,7 @@ from jaxtl.data.datasets import usps_to_28
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.finetune.data import split_train_val
-from jaxtl.meta import shots
+from jaxtl.meta import fewshot
 from jaxtl.metrics import pyplot, write_results, write_text
 from jaxtl.objectives import OBJECTIVES
 
@@ -96,10 +96,10 @@ def fewshot_network(config, folder: str, seed: int):
   """(model, params, batch_stats) for the few-shot baselines: the network in `folder`, or
   a random one (`scratch`)."""
   if folder:
-    return shots.load_network(config.fewshot, folder)[:3]
+    return fewshot.load_network(config.fewshot, folder)[:3]
   cfg = config.pretrain  # its body's initialisation does not depend on the head's size
-  model = shots.task_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
-  image = np.zeros((1,) + shots.image_shape(config.fewshot), np.float32)  # initialisers read shapes only
+  model = fewshot.task_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
+  image = np.zeros((1,) + fewshot.image_shape(config.fewshot), np.float32)  # initialisers read shapes only
   variables = model.init(jax.random.PRNGKey(seed), image, train=False)
   return model, variables["params"], variables.get("batch_stats", {})
 
@@ -152,7 +152,7 @@ def _settings(config, workdir, prefix, folder, seed, cells):
             if not network:
               network.append(fewshot_network(config, folder(), seed))
             picks = {"linear_probe": cells.get(f"{prefix}_linear_probe_{way}w{shot}s", {})}
-            return shots.baseline_cell(config.fewshot, name, way, shot, network[0], picks)
+            return fewshot.baseline_cell(config.fewshot, name, way, shot, network[0], picks)
           yield f"{name}_{way}w{shot}s", compute
     return
   for target in config.targets:
@@ -198,8 +198,8 @@ def study(config, workdir: str) -> dict:
             pretrained["path"] = pretrain(config, workdir, objective, groups, seed)
           return pretrained["path"]
         for setting, compute in _settings(config, workdir, prefix, folder, seed, cells):
-          cells[f"{prefix}_{setting}"] = shots.cached(workdir, f"{prefix}_{setting}", compute,
-                                                      key)
+          cells[f"{prefix}_{setting}"] = cache.cached_cell(
+              workdir, f"{prefix}_{setting}", compute, key)
   table = summarize(cells)
   write_results(workdir, config, {"cells": cells, "summary": table}, "pretraining")
   write_text(os.path.join(workdir, "results.md"), format_table(table, config.dataset) + "\n")

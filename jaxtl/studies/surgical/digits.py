@@ -1,7 +1,7 @@
 """Transfer against multi-task learning and the target alone, with equal budgets, on the
 shift benchmarks: `sweep(config, workdir, multitask=True)` (`experiments.multitask`).
 One training run per configuration (`jaxtl.finetune.trainer`); the surgical fine-tuning
-study itself runs its grids as one compiled program (`jaxtl.finetune.surgical`).
+study itself runs its grids as one compiled program (`jaxtl.studies.surgical`).
 
 For every shift in `config.shifts` (jaxtl.data.shifts): pre-train on its source task
 (once per distinct source), then fine-tune on `num_train` labelled target examples with
@@ -24,7 +24,7 @@ from jaxtl.finetune.compare import best_of_grid, check_strategies, run_cached
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
 from jaxtl.finetune.strategies import resolve_blocks
-from jaxtl.finetune.surgical_report import EXPECTED, on_edge
+from jaxtl.studies.surgical.report import EXPECTED, on_edge
 from jaxtl.metrics import pyplot, write_results, write_text
 
 

@@ -1,6 +1,6 @@
 """The lecture's two open questions, answered in a sentence each from the pre-training
 study's summary (`study.summarize`: {objective: {diversity: {setting: cell}}}, a cell's
-accuracy with its 95% CI), so that the README's answers are generated, never typed.
+accuracy with its 95% CI), so that docs/pretraining.md's answers are generated, never typed.
 
 Two accuracies are told apart only when their difference exceeds the sum of their 95%
 half-widths (the intervals do not overlap), a conservative test; otherwise they are
@@ -8,7 +8,7 @@ half-widths (the intervals do not overlap), a conservative test; otherwise they 
 """
 import numpy as np
 
-from jaxtl.objectives.study import SOURCES, TARGET_NAMES, setting_name, setting_target
+from jaxtl.studies.pretraining.study import SOURCES, TARGET_NAMES, setting_name, setting_target
 
 LABEL_FREE = ("rotation", "simclr", "mae")  # objectives that never see a label
 # What a digits dataset's labels name: USPS labels MNIST's ten digits, Fashion-MNIST has
