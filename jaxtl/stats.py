@@ -327,7 +327,6 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
   down = dict(zip(others, holm_adjusted([one_sided_p(paired(rows[star], rows[c]))
                                          for c in others])))
   better = [c for c in others if up[c] <= alpha]
-  resolution = max(detectable(diffs[c], len(others), alpha) for c in others)
   within = all(abs(diffs[c].mean) + diffs[c].ci95 < margin for c in others)
   if better:
     label, shown = "not reproduced", max(better, key=lambda c: diffs[c].mean)
@@ -345,9 +344,10 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
   else:
     label = "inconclusive"
     shown = max(others, key=lambda c: diffs[c].mean)
-    why = (f"no row is significantly better or worse; a difference had to exceed about "
-           f"{pct(resolution)} points to reach significance (and be larger still to be "
-           "found reliably)")
+    resolution = detectable(diffs[shown], len(others), alpha)  # of the comparison shown
+    why = (f"no row is significantly better or worse; {shown} − {star} had to exceed "
+           f"about {pct(resolution)} points to reach significance (and be larger still to "
+           "be found reliably)")
   text = (f"paper: {paper}; best here: {best} ({format_estimate(estimates[best])}); "
           f"{shown} − {star} = {format_estimate(diffs[shown], signed=True)}; {why} "
           f"(Holm over {len(others)} comparison{'s' if len(others) > 1 else ''} each way; "

@@ -150,6 +150,11 @@ def test_block_ahead_within_wide_noise_is_inconclusive():
   assert d.p_value > 0.05 and d.mean + d.ci95 > 0.01
   v = _verdict({"block1": BASE, "block2": _row(-0.03), "block3": _row(diff)})
   assert (v.label, v.best) == ("inconclusive", "block3")
+  # The size the shown comparison had to reach: its own spread, not another row's.
+  resolution = stats.detectable(d, 2)
+  assert resolution == pytest.approx(
+      scipy_stats.t.ppf(1 - 0.05 / 2, 4) * np.std(diff, ddof=1) / np.sqrt(5))
+  assert f"block3 − block1 had to exceed about {100 * resolution:.1f} points" in v.text
 
 
 def test_holm_keeps_one_just_significant_gap_of_four_from_refuting():
