@@ -9,9 +9,13 @@ import pytest
 from tests.conftest import REPO, require_shared_data
 
 
-def _run(module, *args, cwd=None, **env_vars):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="",  # hermetic
-             **env_vars)
+def _run(module, *args, cwd=None):
+  """`python -m module args` from `cwd` (default: the checkout). pip installs the library
+  only, so from another folder the launchers need the checkout on PYTHONPATH, as a user's
+  would."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXTL_COMPILATION_CACHE="")  # hermetic
+  if cwd is not None:
+    env["PYTHONPATH"] = str(REPO)
   proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -131,10 +135,8 @@ def test_compare_quick(tmp_path):
 
 
 def test_lecture_quick_runs_from_another_directory(tmp_path):
-  """pip installs the library only; the launchers run from anywhere with the checkout on
-  PYTHONPATH."""
   _run("experiments.lecture", f"--config={REPO}/experiments/configs/lecture.py:quick",
-       f"--workdir={tmp_path}", cwd=tmp_path, PYTHONPATH=str(REPO))
+       f"--workdir={tmp_path}", cwd=tmp_path)
   assert set(_metrics(tmp_path)) == {"maml", "pretrain", "multitask"}
 
 
