@@ -47,6 +47,8 @@ FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says i
                   "splits": ["all"],        # added with meta-learning on any dataset
                   "num_train_classes": 0,   # added with it
                   "batch_norm": "transductive",  # added to meta configs with jaxtl.adapt
+                  "num_val_alphabets": 0,   # added with Lake's protocol (alphabet tasks)
+                  "train_tasks": "random", "test_tasks": "random",  # added with it
                   # added to pre-training configs with self-supervised objectives, with
                   # the defaults of `jaxtl.objectives.OPTIONS` (a test keeps them equal):
                   "objective": "supervised",

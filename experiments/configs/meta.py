@@ -12,6 +12,11 @@ Variants (Finn et al. 2017 settings; inner loss is a mean, so alpha = N x the pa
   omniglot_20w1s / omniglot_20w5s: 5 inner steps (alpha 0.1 x 20 = 2.0), meta-batch 16, 5 test steps.
   Omniglot conv variants use MAML's head (mean-pooled 64 features, N(0, 1) kernel).
   omniglot_5w1s_mlp / omniglot_5w5s_mlp: MAML's MLP row (hidden 256-128-64-64 with batch norm).
+  omniglot_*_lake: Lake et al.'s protocol: meta-train on the 30 background alphabets (5 of
+      them held out for validation: --config.eval_split=val), test on the 20 evaluation
+      alphabets with tasks whose N characters share one alphabet and whose support and
+      query drawings are by different drawers (--config.test_tasks=random: any
+      characters of the evaluation alphabets).
   quick: 5-way 1-shot Omniglot, a tiny conv net, a few iterations (tests).
 Algorithms (--config.algorithm): maml, fomaml, anil, metasgd, reptile, protonet, pretrain.
 """
@@ -32,6 +37,12 @@ def base() -> ml_collections.ConfigDict:
   c.split_seed = 1
   c.num_train_classes = 0       # class_split=random: meta-training classes (0: 60%)
   c.num_val_classes = 0         # taken from the training classes
+  c.num_val_alphabets = 0       # lake: whole background alphabets held out for validation
+  # Tasks' shape: random (N classes of the split, any K + Q examples each) | alphabet
+  # (Lake et al.'s one-shot challenge: N classes of one alphabet, support and query from
+  # disjoint drawers; Omniglot's mirror)
+  c.train_tasks = "random"
+  c.test_tasks = "random"
   c.eval_split = "test"         # test | val
   c.rotate_train = True         # 90-degree rotations as new classes (MAML)
   c.rotate_test = False
@@ -87,11 +98,16 @@ def get_config(variant: str = "omniglot_5w1s") -> ml_collections.ConfigDict:
   elif variant.startswith("omniglot_"):
     settings = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
     key = variant[len("omniglot_"):]
+    lake = key.endswith("_lake")
+    key = key.removesuffix("_lake")
     mlp = key.endswith("_mlp")
     key = key.removesuffix("_mlp")
     if key not in settings:
       raise ConfigError(f"Unknown variant {variant!r}; valid: sinusoid, quick, "
-                        + ", ".join(f"omniglot_{k}" for k in settings) + " (+ _mlp).")
+                        + ", ".join(f"omniglot_{k}" for k in settings) + " (+ _mlp, _lake).")
+    if lake:  # Lake et al.'s one-shot challenge: new alphabets, tasks within one alphabet
+      c.class_split, c.num_val_alphabets, c.test_tasks = "lake", 5, "alphabet"
+      c.source = "mirror"  # support and query drawers apart: the mirror's drawer order
     c.way, c.shot = settings[key]
     # MAML's Omniglot head: mean over the 2x2 map, kernel ~ N(0, 1). With a LeCun-initialised
     # head on the flat 256 features, 5 inner steps at alpha 2.0 overshoot (support loss

@@ -4,6 +4,9 @@ Omniglot tasks (jaxtl.studies.shots).
     python -m experiments.shots --config=experiments/configs/shots.py --workdir=results/shots \
         --config.tasks.data_dir=../shared/data
 
+Variant `lake`: Lake et al.'s protocol (`meta.py:omniglot_20w1s_lake`): the classifier
+pre-trained on the background alphabets but 5 held out for validation, scored on 20-way
+1-shot tasks within one evaluation alphabet, support and query by different drawers.
 Variant `quick`: a tiny network, a few tasks and steps, for tests.
 """
 import ml_collections
@@ -13,8 +16,8 @@ from jaxtl.errors import ConfigError
 
 
 def get_config(variant: str = "omniglot") -> ml_collections.ConfigDict:
-  if variant not in ("omniglot", "quick"):
-    raise ConfigError(f"Unknown variant {variant!r}; valid: omniglot, quick.")
+  if variant not in ("omniglot", "lake", "quick"):
+    raise ConfigError(f"Unknown variant {variant!r}; valid: omniglot, lake, quick.")
   c = ml_collections.ConfigDict()
   # The benchmark: meta_eval's Omniglot tasks (MAML class split, eval_seed, 600 tasks).
   c.tasks = meta.get_config("omniglot_5w1s")
@@ -51,6 +54,10 @@ def get_config(variant: str = "omniglot") -> ml_collections.ConfigDict:
                    ("maml", "results/omniglot_20w1s_maml"),
                    ("protonet", "results/omniglot_20w1s_protonet"),
                    ("protonet_5shot", "results/omniglot_20w5s_protonet"))
+  if variant == "lake":
+    c.tasks = meta.get_config("omniglot_20w1s_lake")  # validation: 5 background alphabets
+    c.ways, c.shots = (20,), (1,)
+    c.checkpoints = (("protonet", "results/omniglot_lake_20w1s_protonet"),)
   if variant == "quick":
     c.tasks.eval_tasks, c.tasks.eval_batch = 10, 10
     c.ways, c.shots, c.val_tasks = (5,), (1,), 5

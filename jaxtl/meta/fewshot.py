@@ -73,11 +73,13 @@ def _summary(per_task: np.ndarray, column: int) -> dict:
 # The task config's fields that choose the evaluation images (way and shot only shape the
 # episodes, checked where they are drawn).
 _DATA_FIELDS = ("dataset", "data_dir", "source", "splits", "class_split", "split_seed",
-                "num_val_classes", "num_train_classes", "eval_split", "rotate_test")
+                "num_val_classes", "num_val_alphabets", "num_train_classes", "eval_split",
+                "rotate_test", "test_tasks")
 
 
 def _eval_data(cfg):
-  """cfg's evaluation classes, class-major, read once per process."""
+  """(cfg's evaluation classes, class-major; each one's alphabet or None), read once per
+  process."""
   return _read_eval_data(tuple(
       (f, tuple(cfg[f]) if isinstance(cfg[f], list) else cfg[f]) for f in _DATA_FIELDS))
 
@@ -87,21 +89,23 @@ def _read_eval_data(fields: tuple):
   cfg = ml_collections.ConfigDict(dict(fields))
   cfg.way = cfg.shot = cfg.query = cfg.test_shot = cfg.test_query = 1
   cfg.rotate_train = False  # only the evaluation classes are kept
-  return train.make_task_data(cfg).test
+  cfg.train_tasks = "random"  # test_tasks kept: alphabet tasks check the drawers' order
+  data = train.make_task_data(cfg)
+  return data.test, data.test_groups
 
 
 def image_shape(config) -> tuple:
   """(height, width, channels) of the few-shot tasks' images."""
-  return tuple(_eval_data(task_config(config, max(config.ways), 1)).shape[2:])
+  return tuple(_eval_data(task_config(config, max(config.ways), 1))[0].shape[2:])
 
 
 def _scores(cfg, method, params, batch_stats) -> np.ndarray:
-  """Query accuracy after 0..steps steps of each of cfg's evaluation tasks."""
-  data = _eval_data(cfg)
+  """Query accuracy after 0..steps steps of each of cfg's evaluation tasks (cfg.test_tasks:
+  random or within-alphabet)."""
+  data, groups = _eval_data(cfg)
   tasks.check_episode_shape(data.shape[0], data.shape[1], cfg.way, cfg.test_shot,
                             cfg.test_query)
-  sampler = lambda k, d, batch: tasks.sample_classification(k, d, batch, cfg.way,
-                                                            cfg.test_shot, cfg.test_query)
+  sampler = tasks.make_sampler(cfg.test_tasks, cfg.way, cfg.test_shot, cfg.test_query, groups)
   return train.evaluate_per_task(cfg, method, params, batch_stats, data, sampler)
 
 

@@ -24,8 +24,11 @@ class Episodes(NamedTuple):
 
 def class_major(dataset: ImageDataset, classes, per_class: int = 0) -> np.ndarray:
   """Images of `classes` as one array (C, E, H, W, Ch); E = examples per class (the
-  smallest count, or `per_class`)."""
-  order = np.argsort(dataset.labels, kind="stable")
+  smallest count, or `per_class`). With `drawer` metadata (Omniglot's mirror), example e
+  of every class is drawer e's, so that tasks can keep support and query drawers apart."""
+  keys = (dataset.labels,) if "drawer" not in dataset.metadata else (
+      dataset.metadata["drawer"], dataset.labels)
+  order = np.lexsort(keys)
   labels = dataset.labels[order]
   groups = []
   for c in classes:
@@ -43,12 +46,24 @@ def rotations(images: np.ndarray) -> np.ndarray:
   return np.concatenate([np.rot90(images, k, axes=(2, 3)) for k in range(4)])
 
 
+def class_alphabets(dataset: ImageDataset, classes) -> np.ndarray:
+  """The alphabet of each of `classes` (Omniglot's `alphabet` metadata)."""
+  if "alphabet" not in dataset.metadata:
+    raise ConfigError(f"{dataset.name} ({dataset.source}) has no alphabet metadata; "
+                      "alphabet-level splits and tasks need Omniglot with its alphabets.")
+  order = np.argsort(dataset.labels, kind="stable")
+  first = order[np.searchsorted(dataset.labels[order], np.asarray(classes))]
+  return dataset.metadata["alphabet"][first]
+
+
 def omniglot_class_splits(dataset: ImageDataset, split: str = "maml", seed: int = 1,
-                          num_val: int = 0) -> dict:
+                          num_val: int = 0, num_val_alphabets: int = 0) -> dict:
   """Class ids per split. `maml`: 1200 characters chosen at random (seeded) for
   meta-training, the other 423 for testing, regardless of alphabet (Finn et al. 2017).
   `lake`: background alphabets (964) for training, evaluation alphabets (659) for testing.
-  `num_val` classes are taken out of the training classes for validation."""
+  `num_val` classes are taken out of the training classes for validation, or, with
+  `num_val_alphabets` (`lake`), every class of that many background alphabets drawn
+  with `seed`, so that validation tasks are on new alphabets as the test's are."""
   classes = np.unique(dataset.labels)
   if split == "maml":
     perm = np.random.default_rng(seed).permutation(classes)
@@ -57,6 +72,18 @@ def omniglot_class_splits(dataset: ImageDataset, split: str = "maml", seed: int 
     train, test = classes[classes < 964], classes[classes >= 964]
   else:
     raise ConfigError(f"Unknown Omniglot split {split!r}; valid: 'maml', 'lake'.")
+  if num_val_alphabets:
+    if split != "lake" or num_val:
+      raise ConfigError("num_val_alphabets holds out background alphabets of "
+                        "class_split='lake'; set num_val_classes=0 with it.")
+    alphabets = class_alphabets(dataset, train)
+    names = np.unique(alphabets)
+    if not 0 < num_val_alphabets < len(names):
+      raise ConfigError(f"num_val_alphabets={num_val_alphabets} must lie in "
+                        f"[1, {len(names) - 1}] for the {len(names)} background alphabets.")
+    held = np.random.default_rng(seed).permutation(names)[:num_val_alphabets]
+    val = np.isin(alphabets, held)
+    return {"train": np.sort(train[~val]), "val": np.sort(train[val]), "test": np.sort(test)}
   if not 0 <= num_val < len(train):
     raise ConfigError(f"num_val={num_val} must lie in [0, {len(train)}).")
   cut = len(train) - num_val
@@ -67,7 +94,7 @@ CLASS_SPLITS = ("maml", "lake", "random")
 
 
 def class_splits(dataset: ImageDataset, split: str, seed: int = 1, num_val: int = 0,
-                 num_train: int = 0) -> dict:
+                 num_train: int = 0, num_val_alphabets: int = 0) -> dict:
   """Class ids per split: Omniglot's `maml` and `lake` (`omniglot_class_splits`), or, for
   any dataset, `random`: `num_train` classes drawn with `seed` for meta-training (0: 60%),
   the others for testing; `num_val` of the training classes held out for validation."""
@@ -77,7 +104,9 @@ def class_splits(dataset: ImageDataset, split: str, seed: int = 1, num_val: int 
     if dataset.name != "omniglot":
       raise ConfigError(f"class_split={split!r} is Omniglot's; for {dataset.name} use "
                         "class_split='random' (with num_train_classes).")
-    return omniglot_class_splits(dataset, split, seed, num_val)
+    return omniglot_class_splits(dataset, split, seed, num_val, num_val_alphabets)
+  if num_val_alphabets:
+    raise ConfigError("num_val_alphabets is for class_split='lake' (Omniglot's alphabets).")
   classes = np.unique(dataset.labels)
   num_train = num_train or int(round(0.6 * len(classes)))
   if not 0 < num_train < len(classes):
@@ -128,6 +157,65 @@ def sample_classification(key, data: jax.Array, batch: int, way: int, shot: int,
                     flat(images[:, shot:]), flat(labels[:, shot:]))
 
   return jax.vmap(one_task)(jax.random.split(key, batch))
+
+
+TASK_KINDS = ("random", "alphabet")
+
+
+def group_table(groups: np.ndarray, way: int) -> np.ndarray:
+  """(G, M) int32: row g lists the indices (into the class-major array) of the classes of
+  the g-th group (alphabet) that has at least `way` classes, padded with -1."""
+  rows = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+  rows = [r for r in rows if len(r) >= way]
+  if not rows:
+    largest = max(np.sum(groups == g) for g in np.unique(groups))
+    raise ConfigError(f"No alphabet has {way} classes (the largest has {largest}): "
+                      f"{way}-way within-alphabet tasks are impossible.")
+  table = np.full((len(rows), max(len(r) for r in rows)), -1, np.int32)
+  for i, r in enumerate(rows):
+    table[i, :len(r)] = r
+  return table
+
+
+def sample_within_groups(key, data: jax.Array, table: jax.Array, batch: int, way: int,
+                         shot: int, query: int) -> Episodes:
+  """`batch` N-way K-shot tasks as Lake et al. (2015) define Omniglot's one-shot
+  challenge: the N classes of a task come from one group (an alphabet: the `table` row of
+  `group_table`, drawn uniformly), and its K support and Q query examples per class come
+  from disjoint drawers, the same ones for every class of the task (example e of each
+  class is drawer e's: `class_major`)."""
+  data, table = jnp.asarray(data), jnp.asarray(table)
+  num_classes, per_class = data.shape[:2]
+  check_episode_shape(num_classes, per_class, way, shot, query)
+  groups, members = table.shape
+
+  def one_task(k):
+    k_group, k_cls, k_drawer = jax.random.split(k, 3)
+    row = table[jax.random.randint(k_group, (), 0, groups)]
+    scores = jnp.where(row >= 0, jax.random.uniform(k_cls, (members,), jnp.float32), -1.0)
+    classes = row[jax.lax.top_k(scores, way)[1]]  # `way` distinct classes of the group
+    drawers = random_subset(k_drawer, per_class, shot + query)  # support's, then query's
+    images = data[classes[:, None], drawers[None, :]]  # (N, K+Q, H, W, Ch)
+    labels = jnp.broadcast_to(jnp.arange(way)[:, None], (way, shot + query))
+    flat = lambda a: a.reshape((-1,) + a.shape[2:])
+    return Episodes(flat(images[:, :shot]), flat(labels[:, :shot]),
+                    flat(images[:, shot:]), flat(labels[:, shot:]))
+
+  return jax.vmap(one_task)(jax.random.split(key, batch))
+
+
+def make_sampler(kind: str, way: int, shot: int, query: int, groups=None):
+  """sampler(key, data, batch) -> Episodes: `random` tasks (`sample_classification`) or
+  `alphabet` tasks (`sample_within_groups` over `groups`, each class's alphabet)."""
+  if kind not in TASK_KINDS:
+    raise ConfigError(f"Unknown task kind {kind!r}; valid: {TASK_KINDS}.")
+  if kind == "random":
+    return lambda key, data, batch: sample_classification(key, data, batch, way, shot, query)
+  if groups is None:
+    raise ConfigError("alphabet tasks need each class's alphabet (Omniglot).")
+  table = jnp.asarray(group_table(np.asarray(groups), way))
+  return lambda key, data, batch: sample_within_groups(key, data, table, batch, way, shot,
+                                                       query)
 
 
 SINUSOID_AMPLITUDE = (0.1, 5.0)

@@ -66,16 +66,25 @@ def make_learner(config, model=None) -> MetaLearner:
 
 class TaskData(NamedTuple):
   """Class-major train / test arrays (None for sinusoids), samplers (key, data, batch) ->
-  Episodes, and where the data came from (`provenance`, recorded in results.json)."""
+  Episodes, where the data came from (`provenance`, recorded in results.json) and each
+  test class's alphabet (None without alphabets), for samplers of other task shapes."""
   train: Any
   test: Any
   train_sampler: Callable
   test_sampler: Callable
   provenance: dict
+  test_groups: Any = None
 
 
 def _class_hash(classes) -> str:
   return hashlib.sha256(np.asarray(classes, np.int64).tobytes()).hexdigest()[:16]
+
+
+def _rotated(groups):
+  """The groups of `tasks.rotations`' classes: a rotated alphabet is an alphabet of its own."""
+  if groups is None:
+    return None
+  return np.concatenate([groups + r * (groups.max() + 1) for r in range(4)])
 
 
 def make_task_data(config) -> TaskData:
@@ -92,24 +101,33 @@ def make_task_data(config) -> TaskData:
       np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
       parts[0].name, source=parts[0].source)
   splits = tasks.class_splits(dataset, config.class_split, config.split_seed,
-                              config.num_val_classes, config.num_train_classes)
+                              config.num_val_classes, config.num_train_classes,
+                              config.num_val_alphabets)
   provenance = dict(dataset.provenance(), train_classes_sha256=_class_hash(splits["train"]),
                     test_classes_sha256=_class_hash(splits[config.eval_split]))
   train = tasks.class_major(dataset, splits["train"])
   test = tasks.class_major(dataset, splits[config.eval_split])
+  groups = {part: tasks.class_alphabets(dataset, splits[name])
+            if "alphabet" in dataset.metadata else None
+            for part, name in (("train", "train"), ("test", config.eval_split))}
   if config.rotate_train:
-    train = tasks.rotations(train)
+    train, groups["train"] = tasks.rotations(train), _rotated(groups["train"])
   if config.rotate_test:
-    test = tasks.rotations(test)
+    test, groups["test"] = tasks.rotations(test), _rotated(groups["test"])
   for data, shot, query in [(train, config.shot, config.query),
                             (test, config.test_shot, config.test_query)]:
     tasks.check_episode_shape(data.shape[0], data.shape[1], config.way, shot, query)
-  train_sampler = lambda key, data, batch: tasks.sample_classification(
-      key, data, batch, config.way, config.shot, config.query)
-  test_sampler = lambda key, data, batch: tasks.sample_classification(
-      key, data, batch, config.way, config.test_shot, config.test_query)
+  if "alphabet" in (config.train_tasks, config.test_tasks) and (
+      "drawer" not in dataset.metadata):
+    raise ConfigError(f"alphabet tasks keep support and query drawers apart: they need "
+                      f"Omniglot's drawer metadata, which the offline mirror has and "
+                      f"{dataset.source} has not (--config.source=mirror).")
+  train_sampler = tasks.make_sampler(config.train_tasks, config.way, config.shot, config.query,
+                                     groups["train"])
+  test_sampler = tasks.make_sampler(config.test_tasks, config.way, config.test_shot,
+                                    config.test_query, groups["test"])
   return TaskData(jnp.asarray(train), jnp.asarray(test), train_sampler, test_sampler,
-                  provenance)
+                  provenance, groups["test"])
 
 
 def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per_call: int,
@@ -189,6 +207,8 @@ def summarize(config, learner: MetaLearner, per_task: np.ndarray) -> dict:
              f"test_{name}_by_steps": {str(s): float(mean[s]) for s in config.eval_steps},
              f"test_{name}_ci95_by_steps": {str(s): float(ci95[s]) for s in config.eval_steps},
              "test_inner_steps": config.test_inner_steps, "eval_tasks": len(per_task)}
+  if name == "accuracy":  # Lake et al. report error rates
+    metrics["test_error"] = 1.0 - metrics["test_accuracy"]
   return metrics
 
 
@@ -231,7 +251,7 @@ def train_and_evaluate(config, workdir: str, step_callback=None, model=None) -> 
   learner = make_learner(config, model)
   mesh = sharding.make_mesh(config.num_devices)
   sharding.check_divisible(config.meta_batch, mesh, "meta_batch")
-  train_data, test_data, train_sampler, test_sampler, provenance = make_task_data(config)
+  train_data, test_data, train_sampler, test_sampler, provenance, _ = make_task_data(config)
   tx = make_outer_optimizer(config)
   run_dir.prepare(config, workdir)  # the first write: the config has been checked above
   state = init_state(config, learner, tx, train_data, train_sampler)
@@ -341,7 +361,7 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
   if "num_steps" in progress:
     progress["num_steps"] = config.num_steps
   learner = make_learner(config)
-  _, test_data, _, test_sampler, provenance = make_task_data(config)
+  _, test_data, _, test_sampler, provenance, _ = make_task_data(config)
   mesh = sharding.make_mesh(config.num_devices)
   saved, test_data = sharding.replicate((saved, test_data), mesh)
   metrics = evaluate(config, learner, saved["meta_params"], saved.get("batch_stats", {}),

@@ -23,7 +23,7 @@ from jaxtl.studies.benchmark_tables import (conv_cost_table, finetune_cost_table
                                             meta_step_cost_table, objectives_throughput_table,
                                             roofline_table, step_table, step_throughput_table,
                                             throughput_ratio_table, throughput_table)
-from jaxtl.studies.meta_tables import meta_table, omniglot_gaps, omniglot_grid
+from jaxtl.studies.meta_tables import lake_table, meta_table, omniglot_gaps, omniglot_grid
 from jaxtl.studies.pretraining import answers, study as pretraining
 from jaxtl.studies.surgical import digits, report as surgical_report
 
@@ -122,6 +122,7 @@ def pretraining_tables(variant: str):
 TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its table
     "omniglot-table": lambda root: omniglot_grid(find_runs(root)),
     "omniglot-gaps": omniglot_gaps,
+    "omniglot-lake-table": lake_table,
     "lecture-table": lecture_table,
     "lecture-seeds-table": lecture_seeds_table,
     "compare-digits-table": compare_table("compare_digits/results.json"),

@@ -5,7 +5,8 @@ import json
 import os
 
 from jaxtl.report import find_runs, kind_of, pct
-from jaxtl.studies.published import PAPER_ITERATIONS, PAPERS, PEERS, PUBLISHED_MAML
+from jaxtl.studies.published import (PAPER_ITERATIONS, PAPERS, PEERS, PUBLISHED_LAKE,
+                                     PUBLISHED_MAML)
 
 
 OMNIGLOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
@@ -68,8 +69,8 @@ def _omniglot_cells(runs) -> dict:
   for name, r in runs:
     c = r["config"]
     if (kind_of(r) != "meta" or c.get("dataset") != "omniglot"
-        or "test_accuracy" not in r["metrics"]):
-      continue
+        or c.get("class_split", "maml") != "maml" or "test_accuracy" not in r["metrics"]):
+      continue  # MAML's protocol only: Lake's has a table of its own
     key = (c["algorithm"], c["model"], c["way"], c["shot"])
     rank = (r.get("evaluated_by") == "experiments.meta_eval", _iterations(r))
     if key not in best or rank > best[key][0]:
@@ -152,4 +153,49 @@ def omniglot_grid(runs) -> str:
     for peer, numbers in PEERS.get((algorithm, model), {}).items():
       lines.append(f"| {name}, {peer} | "
                    + " | ".join(numbers.get(s, "") for s in OMNIGLOT_SETTINGS) + " |")
+  return "\n".join(lines)
+
+
+def _lake_cells(runs) -> dict:
+  """{training run folder: {(eval_split, test_tasks): result}} of the Omniglot runs on
+  Lake et al.'s split: a training run's own test, and its `meta_eval` re-evaluations
+  (sub-folders of the run) under other task kinds or on the validation alphabets."""
+  cells = {}
+  for name, r in runs:
+    c = r["config"]
+    if (kind_of(r) != "meta" or c.get("class_split") != "lake" or
+        "test_accuracy" not in r["metrics"] or (c["way"], c["test_shot"]) != (20, 1)):
+      continue
+    folder = os.path.dirname(name) if r.get("evaluated_by") == "experiments.meta_eval" else name
+    cells.setdefault(folder, {})[c.get("eval_split", "test"), c.get("test_tasks", "random")] = r
+  return cells
+
+
+def _error(r) -> str:
+  m = r["metrics"]
+  return f"{100 * (1 - m['test_accuracy']):.1f} ± {100 * m['test_accuracy_ci95']:.1f}"
+
+
+def lake_table(root: str) -> str:
+  """Lake et al.'s one-shot challenge: 20-way 1-shot error (%, ± 95% CI over the tasks)
+  on the evaluation alphabets, tasks within one alphabet (support and query by different
+  drawers) and, for comparison, of any characters of those alphabets; the published rows
+  first. A run's training is named by its algorithm, its training tasks and length."""
+  cells = _lake_cells(find_runs(root))
+  if not cells:
+    return ""
+  lines = ["| method | meta-training | within one alphabet | any characters | "
+           "validation alphabets, within one |", "|---|---|---:|---:|---:|"]
+  lines += [f"| {who} | | {error} | | |" for who, error in PUBLISHED_LAKE]
+  for folder in sorted(cells):
+    runs = cells[folder]
+    trained = min(runs.values(), key=lambda r: r.get("evaluated_by") == "experiments.meta_eval")
+    c = trained["config"]
+    training = (f"{_iterations(trained):,} it. of {c['way']}-way {c['shot']}-shot "
+                f"{'within-alphabet' if c.get('train_tasks') == 'alphabet' else 'random'} "
+                f"tasks")
+    get = lambda key: _error(runs[key]) if key in runs else ""
+    lines.append(f"| {c['algorithm']}, jaxtl (`{folder}`) | {training} | "
+                 f"{get(('test', 'alphabet'))} | {get(('test', 'random'))} | "
+                 f"{get(('val', 'alphabet'))} |")
   return "\n".join(lines)

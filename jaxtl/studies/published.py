@@ -32,3 +32,12 @@ PEERS = {  # peers' own reported Omniglot numbers, a row each below jaxtl's
 
 
 PAPER_ITERATIONS = 60_000  # MAML's Omniglot runs (Finn et al. 2017)
+
+# Omniglot's one-shot challenge on Lake et al.'s protocol (within-alphabet 20-way 1-shot,
+# evaluation alphabets, training on the 30 background ones): error rates, %.
+PUBLISHED_LAKE = (
+    ("people (Lake et al. 2015)", "4.5"),
+    ("Bayesian program learning (Lake et al. 2015)", "3.3"),
+    ("siamese network (Koch et al. 2015)", "8.0"),
+    ("prototypical networks (per Lake et al. 2019)", "13.7"),
+)

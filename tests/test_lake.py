@@ -1,0 +1,124 @@
+"""Omniglot as Lake et al. (2015) define the one-shot challenge: new alphabets, every task's
+characters from one alphabet, support and query drawings by different drawers."""
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import meta as meta_configs
+from jaxtl.data import load_dataset
+from jaxtl.errors import ConfigError
+from jaxtl.meta import tasks, train
+
+
+def _coded(num_classes: int, drawers: int):
+  """Class-major images whose pixels say (class, drawer): image [c, e] = 1000 c + e."""
+  codes = 1000 * np.arange(num_classes)[:, None] + np.arange(drawers)[None, :]
+  return np.broadcast_to(codes[:, :, None, None, None], (num_classes, drawers, 2, 2, 1)
+                         ).astype(np.float32)
+
+
+def _decode(images):
+  code = np.asarray(images)[..., 0, 0, 0].astype(int)
+  return code // 1000, code % 1000
+
+
+@pytest.mark.parametrize("way,shot,query", [(5, 1, 1), (4, 2, 3), (3, 1, 5)])
+def test_within_alphabet_tasks_share_an_alphabet_and_keep_drawers_apart(way, shot, query):
+  groups = np.array([0] * 6 + [1] * 3 + [2] * 7 + [3] * 2)  # 18 classes in 4 alphabets
+  data = _coded(len(groups), 20)
+  sampler = tasks.make_sampler("alphabet", way, shot, query, groups)
+  episodes = sampler(jax.random.PRNGKey(0), data, 200)
+  seen_groups = set()
+  for b in range(200):
+    s_cls, s_drawer = _decode(episodes.support_x[b])
+    q_cls, q_drawer = _decode(episodes.query_x[b])
+    classes = s_cls.reshape(way, shot)[:, 0]
+    assert len(set(classes)) == way  # distinct characters
+    assert len(set(groups[classes])) == 1  # one alphabet
+    seen_groups.add(int(groups[classes[0]]))
+    # Labels name the classes in the task's order, support and query alike.
+    np.testing.assert_array_equal(s_cls, np.repeat(classes, shot))
+    np.testing.assert_array_equal(q_cls, np.repeat(classes, query))
+    np.testing.assert_array_equal(episodes.support_y[b], np.repeat(np.arange(way), shot))
+    np.testing.assert_array_equal(episodes.query_y[b], np.repeat(np.arange(way), query))
+    # The same drawers for every class of the task; support's and query's disjoint.
+    support_drawers = s_drawer.reshape(way, shot)
+    query_drawers = q_drawer.reshape(way, query)
+    assert (support_drawers == support_drawers[0]).all()
+    assert (query_drawers == query_drawers[0]).all()
+    assert not set(support_drawers[0]) & set(query_drawers[0])
+    assert len(set(support_drawers[0]) | set(query_drawers[0])) == shot + query
+  # Only alphabets with `way` characters; each of them drawn.
+  assert seen_groups == {g for g in range(4) if np.sum(groups == g) >= way}
+
+
+def test_an_alphabet_too_small_for_the_way_is_a_clear_error():
+  with pytest.raises(ConfigError, match=r"No alphabet has 8 classes \(the largest has 7\)"):
+    tasks.make_sampler("alphabet", 8, 1, 1, np.array([0] * 7 + [1] * 3))
+  with pytest.raises(ConfigError, match=r"Unknown task kind 'alphabets'; valid: "
+                                        r"\('random', 'alphabet'\)"):
+    tasks.make_sampler("alphabets", 5, 1, 1, np.zeros(10))
+
+
+def test_lake_split_holds_out_whole_background_alphabets(data_dir):
+  dataset = load_dataset("omniglot", "all", data_dir=data_dir, source="mirror")
+  splits = tasks.class_splits(dataset, "lake", seed=1, num_val_alphabets=5)
+  alphabet = {part: set(tasks.class_alphabets(dataset, c)) for part, c in splits.items()}
+  assert len(alphabet["val"]) == 5 and len(alphabet["train"]) == 25
+  assert len(alphabet["test"]) == 20 and not alphabet["train"] & alphabet["val"]
+  assert max(alphabet["train"] | alphabet["val"]) < min(alphabet["test"])  # 30 background
+  assert len(splits["train"]) + len(splits["val"]) == 964 and len(splits["test"]) == 659
+  assert (splits["test"] >= 964).all()  # no background character is ever a test class
+  with pytest.raises(ConfigError, match="num_val_alphabets holds out background alphabets"):
+    tasks.class_splits(dataset, "maml", num_val_alphabets=5)
+
+
+def test_lake_variant_draws_20_way_tasks_of_one_evaluation_alphabet(data_dir):
+  config = meta_configs.get_config("omniglot_20w1s_lake")
+  config.data_dir = data_dir
+  data = train.make_task_data(config)
+  # Example e of every class is drawer e's drawing (the mirror's `drawer`).
+  dataset = load_dataset("omniglot", "all", data_dir=data_dir, source="mirror")
+  first_test_class = 964
+  for drawer in (0, 7, 19):
+    row = np.flatnonzero((dataset.labels == first_test_class)
+                         & (dataset.metadata["drawer"] == drawer))[0]
+    np.testing.assert_array_equal(np.asarray(data.test[0, drawer]), dataset.images[row])
+  episodes = data.test_sampler(jax.random.PRNGKey(3), data.test, 20)
+  flat = np.asarray(data.test).reshape(-1, *data.test.shape[2:])
+  for b in range(20):
+    index = [int(np.flatnonzero((flat == image).all(axis=(1, 2, 3)))[0])
+             for image in np.asarray(episodes.support_x[b])]
+    classes = np.array(index) // 20
+    assert len(set(classes)) == 20
+    assert len(set(data.test_groups[classes])) == 1  # every character of one alphabet
+  assert data.test_groups.min() >= 30  # evaluation alphabets only
+
+
+def test_alphabet_tasks_need_the_drawer_order():
+  config = meta_configs.get_config("quick")
+  config.dataset, config.class_split, config.num_train_classes = "digits", "random", 6
+  config.way, config.test_tasks = 2, "alphabet"
+  with pytest.raises(ConfigError, match="alphabet"):
+    train.make_task_data(config)
+
+
+def test_error_rate_is_reported_beside_accuracy():
+  config = meta_configs.get_config("quick")
+  learner = train.make_learner(config)
+  per_task = np.array([[0.2, 0.9], [0.4, 0.7], [0.6, 0.8]])
+  config.test_inner_steps, config.eval_steps = 1, (0, 1)
+  metrics = train.summarize(config, learner, per_task)
+  assert metrics["test_accuracy"] == pytest.approx(0.8)
+  assert metrics["test_error"] == pytest.approx(0.2)
+
+
+def test_maml_split_trains_on_most_characters_of_the_evaluation_alphabets(data_dir):
+  """Why Lake's protocol matters (docs/meta_learning.md): MAML's random split of
+  characters puts 491 of the 659 characters of Omniglot's evaluation alphabets into
+  meta-training, so its "new characters" are mostly seen ones; Lake's puts none."""
+  dataset = load_dataset("omniglot", "all", data_dir=data_dir, source="mirror")
+  maml = tasks.class_splits(dataset, "maml", seed=1)
+  assert (np.sum(maml["train"] >= 964), np.sum(maml["test"] >= 964)) == (491, 168)
+  lake = tasks.class_splits(dataset, "lake")
+  assert np.sum(lake["train"] >= 964) == 0 and len(lake["test"]) == 659
