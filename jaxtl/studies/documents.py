@@ -98,9 +98,9 @@ def surgical_curve_table(root: str) -> str:
   return "\n".join(lines)
 
 
-def shots_tables(root: str) -> str:
+def shots_tables(root: str, folder: str = "shots") -> str:
   """Accuracy against shots, transfer against meta-learning (`experiments.shots`)."""
-  return shots.format_table(load(root, "shots/results.json")["metrics"])
+  return shots.format_table(load(root, f"{folder}/results.json")["metrics"])
 
 
 def shots_verdict(root: str) -> str:
@@ -137,6 +137,7 @@ TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its
     "finetune-grid-table": finetune_grid_table,
     "shots-table": shots_tables,
     "shots-verdict": shots_verdict,
+    "shots-lake-table": lambda root: shots_tables(root, "shots_lake"),  # Lake's protocol
     "pretraining-labels-table": pretraining_tables("labels"),
     "pretraining-diversity-table": pretraining_tables("diversity"),
     **{f"pretraining-{d.replace('_', '-')}-{kind}-table": pretraining_tables(f"{d}_{kind}")
