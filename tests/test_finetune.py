@@ -249,3 +249,27 @@ def test_frozen_prefix_computed_once_trains_what_every_step_would(pretrained, tm
     trained = path.startswith("head/") or any(path.startswith(f"{b}/") for b in blocks)
     if not trained and strategy != "lp_ft":
       np.testing.assert_array_equal(value, before[path])
+
+
+def test_frozen_prefix_not_cached_says_why_once(monkeypatch):
+  """Frozen blocks that do not map an image to the same output at every step (batch
+  statistics in training mode) run at every step; the first time, the log says why."""
+  from jaxtl import objectives  # pylint: disable=import-outside-toplevel
+  config = finetune_configs.get_config("quick")
+  config.strategy = "linear_probe"
+  model = build_model(config.model, num_classes=3, **dict(config.model_kwargs))
+  images = np.zeros((4, 8, 8, 1), np.float32)
+  variables = model.init(jax.random.PRNGKey(0), images, train=False)
+  (phase,) = strategies.phases(config, model.block_names())
+  labels = partition.label_params(variables["params"], phase.table)
+  supervised = objectives.make("supervised", {}, 3, images.shape[1:])
+  said = []
+  monkeypatch.setattr(trainer, "_SAID", set())
+  monkeypatch.setattr(trainer.logging, "info", lambda msg, *args: said.append(msg % args))
+  config.batch_norm = "frozen"
+  assert trainer.frozen_prefix(model, variables, labels, config, supervised, images) == len(
+      model.block_names()) - 1  # every block but the head, once
+  config.batch_norm = "train"
+  for _ in range(2):
+    assert trainer.frozen_prefix(model, variables, labels, config, supervised, images) == 0
+  assert len(said) == 1 and "batch_norm='train'" in said[0] and "run at every step" in said[0]

@@ -134,6 +134,21 @@ def _variables(params, batch_stats) -> dict:
 
 
 PREFIX_CACHE_BYTES = 2 << 30  # a frozen prefix's output is cached up to this size
+_SAID = set()  # why frozen blocks were not cached, each said once per process
+
+
+def _not_cached_because(config, objective, model) -> str:
+  """Why frozen leading blocks would not map an image to the same output every step
+  ("" if they would)."""
+  if config.batch_norm != "frozen":
+    return f"batch_norm={config.batch_norm!r} (their statistics move with each batch)"
+  if objective.name != "supervised":
+    return f"the {objective.name} objective makes new inputs at every step"
+  if dict(config.objective_kwargs).get("augment"):
+    return "the inputs are augmented at every step"
+  if not prefix.sliceable(model):
+    return f"{type(model).__name__} runs no slice of its blocks (start / stop)"
+  return ""
 
 
 def frozen_prefix(model, variables, labels, config, objective, images) -> int:
@@ -141,14 +156,18 @@ def frozen_prefix(model, variables, labels, config, objective, images) -> int:
   training images instead of at every step (0: none). Exact when those blocks are frozen
   and map an image to the same output every step: batch norm frozen (running
   statistics), no augmentation of the inputs, a model that runs a slice of its blocks
-  (`start` / `stop`), and the output fits in `PREFIX_CACHE_BYTES`."""
-  if (config.batch_norm != "frozen" or objective.name != "supervised"
-      or dict(config.objective_kwargs).get("augment") or not prefix.sliceable(model)):
-    return 0
+  (`start` / `stop`), and the output fits in `PREFIX_CACHE_BYTES`. Otherwise the blocks
+  run at every step, and the first time a reason applies it is logged."""
   trained = {path.split("/")[0] for path, label in partition.flatten(labels).items()
              if label is not None}
   names = block_names(model, variables["params"])
   start = next((i for i, b in enumerate(names) if b in trained), 0)
+  why = _not_cached_because(config, objective, model) if start else ""
+  if why:
+    if why not in _SAID:
+      _SAID.add(why)
+      logging.info("The frozen blocks %s run at every step, not once: %s.", names[:start], why)
+    return 0
   if start:
     out = jax.eval_shape(lambda x: model.apply(variables, x, train=False, stop=start),
                          jax.ShapeDtypeStruct(images.shape, images.dtype))
