@@ -55,7 +55,9 @@ FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says i
                   "objective_kwargs": {"augment": False, "max_rotate_deg": 15.0,
                                        "scale": [0.9, 1.3], "max_translate": 0.1,
                                        "pixel_noise": 0.05, "temperature": 0.5,
-                                       "projection_dim": 64, "mask_ratio": 0.5, "patch": 4,
+                                       "projection_dim": 64, "projection_hidden": 256,
+                                       "crop_scale": [0.2, 1.0], "jitter": 0.5,
+                                       "mask_ratio": 0.75, "patch": 4, "decoder_width": 32,
                                        "noise_std": 0.0, "masked_only": True}}
 
 

@@ -16,6 +16,7 @@ from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.studies import documents
 from jaxtl.studies.surgical import study as surgical
+from jaxtl.models import build_model
 from jaxtl.objectives import augment, mae, rotation, simclr
 from jaxtl.studies.pretraining import study
 from tests.reference import float64
@@ -82,11 +83,127 @@ def test_masked_loss_ignores_unmasked_pixels_when_configured_to():
   assert everywhere(changed) != everywhere(outputs)
   expected = np.sum((np.asarray(outputs).reshape(x.shape) - x) ** 2 * mask) / np.sum(mask)
   np.testing.assert_allclose(masked(outputs), expected, rtol=1e-5)
-  # The objective hides exactly the masked pixels of its inputs.
-  objective = objectives.make("mae", {"mask_ratio": 0.5, "patch": 4}, 10, (8, 8, 1))
+  # masked_denoise hides exactly the masked pixels of its inputs, by zeroing them.
+  objective = objectives.make("masked_denoise", {"mask_ratio": 0.5, "patch": 4}, 10, (8, 8, 1))
   inputs, (targets, mask) = objective.prepare(jax.random.PRNGKey(3), x, None)
   np.testing.assert_array_equal(inputs, x * (1 - mask))
   np.testing.assert_array_equal(targets, x)
+
+
+def _mae_network(model="conv4", shape=(8, 8, 1), **options):
+  objective = objectives.make("mae", {"patch": 4, **options}, 10, shape)
+  kwargs = {"features": 8} if model == "conv4" else {"widths": (4, 8)}
+  net = objectives.network_for(build_model(model, num_classes=objective.num_outputs,
+                                           **kwargs), objective)
+  variables = net.init(jax.random.PRNGKey(0), jnp.zeros((1,) + shape), train=False)
+  return objective, net, variables
+
+
+def test_mae_encoder_tells_a_hidden_patch_from_a_blank_one():
+  """He et al.'s mask token: a blank image with one patch hidden reaches the encoder
+  unlike the same blank image with nothing hidden, and so does its first block's output;
+  the visible pixels reach it unchanged."""
+  _, net, variables = _mae_network()
+  blank = jnp.zeros((1, 8, 8, 1))
+  mask = jnp.zeros((1, 8, 8, 1)).at[:, :4, :4].set(1.0)
+  embed = lambda x: net.apply(variables, x, method=lambda m, x: m.head.embed(x))
+  hidden, shown = embed(jnp.concatenate([blank, mask], -1)), embed(blank)
+  np.testing.assert_array_equal(shown, blank)
+  assert np.all(np.asarray(hidden)[0, :4, :4] != 0)  # the token, not background
+  np.testing.assert_array_equal(np.asarray(hidden)[0, 4:], 0)
+  images = jnp.asarray(_images((1, 8, 8, 1)))
+  np.testing.assert_array_equal(np.asarray(embed(jnp.concatenate([images, mask], -1)))[0, 4:],
+                                np.asarray(images)[0, 4:])
+  first = lambda x: net.apply(variables, x, train=False, stop=1)
+  assert not np.allclose(first(jnp.concatenate([blank, mask], -1)), first(blank))
+  # The token is a parameter the loss trains, and it lives under head/ with the decoder.
+  assert variables["params"]["head"]["mask_token"].shape == (4, 4, 1)
+
+
+def test_mae_decodes_from_the_spatial_map_with_depth_and_scores_hidden_patches():
+  """The decoder reads the last block's map unpooled (a ResNet pools it for its own
+  head), through a dense layer and two transposed convolutions, to the image's shape; its
+  loss ignores the visible pixels."""
+  objective, net, variables = _mae_network("resnet", (8, 8, 1))
+  head = variables["params"]["head"]
+  assert set(head) == {"mask_token", "dense", "up1", "up2"}
+  feature_map = net.apply(variables, jnp.zeros((1, 8, 8, 1)), train=False, stop=2)
+  assert feature_map.shape == (1, 4, 4, 8)
+  assert head["dense"]["kernel"].shape[0] == 4 * 4 * 8  # unpooled: every position
+  assert head["up1"]["kernel"].shape[:2] == (3, 3) and head["up2"]["kernel"].shape[-1] == 1
+  x = jnp.asarray(_images((2, 8, 8, 1)))
+  inputs, targets = objective.prepare(jax.random.PRNGKey(1), x, None)
+  outputs = net.apply(variables, inputs, train=False)
+  assert outputs.shape == x.shape
+  _, mask = targets
+  moved = outputs + (1 - mask) * 5.0
+  assert float(objective.loss(moved, targets)) == float(objective.loss(outputs, targets))
+  with pytest.raises(ConfigError, match=r"mae mask_ratio=1.0 must be in \(0, 1\)"):
+    objectives.make("mae", {"mask_ratio": 1.0}, 10, (8, 8, 1))
+
+
+def test_simclr_projection_is_a_nonlinear_mlp_dropped_at_transfer(tmp_path):
+  """Chen et al.'s g(h) = W2 relu(W1 h) on the pooled features: not additive in h;
+  `projection_hidden=0` is the linear ablation. A fine-tuned model loads the encoder and
+  skips the projection."""
+  objective = objectives.make("simclr", {"projection_hidden": 16, "projection_dim": 6}, 10,
+                              (8, 8, 1))
+  head = objective.head()
+  h = jnp.asarray(_images((3, 12)))
+  params = head.init(jax.random.PRNGKey(0), h)
+  g = lambda v: np.asarray(head.apply(params, v), np.float64)
+  assert set(params["params"]) == {"hidden", "out"}
+  assert not np.allclose(g(h) + g(-h), 2 * g(0 * h), atol=1e-3)  # relu bends it
+  linear = objectives.make("simclr", {"projection_hidden": 0}, 10, (8, 8, 1)).head()
+  lp = linear.init(jax.random.PRNGKey(0), h)
+  gl = lambda v: np.asarray(linear.apply(lp, v), np.float64)
+  np.testing.assert_allclose(gl(h) + gl(-h), 2 * gl(0 * h), atol=1e-5)
+  source = finetune_configs.get_config("quick_source")
+  source.objective, source.num_steps = "simclr", 4
+  source.checkpoint_every = source.log_every = 2
+  trainer.train_and_evaluate(source, str(tmp_path / "simclr"))
+  pretrained = checkpoint.load_variables(str(tmp_path / "simclr"))["params"]
+  assert set(pretrained["head"]) == {"hidden", "out"}
+  fresh = {"params": {k: v for k, v in pretrained.items() if k != "head"}}
+  fresh["params"]["head"] = {"kernel": np.zeros((4, 5)), "bias": np.zeros(5)}
+  _, report = checkpoint.load_pretrained(fresh, {"params": pretrained})
+  assert sorted(report["skipped"]) == ["params/head/hidden/bias", "params/head/hidden/kernel",
+                                       "params/head/out/bias", "params/head/out/kernel"]
+  assert not any(p.startswith("params/head") for p in report["loaded"])
+
+
+def test_random_resized_crop_is_the_identity_on_the_whole_image_and_zooms_a_ramp():
+  """Area 1 at aspect 1: every output pixel samples its own centre. Area 1/4 at aspect 1:
+  the box has half the side, so a ramp f(r, c) = r comes out with half its slope (bilinear
+  interpolation is exact on a linear function)."""
+  x = jnp.asarray(_images((3, 12, 12, 2)))
+  key = jax.random.PRNGKey(4)
+  same = augment.random_resized_crop(key, x, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+  np.testing.assert_allclose(same, x, atol=1e-5)
+  ramp = jnp.broadcast_to(jnp.arange(12.0)[None, :, None, None], (3, 12, 12, 1))
+  zoomed = np.asarray(augment.random_resized_crop(key, ramp, scale=(0.25, 0.25),
+                                                  ratio=(1.0, 1.0)))
+  steps = np.diff(zoomed[:, 1:-1, 6, 0], axis=1)  # interior rows: no edge clamping
+  np.testing.assert_allclose(steps, 0.5, atol=1e-4)
+  assert not np.allclose(zoomed[0], zoomed[1])  # each image its own box
+
+
+def test_grey_jitter_is_brightness_after_contrast_and_the_identity_at_zero_strength():
+  """Per image, out = b ((x - m) c + m) with m its mean: affine in x, with brightness b =
+  mean(out) / m and contrast c = slope / b, each in 1 +- 0.8 strength."""
+  x = jnp.asarray(np.abs(_images((64, 4, 4, 1))) + 0.1)
+  key = jax.random.PRNGKey(2)
+  np.testing.assert_allclose(augment.grey_jitter(key, x, 0.0), x, rtol=1e-6)
+  np.testing.assert_array_equal(augment.grey_jitter(key, x, 0.5, probability=0.0), x)
+  out = np.asarray(augment.grey_jitter(key, x, 0.5, probability=1.0), np.float64)
+  factors = []
+  for o, i in zip(out, np.asarray(x, np.float64)):
+    slope, intercept = np.polyfit(i.ravel(), o.ravel(), 1)
+    np.testing.assert_allclose(slope * i + intercept, o, atol=1e-5)  # affine
+    brightness = o.mean() / i.mean()
+    factors += [brightness, slope / brightness]
+  assert 0.6 - 1e-4 <= min(factors) and max(factors) <= 1.4 + 1e-4
+  assert max(factors) - min(factors) > 0.4  # spread over the range, not one factor
 
 
 def test_augmentations_are_seeded_and_the_identity_at_zero_strength():
@@ -101,29 +218,36 @@ def test_augmentations_are_seeded_and_the_identity_at_zero_strength():
 
 def test_unknown_objective_and_argument_are_one_line_errors():
   with pytest.raises(ConfigError, match="Unknown objective 'simclrr'; valid: supervised, "
-                     "rotation, simclr, mae"):
+                     "rotation, simclr, mae, masked_denoise"):
     objectives.make("simclrr", {}, 10, (8, 8, 1))
   with pytest.raises(ConfigError, match=r"Unknown objective_kwargs \['temprature'\]; valid: "
                      "augment, max_rotate_deg"):
     objectives.make("simclr", {"temprature": 0.1}, 10, (8, 8, 1))
   with pytest.raises(ConfigError, match="masked_only=True with mask_ratio=0"):
-    objectives.make("mae", {"mask_ratio": 0.0, "noise_std": 0.1}, 10, (8, 8, 1))
+    objectives.make("masked_denoise", {"mask_ratio": 0.0, "noise_std": 0.1}, 10, (8, 8, 1))
+  with pytest.raises(ConfigError, match=r"crop_scale=\(0.0, 1.0\)"):
+    objectives.make("simclr", {"crop_scale": (0.0, 1.0)}, 10, (8, 8, 1))
 
 
 @pytest.mark.parametrize("name,metric", [("rotation", "test_rotation_accuracy"),
                                          ("simclr", "test_partner_top1"),
-                                         ("mae", "test_mse")])
+                                         ("mae", "test_mse"),
+                                         ("masked_denoise", "test_mse")])
 def test_each_objective_pretrains_and_its_checkpoint_fine_tunes(name, metric, tmp_path):
   source = finetune_configs.get_config("quick_source")
   source.objective = name
   if name == "simclr":
     source.objective_kwargs.temperature = 0.2
   metrics = trainer.train_and_evaluate(source, str(tmp_path / name))
-  assert np.isfinite(metrics["test_loss" if name != "mae" else "test_mse"])
+  assert np.isfinite(metrics[metric if name != "rotation" else "test_loss"])
   assert metric in metrics
-  head = checkpoint.load_variables(str(tmp_path / name))["params"]["head"]["kernel"]
-  expected = {"rotation": 4, "simclr": 64, "mae": 64}[name]  # 8x8x1 digits: 64 pixels
-  assert head.shape[-1] == expected
+  head = checkpoint.load_variables(str(tmp_path / name))["params"]["head"]
+  expected = {"rotation": {"kernel", "bias"}, "simclr": {"hidden", "out"},
+              "mae": {"mask_token", "dense", "up1", "up2"},
+              "masked_denoise": {"kernel", "bias"}}[name]
+  assert set(head) == expected
+  if "kernel" in head:  # the model's own head is the output layer: 4 rotations, 64 pixels
+    assert head["kernel"].shape[-1] == {"rotation": 4, "masked_denoise": 64}[name]
   target = finetune_configs.get_config("quick")
   target.init_from = str(tmp_path / name)
   tuned = trainer.train_and_evaluate(target, str(tmp_path / "tuned"))

@@ -221,6 +221,7 @@ def train_and_evaluate(config, workdir: str,
   if model is None:  # its head is the objective's output layer
     model = build_model(config.model, num_classes=objective.num_outputs,
                         **dict(config.model_kwargs))
+  model = objectives.network_for(model, objective)
   key = jax.random.PRNGKey(config.seed)
   init_key, data_key = jax.random.split(key)
   # The objective's inputs (augmentations, masks): in training, and a fixed draw to evaluate.

@@ -58,7 +58,8 @@ def load_network(config, path: str):
   if list(results.get("input_shape", [])) != shape:
     raise ConfigError(f"init_from: {path} was trained on images of shape "
                       f"{results.get('input_shape')}, the tasks' are {shape}.")
-  outputs = variables["params"]["head"]["kernel"].shape[-1]
+  head = variables["params"].get("head", {})  # an objective's own head has no kernel
+  outputs = head["kernel"].shape[-1] if "kernel" in head else 1
   model = task_model(saved.model, num_classes=outputs, **dict(saved.model_kwargs))
   return model, variables["params"], variables.get("batch_stats", {}), results.get("data")
 

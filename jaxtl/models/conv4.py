@@ -52,6 +52,10 @@ class Conv4(nn.Module):
   def block_names(self):
     return ("block1", "block2", "block3", "block4") + (("head",) if self.num_classes else ())
 
+  def head_input(self, x):
+    """The last block's map as the head sees it: pooled per `pool`."""
+    return x.mean((1, 2)) if self.pool == "mean" else x.reshape(x.shape[0], -1)
+
   @nn.compact
   def __call__(self, x, train: bool = True, start: int = 0, stop: int | None = None):
     """Blocks `block_names()[start:stop]` on `x` (the input of block `start`), as
@@ -69,7 +73,7 @@ class Conv4(nn.Module):
                       name=f"block{i + 1}")(x, train)
     if 4 not in blocks:
       return x
-    x = x.mean((1, 2)) if self.pool == "mean" else x.reshape(x.shape[0], -1)
+    x = self.head_input(x)
     if not self.num_classes:
       return x
     if self.head == "cosine":

@@ -55,6 +55,10 @@ class ResNet(nn.Module):
   def block_names(self):
     return tuple(f"block{i + 1}" for i in range(len(self.widths))) + ("head",)
 
+  def head_input(self, x):
+    """The last block's map as the head sees it: averaged over space."""
+    return jnp.mean(x, axis=(1, 2))
+
   @nn.compact
   def __call__(self, x, train: bool = True, start: int = 0, stop: int | None = None):
     """Blocks `block_names()[start:stop]` on `x` (the input of block `start`): a frozen
@@ -65,5 +69,5 @@ class ResNet(nn.Module):
         x = Stage(self.widths[i], 1 if i == 0 else 2, self.units_per_stage, stem=(i == 0),
                   conv=self.conv, name=f"block{i + 1}")(x, train)
       else:
-        x = nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
+        x = nn.Dense(self.num_classes, name="head")(self.head_input(x))
     return x

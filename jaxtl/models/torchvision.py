@@ -86,6 +86,10 @@ class TorchResNet(nn.Module):
   def block_names(self):
     return ("block1", "block2", "block3", "block4", "head")
 
+  def head_input(self, x):
+    """The last block's map as the head sees it: averaged over space."""
+    return jnp.mean(x, axis=(1, 2))
+
   def prepare(self, x):
     """[0, 1] images as the weights expect them: 3 channels, resized, normalised."""
     if x.shape[-1] == 1:
@@ -111,7 +115,7 @@ class TorchResNet(nn.Module):
                         f"units={units}.")
     for i in range(5)[start:stop]:
       if i == 4:
-        x = nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
+        x = nn.Dense(self.num_classes, name="head")(self.head_input(x))
       else:
         x = Stage(kind, self.widths[i], units[i], 1 if i == 0 else 2, stem=(i == 0),
                   conv=self.conv, name=f"block{i + 1}")(self.prepare(x) if i == 0 else x, train)

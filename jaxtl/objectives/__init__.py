@@ -18,21 +18,21 @@ Layer 4: imports layers 0-3 only (`base` holds what the objectives share).
 import jax
 
 from jaxtl.errors import ConfigError
-from jaxtl.objectives import mae, rotation, simclr
+from jaxtl.objectives import mae, network, rotation, simclr
 from jaxtl.objectives.base import (OPTIONS, Objective, classification_metrics, cross_entropy,
                                    supervised)
 
 __all__ = ["OBJECTIVES", "OPTIONS", "Objective", "classification_metrics", "cross_entropy",
-           "make", "make_eval_fn", "supervised"]
+           "make", "make_eval_fn", "network_for", "supervised"]
 
-OBJECTIVES = ("supervised", "rotation", "simclr", "mae")
+OBJECTIVES = ("supervised", "rotation", "simclr", "mae", "masked_denoise")
 
 
 def make(name: str, options, num_classes: int, input_shape) -> Objective:
   """The objective `name` with `options` (OPTIONS' keys; missing ones take their
   defaults), for `num_classes` labelled classes and images of `input_shape` (H, W, C)."""
   registry = dict(zip(OBJECTIVES, (supervised, rotation.objective, simclr.objective,
-                                   mae.objective)))
+                                   mae.objective, mae.masked_denoise)))
   if name not in registry:
     raise ConfigError(f"Unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}.")
   options = dict(options or {})
@@ -40,6 +40,12 @@ def make(name: str, options, num_classes: int, input_shape) -> Objective:
   if unknown:
     raise ConfigError(f"Unknown objective_kwargs {unknown}; valid: {', '.join(OPTIONS)}.")
   return registry[name](num_classes, tuple(input_shape), {**OPTIONS, **options})
+
+
+def network_for(model, objective: Objective):
+  """The network `objective` trains: `model` itself, or its blocks under the objective's
+  own head (`network.ObjectiveNet`)."""
+  return model if objective.head is None else network.ObjectiveNet(model, objective.head())
 
 
 def make_eval_fn(apply, objective: Objective, batch_size: int, key):

@@ -1,6 +1,6 @@
 """What every objective is made of: the `Objective` tuple, cross-entropy, the options every
 objective reads (`OPTIONS`, the config's `objective_kwargs`) and `supervised`."""
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax.numpy as jnp
 import optax
@@ -14,6 +14,9 @@ class Objective(NamedTuple):
   prepare: Callable  # (key, images, labels) -> (inputs, targets), on the device
   loss: Callable     # (outputs, targets) -> scalar
   metrics: Callable  # (outputs, targets) -> {name: scalar}, for evaluation
+  # () -> a Flax module that replaces the model's head (`objectives.network`); None: the
+  # model's own head, with num_outputs outputs, is the objective's output layer.
+  head: Optional[Callable] = None
 
 
 def cross_entropy(logits, labels):
@@ -31,8 +34,14 @@ OPTIONS = {
     "augment": False,  # supervised, rotation: augment the images first (simclr always does)
     "max_rotate_deg": 15.0, "scale": (0.9, 1.3), "max_translate": 0.1,  # augmentations
     "pixel_noise": 0.05,
-    "temperature": 0.5, "projection_dim": 64,  # simclr
-    "mask_ratio": 0.5, "patch": 4, "noise_std": 0.0, "masked_only": True,  # mae
+    # simclr: NT-Xent's temperature, the projection MLP, its views' crop area fraction
+    # (low, high) and grey-level jitter strength (augment.simclr_view)
+    "temperature": 0.5, "projection_dim": 64, "projection_hidden": 256,
+    "crop_scale": (0.2, 1.0), "jitter": 0.5,
+    # mae, masked_denoise: the share of patch x patch squares hidden; mae's decoder
+    # width; masked_denoise's noise and whether it scores the hidden pixels only
+    "mask_ratio": 0.75, "patch": 4, "decoder_width": 32, "noise_std": 0.0,
+    "masked_only": True,
 }
 
 
