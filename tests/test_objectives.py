@@ -1,6 +1,7 @@
 """Pre-training objectives (jaxtl.objectives): each one's invariant against a direct NumPy
 computation in float64, and each one end to end through the trainer, its checkpoint then
 fine-tuned with `init_from` like a supervised one."""
+import json
 import os
 
 import jax
@@ -11,14 +12,14 @@ import pytest
 from experiments.configs import finetune as finetune_configs
 from experiments.configs import pretraining as pretraining_configs
 from experiments.configs import surgical as surgical_configs
-from jaxtl import checkpoint, objectives
+from jaxtl import checkpoint, objectives, workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.studies import documents
 from jaxtl.studies.surgical import study as surgical
 from jaxtl.models import build_model
 from jaxtl.objectives import augment, mae, rotation, simclr
-from jaxtl.studies.pretraining import study
+from jaxtl.studies.pretraining import study, tuning
 from tests.reference import float64
 
 
@@ -268,6 +269,45 @@ def test_surgical_study_fine_tunes_a_self_supervised_source(tmp_path):
   assert "head" in results["strategies"]["block1"]["changed_blocks"]  # re-initialised
 
 
+def _assert_tuned_setting_recorded(workdir, run: str):
+  """The setting tuning picked (the quick grids' one learning rate, 2e-3, not the
+  default 1e-3) is in results.json and in the config of the run pre-trained with it."""
+  with open(workdir / "results.json") as f:
+    tuned = json.load(f)["metrics"]["tuning"]["rotation"]
+  assert tuned["pick"] == {"learning_rate": 2e-3} and tuned["on_edge"] == []
+  assert set(tuned["scores"]) == {"learning_rate0.002"}
+  assert run_dir.load_config(str(workdir / "pretrain" / run)).learning_rate == 2e-3
+
+
+def test_ncm_proxy_matches_a_hand_computed_case():
+  """Class means from each class's first half, its second half scored: the point of
+  class 1 nearer class 0's mean is the one error of four."""
+  feats = np.array([[0.0, 0.0], [0.0, 0.2], [4.0, 0.0], [0.5, 0.0],   # class 0, 0, 1, 1
+                    [0.0, 0.4], [0.1, 0.0], [4.0, 0.2], [4.2, 0.0]])
+  labels = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+  # Means: class 0 from images 0, 1; class 1 from 2, 3 (its mean 2.25, 0).
+  assert tuning.ncm_accuracy(feats, labels) == 1.0
+  feats[6] = [1.0, 0.0]  # now nearer class 0's mean (0, 0.1) than class 1's (2.25, 0)
+  assert tuning.ncm_accuracy(feats, labels) == 0.75
+
+
+def test_a_tuned_pick_on_a_grid_edge_fails_naming_it(data_dir, tmp_path):
+  config = pretraining_configs.get_config("digits_quick")
+  config.data_dir = data_dir
+  config.tune.grids = {"rotation": {"learning_rate": (1e-3, 2e-3)}}  # any pick is an edge
+  source = study.source_images(config)
+  key = {"test": 1}
+  with pytest.raises(ConfigError, match=r"Tuning picked a grid edge: \{'rotation': "
+                                        r"\['learning_rate'\]\}.*widen those grids"):
+    tuning.tune(config, str(tmp_path), source, key)
+  config.tune.fail_on_edge = False  # recorded instead; the candidates' cells are reused
+  picks = tuning.tune(config, str(tmp_path), source, key)
+  assert picks["rotation"]["on_edge"] == ["learning_rate"]
+  assert len(os.listdir(tmp_path / "cells")) == 2
+  with pytest.raises(ConfigError, match="tune setting 'temprature' is neither"):
+    tuning.apply_setting(config.pretrain.copy_and_resolve_references(), {"temprature": 1})
+
+
 def test_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_path):
   """The Omniglot study end to end on its quick variant: a pre-training set of a fixed
   size from k alphabets, each objective's network scored on evaluation-alphabet tasks."""
@@ -278,12 +318,18 @@ def test_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_path):
   assert len(one) == config.num_images and one.num_classes <= 55  # one alphabet's characters
   np.testing.assert_array_equal(one.images, again.images)  # seeded
   table = study.study(config, str(tmp_path))
-  assert set(table) == {"scratch", "rotation"}
+  assert set(table) == {"scratch", "ceiling", "rotation"}
   for objective in table.values():
     assert set(objective) == {"1", "3"}
     for cell in objective["1"].values():
       assert 0 <= cell["accuracy"] <= 1 and cell["seeds"] == 1
   assert os.path.isdir(tmp_path / "pretrain" / "rotation_3alphabets_seed0")
+  _assert_tuned_setting_recorded(tmp_path, "rotation_3alphabets_seed0")
+  # The ceiling: supervised on the evaluation alphabets, once for every diversity.
+  ceiling = run_dir.load_config(str(tmp_path / "pretrain" / "ceiling_omniglot_seed0"))
+  assert ceiling.objective == "supervised"
+  assert [n for n in os.listdir(tmp_path / "pretrain") if n.startswith("ceiling")] == [
+      "ceiling_omniglot_seed0"]
   assert not any(name.startswith("scratch") for name in os.listdir(tmp_path / "pretrain"))
   assert "| rotation |" in (tmp_path / "results.md").read_text()
   assert (tmp_path / "results.png").exists()  # accuracy against alphabets
@@ -304,7 +350,9 @@ def test_digits_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_pat
   assert len(two) == config.num_images and two.num_classes == 2
   np.testing.assert_array_equal(two.images, study.pretraining_images(config, 2, 0).images)
   table = study.study(config, str(tmp_path))
-  assert set(table) == {"scratch", "rotation"}
+  assert set(table) == {"scratch", "ceiling", "rotation"}
+  _assert_tuned_setting_recorded(tmp_path, "rotation_2classes_seed0")
+  assert os.path.isdir(tmp_path / "pretrain" / "ceiling_usps_seed0")  # USPS's own labels
   for objective in table.values():
     assert set(objective) == {"1", "2"}
     for cells in objective.values():

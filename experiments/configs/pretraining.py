@@ -7,6 +7,10 @@
     python -m experiments.pretraining --config=experiments/configs/pretraining.py:mnist_labels \
         --workdir=results/pretraining_mnist_labels --config.data_dir=../shared/data
 
+Every variant first picks each objective's settings on the source (config.tune), and
+runs 3 seeds, with no pre-training (scratch, the floor) and supervised pre-training on
+the target's own training set (ceiling) beside the objectives.
+
 Variants:
   labels:    Omniglot: every objective and no pre-training, on all 19,280 background
              drawings; few-shot tasks of the evaluation alphabets.
@@ -39,10 +43,22 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
   c.dataset = "omniglot" if variant in ("labels", "diversity", "quick") else (
       "mnist" if variant == "digits_quick" else variant.rsplit("_", 1)[0])
   c.data_dir, c.source, c.data_seed = "", "auto", 0
-  c.objectives = ("scratch", "supervised", "rotation", "simclr", "mae")
+  # scratch: no pre-training (the floor); ceiling: supervised on the target's own
+  # training set (Omniglot's: the evaluation alphabets, an oracle)
+  c.objectives = ("scratch", "ceiling", "supervised", "rotation", "simclr", "mae")
   c.diversity = (30,) if c.dataset == "omniglot" else (10,)  # alphabets or classes
   c.num_images = 0          # images per pre-training set (0: every image of its groups)
-  c.seeds = (0,)
+  c.seeds = (0, 1, 2)       # each: the pre-training set's draw and the network's init
+  # Each objective's main settings, picked on the source before the study (every
+  # combination pre-trained `steps` steps; nearest class means on `holdout` held-out
+  # source images per class score it); a pick on a grid's edge fails the study.
+  rates = (3e-4, 1e-3, 3e-3)
+  c.tune = ml_collections.ConfigDict({
+      "grids": {"supervised": {"learning_rate": rates}, "rotation": {"learning_rate": rates},
+                "simclr": {"temperature": (0.1, 0.3, 1.0), "learning_rate": rates},
+                "mae": {"mask_ratio": (0.25, 0.5, 0.75, 0.9), "learning_rate": rates}},
+      "steps": 500, "holdout": 4 if c.dataset == "omniglot" else 200,
+      "fail_on_edge": True})
   # Omniglot's targets: few-shot tasks of the evaluation alphabets (Lake's split), scored
   # as the shot sweep scores its baselines (steps and step size picked on validation
   # characters).
@@ -68,7 +84,6 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
     c.pretrain.num_steps, c.pretrain.batch_size = 2000, 128
   if c.dataset != "omniglot":
     c.pretrain.num_steps = 1500  # 3.2 epochs of 60,000 images
-    c.seeds = (0, 1, 2)
   if variant == "diversity":
     c.diversity, c.num_images, c.seeds = (1, 3, 10, 30), 280, (0, 1, 2)
     # 48 pre-trainings on 2 CPU cores: 500 steps (228 epochs of the 280 drawings), and the
@@ -79,12 +94,15 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
     # 48 pre-trainings, as on Omniglot: 500 steps (12.8 epochs of the 5,000 images), and
     # the representation scored frozen (a linear probe).
     c.pretrain.num_steps, c.strategies = 500, ("linear_probe",)
+  if quick:  # one value per setting: every path, no tuning to speak of
+    c.tune.grids = {"rotation": {"learning_rate": (2e-3,)}}
+    c.tune.steps, c.tune.holdout = 4, 2 if c.dataset == "omniglot" else 10
   if variant == "quick":
-    c.objectives = ("scratch", "rotation")
+    c.objectives = ("scratch", "ceiling", "rotation")
     c.diversity, c.num_images, c.seeds = (1, 3), 100, (0,)
     c.baselines = ("ncm", "linear_probe")
   if variant == "digits_quick":
-    c.objectives, c.seeds = ("scratch", "rotation"), (0,)
+    c.objectives, c.seeds = ("scratch", "ceiling", "rotation"), (0,)
     c.diversity, c.num_images = (1, 2), 100
     c.targets, c.num_labels, c.strategies = ("usps",), (20,), ("linear_probe", "lp_ft")
     c.pretrain.num_steps = 4

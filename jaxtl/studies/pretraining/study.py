@@ -1,14 +1,18 @@
 """Do you need labels to pre-train, and does pre-training data need to be diverse?
 `study(config, workdir)` (`experiments.pretraining`).
 
-For each objective of `config.objectives` (`scratch`: no pre-training, the floor), each
-diversity in `config.diversity` and each seed:
+First, each objective's main settings are picked on the source (`tuning`: short
+pre-trainings scored by nearest class means on held-out source images; never a target).
+Then for each objective of `config.objectives` (`scratch`: no pre-training, the floor;
+`ceiling`: supervised pre-training on the target's own training set), each diversity in
+`config.diversity` and each seed:
   1. the pre-training images of `config.dataset`: `num_images` images (0: all of them)
      from `diversity` groups drawn with the seed: background alphabets of Omniglot
      (Lake's split; the few-shot tasks come from the evaluation alphabets, never seen in
      pre-training), or classes of MNIST / Fashion-MNIST (training split);
-  2. pre-train MAML's network with the objective (`jaxtl.finetune.trainer`, a run
-     folder that checkpoints and resumes; supervised: the characters or classes);
+  2. pre-train MAML's network with the objective and its tuned setting
+     (`jaxtl.finetune.trainer`, a run folder that checkpoints and resumes; supervised:
+     the characters or classes);
   3. score the transfer to the targets:
      - Omniglot: `config.baselines` on few-shot tasks of the evaluation alphabets
        (`config.fewshot`: the shot sweep's tasks, `jaxtl.meta.fewshot`; 600 test tasks,
@@ -27,8 +31,7 @@ import shutil
 import jax
 import numpy as np
 
-from jaxtl import cache, workdir as run_dir
-from jaxtl.stats import ci95
+from jaxtl import cache, stats, workdir as run_dir
 from jaxtl.data import ImageDataset, load_dataset
 from jaxtl.data.datasets import usps_to_28
 from jaxtl.errors import ConfigError
@@ -37,6 +40,7 @@ from jaxtl.finetune.data import split_train_val
 from jaxtl.meta import fewshot
 from jaxtl.metrics import pyplot, write_results, write_text
 from jaxtl.objectives import OBJECTIVES
+from jaxtl.studies.pretraining import tuning
 
 # Pre-training dataset -> (what its diversity counts, how many there are).
 SOURCES = {"omniglot": ("alphabets", 30), "mnist": ("classes", 10),
@@ -74,19 +78,47 @@ def pretraining_images(config, groups: int, seed: int) -> ImageDataset:
                       f"{config.dataset}-{groups}-{unit}", source=data.source)
 
 
-def pretrain(config, workdir: str, objective: str, groups: int, seed: int) -> str:
-  """The folder of the network pre-trained with `objective` ("" for `scratch`)."""
+def source_images(config) -> ImageDataset:
+  """The whole source set (every alphabet or class, every image): what tuning reads."""
+  whole = config.copy_and_resolve_references()
+  with whole.unlocked():
+    whole.num_images = 0
+  return pretraining_images(whole, SOURCES[config.dataset][1], 0)
+
+
+def ceiling_images(config, target: str) -> ImageDataset:
+  """The ceiling's pre-training set: the target's own training images and labels (all of
+  them; Omniglot's: the evaluation alphabets' drawings, which its few-shot tasks are drawn
+  from, so an oracle)."""
+  if target == "omniglot":
+    data = load_dataset("omniglot", "evaluation", data_dir=config.data_dir,
+                        source=config.source)
+    _, labels = np.unique(data.labels, return_inverse=True)
+    return ImageDataset(data.images, labels.astype(np.int32), "omniglot-evaluation",
+                        source=data.source)
+  return target_data(config, target)[0]
+
+
+def pretrain(config, workdir: str, objective: str, groups: int, seed: int,
+             setting: dict, target: str) -> str:
+  """The folder of the network pre-trained with `objective` and its tuned `setting`
+  ("" for `scratch`); `ceiling`: supervised on `target`'s own training set, whatever
+  `groups`."""
   if objective == "scratch":
     return ""
-  images = pretraining_images(config, groups, seed)
   cfg = config.pretrain.copy_and_resolve_references()
   with cfg.unlocked():
-    cfg.seed, cfg.objective = seed, objective
+    cfg.seed, cfg.objective = seed, "supervised" if objective == "ceiling" else objective
+  tuning.apply_setting(cfg, setting)
+  if objective == "ceiling":
+    images, name = ceiling_images(config, target), f"ceiling_{target}_seed{seed}"
+  else:
+    images = pretraining_images(config, groups, seed)
+    name = f"{objective}_{groups}{SOURCES[config.dataset][0]}_seed{seed}"
   # The run's own test set: 500 of its training images (a sanity number; the study's
   # numbers are the transfer ones, on images it never saw).
   test = images.subset(np.arange(min(500, len(images))))
-  folder = os.path.join(workdir, "pretrain",
-                        f"{objective}_{groups}{SOURCES[config.dataset][0]}_seed{seed}")
+  folder = os.path.join(workdir, "pretrain", name)
   if run_dir.finished_results(cfg, folder) is None:
     trainer.train_and_evaluate(cfg, folder, data=(images, images.subset(np.arange(0)), test))
   return folder
@@ -150,7 +182,7 @@ def _settings(config, workdir, prefix, folder, seed, cells):
         for name in config.baselines:
           def compute(name=name, way=way, shot=shot):
             if not network:
-              network.append(fewshot_network(config, folder(), seed))
+              network.append(fewshot_network(config, folder("omniglot"), seed))
             picks = {"linear_probe": cells.get(f"{prefix}_linear_probe_{way}w{shot}s", {})}
             return fewshot.baseline_cell(config.fewshot, name, way, shot, network[0], picks)
           yield f"{name}_{way}w{shot}s", compute
@@ -160,22 +192,31 @@ def _settings(config, workdir, prefix, folder, seed, cells):
       for strategy in config.strategies:
         setting = f"{strategy}_{target}{labels}"
         yield setting, (lambda target=target, labels=labels, strategy=strategy, setting=setting:
-                        target_cell(config, workdir, f"{prefix}_{setting}", folder(), target,
-                                    labels, strategy, seed))
+                        target_cell(config, workdir, f"{prefix}_{setting}", folder(target),
+                                    target, labels, strategy, seed))
 
 
-# Fields that only say which cells a study has: not part of a cell's key.
-ENUMERATING = ("objectives", "diversity", "seeds", "targets", "num_labels", "strategies")
+# Fields that only say which cells a study has: not part of a cell's key (nor is `tune`:
+# a cell's key holds the setting tuning picked for its objective).
+ENUMERATING = ("objectives", "diversity", "seeds", "targets", "num_labels", "strategies",
+               "tune")
+ROWS = ("scratch", "ceiling")  # no pre-training (the floor); the target's own (the ceiling)
+
+
+def cell_prefix(objective: str, groups: int, unit: str, seed: int) -> str:
+  """A cell name's start; "_" in an objective's name becomes "-" (names split on "_")."""
+  return f"{objective.replace('_', '-')}_{groups}{unit[0]}_s{seed}"
 
 
 def study(config, workdir: str) -> dict:
-  """Every cell (resuming from `workdir/cells/`); writes results.json and results.md."""
+  """Every cell (resuming from `workdir/cells/`), each objective's setting tuned on the
+  source first (`tuning`); writes results.json and results.md."""
   if config.dataset not in SOURCES:
     raise ConfigError(f"Unknown pre-training dataset {config.dataset!r}; valid: "
                       f"{list(SOURCES)}.")
-  unknown = sorted(set(config.objectives) - set(OBJECTIVES + ("scratch",)))
+  unknown = sorted(set(config.objectives) - set(OBJECTIVES + ROWS))
   if unknown:
-    raise ConfigError(f"Unknown objectives {unknown}; valid: scratch, {', '.join(OBJECTIVES)}.")
+    raise ConfigError(f"Unknown objectives {unknown}; valid: {', '.join(ROWS + OBJECTIVES)}.")
   unit, most = SOURCES[config.dataset]
   bad = [n for n in config.diversity if not 1 <= n <= most]
   if bad:
@@ -185,23 +226,32 @@ def study(config, workdir: str) -> dict:
     if wrong:
       raise ConfigError(f"Unknown strategies {wrong}; valid: {list(TARGET_STRATEGIES)}.")
   os.makedirs(workdir, exist_ok=True)
-  key = {"config": cache.config_key(config, ENUMERATING)}
+  base = cache.config_key(config, ENUMERATING)
+  tune_key = {"pretrain": cache.config_key(config.pretrain), "dataset": config.dataset,
+              "source": config.source, "data_seed": config.data_seed,
+              "steps": config.tune.steps, "holdout": config.tune.holdout}
+  picks = tuning.tune(config, workdir, source_images(config), tune_key)
   cells = {}
   for objective in config.objectives:
+    tuned = picks.get("supervised" if objective == "ceiling" else objective, {}).get("pick", {})
     for groups in config.diversity:
       for seed in config.seeds:
-        prefix = f"{objective}_{groups}{unit[0]}_s{seed}"
+        prefix = cell_prefix(objective, groups, unit, seed)
         pretrained = {}
 
-        def folder(objective=objective, groups=groups, seed=seed, pretrained=pretrained):
-          if "path" not in pretrained:  # pre-trained when a cell first needs it
-            pretrained["path"] = pretrain(config, workdir, objective, groups, seed)
-          return pretrained["path"]
+        def folder(target, objective=objective, groups=groups, seed=seed, tuned=tuned,
+                   pretrained=pretrained):
+          if target not in pretrained:  # pre-trained when a cell first needs it
+            pretrained[target] = pretrain(config, workdir, objective, groups, seed, tuned,
+                                          target)
+          return pretrained[target]
+        key = {"config": base, "tuned": tuned}
         for setting, compute in _settings(config, workdir, prefix, folder, seed, cells):
           cells[f"{prefix}_{setting}"] = cache.cached_cell(
               workdir, f"{prefix}_{setting}", compute, key)
   table = summarize(cells)
-  write_results(workdir, config, {"cells": cells, "summary": table}, "pretraining")
+  write_results(workdir, config, {"cells": cells, "summary": table, "tuning": picks},
+                "pretraining")
   write_text(os.path.join(workdir, "results.md"), format_table(table, config.dataset) + "\n")
   if len(config.diversity) > 1:
     plot(table, os.path.join(workdir, "results.png"), unit)
@@ -209,23 +259,23 @@ def study(config, workdir: str) -> dict:
 
 
 def summarize(cells: dict) -> dict:
-  """{objective: {diversity: {setting: {accuracy, ci95, seeds}}}}: over seeds, the mean of
-  each seed's accuracy with a 95% t-interval (with one seed, the cell's own interval:
-  over tasks, or binomial over the test set)."""
+  """{objective: {diversity: {setting: {accuracy, ci95, seeds, values}}}}: over seeds
+  (`values`, in seed order), the mean with its 95% t-interval (`stats.estimate`); with
+  one seed, the cell's own interval (over tasks, or binomial over the test set)."""
   grouped = {}
   for key, cell in cells.items():
     objective, groups, seed, setting = key.split("_", 3)
-    grouped.setdefault(objective, {}).setdefault(int(groups[:-1]), {}).setdefault(
-        setting, []).append(cell)
+    grouped.setdefault(objective.replace("-", "_"), {}).setdefault(int(groups[:-1]), {}).setdefault(
+        setting, []).append((int(seed[1:]), cell))
   out = {}
   for objective, by_groups in grouped.items():
     for groups, by_setting in by_groups.items():
       for setting, seeds in by_setting.items():
-        values = [c["accuracy"] for c in seeds]
+        values = [c["accuracy"] for _, c in sorted(seeds, key=lambda sc: sc[0])]
         out.setdefault(objective, {}).setdefault(str(groups), {})[setting] = {
-            "accuracy": float(np.mean(values)),
-            "ci95": ci95(values) if len(values) > 1 else seeds[0]["ci95"],
-            "seeds": len(values)}
+            "accuracy": stats.estimate(values).mean,
+            "ci95": stats.estimate(values).ci95 if len(values) > 1 else seeds[0][1]["ci95"],
+            "seeds": len(values), "values": values}
   return out
 
 

@@ -1,0 +1,148 @@
+"""Each objective's settings picked on the source, never on a target: `tune(config, workdir)`.
+
+For every objective in `config.tune.grids` ({objective: {setting: values}}; `learning_rate`
+is the trainer's, the others `objective_kwargs`), every combination of the values
+pre-trains the study's network for `config.tune.steps` steps on the source's training
+images less `config.tune.holdout` per class, and is scored by a cheap proxy of what
+transfer needs: nearest-class-mean accuracy on those held-out source images (class means
+from one half, scored on the other), on the frozen features the transfer's head sees. The
+source here is the whole source set (every alphabet or class), whatever diversity the
+study then pre-trains on: one pick per objective and source dataset.
+
+A pick on the edge of a grid of more than one value fails the study, naming it
+(`config.tune.fail_on_edge`): widen that grid. Every candidate is a cell keyed like the
+study's (`cache.cached_cell`), and the picks are recorded in results.json and in the
+config of every run pre-trained with them.
+"""
+import itertools
+import os
+
+import jax
+import numpy as np
+from absl import logging
+
+from jaxtl import cache, checkpoint
+from jaxtl.data import ImageDataset
+from jaxtl.errors import ConfigError
+from jaxtl.finetune import trainer
+from jaxtl.models import block_names, build_model
+
+TRAINER_SETTINGS = ("learning_rate",)  # the rest of a grid's settings are objective_kwargs
+
+
+def holdout_split(data: ImageDataset, per_class: int, seed: int):
+  """(train, held_out): `per_class` images of every class held out (drawn with `seed`),
+  the rest for pre-training."""
+  rng = np.random.default_rng([seed, per_class])
+  held = []
+  for label in np.unique(data.labels):
+    index = np.flatnonzero(data.labels == label)
+    if len(index) <= per_class:
+      raise ConfigError(f"tune.holdout={per_class} leaves no training image of class "
+                        f"{label} ({len(index)} images).")
+    held.extend(rng.choice(index, per_class, replace=False))
+  mask = np.zeros(len(data), bool)
+  mask[held] = True
+  return data.subset(np.flatnonzero(~mask)), data.subset(np.flatnonzero(mask))
+
+
+def features(model, variables, images: np.ndarray, batch: int = 500) -> np.ndarray:
+  """The frozen features `model`'s head would see (`head_input` of the last block's map),
+  batch norm in running-statistics mode."""
+  last = len(block_names(model)) - 1
+  embed = jax.jit(lambda x: model.head_input(model.apply(variables, x, train=False, stop=last)))
+  return np.concatenate([np.asarray(embed(images[i:i + batch]))
+                         for i in range(0, len(images), batch)])
+
+
+def ncm_accuracy(feats: np.ndarray, labels: np.ndarray) -> float:
+  """Nearest class mean on `feats`: each class's mean from its first half of images (in
+  order), every image of the second halves scored against all the means (Euclidean)."""
+  first, second = [], []
+  for label in np.unique(labels):
+    index = np.flatnonzero(labels == label)
+    first.append(index[: len(index) // 2])
+    second.append(index[len(index) // 2:])
+  classes = np.unique(labels)
+  means = np.stack([feats[i].mean(0) for i in first])
+  query = np.concatenate(second)
+  q = feats[query].astype(np.float64)
+  dist = (means.astype(np.float64) ** 2).sum(-1)[None] - 2 * q @ means.T.astype(np.float64)
+  return float(np.mean(classes[np.argmin(dist, 1)] == labels[query]))
+
+
+def candidates(grid: dict) -> list[dict]:
+  """Every combination of a grid's values, as {setting: value}."""
+  names = sorted(grid)
+  return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def apply_setting(cfg, setting: dict):
+  """`cfg` (a pre-training config) with `setting`'s values in place (unlocked in place)."""
+  with cfg.unlocked():
+    for name, value in setting.items():
+      if name in TRAINER_SETTINGS:
+        cfg[name] = value
+      elif name in cfg.objective_kwargs:
+        cfg.objective_kwargs[name] = value
+      else:
+        raise ConfigError(f"tune setting {name!r} is neither a trainer setting "
+                          f"{list(TRAINER_SETTINGS)} nor an objective option "
+                          f"{sorted(cfg.objective_kwargs)}.")
+  return cfg
+
+
+def on_edge(grid: dict, pick: dict) -> list[str]:
+  """The settings of `pick` at the first or last value of a grid of several values."""
+  return [name for name, values in grid.items()
+          if len(values) > 1 and pick[name] in (values[0], values[-1])]
+
+
+def _label(setting: dict) -> str:
+  return "_".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
+                  for k, v in sorted(setting.items()))
+
+
+def tune(config, workdir: str, source: ImageDataset, key: dict) -> dict:
+  """{objective: {"pick", "scores", "on_edge"}} for the objectives of `config.tune.grids`
+  that the study runs; `source` is the whole source set (labels: its classes)."""
+  objectives = [o for o in config.objectives if o in config.tune.grids]
+  if not objectives:
+    return {}
+  train, held_out = holdout_split(source, config.tune.holdout, config.data_seed)
+  picks = {}
+  for objective in objectives:
+    grid = {k: tuple(v) for k, v in config.tune.grids[objective].items()}
+    scores = {}
+    for setting in candidates(grid):
+      name = f"tune_{objective}_{_label(setting)}"
+
+      def compute(setting=setting, name=name):
+        cfg = config.pretrain.copy_and_resolve_references()
+        with cfg.unlocked():
+          cfg.objective, cfg.seed, cfg.num_steps = objective, config.data_seed, config.tune.steps
+          cfg.checkpoint_every = min(cfg.checkpoint_every, cfg.num_steps)
+        apply_setting(cfg, setting)
+        folder = os.path.join(workdir, "tune_runs", name)
+        trainer.train_and_evaluate(cfg, folder, data=(train, train.subset(np.arange(0)),
+                                                      held_out))
+        variables = checkpoint.load_variables(folder)
+        model = build_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
+        body = {"params": {k: v for k, v in variables["params"].items() if k != "head"},
+                "batch_stats": variables.get("batch_stats", {})}
+        accuracy = ncm_accuracy(features(model, body, held_out.images), held_out.labels)
+        return {"setting": setting, "ncm_accuracy": accuracy,
+                "held_out": len(held_out), "steps": cfg.num_steps}
+      scores[_label(setting)] = cache.cached_cell(workdir, name, compute, key)
+    best = max(scores.values(), key=lambda c: c["ncm_accuracy"])
+    edge = on_edge(grid, best["setting"])
+    picks[objective] = {"pick": best["setting"], "on_edge": edge,
+                        "scores": {k: c["ncm_accuracy"] for k, c in scores.items()}}
+    logging.info("tuned %s on the source's held-out images: pick %s (NCM %.4f)%s", objective,
+                 best["setting"], best["ncm_accuracy"], f"; on the edge: {edge}" if edge else "")
+  edges = {o: p["on_edge"] for o, p in picks.items() if p["on_edge"]}
+  if edges and config.tune.fail_on_edge:
+    raise ConfigError(f"Tuning picked a grid edge: {edges} (picks "
+                      f"{ {o: picks[o]['pick'] for o in edges} }); widen those grids in "
+                      "config.tune.grids.")
+  return picks
