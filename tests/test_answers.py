@@ -1,5 +1,9 @@
 """The pre-training study's answers (`jaxtl.studies.pretraining.answers`) from hand-made summaries:
-the counts and the comparisons follow the 95% CIs as the module states."""
+with seeds, rows are told apart by the paired t-interval over seeds (`jaxtl.stats`); with
+one seed, by their own intervals not overlapping."""
+import numpy as np
+
+from jaxtl import stats
 from jaxtl.studies.pretraining import answers, study
 
 
@@ -7,38 +11,53 @@ def cell(accuracy, ci95=0.01):
   return {"accuracy": accuracy, "ci95": ci95, "seeds": 1}
 
 
-def test_labels_counts_settings_by_whether_the_cis_part():
+def seeds(*values):
+  """A cell over 3 seeds, as `study.summarize` makes it."""
+  return {"accuracy": float(np.mean(values)), "ci95": stats.ci95(values), "seeds": len(values),
+          "values": list(values)}
+
+
+def test_labels_tells_rows_apart_by_the_paired_interval_over_seeds():
   summary = {
-      "scratch": {"30": {"ncm_5w1s": cell(0.40), "ncm_5w5s": cell(0.60)}},
-      "supervised": {"30": {"ncm_5w1s": cell(0.90), "ncm_5w5s": cell(0.80)}},
-      "rotation": {"30": {"ncm_5w1s": cell(0.70), "ncm_5w5s": cell(0.79)}},
-      "mae": {"30": {"ncm_5w1s": cell(0.60), "ncm_5w5s": cell(0.61)}}}
+      "scratch": {"30": {"ncm_5w1s": seeds(0.40, 0.41, 0.39), "ncm_5w5s": seeds(0.60, 0.61, 0.59)}},
+      "ceiling": {"30": {"ncm_5w1s": seeds(0.95, 0.96, 0.94), "ncm_5w5s": seeds(0.90, 0.91, 0.89)}},
+      "supervised": {"30": {"ncm_5w1s": seeds(0.90, 0.91, 0.89), "ncm_5w5s": seeds(0.80, 0.82, 0.78)}},
+      "rotation": {"30": {"ncm_5w1s": seeds(0.70, 0.71, 0.69), "ncm_5w5s": seeds(0.79, 0.80, 0.81)}},
+      "mae": {"30": {"ncm_5w1s": seeds(0.60, 0.61, 0.59), "ncm_5w5s": seeds(0.61, 0.60, 0.62)}}}
   text = answers.answer(summary, "omniglot")
+  # 5w1s: supervised - rotation = 0.2 at every seed, told apart; 5w5s: 0.01, 0.02, -0.03
+  # is not. Half-width of (0.90, 0.91, 0.89): t(0.975, 2) 0.01 / sqrt(3) = 2.48 points.
   assert text.startswith(
-      "Do you need labels to pre-train? On Omniglot, supervised pre-training leads the best "
-      "label-free objective (rotation, mae) beyond both 95% CIs in 1 of 2 settings, is "
-      "within them in 1 and trails in 0; the widest gap: NCM, 5-way 1-shot, supervised "
-      "90.00 +- 1.00 against rotation 70.00 +- 1.00.")
-  # mae at 61 against scratch's 60 is within the CIs (a 1-point gap, 2 points of CI).
-  assert text.endswith("Against no pre-training, settings won beyond the CIs: supervised "
-                       "2 of 2, rotation 2 of 2, mae 1 of 2.")
+      "Do you need labels to pre-train? On Omniglot, supervised pre-training against the best "
+      "label-free objective (rotation, mae) of each setting, on characters never seen in "
+      "pre-training: leads in 1, is not told apart in 1 and trails in 0 of 2 (widest gap: "
+      "NCM, 5-way 1-shot, supervised 90.00 +- 2.48 against rotation 70.00 +- 2.48).")
+  # mae - scratch at 5w5s: 0.01, -0.01, 0.03, a mean of 1 point within +- 5.0: not a win.
+  assert ("Against no pre-training, settings won: supervised 2 of 2, rotation 2 of 2, "
+          "mae 1 of 2.") in text
+  # Places between scratch and ceiling: supervised (0.5 / 0.55 + 0.2 / 0.3) / 2 = 79%,
+  # rotation (0.3 / 0.55 + 0.2 / 0.3) / 2 = 61%, mae (0.2 / 0.55 + 0.01 / 0.3) / 2 = 20%.
+  assert text.endswith("(100%), averaged over settings: supervised 79%, rotation 61%, mae 20%.")
 
 
-def test_labels_splits_digits_targets_by_whether_they_share_the_sources_classes():
+def test_labels_splits_digits_targets_other_classes_first():
   # USPS labels MNIST's digits; Fashion-MNIST's classes are others. "lp_ft_fashion_mnist"
-  # must not be read as an MNIST target.
+  # must not be read as an MNIST target. One seed: the cells' own intervals (1 point).
   summary = {
       "supervised": {"10": {"linear_probe_mnist100": cell(0.90), "linear_probe_usps100":
                             cell(0.80), "lp_ft_fashion_mnist100": cell(0.60)}},
       "simclr": {"10": {"linear_probe_mnist100": cell(0.70), "linear_probe_usps100":
                         cell(0.79), "lp_ft_fashion_mnist100": cell(0.70)}}}
   text = answers.answer(summary, "mnist")
-  assert ("By target: on its own classes (MNIST, USPS) it leads in 1, is within in 1 and "
-          "trails in 0 of 2; on other classes (Fashion-MNIST) it leads in 0, is within in 0 "
-          "and trails in 1 of 1.") in text
-  assert "By target" not in answers.answer(
-      {o: {"10": {"linear_probe_mnist100": c["10"]["linear_probe_mnist100"]}}
-       for o, c in summary.items()}, "mnist")  # one kind of target: nothing to split
+  assert text == (
+      "Do you need labels to pre-train? On MNIST, supervised pre-training against the best "
+      "label-free objective (simclr) of each setting, on targets of other classes "
+      "(Fashion-MNIST): leads in 0, is not told apart in 0 and trails in 1 of 1 (widest gap: "
+      "LP-FT, Fashion-MNIST, 100 labels, supervised 60.00 +- 1.00 against simclr 70.00 +- "
+      "1.00); on targets of the source's own classes (MNIST, USPS), whose labels supervised "
+      "pre-training saw: leads in 1, is not told apart in 1 and trails in 0 of 2 (widest "
+      "gap: linear probe, MNIST, 100 labels, supervised 90.00 +- 1.00 against simclr 70.00 "
+      "+- 1.00).")
   assert [study.setting_target(s) for s in ("lp_ft_fashion_mnist100", "linear_probe_usps1000",
                                             "ncm_5w1s")] == ["fashion_mnist", "usps", ""]
 
@@ -49,30 +68,42 @@ def test_labels_says_nothing_before_a_label_free_objective_has_run():
   assert answers.answer(summary) == ""
 
 
-def test_diversity_averages_each_objectives_drop_and_names_the_pattern():
+def test_diversity_takes_each_seeds_drop_then_a_t_interval_over_seeds():
   summary = {
-      "supervised": {"1": {"a_5w1s": cell(0.50, 0.03), "a_5w5s": cell(0.60, 0.03)},
-                     "30": {"a_5w1s": cell(0.70, 0.04), "a_5w5s": cell(0.80, 0.04)}},
-      "mae": {"1": {"a_5w1s": cell(0.65, 0.03), "a_5w5s": cell(0.75, 0.03)},
-              "30": {"a_5w1s": cell(0.66, 0.04), "a_5w5s": cell(0.76, 0.04)}}}
+      "supervised": {"1": {"a_5w1s": seeds(0.50, 0.52, 0.48), "a_5w5s": seeds(0.60, 0.62, 0.58)},
+                     "30": {"a_5w1s": seeds(0.70, 0.73, 0.68), "a_5w5s": seeds(0.80, 0.82, 0.78)}},
+      "mae": {"1": {"a_5w1s": seeds(0.65, 0.66, 0.64), "a_5w5s": seeds(0.75, 0.76, 0.74)},
+              "30": {"a_5w1s": seeds(0.66, 0.66, 0.66), "a_5w5s": seeds(0.76, 0.77, 0.75)}}}
   text = answers.answer(summary, "omniglot")
-  # Each drop's half-width is hypot(3, 4) = 5 points; over two settings, 5 * sqrt(2) / 2.
+  # Per seed, averaged over the 2 settings: supervised 20, 20.5, 20 points (sd 0.289,
+  # half-width 4.303 x 0.289 / sqrt(3) = 0.72); mae 1, 0.5, 1.5 (sd 0.5, half-width 1.24).
   assert ("going from 30 alphabets down to 1 (the same number of images) changes accuracy, "
-          "averaged over 2 settings, by: supervised -20.0 +- 3.5 points, mae -1.0 +- 3.5 "
-          "points. Narrower data lowers it beyond the CIs for supervised and raises it for "
-          "none; mae degrades least: the masked objective degrading least is El-Nouby et "
-          "al.'s pattern, seen here too.") in text
+          "averaged over 2 settings per seed, over 3 seeds, by: supervised -20.2 +- 0.7 "
+          "points, mae -1.0 +- 1.2 points. Narrower data lowers it beyond the interval for "
+          "supervised and raises it for none. mae degrades least, beyond the paired "
+          "intervals (Holm): the masked autoencoder degrading least is El-Nouby et al.'s "
+          "pattern, seen here too.") in text
 
 
-def test_diversity_tells_a_masked_objective_within_the_cis_apart_from_a_miss():
-  within = {"rotation": {"1": {"s": cell(0.70)}, "10": {"s": cell(0.70)}},
-            "mae": {"1": {"s": cell(0.69)}, "10": {"s": cell(0.70)}}}
-  assert "within the CIs of rotation's" in answers.answer(within, "mnist")
-  beyond = {"rotation": {"1": {"s": cell(0.70)}, "10": {"s": cell(0.70)}},
-            "mae": {"1": {"s": cell(0.50)}, "10": {"s": cell(0.70)}}}
-  text = answers.answer(beyond, "mnist")
+def test_diversity_names_no_objective_when_the_smallest_drop_is_not_told_apart():
+  within = {"rotation": {"1": {"s": seeds(0.70, 0.71, 0.69)}, "10": {"s": seeds(0.70, 0.72, 0.69)}},
+            "mae": {"1": {"s": seeds(0.69, 0.70, 0.70)}, "10": {"s": seeds(0.70, 0.70, 0.71)}}}
+  text = answers.answer(within, "mnist")  # drops 0, 1, 0 and 1, 0, 1 points
+  assert ("The smallest drop, rotation's, is not told apart from mae's: no objective "
+          "degrades least here; El-Nouby et al.'s pattern (the masked objective degrades "
+          "least) is not told apart here.") in text
+  beyond = {"rotation": within["rotation"],
+            "mae": {"1": {"s": seeds(0.50, 0.52, 0.49)}, "10": {"s": seeds(0.70, 0.71, 0.70)}}}
+  text = answers.answer(beyond, "mnist")  # mae's drops 20, 19, 21 points
   assert "On MNIST, going from 10 classes down to 1" in text
-  assert text.endswith("El-Nouby et al.'s pattern (masked degrades least) does not appear here.")
+  assert text.endswith("rotation degrades least, beyond the paired intervals (Holm); "
+                       "El-Nouby et al.'s pattern (the masked objective degrades least) does "
+                       "not appear here.")
+  one_seed = {o: {g: {"s": cell(c["s"]["accuracy"])} for g, c in by.items()}
+              for o, by in beyond.items()}
+  assert answers.answer(one_seed, "mnist").endswith(
+      "(one seed: no interval), by: rotation -0.3 points, mae -20.0 points. With one seed no "
+      "drop is told apart from another.")
 
 
 def test_one_diversity_table_has_a_row_per_setting_and_a_column_per_objective():
@@ -86,13 +117,18 @@ def test_one_diversity_table_has_a_row_per_setting_and_a_column_per_objective():
 
 
 def test_diversity_leaves_no_pretraining_out_of_the_drops_and_counts_wins_over_it():
+  scratch = {"a": seeds(0.50, 0.51, 0.49), "b": seeds(0.60, 0.61, 0.59)}
   summary = {
-      "scratch": {"1": {"a": cell(0.50), "b": cell(0.60)}, "30": {"a": cell(0.50), "b": cell(0.60)}},
-      "supervised": {"1": {"a": cell(0.70), "b": cell(0.80)}, "30": {"a": cell(0.51), "b": cell(0.55)}},
-      "mae": {"1": {"a": cell(0.60), "b": cell(0.61)}, "30": {"a": cell(0.60), "b": cell(0.65)}}}
+      "scratch": {"1": scratch, "30": scratch},
+      "ceiling": {"1": {"a": seeds(0.9, 0.9, 0.9), "b": seeds(0.9, 0.9, 0.9)},
+                  "30": {"a": seeds(0.9, 0.9, 0.9), "b": seeds(0.9, 0.9, 0.9)}},
+      "supervised": {"1": {"a": seeds(0.70, 0.71, 0.69), "b": seeds(0.80, 0.81, 0.79)},
+                     "30": {"a": seeds(0.50, 0.51, 0.49), "b": seeds(0.55, 0.56, 0.54)}},
+      "mae": {"1": {"a": seeds(0.60, 0.61, 0.59), "b": seeds(0.60, 0.61, 0.59)},
+              "30": {"a": seeds(0.60, 0.61, 0.59), "b": seeds(0.65, 0.66, 0.64)}}}
   text = answers.answer(summary, "omniglot")
-  assert ("by: supervised +22.0 +- 1.0 points, mae -2.0 +- 1.0 points. Narrower data "
-          "lowers it beyond the CIs for mae and raises it for supervised; supervised "
-          "degrades least") in text  # no scratch
-  assert text.endswith("Settings won over no pre-training beyond the CIs, at 1 / 30: "
+  assert ("by: supervised +22.5 +- 0.0 points, mae -2.5 +- 0.0 points. Narrower data "
+          "lowers it beyond the interval for mae and raises it for supervised. supervised "
+          "degrades least") in text  # neither scratch nor the ceiling
+  assert text.endswith("Settings won over no pre-training, at 1 / 30: "
                        "supervised 2 / 0, mae 1 / 2 of 2.")

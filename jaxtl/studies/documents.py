@@ -113,7 +113,9 @@ def pretraining_tables(variant: str):
   then the question it answers, in a sentence with its numbers."""
   def table(root: str) -> str:
     results = load(root, f"pretraining_{variant}/results.json")
-    summary, dataset = results["metrics"]["summary"], results["config"].get("dataset", "omniglot")
+    # From the cells: per-seed values for the answers' paired intervals.
+    summary = pretraining.summarize(results["metrics"]["cells"])
+    dataset = results["config"].get("dataset", "omniglot")
     text = answers.answer(summary, dataset)
     return pretraining.format_table(summary, dataset) + (f"\n\n{text}" if text else "")
   return table

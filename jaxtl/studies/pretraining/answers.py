@@ -1,16 +1,20 @@
 """The lecture's two open questions, answered in a sentence each from the pre-training
 study's summary (`study.summarize`: {objective: {diversity: {setting: cell}}}, a cell's
-accuracy with its 95% CI), so that docs/pretraining.md's answers are generated, never typed.
+accuracy with its 95% CI and its per-seed `values`), so that docs/pretraining.md's
+answers are generated, never typed.
 
-Two accuracies are told apart only when their difference exceeds the sum of their 95%
-half-widths (the intervals do not overlap), a conservative test; otherwise they are
-"within the CIs".
+One rule, `jaxtl.stats`'s: two rows are told apart when the 95% t-interval of their
+difference, taken seed by seed (`stats.paired`: a seed is one pre-training set's draw and
+one network's initialisation, shared by every objective and diversity), excludes 0;
+otherwise they are "not told apart". A study of one seed has no such interval: its rows
+are told apart only when their own intervals (over tasks or test images) do not overlap.
 """
 import numpy as np
 
+from jaxtl import stats
 from jaxtl.studies.pretraining.study import SOURCES, TARGET_NAMES, setting_name, setting_target
 
-LABEL_FREE = ("rotation", "simclr", "mae")  # objectives that never see a label
+LABEL_FREE = ("rotation", "simclr", "mae", "masked_denoise")  # never see a label
 # What a digits dataset's labels name: USPS labels MNIST's ten digits, Fashion-MNIST has
 # ten other classes. Whether the target's classes are the source's splits the labels answer.
 CLASSES = {"mnist": "digits", "usps": "digits", "fashion_mnist": "clothes"}
@@ -20,10 +24,23 @@ def _pct(cell) -> str:
   return f"{100 * cell['accuracy']:.2f} +- {100 * cell['ci95']:.2f}"
 
 
+def _seeds(cell) -> list:
+  return cell.get("values", [cell["accuracy"]])
+
+
+def _sign(low: float, high: float) -> int:
+  return 1 if low > 0 else -1 if high < 0 else 0
+
+
 def _compare(a, b) -> int:
-  """+1 if cell a is above b beyond both CIs, -1 if below, 0 if within them."""
+  """+1 if cell a is above b (the rule in the module docstring), -1 if below, 0 if not
+  told apart."""
+  va, vb = _seeds(a), _seeds(b)
+  if len(va) > 1 and len(va) == len(vb):
+    d = stats.paired(va, vb)
+    return _sign(d.mean - d.ci95, d.mean + d.ci95)
   gap = a["accuracy"] - b["accuracy"]
-  return 0 if abs(gap) <= a["ci95"] + b["ci95"] else int(np.sign(gap))
+  return _sign(gap - a["ci95"] - b["ci95"], gap + a["ci95"] + b["ci95"])
 
 
 def _source(dataset: str) -> str:
@@ -32,7 +49,9 @@ def _source(dataset: str) -> str:
 
 def labels(summary: dict, dataset: str = "omniglot") -> str:
   """Q1, do you need labels to pre-train? Supervised pre-training against the best
-  label-free objective of each setting, and every pre-training against none."""
+  label-free objective of each setting (the best by mean: a choice that favours the
+  label-free side), first on targets whose classes the source's labels do not name, then
+  on those they do; every pre-training against none."""
   groups = max({g for by_groups in summary.values() for g in by_groups}, key=int)
   cells = {o: by_groups.get(groups, {}) for o, by_groups in summary.items()}
   supervised, scratch = cells.get("supervised", {}), cells.get("scratch", {})
@@ -41,99 +60,144 @@ def labels(summary: dict, dataset: str = "omniglot") -> str:
   if not free or not settings:
     return ""
   best_free = {s: max(free, key=lambda o, s=s: cells[o][s]["accuracy"]) for s in settings}
-  outcome = [_compare(supervised[s], cells[best_free[s]][s]) for s in settings]
-  widest = max(settings, key=lambda s: abs(
-      supervised[s]["accuracy"] - cells[best_free[s]][s]["accuracy"]))
-  best = best_free[widest]
+  outcome = {s: _compare(supervised[s], cells[best_free[s]][s]) for s in settings}
   text = (f"Do you need labels to pre-train? On {_source(dataset)}, supervised pre-training "
-          f"leads the best label-free objective ({', '.join(free)}) beyond both 95% CIs in "
-          f"{outcome.count(1)} of {len(settings)} settings, is within them in "
-          f"{outcome.count(0)} and trails in {outcome.count(-1)}; the widest gap: "
-          f"{setting_name(widest)}, supervised {_pct(supervised[widest])} against {best} "
-          f"{_pct(cells[best][widest])}.")
-  text += _by_classes(settings, outcome, dataset)
+          f"against the best label-free objective ({', '.join(free)}) of each setting")
+  parts = []
+  for kind, chosen in _by_classes(settings, dataset):
+    counts = [outcome[s] for s in chosen]
+    widest = max(chosen, key=lambda s: abs(
+        supervised[s]["accuracy"] - cells[best_free[s]][s]["accuracy"]))
+    parts.append(f"{kind}: leads in {counts.count(1)}, is not told apart in "
+                 f"{counts.count(0)} and trails in {counts.count(-1)} of {len(chosen)} "
+                 f"(widest gap: {setting_name(widest)}, supervised "
+                 f"{_pct(supervised[widest])} against {best_free[widest]} "
+                 f"{_pct(cells[best_free[widest]][widest])})")
+  text += ", " + "; ".join(parts) + "."
   if scratch:
     beats = {o: sum(_compare(cells[o][s], scratch[s]) > 0 for s in settings if s in scratch)
              for o in ["supervised"] + free}
     compared = sum(s in scratch for s in settings)
-    text += (" Against no pre-training, settings won beyond the CIs: " + ", ".join(
+    text += (" Against no pre-training, settings won: " + ", ".join(
         f"{o} {n} of {compared}" for o, n in beats.items()) + ".")
+  ceiling = cells.get("ceiling", {})
+  if ceiling and scratch:
+    text += _between(cells, free, settings)
   return text
 
 
-def _by_classes(settings, outcome, dataset: str) -> str:
-  """The supervised-vs-label-free counts split into targets with the source's classes and
-  targets with other classes (digits only: Omniglot's characters are all new)."""
-  targets = [setting_target(s) for s in settings]
-  same = [CLASSES.get(t) == CLASSES.get(dataset) for t in targets]
-  if dataset not in CLASSES or all(same) or not any(same):
+def _by_classes(settings, dataset: str) -> list:
+  """[(kind, settings)]: Omniglot's characters are all new; a digits target's classes
+  are the source's (its labels seen in pre-training: MNIST's are the very training labels
+  of an MNIST target) or other ones."""
+  if dataset not in CLASSES:
+    return [("on characters never seen in pre-training", settings)]
+  targets = {s: setting_target(s) for s in settings}
+  out = []
+  other = [s for s in settings if CLASSES.get(targets[s]) != CLASSES[dataset]]
+  same = [s for s in settings if CLASSES.get(targets[s]) == CLASSES[dataset]]
+  names = lambda chosen: ", ".join(sorted({TARGET_NAMES[targets[s]] for s in chosen}))
+  if other:
+    out.append((f"on targets of other classes ({names(other)})", other))
+  if same:
+    out.append((f"on targets of the source's own classes ({names(same)}), whose labels "
+                "supervised pre-training saw", same))
+  return out
+
+
+def _between(cells, free, settings) -> str:
+  """Each pre-training's place between no pre-training (0%) and the ceiling (100%),
+  averaged over the settings that have both."""
+  both = [s for s in settings if s in cells["scratch"] and s in cells["ceiling"]]
+  if not both:
     return ""
-  parts = []
-  for kind, pick in (("its own classes", True), ("other classes", False)):
-    names = sorted({TARGET_NAMES[t] for t, m in zip(targets, same) if m == pick})
-    picked = [o for o, m in zip(outcome, same) if m == pick]
-    parts.append(f"on {kind} ({', '.join(names)}) it leads in {picked.count(1)}, is "
-                 f"within in {picked.count(0)} and trails in {picked.count(-1)} of "
-                 f"{len(picked)}")
-  return " By target: " + "; ".join(parts) + "."
+  def place(objective):
+    gaps = [(cells[objective][s]["accuracy"] - cells["scratch"][s]["accuracy"]) /
+            max(cells["ceiling"][s]["accuracy"] - cells["scratch"][s]["accuracy"], 1e-9)
+            for s in both]
+    return 100 * float(np.mean(gaps))
+  return (" Between no pre-training (0%) and the ceiling, supervised pre-training on the "
+          "target's own training set (100%), averaged over settings: " + ", ".join(
+              f"{o} {place(o):.0f}%" for o in ["supervised"] + free) + ".")
+
+
+def _drops(by_groups: dict):
+  """(per-seed drop in points from the most diverse set to the least, averaged over the
+  settings both have; the most, the least, the settings' number), or None."""
+  groups = sorted(by_groups, key=int)
+  if len(groups) < 2:
+    return None
+  most, least = by_groups[groups[-1]], by_groups[groups[0]]
+  settings = [s for s in most if s in least]
+  if not settings:
+    return None
+  drop = np.mean([np.subtract(_seeds(most[s]), _seeds(least[s])) for s in settings], 0)
+  return 100 * np.atleast_1d(drop), groups[-1], groups[0], len(settings)
 
 
 def diversity(summary: dict, dataset: str = "omniglot") -> str:
   """Q2, does pre-training data need to be diverse? Each objective's accuracy from the
-  most diverse pre-training set to the least (same number of images), averaged over the
-  settings, and whether the masked objective degrades least (El-Nouby et al. 2021)."""
+  most diverse pre-training set to the least (same number of images): per seed, the
+  drop averaged over the settings, then a t-interval over seeds; which objective degrades
+  least, only where the others' drops are larger beyond their paired intervals (Holm),
+  and whether that is the masked objective (El-Nouby et al. 2021)."""
   unit = SOURCES.get(dataset, ("groups",))[0]
-  drops = {}
-  for objective, by_groups in summary.items():
-    groups = sorted(by_groups, key=int)
-    if objective == "scratch":  # the same network at every diversity: the floor, below
-      continue
-    if len(groups) < 2:
-      continue
-    most, least = by_groups[groups[-1]], by_groups[groups[0]]
-    settings = [s for s in most if s in least]
-    if not settings:
-      continue
-    gap = [most[s]["accuracy"] - least[s]["accuracy"] for s in settings]
-    half = [np.hypot(most[s]["ci95"], least[s]["ci95"]) for s in settings]
-    drops[objective] = (100 * float(np.mean(gap)),
-                        100 * float(np.sqrt(np.sum(np.square(half)))) / len(settings),
-                        groups[-1], groups[0], len(settings))
+  drops = {o: d for o, by_groups in summary.items()
+           if o not in ("scratch", "ceiling") and (d := _drops(by_groups)) is not None}
   if not drops:
     return ""
-  _, _, most, least, n = next(iter(drops.values()))
-  smallest = min(drops, key=lambda o: drops[o][0])
-  lower = [o for o, (d, ci, *_) in drops.items() if d > ci]
-  higher = [o for o, (d, ci, *_) in drops.items() if -d > ci]
+  _, most, least, n = next(iter(drops.values()))
+  seeds = len(next(iter(drops.values()))[0])
+  est = {o: stats.estimate(d[0]) if seeds > 1 else None for o, d in drops.items()}
+  shown = {o: (f"{-e.mean:+.1f} +- {e.ci95:.1f}" if e else f"{-drops[o][0][0]:+.1f}")
+           for o, e in est.items()}
   text = (f"Does pre-training data need to be diverse? On {_source(dataset)}, going from "
           f"{most} {unit} down to {least} (the same number of images) changes accuracy, "
-          f"averaged over {n} setting{'s' if n > 1 else ''}, by: " + ", ".join(
-              f"{o} {-d:+.1f} +- {ci:.1f} points" for o, (d, ci, *_) in drops.items())
-          + f". Narrower data lowers it beyond the CIs for {', '.join(lower) or 'none'} and "
-          f"raises it for {', '.join(higher) or 'none'}; {smallest} degrades least")
-  if "mae" not in drops:
-    text += "; the masked objective was not run, so El-Nouby et al.'s pattern is untested."
-  elif smallest == "mae":
-    text += ": the masked objective degrading least is El-Nouby et al.'s pattern, seen here too."
+          f"averaged over {n} setting{'s' if n > 1 else ''} per seed"
+          f"{f', over {seeds} seeds' if seeds > 1 else ' (one seed: no interval)'}, by: "
+          + ", ".join(f"{o} {v} points" for o, v in shown.items()) + ".")
+  if seeds < 2:
+    return text + " With one seed no drop is told apart from another."
+  lower = [o for o, e in est.items() if e.mean - e.ci95 > 0]
+  higher = [o for o, e in est.items() if e.mean + e.ci95 < 0]
+  text += (f" Narrower data lowers it beyond the interval for {', '.join(lower) or 'none'}"
+           f" and raises it for {', '.join(higher) or 'none'}.")
+  smallest = min(drops, key=lambda o: est[o].mean)
+  others = [o for o in drops if o != smallest]
+  if not others:
+    return text + _against_scratch(summary, drops, str(least), str(most))
+  # Each other objective's drop larger than the smallest one's, one-sided, Holm.
+  p = [stats.one_sided_p(stats.paired(drops[o][0], drops[smallest][0])) for o in others]
+  beaten = [o for o, r in zip(others, stats.holm(p)) if r]
+  tied = [o for o in others if o not in beaten]
+  if not tied:
+    text += f" {smallest} degrades least, beyond the paired intervals (Holm)"
+    least_is = smallest
   else:
-    d, ci = drops["mae"][:2]
-    tied = abs(d - drops[smallest][0]) <= ci + drops[smallest][1]
-    text += (f"; the masked objective's drop is {'within the CIs of' if tied else 'beyond'} "
-             f"{smallest}'s, so El-Nouby et al.'s pattern (masked degrades least) "
-             f"{'is not told apart here' if tied else 'does not appear here'}.")
+    text += (f" The smallest drop, {smallest}'s, is not told apart from "
+             f"{', '.join(tied)}'s: no objective degrades least here")
+    least_is = None
+  if "mae" not in drops:
+    text += "; the masked autoencoder was not run, so El-Nouby et al.'s pattern is untested."
+  elif least_is == "mae":
+    text += ": the masked autoencoder degrading least is El-Nouby et al.'s pattern, seen here too."
+  elif least_is is not None:
+    text += "; El-Nouby et al.'s pattern (the masked objective degrades least) does not appear here."
+  else:
+    text += "; El-Nouby et al.'s pattern (the masked objective degrades least) is not told apart here."
   return text + _against_scratch(summary, drops, str(least), str(most))
 
 
 def _against_scratch(summary, objectives, least: str, most: str) -> str:
-  """How many settings each objective wins over no pre-training beyond the CIs, on the
-  least and on the most diverse pre-training set."""
+  """How many settings each objective wins over no pre-training, on the least and on the
+  most diverse pre-training set."""
   scratch = summary.get("scratch", {}).get(least)
   if not scratch:
     return ""
   def wins(objective, groups):
     cells = summary[objective].get(groups, {})
     return sum(_compare(cells[s], scratch[s]) > 0 for s in scratch if s in cells)
-  return (f" Settings won over no pre-training beyond the CIs, at {least} / {most}: "
+  return (f" Settings won over no pre-training, at {least} / {most}: "
           + ", ".join(f"{o} {wins(o, least)} / {wins(o, most)}" for o in objectives)
           + f" of {len(scratch)}.")
 
