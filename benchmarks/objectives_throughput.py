@@ -40,8 +40,9 @@ def make_case(name: str, batch_size: int, features: int):
   config = finetune_configs.get_config("digits")
   config.objective = name
   objective = objectives.make(name, {}, 10, SHAPE)
-  model = build_model("conv4", num_classes=objective.num_outputs, features=features,
-                      downsample="stride", pool="flatten")
+  model = objectives.network_for(
+      build_model("conv4", num_classes=objective.num_outputs, features=features,
+                  downsample="stride", pool="flatten"), objective)
   n = batch_size * 4
   x = jax.random.uniform(jax.random.PRNGKey(0), (n, *SHAPE))
   y = jnp.arange(n) % 10
