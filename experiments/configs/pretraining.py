@@ -58,7 +58,9 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
                 "simclr": {"temperature": (0.1, 0.3, 1.0), "learning_rate": rates},
                 "mae": {"mask_ratio": (0.25, 0.5, 0.75, 0.9), "learning_rate": rates}},
       "steps": 500, "holdout": 4 if c.dataset == "omniglot" else 200,
-      "fail_on_edge": True})
+      "fail_on_edge": True,
+      "root": ""})  # where the candidates' cells and runs go ("": the workdir); one
+                    # folder for a source's labels and diversity variants tunes it once
   # Omniglot's targets: few-shot tasks of the evaluation alphabets (Lake's split), scored
   # as the shot sweep scores its baselines (steps and step size picked on validation
   # characters).

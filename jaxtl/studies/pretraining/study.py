@@ -227,10 +227,14 @@ def study(config, workdir: str) -> dict:
       raise ConfigError(f"Unknown strategies {wrong}; valid: {list(TARGET_STRATEGIES)}.")
   os.makedirs(workdir, exist_ok=True)
   base = cache.config_key(config, ENUMERATING)
-  tune_key = {"pretrain": cache.config_key(config.pretrain), "dataset": config.dataset,
-              "source": config.source, "data_seed": config.data_seed,
-              "steps": config.tune.steps, "holdout": config.tune.holdout}
-  picks = tuning.tune(config, workdir, source_images(config), tune_key)
+  # Tuning's own steps replace the pre-training's: a variant of another length (labels,
+  # diversity) shares the candidates (config.tune.root).
+  tune_key = {"pretrain": cache.config_key(config.pretrain, ("num_steps", "checkpoint_every",
+                                                              "log_every")),
+              "dataset": config.dataset, "source": config.source,
+              "data_seed": config.data_seed, "steps": config.tune.steps,
+              "holdout": config.tune.holdout}
+  picks = tuning.tune(config, config.tune.root or workdir, source_images(config), tune_key)
   cells = {}
   for objective in config.objectives:
     tuned = picks.get("supervised" if objective == "ceiling" else objective, {}).get("pick", {})

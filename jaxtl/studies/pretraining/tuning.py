@@ -16,6 +16,7 @@ config of every run pre-trained with them.
 """
 import itertools
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -131,6 +132,7 @@ def tune(config, workdir: str, source: ImageDataset, key: dict) -> dict:
         body = {"params": {k: v for k, v in variables["params"].items() if k != "head"},
                 "batch_stats": variables.get("batch_stats", {})}
         accuracy = ncm_accuracy(features(model, body, held_out.images), held_out.labels)
+        shutil.rmtree(folder)  # the cell keeps the score; the weights are not used again
         return {"setting": setting, "ncm_accuracy": accuracy,
                 "held_out": len(held_out), "steps": cfg.num_steps}
       scores[_label(setting)] = cache.cached_cell(workdir, name, compute, key)
