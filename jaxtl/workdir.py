@@ -49,6 +49,7 @@ FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says i
                   "batch_norm": "transductive",  # added to meta configs with jaxtl.adapt
                   "num_val_alphabets": 0,   # added with Lake's protocol (alphabet tasks)
                   "train_tasks": "random", "test_tasks": "random",  # added with it
+                  "clean_batch_stats": 0,   # added with issue 30's objectives
                   # added to pre-training configs with self-supervised objectives, with
                   # the defaults of `jaxtl.objectives.OPTIONS` (a test keeps them equal):
                   "objective": "supervised",

@@ -375,3 +375,24 @@ def test_digits_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_pat
   config.dataset = "cifar10"
   with pytest.raises(ConfigError, match="Unknown pre-training dataset 'cifar10'"):
     study.study(config, str(tmp_path))
+
+
+def test_pretraining_ends_with_the_batch_statistics_of_clean_images(tmp_path):
+  """`clean_batch_stats`: the saved running statistics are those of the first N clean
+  training images, so running-statistics mode on them computes what batch-statistics
+  mode does (float32 rounding of the statistics aside), though training saw masked ones."""
+  source = finetune_configs.get_config("quick_source")
+  source.objective, source.clean_batch_stats = "mae", 50
+  metrics = trainer.train_and_evaluate(source, str(tmp_path / "mae"))
+  assert metrics["clean_batch_stats"] == 50
+  train, _, _ = trainer.make_splits(source)
+  saved = checkpoint.load_variables(str(tmp_path / "mae"))
+  body = {"params": {k: v for k, v in saved["params"].items() if k != "head"},
+          "batch_stats": saved["batch_stats"]}
+  model = build_model(source.model, num_classes=1, **dict(source.model_kwargs))
+  last = len(model.block_names()) - 1
+  x = jnp.asarray(train.images[:50])
+  running = model.apply(body, x, train=False, stop=last)
+  batch, _ = model.apply(body, x, train=True, stop=last, mutable=["batch_stats"])
+  scale = float(jnp.max(jnp.abs(batch)))
+  np.testing.assert_allclose(running, batch, atol=1e-4 * scale)

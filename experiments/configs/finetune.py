@@ -56,6 +56,10 @@ def base() -> ml_collections.ConfigDict:
   # and the objectives' options (augmentations, temperature, mask_ratio, ...).
   c.objective = "supervised"
   c.objective_kwargs = ml_collections.ConfigDict(objectives.OPTIONS)
+  # After training, batch norm's running statistics replaced by those of this many clean
+  # training images (0: kept), so that transfer does not normalise clean images with
+  # statistics of masked or augmented ones.
+  c.clean_batch_stats = 0
   # What adapts (see jaxtl/finetune/strategies.py).
   c.init_from = ""              # workdir of a finished pre-training run
   c.reinit = (r"^head/",)       # regexes of leaves re-initialised instead of loaded

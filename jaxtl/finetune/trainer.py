@@ -22,7 +22,7 @@ from jaxtl.errors import ConfigError
 from jaxtl.finetune import optim, prefix, strategies
 from jaxtl.finetune.data import make_splits
 from jaxtl.metrics import write_results
-from jaxtl.models import block_names, build_model
+from jaxtl.models import batch_statistics, block_names, build_model
 from jaxtl.models.torchvision import describe_state_dict, variables_from_state_dict
 
 BATCH_NORM_MODES = ("train", "frozen")
@@ -335,6 +335,12 @@ def train_and_evaluate(config, workdir: str,
   logger.write(step, {k: v for k, v in metrics.items() if k.startswith(("test_", "val_"))},
                progress=False)
   logger.close()
+  if config.clean_batch_stats and batch_stats:
+    # Running averages of masked or augmented inputs would normalise transfer's clean
+    # images wrongly: the statistics of clean training images replace them.
+    clean = jnp.asarray(train.images[:config.clean_batch_stats])
+    batch_stats = batch_statistics(model, params, batch_stats, clean)
+    metrics["clean_batch_stats"] = len(clean)
   checkpoint.save_variables(workdir, {"params": params, "batch_stats": batch_stats}
                             if batch_stats else {"params": params})
   write_results(workdir, config, metrics, "finetune",
