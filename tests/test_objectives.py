@@ -17,6 +17,8 @@ from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.studies import documents
 from jaxtl.studies.surgical import study as surgical
+from jaxtl.data import load_dataset
+from jaxtl.meta import tasks
 from jaxtl.models import build_model
 from jaxtl.objectives import augment, mae, rotation, simclr
 from jaxtl.studies.pretraining import study, tuning
@@ -291,19 +293,45 @@ def test_ncm_proxy_matches_a_hand_computed_case():
   assert tuning.ncm_accuracy(feats, labels) == 0.75
 
 
+def test_tuning_widens_past_an_edge_pick_within_its_limits_and_ignores_unordered_ones():
+  grid = {"learning_rate": (3e-4, 1e-3, 3e-3), "augment": (False, True),
+          "mask_ratio": (0.5, 0.75, 0.9)}
+  limits = {"mask_ratio": (0.05, 0.95)}
+  pick = {"learning_rate": 3e-3, "augment": True, "mask_ratio": 0.9}
+  assert tuning.on_edge(grid, pick, limits) == ["learning_rate", "mask_ratio"]
+  wider = tuning.widen(grid, pick, ["learning_rate", "mask_ratio"], limits)
+  assert wider["learning_rate"] == (3e-4, 1e-3, 3e-3, 9e-3)  # x3, the grid's own step
+  assert wider["mask_ratio"] == (0.5, 0.75, 0.9, 0.95)  # 0.9 x 1.2 clipped to its limit
+  assert wider["augment"] == (False, True)
+  # At its limit a pick is where it must be, not under-tuned.
+  assert tuning.on_edge(wider, dict(pick, learning_rate=1e-3, mask_ratio=0.95), limits) == []
+  lower = tuning.widen(grid, dict(pick, learning_rate=3e-4), ["learning_rate"], limits)
+  assert lower["learning_rate"][0] == 9e-5
+
+
 def test_a_tuned_pick_on_a_grid_edge_fails_naming_it(data_dir, tmp_path):
   config = pretraining_configs.get_config("digits_quick")
   config.data_dir = data_dir
   config.tune.grids = {"rotation": {"learning_rate": (1e-3, 2e-3)}}  # any pick is an edge
   source = study.source_images(config)
   key = {"test": 1}
+  config.tune.widen = 0
   with pytest.raises(ConfigError, match=r"Tuning picked a grid edge: \{'rotation': "
                                         r"\['learning_rate'\]\}.*widen those grids"):
     tuning.tune(config, str(tmp_path), source, key)
-  config.tune.fail_on_edge = False  # recorded instead; the candidates' cells are reused
+  # Widened once: one value past the edge pick; the two first candidates' cells reused.
+  config.tune.fail_on_edge, config.tune.widen = False, 1
   picks = tuning.tune(config, str(tmp_path), source, key)
-  assert picks["rotation"]["on_edge"] == ["learning_rate"]
-  assert len(os.listdir(tmp_path / "cells")) == 2
+  assert len(picks["rotation"]["grid"]["learning_rate"]) == 3
+  assert len(os.listdir(tmp_path / "cells")) == 3 and picks["rotation"]["confirmed"] == {}
+  # Short candidates, then the best 2 again at the study's length, which pick.
+  config.tune.steps, config.tune.confirm = 2, 2
+  picks = tuning.tune(config, str(tmp_path), source, key)["rotation"]
+  confirmed = picks["confirmed"]
+  assert len(confirmed) == 2 and set(confirmed) <= set(picks["scores"])
+  assert tuning._label(picks["pick"]) == max(confirmed, key=confirmed.get)  # pylint: disable=protected-access
+  assert any(n.endswith(f"_{config.pretrain.num_steps}steps.json")
+             for n in os.listdir(tmp_path / "cells"))
   with pytest.raises(ConfigError, match="tune setting 'temprature' is neither"):
     tuning.apply_setting(config.pretrain.copy_and_resolve_references(), {"temprature": 1})
 
@@ -314,30 +342,40 @@ def test_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_path):
   config = pretraining_configs.get_config("quick")
   config.data_dir = data_dir
   one = study.pretraining_images(config, 1, 0)
-  again = study.pretraining_images(config, 1, 0)
-  assert len(one) == config.num_images and one.num_classes <= 55  # one alphabet's characters
-  np.testing.assert_array_equal(one.images, again.images)  # seeded
+  three = study.pretraining_images(config, 3, 0)
+  np.testing.assert_array_equal(one.images, study.pretraining_images(config, 1, 0).images)
+  # Every drawing of 3 characters, from 1 alphabet or from 3: the same classes and images
+  # per class at every diversity.
+  for drawn, alphabets in ((one, 1), (three, 3)):
+    assert len(drawn) == 3 * 20 and drawn.num_classes == 3
+    assert np.all(np.bincount(drawn.labels) == 20)
+  # No pre-training set holds a character of the few-shot validation alphabets.
+  source, _ = study._source(config)  # pylint: disable=protected-access
+  background = load_dataset("omniglot", "background", data_dir=data_dir)
+  val = tasks.omniglot_class_splits(background, "lake", config.fewshot.tasks.split_seed, 0,
+                                    config.fewshot.tasks.num_val_alphabets)["val"]
+  assert len(val) and not np.isin(source.labels, val).any()
+  assert len(source) + 20 * len(val) == len(background)
   table = study.study(config, str(tmp_path))
-  assert set(table) == {"scratch", "ceiling", "rotation"}
+  assert set(table) == {"scratch", "rotation"}
   for objective in table.values():
     assert set(objective) == {"1", "3"}
     for cell in objective["1"].values():
       assert 0 <= cell["accuracy"] <= 1 and cell["seeds"] == 1
   assert os.path.isdir(tmp_path / "pretrain" / "rotation_3alphabets_seed0")
   _assert_tuned_setting_recorded(tmp_path, "rotation_3alphabets_seed0")
-  # The ceiling: supervised on the evaluation alphabets, once for every diversity.
-  ceiling = run_dir.load_config(str(tmp_path / "pretrain" / "ceiling_omniglot_seed0"))
-  assert ceiling.objective == "supervised"
-  assert [n for n in os.listdir(tmp_path / "pretrain") if n.startswith("ceiling")] == [
-      "ceiling_omniglot_seed0"]
+  config.objectives = ("scratch", "ceiling")
+  with pytest.raises(ConfigError, match="'ceiling' needs a target with a training set"):
+    study.study(config, str(tmp_path))
+  config.objectives = ("scratch", "rotation")
   assert not any(name.startswith("scratch") for name in os.listdir(tmp_path / "pretrain"))
   assert "| rotation |" in (tmp_path / "results.md").read_text()
   assert (tmp_path / "results.png").exists()  # accuracy against alphabets
   # A rerun reads the cells: nothing is pre-trained or scored again.
   (tmp_path / "pretrain" / "rotation_3alphabets_seed0" / "results.json").unlink()
   assert study.study(config, str(tmp_path)) == table
-  with pytest.raises(ConfigError, match=r"num_images=100000 exceeds the \d+ images"):
-    config.num_images = 100000
+  with pytest.raises(ConfigError, match=r"1 alphabets with 100 characters each: only 0 of"):
+    config.num_characters = 100  # the largest background alphabet has 55
     study.pretraining_images(config, 1, 0)
 
 

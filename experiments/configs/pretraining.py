@@ -7,22 +7,24 @@
     python -m experiments.pretraining --config=experiments/configs/pretraining.py:mnist_labels \
         --workdir=results/pretraining_mnist_labels --config.data_dir=../shared/data
 
-Every variant first picks each objective's settings on the source (config.tune), and
-runs 3 seeds, with no pre-training (scratch, the floor) and supervised pre-training on
-the target's own training set (ceiling) beside the objectives.
+Every variant first picks each objective's settings on the source (config.tune) and
+runs 3 seeds, with no pre-training (scratch, the floor) beside the objectives and, on the
+digits, supervised pre-training on the target's own training set (ceiling).
 
 Variants:
-  labels:    Omniglot: every objective and no pre-training, on all 19,280 background
-             drawings; few-shot tasks of the evaluation alphabets.
-  diversity: Omniglot: the same number of drawings (280: the smallest alphabet's) from 1,
-             3, 10 or 30 background alphabets, each objective and none, 3 seeds; 500 steps,
-             scored by NCM and a linear probe on frozen features.
+  labels:    Omniglot: every objective and no pre-training, on the background drawings
+             of 28 alphabets (the other 2 hold the few-shot validation characters);
+             few-shot tasks of the evaluation alphabets.
+  diversity: Omniglot: every drawing of 14 characters (280) from 1, 2, 7 or 14 background
+             alphabets, each objective and none, 3 seeds; 500 steps, scored by NCM and a
+             linear probe on frozen features.
   mnist_labels, fashion_mnist_labels: every objective and no pre-training on the 60,000
              training images; MNIST, Fashion-MNIST and USPS learnt from 100 and 1,000
              labels by a linear probe and by LP-FT, 3 seeds of the labelled draw.
   mnist_diversity, fashion_mnist_diversity: 5,000 training images from 1, 2, 5 or 10
-             classes, each objective and none, 3 seeds, 500 steps; the same targets from 1,000
-             labels by a linear probe on frozen features.
+             classes, each label-free objective and none (no supervised row: the classes
+             are its labels), 3 seeds, 500 steps; the same targets from 1,000 labels by a
+             linear probe on frozen features.
   quick, digits_quick: a tiny network, a few steps and tasks, for tests.
 """
 import ml_collections
@@ -44,29 +46,41 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
       "mnist" if variant == "digits_quick" else variant.rsplit("_", 1)[0])
   c.data_dir, c.source, c.data_seed = "", "auto", 0
   # scratch: no pre-training (the floor); ceiling: supervised on the target's own
-  # training set (Omniglot's: the evaluation alphabets, an oracle)
-  c.objectives = ("scratch", "ceiling", "supervised", "rotation", "simclr", "mae")
-  c.diversity = (30,) if c.dataset == "omniglot" else (10,)  # alphabets or classes
+  # training set (digits targets: Omniglot's few-shot tasks have none)
+  c.objectives = ("scratch", "supervised", "rotation", "simclr", "mae")
+  if c.dataset != "omniglot":
+    c.objectives = ("scratch", "ceiling") + c.objectives[1:]
+  # Alphabets or classes: Omniglot's 30 background alphabets less the 2 its few-shot
+  # validation tasks use (fewshot.tasks.num_val_alphabets), which no pre-training sees.
+  c.diversity = (28,) if c.dataset == "omniglot" else (10,)
   c.num_images = 0          # images per pre-training set (0: every image of its groups)
+  c.num_characters = 0      # Omniglot: every drawing of this many characters (0: off)
   c.seeds = (0, 1, 2)       # each: the pre-training set's draw and the network's init
   # Each objective's main settings, picked on the source before the study (every
   # combination pre-trained `steps` steps; nearest class means on `holdout` held-out
   # source images per class score it); a pick on a grid's edge fails the study.
+  # An edge pick adds a value past it (at most `widen` times, within `limits`); the best
+  # `confirm` candidates rerun at the study's pre-training length, which picks.
   rates = (3e-4, 1e-3, 3e-3)
   c.tune = ml_collections.ConfigDict({
-      "grids": {"supervised": {"learning_rate": rates}, "rotation": {"learning_rate": rates},
+      "grids": {"supervised": {"learning_rate": rates, "augment": (False, True)},
+                "rotation": {"learning_rate": rates, "augment": (False, True)},
                 "simclr": {"temperature": (0.1, 0.3, 1.0), "learning_rate": rates},
                 "mae": {"mask_ratio": (0.25, 0.5, 0.75, 0.9), "learning_rate": rates}},
+      "limits": {"learning_rate": (1e-5, 0.1), "temperature": (0.01, 10.0),
+                 "mask_ratio": (0.05, 0.95)},
+      "widen": 2, "confirm": 2,
       "steps": 500, "holdout": 4 if c.dataset == "omniglot" else 200,
+      "seed": 1000,  # the tuning draw's (diversity variants), none of the study's seeds
       "fail_on_edge": True,
-      "root": ""})  # where the candidates' cells and runs go ("": the workdir); one
-                    # folder for a source's labels and diversity variants tunes it once
+      "root": ""})  # where the candidates' cells and runs go ("": the workdir)
   # Omniglot's targets: few-shot tasks of the evaluation alphabets (Lake's split), scored
   # as the shot sweep scores its baselines (steps and step size picked on validation
   # characters).
   c.baselines = ("ncm", "linear_probe", "finetune")
   c.fewshot = shots.get_config("quick" if quick else "omniglot")
   c.fewshot.tasks.class_split = "lake"
+  c.fewshot.tasks.num_val_classes, c.fewshot.tasks.num_val_alphabets = 0, 2
   c.fewshot.tasks.data_dir = c.get_ref("data_dir")
   c.fewshot.checkpoints = ()
   if not quick:
@@ -86,13 +100,21 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
     c.pretrain.num_steps, c.pretrain.batch_size = 2000, 128
   if c.dataset != "omniglot":
     c.pretrain.num_steps = 1500  # 3.2 epochs of 60,000 images
+  # Statistics of clean images in the saved networks, whatever the objective fed them.
+  c.pretrain.clean_batch_stats = 2000
   if variant == "diversity":
-    c.diversity, c.num_images, c.seeds = (1, 3, 10, 30), 280, (0, 1, 2)
+    # 14 characters x 20 drawings from 1, 2, 7 or 14 alphabets: the same classes and
+    # images per class at every diversity, so supervised's labels do not change with it.
+    c.diversity, c.num_characters, c.seeds = (1, 2, 7, 14), 14, (0, 1, 2)
     # 48 pre-trainings on 2 CPU cores: 500 steps (228 epochs of the 280 drawings), and the
     # representation scored frozen (NCM, linear probe), without fine-tuning's cost.
     c.pretrain.num_steps, c.baselines = 500, ("ncm", "linear_probe")
   if variant.endswith("_diversity") and variant != "diversity":
     c.diversity, c.num_images, c.num_labels = (1, 2, 5, 10), 5000, (1000,)
+    # No supervised row: on the digits the classes are both the diversity and the labels
+    # (one class: cross-entropy is 0 and nothing is learnt), so its change would measure
+    # how finely the images are labelled.
+    c.objectives = tuple(o for o in c.objectives if o != "supervised")
     # 48 pre-trainings, as on Omniglot: 500 steps (12.8 epochs of the 5,000 images), and
     # the representation scored frozen (a linear probe).
     c.pretrain.num_steps, c.strategies = 500, ("linear_probe",)
@@ -100,8 +122,8 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
     c.tune.grids = {"rotation": {"learning_rate": (2e-3,)}}
     c.tune.steps, c.tune.holdout = 4, 2 if c.dataset == "omniglot" else 10
   if variant == "quick":
-    c.objectives = ("scratch", "ceiling", "rotation")
-    c.diversity, c.num_images, c.seeds = (1, 3), 100, (0,)
+    c.objectives = ("scratch", "rotation")
+    c.diversity, c.num_characters, c.seeds = (1, 3), 3, (0,)
     c.baselines = ("ncm", "linear_probe")
   if variant == "digits_quick":
     c.objectives, c.seeds = ("scratch", "ceiling", "rotation"), (0,)

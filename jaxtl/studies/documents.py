@@ -24,7 +24,7 @@ from jaxtl.studies.benchmark_tables import (conv_cost_table, finetune_cost_table
                                             roofline_table, step_table, step_throughput_table,
                                             throughput_ratio_table, throughput_table)
 from jaxtl.studies.meta_tables import lake_table, meta_table, omniglot_gaps, omniglot_grid
-from jaxtl.studies.pretraining import answers, study as pretraining
+from jaxtl.studies.pretraining import answers, tables as pretraining
 from jaxtl.studies.surgical import digits, report as surgical_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,5 +1,5 @@
 """The lecture's two open questions, answered in a sentence each from the pre-training
-study's summary (`study.summarize`: {objective: {diversity: {setting: cell}}}, a cell's
+study's summary (`tables.summarize`: {objective: {diversity: {setting: cell}}}, a cell's
 accuracy with its 95% CI and its per-seed `values`), so that docs/pretraining.md's
 answers are generated, never typed.
 
@@ -12,7 +12,7 @@ are told apart only when their own intervals (over tasks or test images) do not 
 import numpy as np
 
 from jaxtl import stats
-from jaxtl.studies.pretraining.study import SOURCES, TARGET_NAMES, setting_name, setting_target
+from jaxtl.studies.pretraining.tables import SOURCES, TARGET_NAMES, setting_name, setting_target
 
 LABEL_FREE = ("rotation", "simclr", "mae", "masked_denoise")  # never see a label
 # What a digits dataset's labels name: USPS labels MNIST's ten digits, Fashion-MNIST has
@@ -108,16 +108,20 @@ def _by_classes(settings, dataset: str) -> list:
 def _between(cells, free, settings) -> str:
   """Each pre-training's place between no pre-training (0%) and the ceiling (100%),
   averaged over the settings that have both."""
-  both = [s for s in settings if s in cells["scratch"] and s in cells["ceiling"]]
+  # Settings where the ceiling is 2 points or more above the floor: below that a place
+  # between them is noise.
+  both = [s for s in settings if s in cells["scratch"] and s in cells["ceiling"] and
+          cells["ceiling"][s]["accuracy"] - cells["scratch"][s]["accuracy"] >= 0.02]
   if not both:
     return ""
   def place(objective):
     gaps = [(cells[objective][s]["accuracy"] - cells["scratch"][s]["accuracy"]) /
-            max(cells["ceiling"][s]["accuracy"] - cells["scratch"][s]["accuracy"], 1e-9)
+            (cells["ceiling"][s]["accuracy"] - cells["scratch"][s]["accuracy"])
             for s in both]
     return 100 * float(np.mean(gaps))
   return (" Between no pre-training (0%) and the ceiling, supervised pre-training on the "
-          "target's own training set (100%), averaged over settings: " + ", ".join(
+          f"target's own training set (100%), averaged over the {len(both)} settings where "
+          "the ceiling is 2 points or more above: " + ", ".join(
               f"{o} {place(o):.0f}%" for o in ["supervised"] + free) + ".")
 
 
@@ -162,8 +166,12 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   higher = [o for o, e in est.items() if e.mean + e.ci95 < 0]
   text += (f" Narrower data lowers it beyond the interval for {', '.join(lower) or 'none'}"
            f" and raises it for {', '.join(higher) or 'none'}.")
-  smallest = min(drops, key=lambda o: est[o].mean)
-  others = [o for o in drops if o != smallest]
+  # Which label-free objective degrades least (supervised's labels are a second knob).
+  free = [o for o in drops if o in LABEL_FREE]
+  if not free:
+    return text + _against_scratch(summary, drops, str(least), str(most))
+  smallest = min(free, key=lambda o: est[o].mean)
+  others = [o for o in free if o != smallest]
   if not others:
     return text + _against_scratch(summary, drops, str(least), str(most))
   # Each other objective's drop larger than the smallest one's, one-sided, Holm.
@@ -171,11 +179,12 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   beaten = [o for o, r in zip(others, stats.holm(p)) if r]
   tied = [o for o in others if o not in beaten]
   if not tied:
-    text += f" {smallest} degrades least, beyond the paired intervals (Holm)"
+    text += (f" Of the label-free objectives, {smallest} degrades least, beyond the paired "
+             "intervals (Holm)")
     least_is = smallest
   else:
-    text += (f" The smallest drop, {smallest}'s, is not told apart from "
-             f"{', '.join(tied)}'s: no objective degrades least here")
+    text += (f" Of the label-free objectives, the smallest drop, {smallest}'s, is not told "
+             f"apart from {', '.join(tied)}'s: none degrades least here")
     least_is = None
   if "mae" not in drops:
     text += "; the masked autoencoder was not run, so El-Nouby et al.'s pattern is untested."

@@ -4,7 +4,8 @@
 First, each objective's main settings are picked on the source (`tuning`: short
 pre-trainings scored by nearest class means on held-out source images; never a target).
 Then for each objective of `config.objectives` (`scratch`: no pre-training, the floor;
-`ceiling`: supervised pre-training on the target's own training set), each diversity in
+`ceiling`: supervised pre-training on the target's own training set, digits targets
+only), each diversity in
 `config.diversity` and each seed:
   1. the pre-training images of `config.dataset`: `num_images` images (0: all of them)
      from `diversity` groups drawn with the seed: background alphabets of Omniglot
@@ -31,40 +32,65 @@ import shutil
 import jax
 import numpy as np
 
-from jaxtl import cache, stats, workdir as run_dir
+from jaxtl import cache, workdir as run_dir
 from jaxtl.data import ImageDataset, load_dataset
 from jaxtl.data.datasets import usps_to_28
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.finetune.data import split_train_val
 from jaxtl.meta import fewshot
-from jaxtl.metrics import pyplot, write_results, write_text
+from jaxtl.meta.tasks import omniglot_class_splits
+from jaxtl.metrics import write_results, write_text
 from jaxtl.objectives import OBJECTIVES
 from jaxtl.studies.pretraining import tuning
+from jaxtl.studies.pretraining.tables import SOURCES, format_table, plot, summarize
 
-# Pre-training dataset -> (what its diversity counts, how many there are).
-SOURCES = {"omniglot": ("alphabets", 30), "mnist": ("classes", 10),
-           "fashion_mnist": ("classes", 10)}
 TARGETS = ("mnist", "fashion_mnist", "usps")
 TARGET_STRATEGIES = ("linear_probe", "lp_ft")
 
 
-def pretraining_images(config, groups: int, seed: int) -> ImageDataset:
-  """`config.num_images` images (0: all) of `groups` alphabets (Omniglot's background
-  set) or classes (MNIST, Fashion-MNIST train), both drawn with `seed`; labels: the
-  characters or classes, relabelled 0..C-1."""
-  if config.dataset == "omniglot":
-    data = load_dataset("omniglot", "background", data_dir=config.data_dir,
-                        source=config.source)
-    group_of = data.metadata["alphabet"]
-  else:
+def _source(config):
+  """(the source set, each image's group): Omniglot's background drawings less the
+  alphabets its few-shot validation tasks use (so that no pre-training has seen the
+  characters the baselines' settings are picked on), or the digits' training split."""
+  if config.dataset != "omniglot":
     data = load_dataset(config.dataset, "train", data_dir=config.data_dir,
                         source=config.source)
-    group_of = data.labels
+    return data, data.labels
+  data = load_dataset("omniglot", "background", data_dir=config.data_dir,
+                      source=config.source)
+  tasks_cfg = config.fewshot.tasks
+  val = omniglot_class_splits(data, "lake", tasks_cfg.split_seed, tasks_cfg.num_val_classes,
+                              tasks_cfg.num_val_alphabets)["val"]
+  data = data.subset(np.flatnonzero(~np.isin(data.labels, val)))
+  return data, data.metadata["alphabet"]
+
+
+def pretraining_images(config, groups: int, seed: int) -> ImageDataset:
+  """Images of `groups` alphabets (Omniglot) or classes (MNIST, Fashion-MNIST train)
+  drawn with `seed`: every drawing of `config.num_characters` characters spread evenly
+  over the alphabets (Omniglot, if set: the same classes and images per class at every
+  diversity), else `config.num_images` images (0: all) of the groups. Labels: the
+  characters or classes, relabelled 0..C-1."""
+  data, group_of = _source(config)
   unit = SOURCES[config.dataset][0]
   rng = np.random.default_rng([config.data_seed, groups, seed])
-  chosen = rng.choice(np.unique(group_of), groups, replace=False)
-  index = np.flatnonzero(np.isin(group_of, chosen))
+  names = np.unique(group_of)
+  if config.dataset == "omniglot" and config.num_characters:
+    quota = [len(q) for q in np.array_split(np.arange(config.num_characters), groups)]
+    eligible = [a for a in names if len(np.unique(data.labels[group_of == a])) >= quota[0]]
+    if len(eligible) < groups:
+      raise ConfigError(f"{groups} alphabets with {quota[0]} characters each: only "
+                        f"{len(eligible)} of the source's alphabets have that many.")
+    chosen = rng.choice(eligible, groups, replace=False)
+    characters = np.concatenate([rng.choice(np.unique(data.labels[group_of == a]), q,
+                                            replace=False) for a, q in zip(chosen, quota)])
+    index = np.flatnonzero(np.isin(data.labels, characters))
+  else:
+    if groups > len(names):
+      raise ConfigError(f"diversity {groups}: the source has {len(names)} {unit}.")
+    chosen = rng.choice(names, groups, replace=False)
+    index = np.flatnonzero(np.isin(group_of, chosen))
   if config.num_images:
     if config.num_images > len(index):
       smallest = ("background alphabet has 280 drawings" if unit == "alphabets" else
@@ -79,23 +105,22 @@ def pretraining_images(config, groups: int, seed: int) -> ImageDataset:
 
 
 def source_images(config) -> ImageDataset:
-  """The whole source set (every alphabet or class, every image): what tuning reads."""
-  whole = config.copy_and_resolve_references()
-  with whole.unlocked():
-    whole.num_images = 0
-  return pretraining_images(whole, SOURCES[config.dataset][1], 0)
+  """What tuning reads: a draw like the study's most diverse one, with a seed of its own
+  (`config.tune.seed`, none of the study's), when the study draws a fixed number of
+  images or characters; else the whole source set."""
+  if config.num_images or config.num_characters:
+    return pretraining_images(config, max(config.diversity), config.tune.seed)
+  data, group_of = _source(config)
+  return pretraining_images(config, len(np.unique(group_of)), 0)
 
 
 def ceiling_images(config, target: str) -> ImageDataset:
-  """The ceiling's pre-training set: the target's own training images and labels (all of
-  them; Omniglot's: the evaluation alphabets' drawings, which its few-shot tasks are drawn
-  from, so an oracle)."""
+  """The ceiling's pre-training set: the target's own training images and labels, all of
+  them (digits targets only)."""
   if target == "omniglot":
-    data = load_dataset("omniglot", "evaluation", data_dir=config.data_dir,
-                        source=config.source)
-    _, labels = np.unique(data.labels, return_inverse=True)
-    return ImageDataset(data.images, labels.astype(np.int32), "omniglot-evaluation",
-                        source=data.source)
+    raise ConfigError("objective 'ceiling' needs a target with a training set of its own; "
+                      "Omniglot's few-shot tasks have none apart from the drawings they are "
+                      "scored on, so a ceiling trained on them would be an oracle.")
   return target_data(config, target)[0]
 
 
@@ -260,127 +285,3 @@ def study(config, workdir: str) -> dict:
   if len(config.diversity) > 1:
     plot(table, os.path.join(workdir, "results.png"), unit)
   return table
-
-
-def summarize(cells: dict) -> dict:
-  """{objective: {diversity: {setting: {accuracy, ci95, seeds, values}}}}: over seeds
-  (`values`, in seed order), the mean with its 95% t-interval (`stats.estimate`); with
-  one seed, the cell's own interval (over tasks, or binomial over the test set)."""
-  grouped = {}
-  for key, cell in cells.items():
-    objective, groups, seed, setting = key.split("_", 3)
-    grouped.setdefault(objective.replace("-", "_"), {}).setdefault(int(groups[:-1]), {}).setdefault(
-        setting, []).append((int(seed[1:]), cell))
-  out = {}
-  for objective, by_groups in grouped.items():
-    for groups, by_setting in by_groups.items():
-      for setting, seeds in by_setting.items():
-        values = [c["accuracy"] for _, c in sorted(seeds, key=lambda sc: sc[0])]
-        out.setdefault(objective, {}).setdefault(str(groups), {})[setting] = {
-            "accuracy": stats.estimate(values).mean,
-            "ci95": stats.estimate(values).ci95 if len(values) > 1 else seeds[0][1]["ci95"],
-            "seeds": len(values), "values": values}
-  return out
-
-
-STRATEGY_NAMES = {"ncm": "NCM", "linear_probe": "linear probe", "finetune": "fine-tune",
-                  "lp_ft": "LP-FT", "cosine": "Baseline++"}
-TARGET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "usps": "USPS"}
-
-
-def _split(setting: str) -> tuple[str, str]:
-  """"lp_ft_fashion_mnist100" -> ("lp_ft", "fashion_mnist100"); ("", setting) if no
-  strategy of `STRATEGY_NAMES` leads it."""
-  for strategy in STRATEGY_NAMES:
-    if setting.startswith(strategy + "_"):
-      return strategy, setting[len(strategy) + 1:]
-  return "", setting
-
-
-def setting_target(setting: str) -> str:
-  """The classification target of a digits setting ("lp_ft_usps100" -> "usps"); "" for a
-  few-shot setting."""
-  task = _split(setting)[1]
-  target = task.rstrip("0123456789")
-  return target if target in TARGET_NAMES else ""
-
-
-def setting_name(setting: str) -> str:
-  """"linear_probe_5w1s" -> "linear probe, 5-way 1-shot"; "lp_ft_usps100" -> "LP-FT,
-  USPS, 100 labels"."""
-  strategy, task = _split(setting)
-  if not strategy:
-    return setting
-  name = STRATEGY_NAMES[strategy]
-  if task.endswith("s") and "w" in task:
-    way, shot = task[:-1].split("w")
-    return f"{name}, {way}-way {shot}-shot"
-  target = task.rstrip("0123456789")
-  return f"{name}, {TARGET_NAMES.get(target, target)}, {task[len(target):]} labels"
-
-
-def _cell(c) -> str:
-  return f"{100 * c['accuracy']:.2f} +- {100 * c['ci95']:.2f}" if c else ""
-
-
-def format_table(summary: dict, dataset: str = "omniglot") -> str:
-  """Test accuracy (%) +- 95% CI: with one diversity, one table, a row per setting and a
-  column per objective; else one table per setting, a row per objective and a column per
-  diversity."""
-  settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
-  groups = sorted({int(a) for o in summary.values() for a in o})
-  unit = SOURCES.get(dataset, ("groups",))[0]
-  seeds = max((c["seeds"] for o in summary.values() for a in o.values() for c in a.values()),
-              default=1)
-  spread = (f"over {seeds} seeds" if seeds > 1 else
-            "over 600 tasks" if dataset == "omniglot" else "binomial over the test set")
-  source = TARGET_NAMES.get(dataset, dataset.capitalize())
-  where = ("Omniglot's evaluation alphabets" if dataset == "omniglot" else "the targets' test sets")
-  if len(groups) == 1:
-    lines = [f"Pre-trained on {source} ({groups[0]} {unit}) with each objective, scored on "
-             f"{where}: test accuracy (%) +- 95% CI ({spread})\n",
-             "| transfer | " + " | ".join(summary) + " |",
-             "|---|" + "---:|" * len(summary)]
-    for setting in settings:
-      lines.append(f"| {setting_name(setting)} | " + " | ".join(
-          _cell(by_groups.get(str(groups[0]), {}).get(setting))
-          for by_groups in summary.values()) + " |")
-    return "\n".join(lines)
-  parts = []
-  for setting in settings:
-    lines = [f"{setting_name(setting)}, pre-trained on {source}: test accuracy (%) +- 95% "
-             f"CI ({spread}), by pre-training {unit} (same number of images)\n",
-             "| pre-training | " + " | ".join(map(str, groups)) + " |",
-             "|---|" + "---:|" * len(groups)]
-    for objective, by_groups in summary.items():
-      lines.append(f"| {objective} | " + " | ".join(
-          _cell(by_groups.get(str(g), {}).get(setting)) for g in groups) + " |")
-    parts.append("\n".join(lines))
-  return "\n\n".join(parts)
-
-
-def plot(summary: dict, path: str, unit: str = "alphabets") -> bool:
-  """Transfer accuracy against pre-training diversity, a panel per setting, a line per
-  objective with its 95% CI."""
-  plt = pyplot()
-  if plt is None:
-    return False
-  settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
-  groups = sorted({int(a) for by_groups in summary.values() for a in by_groups})
-  fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4), squeeze=False)
-  for ax, setting in zip(axes[0], settings):
-    for objective, by_groups in summary.items():
-      points = sorted((int(a), c[setting]) for a, c in by_groups.items() if setting in c)
-      ax.errorbar([a for a, _ in points], [100 * c["accuracy"] for _, c in points],
-                  yerr=[100 * c["ci95"] for _, c in points], fmt="-o", capsize=3,
-                  markersize=4, label=objective)
-    ax.set_xscale("log")
-    ax.set_xticks(groups, [str(g) for g in groups])
-    ax.set_xlabel(f"pre-training {unit} (same number of images)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(setting_name(setting))
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return True

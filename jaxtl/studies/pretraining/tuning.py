@@ -9,8 +9,10 @@ from one half, scored on the other), on the frozen features the transfer's head 
 source here is the whole source set (every alphabet or class), whatever diversity the
 study then pre-trains on: one pick per objective and source dataset.
 
-A pick on the edge of a grid of more than one value fails the study, naming it
-(`config.tune.fail_on_edge`): widen that grid. Every candidate is a cell keyed like the
+A pick on the edge of an ordered setting's grid adds a value past it (geometric steps,
+within `config.tune.limits`), at most `config.tune.widen` times; still on an edge, it
+fails the study, naming it (`config.tune.fail_on_edge`). The best `config.tune.confirm`
+candidates then run at the study's own pre-training length, which makes the pick. Every candidate is a cell keyed like the
 study's (`cache.cached_cell`), and the picks are recorded in results.json and in the
 config of every run pre-trained with them.
 """
@@ -93,10 +95,42 @@ def apply_setting(cfg, setting: dict):
   return cfg
 
 
-def on_edge(grid: dict, pick: dict) -> list[str]:
-  """The settings of `pick` at the first or last value of a grid of several values."""
-  return [name for name, values in grid.items()
-          if len(values) > 1 and pick[name] in (values[0], values[-1])]
+def _ordered(values) -> bool:
+  """Numbers with an order, whose edges mean something (not True / False)."""
+  return len(values) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 for v in values)
+
+
+def on_edge(grid: dict, pick: dict, limits=None) -> list[str]:
+  """The ordered settings of `pick` at the first or last value of their grid, unless that
+  value is the setting's limit (`limits`: {setting: (low, high)}), past which nothing is
+  valid."""
+  limits = limits or {}
+  out = []
+  for name, values in grid.items():
+    values = sorted(values)
+    if not _ordered(values) or pick[name] not in (values[0], values[-1]):
+      continue
+    if pick[name] not in limits.get(name, ()):
+      out.append(name)
+  return out
+
+
+def widen(grid: dict, pick: dict, names, limits=None) -> dict:
+  """`grid` with one more value past the edge `pick` sits on, for each setting of
+  `names`: the edge times the ratio to its neighbour (a geometric step), clipped to the
+  setting's limit."""
+  limits = limits or {}
+  out = dict(grid)
+  for name in names:
+    values = sorted(grid[name])
+    low, high = limits.get(name, (0.0, float("inf")))
+    if pick[name] == values[0]:
+      new = max(values[0] * values[0] / values[1], low)
+    else:
+      new = min(values[-1] * values[-1] / values[-2], high)
+    out[name] = tuple(sorted(set(values) | {float(f"{new:.3g}")}))
+  return out
 
 
 def _label(setting: dict) -> str:
@@ -105,46 +139,67 @@ def _label(setting: dict) -> str:
 
 
 def tune(config, workdir: str, source: ImageDataset, key: dict) -> dict:
-  """{objective: {"pick", "scores", "on_edge"}} for the objectives of `config.tune.grids`
-  that the study runs; `source` is the whole source set (labels: its classes)."""
+  """{objective: {"pick", "scores", "on_edge", "grid", "confirmed"}} for the objectives of
+  `config.tune.grids` that the study runs; `source` is the tuning's source set (labels:
+  its classes).
+
+  Every combination of the grid runs `tune.steps` steps; a pick on an ordered setting's
+  edge adds a value past it (`widen`, at most `tune.widen` times); then the best
+  `tune.confirm` candidates run again at the study's own length (`pretrain.num_steps`)
+  and the best of those is the pick."""
   objectives = [o for o in config.objectives if o in config.tune.grids]
   if not objectives:
     return {}
   train, held_out = holdout_split(source, config.tune.holdout, config.data_seed)
+  limits = {k: tuple(v) for k, v in config.tune.limits.items()}
+
+  def score(objective, setting, steps):
+    name = f"tune_{objective}_{_label(setting)}_{steps}steps"
+
+    def compute():
+      cfg = config.pretrain.copy_and_resolve_references()
+      with cfg.unlocked():
+        cfg.objective, cfg.seed, cfg.num_steps = objective, config.data_seed, steps
+        cfg.checkpoint_every = min(cfg.checkpoint_every, steps)
+      apply_setting(cfg, setting)
+      folder = os.path.join(workdir, "tune_runs", name)
+      trainer.train_and_evaluate(cfg, folder, data=(train, train.subset(np.arange(0)),
+                                                    held_out))
+      variables = checkpoint.load_variables(folder)
+      model = build_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
+      body = {"params": {k: v for k, v in variables["params"].items() if k != "head"},
+              "batch_stats": variables.get("batch_stats", {})}
+      accuracy = ncm_accuracy(features(model, body, held_out.images), held_out.labels)
+      shutil.rmtree(folder)  # the cell keeps the score; the weights are not used again
+      return {"setting": setting, "ncm_accuracy": accuracy, "held_out": len(held_out),
+              "steps": steps}
+    return cache.cached_cell(workdir, name, compute, dict(key, steps=steps))
+
   picks = {}
   for objective in objectives:
     grid = {k: tuple(v) for k, v in config.tune.grids[objective].items()}
-    scores = {}
-    for setting in candidates(grid):
-      name = f"tune_{objective}_{_label(setting)}"
-
-      def compute(setting=setting, name=name):
-        cfg = config.pretrain.copy_and_resolve_references()
-        with cfg.unlocked():
-          cfg.objective, cfg.seed, cfg.num_steps = objective, config.data_seed, config.tune.steps
-          cfg.checkpoint_every = min(cfg.checkpoint_every, cfg.num_steps)
-        apply_setting(cfg, setting)
-        folder = os.path.join(workdir, "tune_runs", name)
-        trainer.train_and_evaluate(cfg, folder, data=(train, train.subset(np.arange(0)),
-                                                      held_out))
-        variables = checkpoint.load_variables(folder)
-        model = build_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
-        body = {"params": {k: v for k, v in variables["params"].items() if k != "head"},
-                "batch_stats": variables.get("batch_stats", {})}
-        accuracy = ncm_accuracy(features(model, body, held_out.images), held_out.labels)
-        shutil.rmtree(folder)  # the cell keeps the score; the weights are not used again
-        return {"setting": setting, "ncm_accuracy": accuracy,
-                "held_out": len(held_out), "steps": cfg.num_steps}
-      scores[_label(setting)] = cache.cached_cell(workdir, name, compute, key)
-    best = max(scores.values(), key=lambda c: c["ncm_accuracy"])
-    edge = on_edge(grid, best["setting"])
-    picks[objective] = {"pick": best["setting"], "on_edge": edge,
-                        "scores": {k: c["ncm_accuracy"] for k, c in scores.items()}}
+    for widened in range(config.tune.widen + 1):
+      scores = {_label(s): score(objective, s, config.tune.steps) for s in candidates(grid)}
+      best = max(scores.values(), key=lambda c: c["ncm_accuracy"])
+      edge = on_edge(grid, best["setting"], limits)
+      if not edge or widened == config.tune.widen:
+        break
+      logging.info("tuning %s: pick %s on the edge of %s; widening.", objective,
+                   best["setting"], edge)
+      grid = widen(grid, best["setting"], edge, limits)
+    top = sorted(scores.values(), key=lambda c: -c["ncm_accuracy"])[:config.tune.confirm]
+    confirmed = {_label(c["setting"]): score(objective, c["setting"], config.pretrain.num_steps)
+                 for c in top if config.pretrain.num_steps != config.tune.steps}
+    final = max(confirmed.values(), key=lambda c: c["ncm_accuracy"]) if confirmed else best
+    picks[objective] = {"pick": final["setting"], "on_edge": edge,
+                        "grid": {k: list(v) for k, v in grid.items()},
+                        "scores": {k: c["ncm_accuracy"] for k, c in scores.items()},
+                        "confirmed": {k: c["ncm_accuracy"] for k, c in confirmed.items()}}
     logging.info("tuned %s on the source's held-out images: pick %s (NCM %.4f)%s", objective,
-                 best["setting"], best["ncm_accuracy"], f"; on the edge: {edge}" if edge else "")
+                 final["setting"], final["ncm_accuracy"], f"; on the edge: {edge}" if edge else "")
   edges = {o: p["on_edge"] for o, p in picks.items() if p["on_edge"]}
   if edges and config.tune.fail_on_edge:
     raise ConfigError(f"Tuning picked a grid edge: {edges} (picks "
-                      f"{ {o: picks[o]['pick'] for o in edges} }); widen those grids in "
-                      "config.tune.grids.")
+                      f"{ {o: picks[o]['pick'] for o in edges} }) after widening "
+                      f"{config.tune.widen} times; widen those grids in config.tune.grids.")
   return picks

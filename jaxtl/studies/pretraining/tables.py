@@ -1,0 +1,131 @@
+"""The pre-training study's tables: its cells summarised over seeds, named, tabulated and
+plotted (`study.study` writes them; `jaxtl.studies.documents` and `answers` read them)."""
+from jaxtl import stats
+from jaxtl.metrics import pyplot
+
+# Pre-training dataset -> (what its diversity counts, how many there are).
+SOURCES = {"omniglot": ("alphabets", 30), "mnist": ("classes", 10),
+           "fashion_mnist": ("classes", 10)}
+
+def summarize(cells: dict) -> dict:
+  """{objective: {diversity: {setting: {accuracy, ci95, seeds, values}}}}: over seeds
+  (`values`, in seed order), the mean with its 95% t-interval (`stats.estimate`); with
+  one seed, the cell's own interval (over tasks, or binomial over the test set)."""
+  grouped = {}
+  for key, cell in cells.items():
+    objective, groups, seed, setting = key.split("_", 3)
+    grouped.setdefault(objective.replace("-", "_"), {}).setdefault(int(groups[:-1]), {}).setdefault(
+        setting, []).append((int(seed[1:]), cell))
+  out = {}
+  for objective, by_groups in grouped.items():
+    for groups, by_setting in by_groups.items():
+      for setting, seeds in by_setting.items():
+        values = [c["accuracy"] for _, c in sorted(seeds, key=lambda sc: sc[0])]
+        out.setdefault(objective, {}).setdefault(str(groups), {})[setting] = {
+            "accuracy": stats.estimate(values).mean,
+            "ci95": stats.estimate(values).ci95 if len(values) > 1 else seeds[0][1]["ci95"],
+            "seeds": len(values), "values": values}
+  return out
+
+
+STRATEGY_NAMES = {"ncm": "NCM", "linear_probe": "linear probe", "finetune": "fine-tune",
+                  "lp_ft": "LP-FT", "cosine": "Baseline++"}
+TARGET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "usps": "USPS"}
+
+
+def _split(setting: str) -> tuple[str, str]:
+  """"lp_ft_fashion_mnist100" -> ("lp_ft", "fashion_mnist100"); ("", setting) if no
+  strategy of `STRATEGY_NAMES` leads it."""
+  for strategy in STRATEGY_NAMES:
+    if setting.startswith(strategy + "_"):
+      return strategy, setting[len(strategy) + 1:]
+  return "", setting
+
+
+def setting_target(setting: str) -> str:
+  """The classification target of a digits setting ("lp_ft_usps100" -> "usps"); "" for a
+  few-shot setting."""
+  task = _split(setting)[1]
+  target = task.rstrip("0123456789")
+  return target if target in TARGET_NAMES else ""
+
+
+def setting_name(setting: str) -> str:
+  """"linear_probe_5w1s" -> "linear probe, 5-way 1-shot"; "lp_ft_usps100" -> "LP-FT,
+  USPS, 100 labels"."""
+  strategy, task = _split(setting)
+  if not strategy:
+    return setting
+  name = STRATEGY_NAMES[strategy]
+  if task.endswith("s") and "w" in task:
+    way, shot = task[:-1].split("w")
+    return f"{name}, {way}-way {shot}-shot"
+  target = task.rstrip("0123456789")
+  return f"{name}, {TARGET_NAMES.get(target, target)}, {task[len(target):]} labels"
+
+
+def _cell(c) -> str:
+  return f"{100 * c['accuracy']:.2f} +- {100 * c['ci95']:.2f}" if c else ""
+
+
+def format_table(summary: dict, dataset: str = "omniglot") -> str:
+  """Test accuracy (%) +- 95% CI: with one diversity, one table, a row per setting and a
+  column per objective; else one table per setting, a row per objective and a column per
+  diversity."""
+  settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
+  groups = sorted({int(a) for o in summary.values() for a in o})
+  unit = SOURCES.get(dataset, ("groups",))[0]
+  seeds = max((c["seeds"] for o in summary.values() for a in o.values() for c in a.values()),
+              default=1)
+  spread = (f"over {seeds} seeds" if seeds > 1 else
+            "over 600 tasks" if dataset == "omniglot" else "binomial over the test set")
+  source = TARGET_NAMES.get(dataset, dataset.capitalize())
+  where = ("Omniglot's evaluation alphabets" if dataset == "omniglot" else "the targets' test sets")
+  if len(groups) == 1:
+    lines = [f"Pre-trained on {source} ({groups[0]} {unit}) with each objective, scored on "
+             f"{where}: test accuracy (%) +- 95% CI ({spread})\n",
+             "| transfer | " + " | ".join(summary) + " |",
+             "|---|" + "---:|" * len(summary)]
+    for setting in settings:
+      lines.append(f"| {setting_name(setting)} | " + " | ".join(
+          _cell(by_groups.get(str(groups[0]), {}).get(setting))
+          for by_groups in summary.values()) + " |")
+    return "\n".join(lines)
+  parts = []
+  for setting in settings:
+    lines = [f"{setting_name(setting)}, pre-trained on {source}: test accuracy (%) +- 95% "
+             f"CI ({spread}), by pre-training {unit} (same number of images)\n",
+             "| pre-training | " + " | ".join(map(str, groups)) + " |",
+             "|---|" + "---:|" * len(groups)]
+    for objective, by_groups in summary.items():
+      lines.append(f"| {objective} | " + " | ".join(
+          _cell(by_groups.get(str(g), {}).get(setting)) for g in groups) + " |")
+    parts.append("\n".join(lines))
+  return "\n\n".join(parts)
+
+
+def plot(summary: dict, path: str, unit: str = "alphabets") -> bool:
+  """Transfer accuracy against pre-training diversity, a panel per setting, a line per
+  objective with its 95% CI."""
+  plt = pyplot()
+  if plt is None:
+    return False
+  settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
+  groups = sorted({int(a) for by_groups in summary.values() for a in by_groups})
+  fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4), squeeze=False)
+  for ax, setting in zip(axes[0], settings):
+    for objective, by_groups in summary.items():
+      points = sorted((int(a), c[setting]) for a, c in by_groups.items() if setting in c)
+      ax.errorbar([a for a, _ in points], [100 * c["accuracy"] for _, c in points],
+                  yerr=[100 * c["ci95"] for _, c in points], fmt="-o", capsize=3,
+                  markersize=4, label=objective)
+    ax.set_xscale("log")
+    ax.set_xticks(groups, [str(g) for g in groups])
+    ax.set_xlabel(f"pre-training {unit} (same number of images)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(setting_name(setting))
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
