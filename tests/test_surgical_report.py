@@ -119,3 +119,17 @@ def test_a_row_of_an_older_study_picked_on_its_grids_edge_withholds_the_verdict(
                                                          "lr0.01_wd0": 0.92})
   assert surgical_report.on_edge(row)
   assert surgical_report.verdict(results, ["input:mnist"]).startswith("**no verdict**")
+
+
+def test_a_metric_some_rows_lack_leaves_those_rows_out_of_its_table():
+  """The converged probe (`lp`) has no worst-group accuracy: the worst-group table leaves
+  it out instead of failing (the output study's spurious shift)."""
+  row = lambda acc, worst=None: {"per_seed": [
+      dict({"pretrain_seed": p, "test_accuracy": acc + 0.01 * p},
+           **({} if worst is None else {"test_worst_group_accuracy": worst + 0.01 * p}))
+      for p in range(3)]}
+  results = {"spurious:mnist": {"strategies": {"head": row(0.9, 0.8), "lp": row(0.91)}}}
+  worst = surgical_report.averaged(results, ["spurious:mnist"], "test_worst_group_accuracy")
+  assert list(worst) == ["head"]
+  np.testing.assert_allclose(worst["head"][0], 0.81)
+  assert list(surgical_report.averaged(results, ["spurious:mnist"])) == ["head", "lp"]

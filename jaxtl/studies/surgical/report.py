@@ -50,9 +50,13 @@ def runs(results, specs, label, metric="test_accuracy") -> np.ndarray:
 
 
 def averaged(results, specs, metric="test_accuracy") -> dict:
-  """strategy -> (mean, ci95, runs array) of `metric` averaged over `specs`."""
+  """strategy -> (mean, ci95, runs array) of `metric` averaged over `specs`; a row
+  without `metric` (the converged probe has no worst-group accuracy) is left out."""
   out = {}
   for label in results[specs[0]]["strategies"]:
+    if any(metric not in r for spec in specs
+           for r in results[spec]["strategies"][label]["per_seed"]):
+      continue
     values = runs(results, specs, label, metric)
     e = stats.estimate(values)
     out[label] = (e.mean, e.ci95, values)
