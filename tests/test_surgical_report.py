@@ -133,3 +133,14 @@ def test_a_metric_some_rows_lack_leaves_those_rows_out_of_its_table():
   assert list(worst) == ["head"]
   np.testing.assert_allclose(worst["head"][0], 0.81)
   assert list(surgical_report.averaged(results, ["spurious:mnist"])) == ["head", "lp"]
+
+
+def test_the_digits_demo_has_enough_target_images_for_every_shift():
+  """Each shift of the embedded digits variant holds num_train + num_val target training
+  images (its feature shift's target, digits 5-9 outside the pool, has the fewest)."""
+  from experiments.configs import surgical as surgical_configs  # pylint: disable=import-outside-toplevel
+  from jaxtl.studies.surgical import tasks  # pylint: disable=import-outside-toplevel
+  config = surgical_configs.get_config("digits")
+  for spec in config.shifts:
+    task = tasks.shift_task(config, spec)
+    assert len(task.target_train) >= config.num_train + config.num_val, spec
