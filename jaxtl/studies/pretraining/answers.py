@@ -183,8 +183,12 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
              "intervals (Holm)")
     least_is = smallest
   else:
+    # The resolution of the widest of those comparisons, at Holm's strictest step.
+    needed = max(stats.detectable(stats.paired(drops[o][0], drops[smallest][0]), len(others))
+                 for o in tied)
     text += (f" Of the label-free objectives, the smallest drop, {smallest}'s, is not told "
-             f"apart from {', '.join(tied)}'s: none degrades least here")
+             f"apart from {', '.join(tied)}'s (a difference had to exceed about "
+             f"{needed:.1f} points): none degrades least here")
     least_is = None
   if "mae" not in drops:
     text += "; the masked autoencoder was not run, so El-Nouby et al.'s pattern is untested."
