@@ -144,3 +144,15 @@ def test_the_digits_demo_has_enough_target_images_for_every_shift():
   for spec in config.shifts:
     task = tasks.shift_task(config, spec)
     assert len(task.target_train) >= config.num_train + config.num_val, spec
+
+
+def test_a_verdict_on_another_metric_reads_that_metric():
+  """The spurious shift's second verdict is on worst-group accuracy: head best on average,
+  block2 best on its worst group."""
+  results = {"spurious:mnist": _shift({"head": 0.05})}
+  for label, row in results["spurious:mnist"]["strategies"].items():
+    for r in row["per_seed"]:
+      r["test_worst_group_accuracy"] = r["test_accuracy"] - 0.2 + (0.1 if label == "block2" else 0)
+  assert surgical_report.verdict(results, ["spurious:mnist"]).startswith("**reproduced**")
+  worst = surgical_report.verdict(results, ["spurious:mnist"], "test_worst_group_accuracy")
+  assert worst.startswith("**not reproduced**") and "best here: block2" in worst
