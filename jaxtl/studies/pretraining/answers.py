@@ -68,9 +68,9 @@ def labels(summary: dict, dataset: str = "omniglot") -> str:
     counts = [outcome[s] for s in chosen]
     widest = max(chosen, key=lambda s: abs(
         supervised[s]["accuracy"] - cells[best_free[s]][s]["accuracy"]))
-    parts.append(f"{kind}: leads in {counts.count(1)}, is not told apart in "
-                 f"{counts.count(0)} and trails in {counts.count(-1)} of {len(chosen)} "
-                 f"(widest gap: {setting_name(widest)}, supervised "
+    parts.append(f"{kind}: {_verdict(cells, free, chosen)}leads in {counts.count(1)}, is "
+                 f"not told apart in {counts.count(0)} and trails in {counts.count(-1)} of "
+                 f"{len(chosen)} settings (widest gap: {setting_name(widest)}, supervised "
                  f"{_pct(supervised[widest])} against {best_free[widest]} "
                  f"{_pct(cells[best_free[widest]][widest])})")
   text += ", " + "; ".join(parts) + "."
@@ -84,6 +84,23 @@ def labels(summary: dict, dataset: str = "omniglot") -> str:
   if ceiling and scratch:
     text += _between(cells, free, settings)
   return text
+
+
+VERDICTS = {"reproduced": "ahead of every label-free objective",
+            "not distinguishable": "equal to the label-free objectives within a point",
+            "inconclusive": "not told apart from the label-free objectives"}
+
+
+def _verdict(cells, free, chosen) -> str:
+  """`jaxtl.stats.verdict` on "supervised is best", each row a seed's mean over the
+  `chosen` settings (one sample per seed: settings of one network are not independent);
+  "" with one seed."""
+  rows = {o: np.mean([_seeds(cells[o][s]) for s in chosen], 0) for o in ["supervised"] + free}
+  if len(rows["supervised"]) < 2:
+    return ""
+  v = stats.verdict(rows, "supervised", list(rows), chance=0.0)
+  meaning = VERDICTS.get(v.label, f"behind {v.best}" if v.label == "not reproduced" else v.label)
+  return f"over seeds, averaged over these settings, {meaning} (`jaxtl.stats`); per setting it "
 
 
 def _by_classes(settings, dataset: str) -> list:
@@ -195,9 +212,11 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   elif least_is == "mae":
     text += ": the masked autoencoder degrading least is El-Nouby et al.'s pattern, seen here too."
   elif least_is is not None:
-    text += "; El-Nouby et al.'s pattern (the masked objective degrades least) does not appear here."
+    text += ("; El-Nouby et al.'s pattern (the masked objective degrades least) does not "
+             "appear here.")
   else:
-    text += "; El-Nouby et al.'s pattern (the masked objective degrades least) is not told apart here."
+    text += ("; El-Nouby et al.'s pattern (the masked objective degrades least) is not told "
+             "apart here.")
   return text + _against_scratch(summary, drops, str(least), str(most))
 
 

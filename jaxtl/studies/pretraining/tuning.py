@@ -2,19 +2,20 @@
 
 For every objective in `config.tune.grids` ({objective: {setting: values}}; `learning_rate`
 is the trainer's, the others `objective_kwargs`), every combination of the values
-pre-trains the study's network for `config.tune.steps` steps on the source's training
-images less `config.tune.holdout` per class, and is scored by a cheap proxy of what
-transfer needs: nearest-class-mean accuracy on those held-out source images (class means
-from one half, scored on the other), on the frozen features the transfer's head sees. The
-source here is the whole source set (every alphabet or class), whatever diversity the
-study then pre-trains on: one pick per objective and source dataset.
+pre-trains the study's network for `config.tune.steps` steps on the tuning source less
+`config.tune.holdout` images per class, and is scored by a cheap proxy of what transfer
+needs: nearest-class-mean accuracy on those held-out source images (class means from one
+half, scored on the other), on the frozen features the transfer's head sees. The tuning
+source is the whole source set, or, for a study that draws a fixed number of images or
+characters, a draw like its most diverse one with a seed of its own
+(`study.source_images`): one pick per objective and study.
 
 A pick on the edge of an ordered setting's grid adds a value past it (geometric steps,
 within `config.tune.limits`), at most `config.tune.widen` times; still on an edge, it
 fails the study, naming it (`config.tune.fail_on_edge`). The best `config.tune.confirm`
-candidates then run at the study's own pre-training length, which makes the pick. Every candidate is a cell keyed like the
-study's (`cache.cached_cell`), and the picks are recorded in results.json and in the
-config of every run pre-trained with them.
+candidates then run at the study's own pre-training length, which makes the pick. Every
+candidate is a cell keyed like the study's (`cache.cached_cell`), and the picks are
+recorded in results.json and in the config of every run pre-trained with them.
 """
 import itertools
 import os
