@@ -15,6 +15,9 @@ Convolutions (`conv` argument of the conv models):
     pathological on tiny maps with many channels (ResNet-18's last stage at 64x64
     inputs, `benchmarks/torchvision_resnet.py`) and the better one on large maps. On
     other backends, XLA's.
+  * `"measured"`: per convolution shape, whichever of the two runs its forward and
+    backward pass faster on this machine, timed at first use and kept on disk
+    (`conv_choice`).
 Both compute the same function with the same parameters (`kernel` HWIO, `bias`), as
 `flax.linen.Conv` with the same padding, so checkpoints move between them.
 
@@ -27,13 +30,17 @@ Batch norm modes (`train` argument of every model):
     Fine-tuning with `batch_norm="frozen"` trains the weights in this mode
     (running statistics frozen, as in the surgical fine-tuning reference code).
 """
+import time
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxtl.errors import ConfigError
+from jaxtl.models import conv_choice
 
-CONV_IMPLS = ("xla", "im2col", "auto")
+CONV_IMPLS = ("xla", "im2col", "auto", "measured")
 AUTO_IM2COL_PIXELS = 16
 
 
@@ -60,6 +67,34 @@ def im2col_conv(x, kernel, stride: tuple[int, int], padding="SAME"):
   return out.reshape(n, ho, wo, cout)
 
 
+def xla_conv(x, kernel, stride: tuple[int, int], padding="SAME"):
+  return jax.lax.conv_general_dilated(x, kernel, stride, padding,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+CONVS = {"xla": xla_conv, "im2col": im2col_conv}
+
+
+def measure_convs(x_shape, kernel_shape, strides, padding, dtype, repeats: int = 5) -> dict:
+  """{kernel: milliseconds} of one forward and backward pass (gradients for input and
+  kernel) at these shapes, the median of `repeats` timed calls after a warm-up; the
+  kernels' calls interleaved so that a slow phase of the machine hits both."""
+  x = jax.random.normal(jax.random.PRNGKey(0), x_shape, dtype)
+  kernel = jax.random.normal(jax.random.PRNGKey(1), kernel_shape, dtype)
+  steps = {name: jax.jit(jax.grad(lambda x, k, f=f: jnp.sum(f(x, k, strides, padding) ** 2),
+                                  argnums=(0, 1)))
+           for name, f in CONVS.items()}
+  times = {name: [] for name in steps}
+  for name, step in steps.items():
+    jax.block_until_ready(step(x, kernel))
+  for _ in range(repeats):
+    for name, step in steps.items():
+      start = time.perf_counter()
+      jax.block_until_ready(step(x, kernel))
+      times[name].append(1e3 * (time.perf_counter() - start))
+  return {name: float(np.median(t)) for name, t in times.items()}
+
+
 class Conv(nn.Module):
   """`nn.Conv(features, kernel_size, strides, padding)` with a choice of kernel (module
   docstring); same parameter names, shapes and initialisation. `padding`: "SAME" or
@@ -84,11 +119,10 @@ class Conv(nn.Module):
           x, kernel, tuple(self.strides), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")))
       small = out.shape[1] * out.shape[2] <= AUTO_IM2COL_PIXELS
       impl = "im2col" if small and jax.default_backend() == "cpu" else "xla"
-    if impl == "im2col":
-      y = im2col_conv(x, kernel, tuple(self.strides), padding)
-    else:
-      y = jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), padding,
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if impl == "measured":
+      args = (x.shape, kernel.shape, tuple(self.strides), padding, x.dtype)
+      impl = conv_choice.choose(conv_choice.shape_key(*args), lambda: measure_convs(*args))
+    y = CONVS[impl](x, kernel, tuple(self.strides), padding)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,))
     return y

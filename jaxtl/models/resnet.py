@@ -50,7 +50,7 @@ class ResNet(nn.Module):
   num_classes: int
   widths: Sequence[int] = (16, 32, 64)
   units_per_stage: int = 1
-  conv: str = "xla"  # how convolutions are computed: xla | im2col (layers.py)
+  conv: str = "xla"  # how convolutions are computed: xla | im2col | auto | measured (layers.py)
 
   def block_names(self):
     return tuple(f"block{i + 1}" for i in range(len(self.widths))) + ("head",)
