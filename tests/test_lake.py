@@ -8,6 +8,7 @@ from experiments.configs import meta as meta_configs
 from jaxtl.data import load_dataset
 from jaxtl.errors import ConfigError
 from jaxtl.meta import tasks, train
+from jaxtl.studies import meta_tables
 
 
 def _coded(num_classes: int, drawers: int):
@@ -111,6 +112,26 @@ def test_error_rate_is_reported_beside_accuracy():
   metrics = train.summarize(config, learner, per_task)
   assert metrics["test_accuracy"] == pytest.approx(0.8)
   assert metrics["test_error"] == pytest.approx(0.2)
+  assert metrics["test_accuracy_per_task"] == [0.9, 0.7, 0.8]  # each task, for pairing
+
+
+def test_runs_scored_on_the_same_tasks_are_compared_task_by_task():
+  """The Lake table's paired line: error of one run minus another's, over the same tasks
+  (the same task fields), with the t-interval over the tasks; runs on other tasks are
+  not paired."""
+  def run(name, per_task, **config):
+    c = {"class_split": "lake", "way": 20, "test_shot": 1, "test_tasks": "alphabet",
+         "eval_seed": 5, "algorithm": "protonet", **config}
+    return (name, {"kind": "meta", "config": c, "metrics": {
+        "test_accuracy": float(np.mean(per_task)), "test_accuracy_ci95": 0.01,
+        "test_accuracy_per_task": per_task}})
+  a = [0.8, 0.9, 0.7, 0.6]
+  b = [0.7, 0.85, 0.65, 0.5]  # 0.1, 0.05, 0.05, 0.1 more error
+  cells = meta_tables._lake_cells([run("r/a", a), run("r/b", b), run("r/c", b, eval_seed=6)])  # pylint: disable=protected-access
+  (line,) = meta_tables._paired_rows(cells)  # pylint: disable=protected-access
+  # mean 7.5 points; sd 2.887 points, t(0.975, 3) = 3.182: +- 4.6
+  assert line.startswith("Paired over the same 4 within-alphabet test tasks, error of `r/b` "
+                         "minus `r/a`: +7.5 ± 4.6 points")
 
 
 def test_maml_split_trains_on_most_characters_of_the_evaluation_alphabets(data_dir):

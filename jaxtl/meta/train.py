@@ -206,7 +206,10 @@ def summarize(config, learner: MetaLearner, per_task: np.ndarray) -> dict:
              f"test_{name}_ci95": float(ci95[config.test_inner_steps]),
              f"test_{name}_by_steps": {str(s): float(mean[s]) for s in config.eval_steps},
              f"test_{name}_ci95_by_steps": {str(s): float(ci95[s]) for s in config.eval_steps},
-             "test_inner_steps": config.test_inner_steps, "eval_tasks": len(per_task)}
+             "test_inner_steps": config.test_inner_steps, "eval_tasks": len(per_task),
+             # each task's score, for paired comparisons of runs scored on the same tasks
+             f"test_{name}_per_task": [round(float(v), 6)
+                                       for v in per_task[:, config.test_inner_steps]]}
   if name == "accuracy":  # Lake et al. report error rates
     metrics["test_error"] = 1.0 - metrics["test_accuracy"]
   return metrics
