@@ -198,7 +198,8 @@ def _paired_rows(cells) -> list:
                        np.subtract(1, ra["metrics"]["test_accuracy_per_task"]))
       lines.append(f"Paired over the same {d.n_groups} within-alphabet test tasks, error of "
                    f"`{b}` minus `{a}`: {stats.format_estimate(d, signed=True)} points "
-                   f"(t-interval over the tasks; two-sided p={d.p_value:.2g}).")
+                   f"(t-interval over the tasks; two-sided p={d.p_value:.2g}; one training "
+                   "run each, so training's own randomness is not in the interval).")
   return lines
 
 
