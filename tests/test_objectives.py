@@ -391,6 +391,9 @@ def test_digits_pretraining_study_quick_resumes_with_its_cells(data_dir, tmp_pat
   assert set(table) == {"scratch", "ceiling", "rotation"}
   _assert_tuned_setting_recorded(tmp_path, "rotation_2classes_seed0")
   assert os.path.isdir(tmp_path / "pretrain" / "ceiling_usps_seed0")  # USPS's own labels
+  # The ceiling is supervised pre-training with supervised's pick, though no supervised
+  # row runs here.
+  assert run_dir.load_config(str(tmp_path / "pretrain" / "ceiling_usps_seed0")).learning_rate == 2e-3
   for objective in table.values():
     assert set(objective) == {"1", "2"}
     for cells in objective.values():

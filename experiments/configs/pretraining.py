@@ -119,7 +119,8 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
     # the representation scored frozen (a linear probe).
     c.pretrain.num_steps, c.strategies = 500, ("linear_probe",)
   if quick:  # one value per setting: every path, no tuning to speak of
-    c.tune.grids = {"rotation": {"learning_rate": (2e-3,)}}
+    c.tune.grids = {"rotation": {"learning_rate": (2e-3,)},
+                    "supervised": {"learning_rate": (2e-3,)}}  # the ceiling's (digits)
     c.tune.steps, c.tune.holdout = 4, 2 if c.dataset == "omniglot" else 10
   if variant == "quick":
     c.objectives = ("scratch", "rotation")

@@ -148,7 +148,9 @@ def tune(config, workdir: str, source: ImageDataset, key: dict) -> dict:
   edge adds a value past it (`widen`, at most `tune.widen` times); then the best
   `tune.confirm` candidates run again at the study's own length (`pretrain.num_steps`)
   and the best of those is the pick."""
-  objectives = [o for o in config.objectives if o in config.tune.grids]
+  # The ceiling is supervised pre-training: it takes supervised's pick.
+  wanted = set(config.objectives) | ({"supervised"} if "ceiling" in config.objectives else set())
+  objectives = [o for o in config.tune.grids if o in wanted]
   if not objectives:
     return {}
   train, held_out = holdout_split(source, config.tune.holdout, config.data_seed)
