@@ -33,9 +33,11 @@ Files of any size and any format Pillow reads become the model's input as
 """
 import dataclasses
 import functools
+import inspect
 import os
 from typing import Optional, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -194,7 +196,10 @@ class Run:
     return x, y.astype(np.int32), names
 
   def _linear_probe(self, x, y, names, steps, lr, polarity) -> AdaptedTask:
-    """A zero-initialised head of len(names) outputs fitted on (x, y), the body frozen."""
+    """A zero-initialised head of len(names) outputs fitted on (x, y), the body frozen.
+    The body's output on x does not change while the head learns, so for a model that
+    runs a range of its blocks (jaxtl's: `start` / `stop`) it is computed once and the
+    head fitted on it; other modules run whole at every step. The same steps either way."""
     model = _with_outputs(self.learner.model, len(names))
     fresh = model.init(jax.random.PRNGKey(0), jnp.asarray(x[:1]), train=False)["params"]
     head = block_names(model, fresh)[-1]
@@ -202,9 +207,19 @@ class Run:
     params = dict(self.meta_params["params"], **{head: zero_head})
     learner = dataclasses.replace(self.learner, model=model, algorithm="maml", ways=len(names),
                                   inner_table=((f"^{head}/", True), (r".*", False)))
-    params = _adapt(learner, {"params": params, "inner_lr": {}}, self.batch_stats,
-                    jnp.asarray(x), jnp.asarray(y), PROBE_STEPS if steps is None else steps,
-                    lr or PROBE_LR, True)
+    steps, lr = PROBE_STEPS if steps is None else steps, lr or PROBE_LR
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if _runs_block_ranges(model):
+      last = len(block_names(model, fresh)) - 1
+      body = dataclasses.replace(learner, model=_Blocks(model, stop=last))
+      features = _body_features(body, self.meta_params["params"], self.batch_stats, x)
+      on_head = dataclasses.replace(learner, model=_Blocks(model, start=last))
+      fitted = _adapt(on_head, {"params": {head: zero_head}, "inner_lr": {}}, {}, features, y,
+                      steps, lr, True)
+      params = dict(params, **fitted)
+    else:
+      params = _adapt(learner, {"params": params, "inner_lr": {}}, self.batch_stats, x, y,
+                      steps, lr, True)
     return AdaptedTask(learner, params, self.batch_stats, None, None, names, self.input_shape,
                        polarity)
 
@@ -282,6 +297,30 @@ def _with_outputs(model, n: int):
       return model.clone(**{field: n})
   raise ConfigError(f"{type(model).__name__} has no num_classes or num_outputs field, so a "
                     f"linear probe cannot give it a head of {n} outputs.")
+
+
+class _Blocks(nn.Module):
+  """`model`'s blocks `start:stop` as a module of their own, its parameters at their own
+  paths (shared scope): the body alone, or the head alone on the body's output."""
+  model: nn.Module
+  start: int = 0
+  stop: Optional[int] = None
+
+  def setup(self):
+    nn.share_scope(self, self.model)
+
+  def __call__(self, x, train: bool = True):
+    return self.model(x, train, start=self.start, stop=self.stop)
+
+
+def _runs_block_ranges(model) -> bool:
+  return "start" in inspect.signature(type(model).__call__).parameters
+
+
+@functools.partial(jax.jit, static_argnames=("learner",))
+def _body_features(learner, params, batch_stats, x):
+  """The body's output on the support set x, in the learner's batch-norm mode."""
+  return learner.apply(params, batch_stats, x)
 
 
 @functools.partial(jax.jit, static_argnames=("learner", "steps", "backtrack"))

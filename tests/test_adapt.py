@@ -1,4 +1,5 @@
 """jaxtl.adapt and experiments.adapt: a finished run adapted to a user's task."""
+import dataclasses
 import os
 
 import flax.linen as nn
@@ -235,3 +236,30 @@ def test_data_dir_is_the_callers_then_the_environments_then_the_runs(monkeypatch
   monkeypatch.setenv("JAXTL_DATA_DIR", "/env")
   assert adapt.data_dir_of(config) == "/env"
   assert adapt.data_dir_of(config, "/flag") == "/flag"
+
+
+def test_the_probe_on_features_computed_once_takes_the_same_steps(finetune_run):
+  """For jaxtl's models the body's output is computed once and the head fitted on it; a
+  module that runs only whole (no `start`) takes the same steps through the full network
+  at every step. Both in float64: the same head to rounding."""
+  _, workdir, _ = finetune_run
+  digits = load_dataset("digits", "train")
+  x = np.concatenate([digits.images[digits.labels == c][:4] for c in (5, 6, 7)])
+  y = np.repeat(np.arange(3), 4)
+  run = adapt.load(workdir)
+  with float64():
+    wide = lambda tree: jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
+    run = dataclasses.replace(run, meta_params=wide(run.meta_params),
+                              batch_stats=wide(run.batch_stats))
+    x = x.astype(np.float64)
+    cached = run.adapt(x, y, steps=20).params["head"]
+    original = adapt._runs_block_ranges  # pylint: disable=protected-access
+    adapt._runs_block_ranges = lambda model: False  # pylint: disable=protected-access
+    try:
+      whole = run.adapt(x, y, steps=20).params["head"]
+    finally:
+      adapt._runs_block_ranges = original  # pylint: disable=protected-access
+  assert adapt._runs_block_ranges(run.learner.model)  # pylint: disable=protected-access
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
+                         cached, whole)
+  assert float(np.abs(cached["kernel"]).max()) > 0  # the head moved

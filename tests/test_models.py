@@ -59,7 +59,8 @@ def test_im2col_and_xla_convs_equal_flax_conv(kernel, stride, shape, padding):
       x64, v64 = reference.to_float64(x), reference.to_float64(variables)
       np.testing.assert_allclose(conv.apply(v64, x64), flax_conv.apply(v64, x64), rtol=1e-12,
                                  atol=1e-12)
-  with pytest.raises(ValueError, match=r"Unknown conv 'cudnn'; valid: \['xla', 'im2col', 'auto'\]"):
+  with pytest.raises(ValueError,
+                     match=r"Unknown conv 'cudnn'; valid: \['xla', 'im2col', 'auto', 'measured'\]"):
     Conv(4, impl="cudnn").init(jax.random.PRNGKey(1), x)
 
 

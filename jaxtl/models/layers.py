@@ -113,6 +113,8 @@ class Conv(nn.Module):
     if self.impl not in CONV_IMPLS:
       raise ConfigError(f"Unknown conv {self.impl!r}; valid: {list(CONV_IMPLS)}.")
     padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
+    dtype = jnp.result_type(x, kernel)  # float64 inputs (references) convolve in float64
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
     impl = self.impl
     if impl == "auto":
       out = jax.eval_shape(lambda: jax.lax.conv_general_dilated(
