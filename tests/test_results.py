@@ -389,6 +389,7 @@ def _on_a_plateau(pick, num_val: int) -> bool:
   scores = {float(k): a for k, a in pick["val_accuracy"].items()}
   inside = sorted(scores)[1:-1]
   value = pick.get("learning_rate", pick.get("l2"))
+  value = min(scores, key=lambda v: abs(v - value))  # keys are rounded ("1e-07")
   return bool(inside) and max(scores[v] for v in inside) >= scores[value] - 1.0 / num_val - 1e-9
 
 
