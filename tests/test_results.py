@@ -325,6 +325,17 @@ def test_conv_cost_table_sums_one_step_of_convolutions(tmp_path):
   table = benchmark_tables.conv_cost_table(str(tmp_path))
   assert "| 28x28x16 -> 16, 3x3 stride 1 | 2 | 5.00 | 2.00 |" in table
   assert table.endswith("| all, one step's worth | | **10.5** | **4.2** |")
+  # With both jax kernels' forward + backward, each shape's faster one and what the
+  # convolutions cost with it: xla 5 at 28 px (x2), im2col 0.2 at 7 px: 10.2.
+  timed = [dict(r, method=m, ms=t, **{"pass": "forward + backward"})
+           for r in rows[::2] for m, t in (("jax xla", r["ms"]), ("jax im2col", 2 * r["ms"]))]
+  timed[3]["ms"] = 0.2  # im2col at 7 px beats xla's 0.5
+  with open(tmp_path / "benchmarks" / "conv_cost_cpu.json", "w") as f:
+    json.dump({"batch_size": 128, "results": timed}, f)
+  table = benchmark_tables.conv_cost_table(str(tmp_path))
+  assert "| 28x28x16 -> 16, 3x3 stride 1 | 2 | 5.00 | 10.00 | xla |" in table
+  assert "| 7x7x16 -> 16, 3x3 stride 1 | 1 | 0.50 | 0.20 | im2col |" in table
+  assert table.endswith("| **10.5** | **20.2** | **10.2** forward + backward |")
 
 
 def test_memory_summary_from_a_benchmark_json(tmp_path):
