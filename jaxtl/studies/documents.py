@@ -135,6 +135,7 @@ TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its
     "surgical-feature-table": surgical_study_tables("feature"),
     "surgical-lpft-table": surgical_study_tables("lpft"),
     "surgical-mnist-c-table": surgical_study_tables("mnist_c"),
+    "surgical-digits-study-table": surgical_study_tables("digits"),
     "surgical-curve-table": surgical_curve_table,
     "finetune-grid-table": finetune_grid_table,
     "shots-table": shots_tables,
