@@ -354,7 +354,8 @@ def test_memory_summary_from_a_benchmark_json(tmp_path):
 
 def test_surgical_sweep_verdict_is_the_one_rule_over_its_seeds():
   from jaxtl.studies.surgical import digits as sweep  # pylint: disable=import-outside-toplevel
-  row = lambda *accs: {"test_accuracy": float(np.mean(accs)), "test_accuracy_per_seed": list(accs)}
+  row = lambda *accs: {"test_accuracy": float(np.mean(accs)), "per_seed": [
+      {"pretrain_seed": p, "seed": 100 * p, "test_accuracy": a} for p, a in enumerate(accs)]}
   results = {
       "input": {"num_classes": 10, "source_test_accuracy": 0.99, "strategies": {
           "block1": row(0.60, 0.61, 0.59), "block2": row(0.70, 0.71, 0.69),

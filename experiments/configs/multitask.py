@@ -5,9 +5,9 @@
 
 Variants:
   digits: embedded 8x8 digits (no download), ResNet; 300 target examples + 100 for
-      validation; 2 learning rates x 2 seeds per strategy.
+      validation; 3 pre-trainings, each row's learning rate tuned per pre-training.
   mnist: MNIST, 1000 target examples as in the paper (mirror or TFDS); a lower
-      learning-rate grid (on MNIST 3e-3 and 1e-2 often collapsed to chance).
+      starting grid (on MNIST 3e-3 and 1e-2 often collapsed to chance).
   quick: three strategies, one lr, one seed, a few steps (tests).
 `python -m experiments.multitask` takes the same configs and adds the equal-budget
 baselines (target only; multi-task on source + target).
@@ -38,8 +38,12 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.finetune.batch_size, c.finetune.num_steps = 50, 150
   c.finetune.log_every = c.finetune.checkpoint_every = 150
   c.task_weights = (1.0, 1.0)   # multi-task baseline: (target, source)
-  c.lr_grid = (1e-4, 3e-4, 1e-3) if variant == "mnist" else (3e-3, 1e-2)
-  c.seeds = (0, 1)
+  # Tuned per pre-training (jaxtl.finetune.tuning.tune): a pick on the edge of lr_grid
+  # widens it by a decade within lr_limits, then the half-decades around it are tried.
+  c.lr_grid = (1e-4, 1e-3, 1e-2) if variant == "mnist" else (1e-3, 1e-2, 1e-1)
+  c.lr_limits = (1e-7, 10.0)
+  c.pretrain_seeds = (0, 1, 2)  # a pre-trained network each: the unit of the CIs
+  c.seeds = (0,)                # fine-tuning runs per pre-training (seed 100 p + s)
   c.strategies = (
       ("block1", {"strategy": "surgical", "blocks": ("block1",)}),
       ("block2", {"strategy": "surgical", "blocks": ("block2",)}),
@@ -55,6 +59,6 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
       cfg.model_kwargs.widths = (4, 8, 8)
       cfg.num_steps, cfg.log_every, cfg.checkpoint_every = 4, 2, 2
     c.num_train, c.num_val, c.pretrain.num_val = 40, 20, 20
-    c.lr_grid, c.seeds = (1e-2,), (0,)
+    c.lr_grid, c.seeds, c.pretrain_seeds = (1e-2,), (0,), (0,)
     c.strategies = c.strategies[:1] + c.strategies[6:7]
   return c

@@ -1,21 +1,22 @@
 """Compare fine-tuning strategies under one budget: `compare(config, workdir)`.
 
-Pre-trains once on the source task, then fine-tunes on the target task with every
-strategy in `config.strategies`, every learning rate in `config.lr_grid` and every
-seed in `config.seeds`. Each strategy's learning rate is the one with the best mean
-validation accuracy (validation is held out from the target's training split); its
-test accuracy is reported as mean and std over seeds. Each run lives in its own
-sub-folder, so an interrupted sweep resumes where it stopped.
+Pre-trains on the source task once per `config.pretrain_seeds`, then fine-tunes each
+pre-training on the target task with every strategy in `config.strategies`; each
+strategy's learning rate is tuned per pre-training on validation held out from the
+target's training split (`tuned_row`: `jaxtl.finetune.tuning.tune`, widened past an
+edge pick), and its test accuracy reported with the 95% interval over pre-trainings
+(`jaxtl.stats.estimate`). Each run lives in its own sub-folder, keyed by config, code and
+data (`run_cached`), so an interrupted sweep resumes where it stopped.
 """
 import os
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 from absl import logging
 
-from jaxtl import cache, workdir as run_dir
+from jaxtl import cache, stats, workdir as run_dir
 from jaxtl.errors import ConfigError
-from jaxtl.finetune import strategies
+from jaxtl.finetune import strategies, tuning
 from jaxtl.finetune.trainer import train_and_evaluate
 from jaxtl.metrics import write_results, write_text
 from jaxtl.models import build_model
@@ -48,28 +49,69 @@ def run_cached(config, workdir: str, data=None, train_fn=train_and_evaluate,
   return train_fn(config, workdir, data=data)
 
 
-def best_of_grid(base_config, overrides, lr_grid, seeds, init_from: str, root: str,
-                 data=None, train_fn=train_and_evaluate) -> Dict:
-  """Fine-tunes with every (lr, seed); the lr with the best mean validation accuracy wins.
-  Returns its test accuracy mean / std over seeds and the validation curve over lr."""
-  per_lr = {}
-  for lr in lr_grid:
-    runs = []
-    for seed in seeds:
-      run_config = base_config.copy_and_resolve_references()
-      run_config.update(dict(overrides))
-      run_config.init_from, run_config.learning_rate, run_config.seed = init_from, lr, seed
-      folder = os.path.join(root, f"lr{lr:g}_seed{seed}")
-      runs.append(run_cached(run_config, folder, data, train_fn))
-    per_lr[lr] = runs
-  mean_val = {lr: float(np.mean([r["val_accuracy"] for r in rs])) for lr, rs in per_lr.items()}
-  best_lr = max(mean_val, key=mean_val.get)
-  test = [r["test_accuracy"] for r in per_lr[best_lr]]
-  return {"learning_rate": best_lr, "val_accuracy": mean_val[best_lr],
-          "test_accuracy": float(np.mean(test)), "test_accuracy_std": float(np.std(test)),
-          "seeds": list(seeds), "test_accuracy_per_seed": test,
-          "trainable_params": per_lr[best_lr][0]["trainable_params"],
-          "val_accuracy_per_lr": {f"{lr:g}": v for lr, v in mean_val.items()}}
+def tuned_row(config, overrides, inits: Dict[int, str], root: str, data=None,
+              train_fn=train_and_evaluate) -> Dict:
+  """A strategy row: for each pre-training p (`inits`: p -> the run to fine-tune from,
+  "" for from scratch), the learning rate tuned on the mean validation accuracy of its
+  fine-tuning seeds (100 p + s for s in `config.seeds`) by `jaxtl.finetune.tuning.tune`,
+  the one rule of every study: widened past an edge pick within `config.lr_limits`, then
+  refined. The test accuracy is the `jaxtl.stats.estimate` over pre-trainings of the
+  picks' runs; `picks` keeps every pre-training's validation curve."""
+  picks, per_seed = [], []
+  for p, init_from in inits.items():
+    runs = {}
+
+    def evaluate(lr, p=p, init_from=init_from, runs=runs):
+      runs[lr] = []
+      for s in config.seeds:
+        run_config = config.finetune.copy_and_resolve_references()
+        run_config.update(dict(overrides))
+        run_config.init_from, run_config.learning_rate = init_from, lr
+        run_config.seed = 100 * p + s
+        folder = os.path.join(root, f"p{p}", f"lr{lr:g}_seed{run_config.seed}")
+        runs[lr].append(run_cached(run_config, folder, data, train_fn))
+      return float(np.mean([r["val_accuracy"] for r in runs[lr]]))
+
+    lr, _, scores, edge = tuning.tune(config.lr_grid, config.lr_limits, evaluate,
+                                      f"{root} / pre-training {p} learning rate")
+    wd = dict(overrides).get("weight_decay", config.finetune.weight_decay)
+    picks.append(tuning.pick_record(p, lr, wd, scores, edge))
+    per_seed += [{"pretrain_seed": p, "seed": 100 * p + s, "val_accuracy": r["val_accuracy"],
+                  "test_accuracy": r["test_accuracy"]} for s, r in zip(config.seeds, runs[lr])]
+    trainable = runs[lr][0]["trainable_params"]
+  test = stats.estimate(by_pretraining(per_seed, "test_accuracy"))
+  return {"learning_rate": tuning.modal([q["learning_rate"] for q in picks]),
+          "on_edge": any(q["on_edge"] for q in picks), "picks": picks, "per_seed": per_seed,
+          "lr_grid": sorted({float(v) for q in picks for v in q["val_accuracy"]}),
+          "val_accuracy": float(np.mean([r["val_accuracy"] for r in per_seed])),
+          "test_accuracy": test.mean, "test_accuracy_ci95": test.ci95,
+          "trainable_params": trainable}
+
+
+def by_pretraining(per_seed, key: str) -> np.ndarray:
+  """`key` of the runs as a (pre-training, fine-tuning seed) array for `jaxtl.stats`."""
+  order = list(dict.fromkeys(r["pretrain_seed"] for r in per_seed))
+  return np.array([[r[key] for r in per_seed if r["pretrain_seed"] == p] for p in order])
+
+
+def pretrained_runs(config, root: str, data=None) -> Tuple[Dict[int, str], Dict[int, float]]:
+  """Pre-training seed -> its finished run's folder (`root/seedP`), one per
+  `config.pretrain_seeds`, and seed -> its source test accuracy; or
+  `({0: config.pretrain.init_from}, {})` for imported weights."""
+  if config.pretrain.get("init_from"):
+    if tuple(config.pretrain_seeds) != (0,):
+      raise ConfigError(f"pretrain_seeds={tuple(config.pretrain_seeds)} with imported "
+                        f"weights ({config.pretrain.init_from}): there is one pre-training, "
+                        "so pretrain_seeds must be (0,).")
+    return {0: config.pretrain.init_from}, {}
+  inits, accuracies = {}, {}
+  for p in config.pretrain_seeds:
+    pretrain = config.pretrain.copy_and_resolve_references()
+    pretrain.seed = p
+    inits[p] = os.path.join(root, f"seed{p}")
+    accuracies[p] = run_cached(pretrain, inits[p], data)["test_accuracy"]
+    logging.info("source task, pre-training %d: test accuracy %.4f", p, accuracies[p])
+  return inits, accuracies
 
 
 def check_strategies(base_config, rows):
@@ -92,16 +134,12 @@ def compare(config, workdir: str) -> Dict:
     raise ConfigError("This variant has no source task (it fine-tunes imported weights): pass "
                       "--config.pretrain.init_from=PATH (.pth, .safetensors or a finished "
                       "jaxtl pre-training run).")
-  source_dir = config.pretrain.init_from or os.path.join(workdir, "pretrain")
-  if not config.pretrain.init_from:
-    source = run_cached(config.pretrain, source_dir)
-    logging.info("source task: test accuracy %.4f", source["test_accuracy"])
+  inits, _ = pretrained_runs(config, os.path.join(workdir, "pretrain"))
   results = {}
   for label, overrides in config.strategies:
-    results[label] = best_of_grid(config.finetune, overrides, config.lr_grid, config.seeds,
-                                  source_dir, os.path.join(workdir, "runs", label))
+    results[label] = tuned_row(config, overrides, inits, os.path.join(workdir, "runs", label))
     logging.info("%s: lr %g, test accuracy %.4f +- %.4f", label, results[label]["learning_rate"],
-                 results[label]["test_accuracy"], results[label]["test_accuracy_std"])
+                 results[label]["test_accuracy"], results[label]["test_accuracy_ci95"])
   table = format_table(results)
   write_text(os.path.join(workdir, "results.md"), table + "\n")
   write_results(workdir, config, results, "compare")
@@ -110,10 +148,10 @@ def compare(config, workdir: str) -> Dict:
 
 
 def format_table(results: Dict) -> str:
-  rows = ["| strategy | trainable params | lr (picked on val) | val acc | test acc (mean +- std) |",
+  rows = ["| strategy | trainable params | lr (picked on val) | val acc | test acc (95% CI) |",
           "|---|---:|---:|---:|---:|"]
   for label, r in results.items():
     rows.append(f"| {label} | {r['trainable_params']:,} | {r['learning_rate']:g} | "
                 f"{100 * r['val_accuracy']:.1f} | {100 * r['test_accuracy']:.1f} +- "
-                f"{100 * r['test_accuracy_std']:.1f} |")
+                f"{100 * r['test_accuracy_ci95']:.1f} |")
   return "\n".join(rows)

@@ -1,14 +1,31 @@
 """Hyperparameters picked on validation: `tune(grid, limits, evaluate, what)`.
 
-A decade grid is widened past an edge pick until the pick is inside (a pick on the edge
-of a grid says the grid was too narrow, not that the value is best), then refined to the
-half-decades either side of the pick. `evaluate(value)` is a validation accuracy; the
+A grid is widened past an edge pick (`past_edge`: geometric steps, a decade on a decade
+grid) until the pick is inside (a pick on the edge of a grid says the grid was too
+narrow, not that the value is best), then refined to the half-decades either side of the
+pick. `evaluate(value)` is a validation accuracy; the
 caller caches what it computes, so a resumed study repeats nothing.
 """
 import numpy as np
 from absl import logging
 
 HALF_DECADE = 10 ** 0.5
+
+
+def past_edge(values, pick, limits=(0.0, float("inf"))):
+  """The value to try next when `pick` sits on an edge of the ordered grid `values`: the
+  edge times its ratio to its neighbour (a geometric step: a decade on a decade grid),
+  clipped to `limits`; None when the pick is inside, or at a limit already. The one
+  widening step of every tuning (this module's `tune`, the pre-training study's)."""
+  values = sorted(values)
+  if len(values) < 2 or values[0] < pick < values[-1]:
+    return None
+  if pick == values[0]:
+    new = max(values[0] * values[0] / values[1], limits[0])
+  else:
+    new = min(values[-1] * values[-1] / values[-2], limits[1])
+  new = float(f"{new:.3g}")
+  return None if new in values else new
 
 
 def tune(values, limits, evaluate, what: str, refine: bool = True):
@@ -21,13 +38,14 @@ def tune(values, limits, evaluate, what: str, refine: bool = True):
   edge = len(values) < 3  # too few to have an inside
   while not edge:
     best = max(values, key=lambda v: scores[v])
-    nxt = best / 10 if best == values[0] else best * 10 if best == values[-1] else None
+    nxt = past_edge(values, best, limits)
     if nxt is None:
-      break
-    if not limits[0] <= nxt <= limits[1]:
-      logging.warning("%s: the pick %g is on the grid's edge and %g is past the limits %s.",
-                      what, best, nxt, limits)
-      edge = True
+      # Inside, or at a limit: a learning rate's limits bound the search, not the valid
+      # values, so a pick there still counts as on the edge.
+      edge = best in (values[0], values[-1])
+      if edge:
+        logging.warning("%s: the pick %g is on the grid's edge, at the limits %s.", what,
+                        best, limits)
       break
     logging.info("%s: pick %g on the grid's edge; widening to %g.", what, best, nxt)
     scores[nxt] = evaluate(nxt)

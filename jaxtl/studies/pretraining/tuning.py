@@ -29,6 +29,7 @@ from jaxtl import cache, checkpoint
 from jaxtl.data import ImageDataset
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
+from jaxtl.finetune.tuning import past_edge
 from jaxtl.models import block_names, build_model
 
 TRAINER_SETTINGS = ("learning_rate",)  # the rest of a grid's settings are objective_kwargs
@@ -96,6 +97,9 @@ def apply_setting(cfg, setting: dict):
   return cfg
 
 
+_UNBOUNDED = (0.0, float("inf"))
+
+
 def _ordered(values) -> bool:
   """Numbers with an order, whose edges mean something (not True / False)."""
   return len(values) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -105,32 +109,20 @@ def _ordered(values) -> bool:
 def on_edge(grid: dict, pick: dict, limits=None) -> list[str]:
   """The ordered settings of `pick` at the first or last value of their grid, unless that
   value is the setting's limit (`limits`: {setting: (low, high)}), past which nothing is
-  valid."""
+  valid (a mask ratio of 0.95 is where it must be, not under-tuned)."""
   limits = limits or {}
-  out = []
-  for name, values in grid.items():
-    values = sorted(values)
-    if not _ordered(values) or pick[name] not in (values[0], values[-1]):
-      continue
-    if pick[name] not in limits.get(name, ()):
-      out.append(name)
-  return out
+  return [name for name, values in grid.items() if _ordered(values) and
+          past_edge(values, pick[name], limits.get(name, _UNBOUNDED)) is not None]
 
 
 def widen(grid: dict, pick: dict, names, limits=None) -> dict:
   """`grid` with one more value past the edge `pick` sits on, for each setting of
-  `names`: the edge times the ratio to its neighbour (a geometric step), clipped to the
-  setting's limit."""
+  `names` (`jaxtl.finetune.tuning.past_edge`, the one widening step)."""
   limits = limits or {}
   out = dict(grid)
   for name in names:
-    values = sorted(grid[name])
-    low, high = limits.get(name, (0.0, float("inf")))
-    if pick[name] == values[0]:
-      new = max(values[0] * values[0] / values[1], low)
-    else:
-      new = min(values[-1] * values[-1] / values[-2], high)
-    out[name] = tuple(sorted(set(values) | {float(f"{new:.3g}")}))
+    new = past_edge(grid[name], pick[name], limits.get(name, _UNBOUNDED))
+    out[name] = tuple(sorted(set(grid[name]) | ({new} if new is not None else set())))
   return out
 
 

@@ -4,10 +4,12 @@ One training run per configuration (`jaxtl.finetune.trainer`); the surgical fine
 study itself runs its grids as one compiled program (`jaxtl.studies.surgical`).
 
 For every shift in `config.shifts` (jaxtl.data.shifts): pre-train on its source task
-(once per distinct source), then fine-tune on `num_train` labelled target examples with
-every strategy in `config.strategies`, each learning rate of `config.lr_grid` and every
-seed; the learning rate is picked on a validation split held out from the target's
-training examples, and the test accuracy reported as mean and std over seeds. Writes
+once per `config.pretrain_seeds` (and per distinct source), then fine-tune each on
+`num_train` labelled target examples with every strategy in `config.strategies`; each
+row's learning rate is tuned per pre-training on a validation split held out from the
+target's training examples (`jaxtl.finetune.compare.tuned_row`), and the test accuracy
+reported with its 95% interval over pre-trainings (`jaxtl.stats`). The baselines trained
+from scratch draw one replicate per pre-training seed, so every row is paired. Writes
 `results.json`, `results.md` and `results_accuracy.png` (`multitask.*` for the multi-task
 comparison).
 """
@@ -20,7 +22,7 @@ from absl import logging
 from jaxtl import runtime, stats
 from jaxtl.data.shifts import SHIFTS, make_shift
 from jaxtl.errors import ConfigError
-from jaxtl.finetune.compare import best_of_grid, check_strategies, run_cached
+from jaxtl.finetune.compare import by_pretraining, check_strategies, pretrained_runs, tuned_row
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
 from jaxtl.finetune.strategies import resolve_blocks
@@ -40,20 +42,21 @@ def _shift_data(config, shift):
 
 
 def _pretrained(config, workdir, task, source_data):
-  """Pre-trains on the task's source once (runs are cached by folder); returns its folder."""
-  src_dir = os.path.join(workdir, "pretrain", re.sub(r"\W", "_", task.source_key))
-  metrics = run_cached(config.pretrain, src_dir, source_data)
-  return src_dir, metrics["test_accuracy"]
+  """Pre-trains on the task's source once per pre-training seed (runs are cached by
+  folder); returns {seed: folder} and the mean source test accuracy."""
+  root = os.path.join(workdir, "pretrain", re.sub(r"\W", "_", task.source_key))
+  inits, accuracies = pretrained_runs(config, root, source_data)
+  return inits, float(np.mean(list(accuracies.values())))
 
 
-def _transfer_rows(config, workdir, shift, src_dir, target_data):
+def _transfer_rows(config, workdir, shift, inits, target_data):
   rows = {}
   for label, overrides in config.strategies:
-    rows[label] = best_of_grid(config.finetune, overrides, config.lr_grid, config.seeds,
-                               src_dir, os.path.join(workdir, "runs", shift, label), target_data)
+    rows[label] = tuned_row(config, overrides, inits,
+                            os.path.join(workdir, "runs", shift, label), target_data)
     logging.info("%s / %s: lr %g, test accuracy %.4f +- %.4f", shift, label,
                  rows[label]["learning_rate"], rows[label]["test_accuracy"],
-                 rows[label]["test_accuracy_std"])
+                 rows[label]["test_accuracy_ci95"])
   return rows
 
 
@@ -69,19 +72,20 @@ def sweep(config, workdir: str, multitask: bool = False) -> dict:
   results = {}
   for shift in config.shifts:
     task, source_data, target_data = _shift_data(config, shift)
-    src_dir, source_acc = _pretrained(config, workdir, task, source_data)
-    rows = _transfer_rows(config, workdir, shift, src_dir, target_data)
+    inits, source_acc = _pretrained(config, workdir, task, source_data)
+    rows = _transfer_rows(config, workdir, shift, inits, target_data)
     if multitask:
       budget = {"num_steps": config.pretrain.num_steps + config.finetune.num_steps}
       root = os.path.join(workdir, "runs", shift)
-      rows["target_only"] = best_of_grid(
-          config.finetune, dict(budget, strategy="full", batch_norm="train"), config.lr_grid,
-          config.seeds, "", os.path.join(root, "target_only"), target_data)
-      rows["multitask"] = best_of_grid(
-          config.finetune, dict(budget, task_weights=tuple(config.task_weights),
-                                batch_norm="train"),  # from scratch: batch statistics
-          config.lr_grid, config.seeds, "", os.path.join(root, "multitask"),
-          [target_data, source_data], train_fn=train_and_evaluate_multitask)
+      scratch = {p: "" for p in inits}  # from scratch, one replicate per pre-training seed
+      rows["target_only"] = tuned_row(
+          config, dict(budget, strategy="full", batch_norm="train"), scratch,
+          os.path.join(root, "target_only"), target_data)
+      rows["multitask"] = tuned_row(
+          config, dict(budget, task_weights=tuple(config.task_weights),
+                       batch_norm="train"),  # from scratch: batch statistics
+          scratch, os.path.join(root, "multitask"), [target_data, source_data],
+          train_fn=train_and_evaluate_multitask)
     results[shift] = {"source_test_accuracy": source_acc, "num_classes": task.num_classes,
                       "strategies": rows}
   name = "multitask" if multitask else "results"
@@ -104,7 +108,7 @@ def format_table(results) -> str:
     for s in shifts:
       r = results[s]["strategies"][label]
       best = max(results[s]["strategies"].values(), key=lambda x: x["test_accuracy"])
-      text = f"{100 * r['test_accuracy']:.1f} +- {100 * r['test_accuracy_std']:.1f}"
+      text = f"{100 * r['test_accuracy']:.1f} +- {100 * r['test_accuracy_ci95']:.1f}"
       cells.append(f"**{text}**" if r is best else text)
     rows.append(f"| {label} | " + " | ".join(cells) + " |")
   rows.append("| (source task, test) | " + " | ".join(
@@ -114,8 +118,7 @@ def format_table(results) -> str:
 
 def verdict(results) -> str:
   """A line per shift: Lee et al. 2023's block for it under `jaxtl.stats.verdict`, the one
-  rule of every study (here over the fine-tuning seeds of one pre-training: the sweep
-  pre-trains once, so its intervals do not include the pre-training's variance)."""
+  rule of every study, over pre-trainings and their fine-tuning seeds."""
   lines = []
   for shift, r in results.items():
     rows = r["strategies"]
@@ -123,8 +126,7 @@ def verdict(results) -> str:
     if shift not in EXPECTED or len(blocks) < 2:
       continue
     expected = resolve_blocks([EXPECTED[shift]], blocks)[0]
-    runs = {n: np.asarray(rows[n]["test_accuracy_per_seed"], np.float64)[:, None]
-            for n in blocks}
+    runs = {n: by_pretraining(rows[n]["per_seed"], "test_accuracy") for n in blocks}
     v = stats.verdict(runs, expected, blocks, 1.0 / r.get("num_classes", 10),
                       floor=r.get("source_test_accuracy"),
                       on_edge=[n for n in blocks if on_edge(rows[n])])
@@ -143,7 +145,7 @@ def plot(results, path: str):
     strategies = results[shift]["strategies"]
     names = list(strategies)
     means = [100 * strategies[n]["test_accuracy"] for n in names]
-    stds = [100 * strategies[n]["test_accuracy_std"] for n in names]
+    stds = [100 * strategies[n]["test_accuracy_ci95"] for n in names]
     colors = ["tab:blue" if n.startswith(("block", "head")) else "tab:gray" for n in names]
     ax.bar(range(len(names)), means, yerr=stds, color=colors, capsize=3)
     ax.set_xticks(range(len(names)))
