@@ -17,6 +17,11 @@ def seeds(*values):
           "values": list(values)}
 
 
+def around(spread=0.01, **centres):
+  """Settings whose 3 seeds sit at centre, centre + spread, centre - spread."""
+  return {name: seeds(c, c + spread, c - spread) for name, c in centres.items()}
+
+
 def test_labels_tells_rows_apart_by_the_paired_interval_over_seeds():
   summary = {
       "scratch": {"30": {"ncm_5w1s": seeds(0.40, 0.41, 0.39), "ncm_5w5s": seeds(0.60, 0.61, 0.59)}},
@@ -73,12 +78,11 @@ def test_labels_says_nothing_before_a_label_free_objective_has_run():
 
 def test_diversity_takes_each_seeds_drop_then_a_t_interval_over_seeds():
   summary = {
-      "supervised": {"1": {"a_5w1s": seeds(0.50, 0.52, 0.48), "a_5w5s": seeds(0.60, 0.62, 0.58)},
-                     "30": {"a_5w1s": seeds(0.70, 0.73, 0.68), "a_5w5s": seeds(0.80, 0.82, 0.78)}},
-      "rotation": {"1": {"a_5w1s": seeds(0.50, 0.51, 0.49), "a_5w5s": seeds(0.60, 0.61, 0.59)},
-                   "30": {"a_5w1s": seeds(0.60, 0.61, 0.59), "a_5w5s": seeds(0.70, 0.71, 0.69)}},
-      "mae": {"1": {"a_5w1s": seeds(0.65, 0.66, 0.64), "a_5w5s": seeds(0.75, 0.76, 0.74)},
-              "30": {"a_5w1s": seeds(0.66, 0.66, 0.66), "a_5w5s": seeds(0.76, 0.77, 0.75)}}}
+      "supervised": {"1": around(0.02, a_5w1s=0.50, a_5w5s=0.60),
+                     "30": {"a_5w1s": seeds(0.70, 0.73, 0.68), **around(0.02, a_5w5s=0.80)}},
+      "rotation": {"1": around(a_5w1s=0.50, a_5w5s=0.60), "30": around(a_5w1s=0.60, a_5w5s=0.70)},
+      "mae": {"1": around(a_5w1s=0.65, a_5w5s=0.75),
+              "30": {**around(0.0, a_5w1s=0.66), **around(a_5w5s=0.76)}}}
   text = answers.answer(summary, "omniglot")
   # Per seed, averaged over the 2 settings: supervised 20, 20.5, 20 points (sd 0.289,
   # half-width 4.303 x 0.289 / sqrt(3) = 0.72); mae 1, 0.5, 1.5 (sd 0.5, half-width 1.24).
@@ -126,15 +130,12 @@ def test_one_diversity_table_has_a_row_per_setting_and_a_column_per_objective():
 
 
 def test_diversity_leaves_no_pretraining_out_of_the_drops_and_counts_wins_over_it():
-  scratch = {"a": seeds(0.50, 0.51, 0.49), "b": seeds(0.60, 0.61, 0.59)}
+  scratch, ceiling = around(a=0.50, b=0.60), around(0.0, a=0.9, b=0.9)
   summary = {
       "scratch": {"1": scratch, "30": scratch},
-      "ceiling": {"1": {"a": seeds(0.9, 0.9, 0.9), "b": seeds(0.9, 0.9, 0.9)},
-                  "30": {"a": seeds(0.9, 0.9, 0.9), "b": seeds(0.9, 0.9, 0.9)}},
-      "supervised": {"1": {"a": seeds(0.70, 0.71, 0.69), "b": seeds(0.80, 0.81, 0.79)},
-                     "30": {"a": seeds(0.50, 0.51, 0.49), "b": seeds(0.55, 0.56, 0.54)}},
-      "mae": {"1": {"a": seeds(0.60, 0.61, 0.59), "b": seeds(0.60, 0.61, 0.59)},
-              "30": {"a": seeds(0.60, 0.61, 0.59), "b": seeds(0.65, 0.66, 0.64)}}}
+      "ceiling": {"1": ceiling, "30": ceiling},
+      "supervised": {"1": around(a=0.70, b=0.80), "30": around(a=0.50, b=0.55)},
+      "mae": {"1": around(a=0.60, b=0.60), "30": around(a=0.60, b=0.65)}}
   text = answers.answer(summary, "omniglot")
   # Neither scratch nor the ceiling has a drop; supervised's, the smallest, is not named:
   # only label-free objectives are compared, and mae is the only one.

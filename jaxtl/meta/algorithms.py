@@ -43,6 +43,7 @@ import optax
 
 from jaxtl import partition
 from jaxtl.errors import ConfigError
+from jaxtl.meta import prototypes
 from jaxtl.meta.tasks import Episodes
 from jaxtl.models import batch_statistics
 
@@ -219,9 +220,7 @@ class MetaLearner:
     else:
       support = self.apply(params, batch_stats, support_x)
       query = self.apply(params, batch_stats, query_x, support_x)
-    one_hot = jax.nn.one_hot(support_y, self.ways)
-    prototypes = (one_hot.T @ support) / one_hot.sum(0)[:, None]
-    return -jnp.sum(jnp.square(query[:, None, :] - prototypes[None]), -1)
+    return prototypes.logits(support, support_y, query, self.ways)
 
   def blackbox_logits(self, params, support_x, support_y, query_x):
     """The query logits of a black-box learner's one forward pass over the task."""

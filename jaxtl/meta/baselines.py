@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxtl.errors import ConfigError
+from jaxtl.meta import prototypes
 from jaxtl.meta.algorithms import ADAPT_ALL, MetaLearner
 from jaxtl.models.layers import CosineHead
 
@@ -75,13 +76,11 @@ class Baseline:
 
     def one(task):
       support, query = embed(task.support_x), embed(task.query_x)
-      one_hot = jax.nn.one_hot(task.support_y, self.ways)
-      means = one_hot.T @ support / one_hot.sum(0)[:, None]
       if self.name == "ncm":
-        logits = -jnp.sum(jnp.square(query[:, None] - means[None]), -1)
+        logits = prototypes.logits(support, task.support_y, query, self.ways)
         return jnp.full((steps + 1,), jnp.mean(jnp.argmax(logits, -1) == task.query_y))
       if kind == "cosine":  # Baseline++ starts at the class means (cosine NCM)
-        start = {"kernel": means.T}
+        start = {"kernel": prototypes.class_means(support, task.support_y, self.ways).T}
       else:
         start = {"kernel": jnp.zeros((support.shape[-1], self.ways), support.dtype),
                  "bias": jnp.zeros((self.ways,), support.dtype)}

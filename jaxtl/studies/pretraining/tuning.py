@@ -30,6 +30,7 @@ from jaxtl.data import ImageDataset
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.finetune.tuning import past_edge
+from jaxtl.meta import prototypes
 from jaxtl.models import block_names, build_model
 
 TRAINER_SETTINGS = ("learning_rate",)  # the rest of a grid's settings are objective_kwargs
@@ -61,19 +62,19 @@ def features(model, variables, images: np.ndarray, batch: int = 500) -> np.ndarr
 
 
 def ncm_accuracy(feats: np.ndarray, labels: np.ndarray) -> float:
-  """Nearest class mean on `feats`: each class's mean from its first half of images (in
-  order), every image of the second halves scored against all the means (Euclidean)."""
-  first, second = [], []
-  for label in np.unique(labels):
-    index = np.flatnonzero(labels == label)
-    first.append(index[: len(index) // 2])
-    second.append(index[len(index) // 2:])
-  classes = np.unique(labels)
-  means = np.stack([feats[i].mean(0) for i in first])
-  query = np.concatenate(second)
-  q = feats[query].astype(np.float64)
-  dist = (means.astype(np.float64) ** 2).sum(-1)[None] - 2 * q @ means.T.astype(np.float64)
-  return float(np.mean(classes[np.argmin(dist, 1)] == labels[query]))
+  """Nearest class mean on `feats` (`jaxtl.meta.prototypes`): each class's mean from its
+  first half of images (in order), every image of the second halves scored against all
+  the means (Euclidean)."""
+  classes, index = np.unique(labels, return_inverse=True)
+  first = np.zeros(len(labels), bool)
+  for c in range(len(classes)):
+    members = np.flatnonzero(index == c)
+    first[members[: len(members) // 2]] = True
+  support, query = feats[first], feats[~first]
+  predicted = np.concatenate([  # in chunks: (queries, classes, features) distances
+      np.argmax(prototypes.logits(support, index[first], query[i:i + 256], len(classes)), 1)
+      for i in range(0, len(query), 256)])
+  return float(np.mean(predicted == index[~first]))
 
 
 def candidates(grid: dict) -> list[dict]:
