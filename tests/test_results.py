@@ -405,6 +405,33 @@ def _on_a_plateau(pick, num_val: int) -> bool:
   return bool(inside) and max(scores[v] for v in inside) >= scores[value] - 1.0 / num_val - 1e-9
 
 
+def _picks_inside(path, spec, label, picks, num_val):
+  """Each pick inside the values it tried, or on a plateau reaching inside."""
+  for q in picks:
+    tried = sorted(float(v) for v in q["val_accuracy"])
+    value = q.get("learning_rate", q.get("l2"))
+    assert (tried[0] < value < tried[-1] and not q["on_edge"]) or _on_a_plateau(q, num_val), (
+        path, spec, label, q)
+
+
+@pytest.mark.parametrize("name", ["compare_digits/results.json",
+                                  "surgical_digits/multitask.json"])
+def test_fine_tuning_sweeps_are_tuned_per_pre_training_inside_their_grids(name):
+  """Issue 35: the sweeps' rows (`compare.tuned_row`) too: every pre-training's pick
+  inside its grid, at least 3 pre-trainings, and the clean commit that made them."""
+  with open(os.path.join(RESULTS, name)) as f:
+    result = json.load(f)
+  assert len(result["stamp"]["commit"]) == 40 and result["stamp"]["dirty"] is False
+  config = result["config"]
+  num_val = config.get("num_val") or config["finetune"]["num_val"]
+  shifts = (result["metrics"] if "strategies" in next(iter(result["metrics"].values()))
+            else {"": {"strategies": result["metrics"]}})
+  for spec, shift in shifts.items():
+    for label, row in shift["strategies"].items():
+      assert len(row["picks"]) == len(config["pretrain_seeds"]) >= 3, (name, spec, label)
+      _picks_inside(name, spec, label, row["picks"], num_val)
+
+
 def test_rerun_surgical_tables_have_no_pick_on_a_grid_edge_and_name_their_commit():
   """Issue 35: every committed table of the rerun (results/surgical/VARIANT) was tuned
   inside its grids, per pre-training, and names the clean commit that produced it. An edge
@@ -423,9 +450,4 @@ def test_rerun_surgical_tables_have_no_pick_on_a_grid_edge_and_name_their_commit
         picks = row["picks"]
         assert len(picks) == len(shift["pretrain_seeds"]), (path, spec, label)
         num_val = result["config"]["num_val"]
-        edges = [q for q in picks if q["on_edge"] and not _on_a_plateau(q, num_val)]
-        assert not edges, (path, spec, label, edges)
-        for q in picks:  # the pick is inside the values tried, or on such a plateau
-          tried = sorted(float(v) for v in q["val_accuracy"])
-          value = q.get("learning_rate", q.get("l2"))
-          assert tried[0] < value < tried[-1] or _on_a_plateau(q, num_val), (path, spec, q)
+        _picks_inside(path, spec, label, picks, num_val)

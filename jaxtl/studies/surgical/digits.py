@@ -25,8 +25,7 @@ from jaxtl.errors import ConfigError
 from jaxtl.finetune.compare import by_pretraining, check_strategies, pretrained_runs, tuned_row
 from jaxtl.finetune.data import split_train_val
 from jaxtl.finetune.multitask import train_and_evaluate_multitask
-from jaxtl.finetune.strategies import resolve_blocks
-from jaxtl.studies.surgical.report import EXPECTED, on_edge
+from jaxtl.studies.surgical.report import EXPECTED, expected_blocks, on_edge
 from jaxtl.metrics import pyplot, write_results, write_text
 
 
@@ -125,7 +124,7 @@ def verdict(results) -> str:
     blocks = [n for n in rows if re.fullmatch(r"block\d+|head", n)]
     if shift not in EXPECTED or len(blocks) < 2:
       continue
-    expected = resolve_blocks([EXPECTED[shift]], blocks)[0]
+    expected = expected_blocks(shift, blocks)
     runs = {n: by_pretraining(rows[n]["per_seed"], "test_accuracy") for n in blocks}
     v = stats.verdict(runs, expected, blocks, 1.0 / r.get("num_classes", 10),
                       floor=r.get("source_test_accuracy"),
