@@ -33,7 +33,6 @@ Files of any size and any format Pillow reads become the model's input as
 """
 import dataclasses
 import functools
-import inspect
 import os
 from typing import Optional, Sequence
 
@@ -47,6 +46,7 @@ from jaxtl import checkpoint, workdir as run_dir
 from jaxtl.data import images as image_files
 from jaxtl.data import load_dataset
 from jaxtl.errors import ConfigError, MissingInputError
+from jaxtl.finetune import prefix
 from jaxtl.meta.algorithms import MetaLearner
 from jaxtl.models import block_names, build_model
 
@@ -209,7 +209,7 @@ class Run:
                                   inner_table=((f"^{head}/", True), (r".*", False)))
     steps, lr = PROBE_STEPS if steps is None else steps, lr or PROBE_LR
     x, y = jnp.asarray(x), jnp.asarray(y)
-    if _runs_block_ranges(model):
+    if prefix.sliceable(model):
       last = len(block_names(model, fresh)) - 1
       body = dataclasses.replace(learner, model=_Blocks(model, stop=last))
       features = _body_features(body, self.meta_params["params"], self.batch_stats, x)
@@ -311,10 +311,6 @@ class _Blocks(nn.Module):
 
   def __call__(self, x, train: bool = True):
     return self.model(x, train, start=self.start, stop=self.stop)
-
-
-def _runs_block_ranges(model) -> bool:
-  return "start" in inspect.signature(type(model).__call__).parameters
 
 
 @functools.partial(jax.jit, static_argnames=("learner",))

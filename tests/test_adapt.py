@@ -253,13 +253,13 @@ def test_the_probe_on_features_computed_once_takes_the_same_steps(finetune_run):
                               batch_stats=wide(run.batch_stats))
     x = x.astype(np.float64)
     cached = run.adapt(x, y, steps=20).params["head"]
-    original = adapt._runs_block_ranges  # pylint: disable=protected-access
-    adapt._runs_block_ranges = lambda model: False  # pylint: disable=protected-access
+    original = adapt.prefix.sliceable
+    adapt.prefix.sliceable = lambda model: False
     try:
       whole = run.adapt(x, y, steps=20).params["head"]
     finally:
-      adapt._runs_block_ranges = original  # pylint: disable=protected-access
-  assert adapt._runs_block_ranges(run.learner.model)  # pylint: disable=protected-access
+      adapt.prefix.sliceable = original
+  assert adapt.prefix.sliceable(run.learner.model)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
                          cached, whole)
   assert float(np.abs(cached["kernel"]).max()) > 0  # the head moved

@@ -80,9 +80,7 @@ def tuned_row(config, overrides, inits: Dict[int, str], root: str, data=None,
                   "test_accuracy": r["test_accuracy"]} for s, r in zip(config.seeds, runs[lr])]
     trainable = runs[lr][0]["trainable_params"]
   test = stats.estimate(by_pretraining(per_seed, "test_accuracy"))
-  return {"learning_rate": tuning.modal([q["learning_rate"] for q in picks]),
-          "on_edge": any(q["on_edge"] for q in picks), "picks": picks, "per_seed": per_seed,
-          "lr_grid": sorted({float(v) for q in picks for v in q["val_accuracy"]}),
+  return {**tuning.row_summary(picks), "per_seed": per_seed,
           "val_accuracy": float(np.mean([r["val_accuracy"] for r in per_seed])),
           "test_accuracy": test.mean, "test_accuracy_ci95": test.ci95,
           "trainable_params": trainable}

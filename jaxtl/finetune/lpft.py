@@ -133,8 +133,6 @@ def lpft_rows(shift, label, overrides) -> dict:
     first = cells[lr]
   lp.update(l2=tuning.modal([q["l2"] for q in lp["picks"]]),
             on_edge=any(q["on_edge"] for q in lp["picks"]))
-  ft.update(lr_grid=sorted({float(v) for q in ft["picks"] for v in q["val_accuracy"]}),
-            learning_rate=tuning.modal([q["learning_rate"] for q in ft["picks"]]), weight_decay=wd,
-            on_edge=any(q["on_edge"] for q in ft["picks"]),
+  ft.update(tuning.row_summary(ft["picks"]),
             **{k: first[k] for k in ("changed_params", "changed_stats", "changed_blocks")})
   return {"lp": lp, label: ft}

@@ -64,6 +64,16 @@ def pick_record(p, lr, wd, scores, edge) -> dict:
           "val_accuracy": {f"{v:g}": float(a) for v, a in sorted(scores.items())}}
 
 
+def row_summary(picks) -> dict:
+  """A strategy row's one-number summary of its pre-trainings' picks (`pick_record`):
+  the most frequent learning rate and weight decay, whether any pick sat on an edge, and
+  every value any pick tried (`lr_grid`)."""
+  return {"learning_rate": modal([q["learning_rate"] for q in picks]),
+          "weight_decay": modal([q["weight_decay"] for q in picks]),
+          "on_edge": any(q["on_edge"] for q in picks), "picks": picks,
+          "lr_grid": sorted({float(v) for q in picks for v in q["val_accuracy"]})}
+
+
 def modal(values):
   """The most frequent value (ties: the smallest), for a row's one-number summary."""
   values = sorted(values)

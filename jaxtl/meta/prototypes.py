@@ -14,5 +14,9 @@ def class_means(features, labels, num_classes: int):
 def logits(support, support_y, query, num_classes: int):
   """(Q, num_classes): minus the squared Euclidean distance of each query feature to each
   class mean of the support's features."""
-  means = class_means(support, support_y, num_classes)
+  return to_means(class_means(support, support_y, num_classes), query)
+
+
+def to_means(means, query):
+  """(Q, C): minus the squared Euclidean distance of each query feature to each mean."""
   return -jnp.sum(jnp.square(query[:, None, :] - means[None]), -1)

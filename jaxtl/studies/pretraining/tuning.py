@@ -70,9 +70,10 @@ def ncm_accuracy(feats: np.ndarray, labels: np.ndarray) -> float:
   for c in range(len(classes)):
     members = np.flatnonzero(index == c)
     first[members[: len(members) // 2]] = True
-  support, query = feats[first], feats[~first]
+  means = prototypes.class_means(feats[first], index[first], len(classes))
+  query = feats[~first]
   predicted = np.concatenate([  # in chunks: (queries, classes, features) distances
-      np.argmax(prototypes.logits(support, index[first], query[i:i + 256], len(classes)), 1)
+      np.argmax(prototypes.to_means(means, query[i:i + 256]), 1)
       for i in range(0, len(query), 256)])
   return float(np.mean(predicted == index[~first]))
 

@@ -229,10 +229,7 @@ def grid_row(shift, label, overrides) -> dict:
     picks.append(tuning.pick_record(p, lr, best_wd[lr], scores, edge))
     per_seed += cells[(lr, best_wd[lr])]["per_seed"]
     first = cells[(lr, best_wd[lr])]
-  out = {"learning_rate": tuning.modal([q["learning_rate"] for q in picks]),
-         "weight_decay": tuning.modal([q["weight_decay"] for q in picks]),
-         "on_edge": any(q["on_edge"] for q in picks), "picks": picks, "per_seed": per_seed,
-         "lr_grid": sorted({float(v) for q in picks for v in q["val_accuracy"]})}
+  out = dict(tuning.row_summary(picks), per_seed=per_seed)
   out.update({k: first[k] for k in ("changed_params", "changed_stats", "changed_blocks")})
   return out
 
