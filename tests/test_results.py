@@ -410,7 +410,8 @@ def _picks_inside(path, spec, label, picks, num_val):
   for q in picks:
     tried = sorted(float(v) for v in q["val_accuracy"])
     value = q.get("learning_rate", q.get("l2"))
-    assert (tried[0] < value < tried[-1] and not q["on_edge"]) or _on_a_plateau(q, num_val), (
+    inside = tried[0] < value < tried[-1] or value == 0.0  # 0: no update, nothing below
+    assert (inside and not q["on_edge"]) or _on_a_plateau(q, num_val), (
         path, spec, label, q)
 
 

@@ -33,8 +33,43 @@ def test_tune_widens_past_an_edge_pick_then_refines_around_it():
 
 
 def test_tune_flags_a_pick_at_its_limit_as_on_the_edge():
-  pick, _, _, edge = tuning.tune((1e-3, 1e-2, 1e-1), (1e-4, 10.0), _peaked(1e-6), "lr")
+  pick, _, _, edge = tuning.tune((1e-3, 1e-2, 1e-1), (1e-4, 10.0), _peaked(1e-6), "lr",
+                                 floor=None)
   assert pick == 1e-4 and edge
+  pick, _, _, edge = tuning.tune((1e-3, 1e-2, 1e-1), (1e-3, 1e-1), _peaked(10.0), "lr")
+  assert pick == 1e-1 and edge  # the upper limit has no floor beyond it
+
+
+def _flat_below(knee: float):
+  """A validation accuracy that falls above `knee` and is flat below it, down to 0."""
+  return lambda lr: 0.9 - 0.05 * max(0.0, math.log10(max(lr, 1e-30)) - math.log10(knee))
+
+
+def test_tune_ends_a_plateau_reaching_the_lower_limit_at_zero_a_tuned_pick():
+  """A plateau flat to the lower limit: the widening tries 0 (no update), which ties and
+  so wins (ties go to the smaller value); nothing lies below 0, so the pick is not on
+  an edge and is not refined."""
+  tried = []
+  evaluate = lambda lr: tried.append(lr) or _flat_below(1e-5)(lr)
+  pick, values, scores, edge = tuning.tune((1e-3, 1e-2, 1e-1), (1e-7, 10.0), evaluate, "lr")
+  assert pick == 0.0 and not edge
+  assert values[:3] == [0.0, 1e-7, 1e-6] and tried.count(0.0) == 1 == len(tried) - len(
+      set(tried)) + 1
+
+
+def test_tune_keeps_the_lower_limit_when_it_beats_no_update():
+  """Better at the limit than at 0 and than above: inside (0, 1e-6), refined around it."""
+  evaluate = lambda lr: 0.5 if lr == 0 else _peaked(1e-9)(lr)
+  pick, values, scores, edge = tuning.tune((1e-3, 1e-2, 1e-1), (1e-7, 10.0), evaluate, "lr")
+  assert values[0] == 0.0 and not edge
+  assert pick == pytest.approx(1e-7 / tuning.HALF_DECADE, rel=1e-2)
+  assert scores[0.0] == 0.5 and max(scores, key=scores.get) == pick
+
+
+def test_tune_breaks_ties_toward_the_smaller_value_after_refining():
+  evaluate = lambda lr: 0.8 if 3e-4 <= lr <= 1e-2 else 0.7
+  pick, _, _, edge = tuning.tune((1e-4, 1e-3, 1e-2, 1e-1), (1e-7, 10.0), evaluate, "lr")
+  assert pick == 3.16e-4 and not edge  # the refinement's tie below 1e-3
 
 
 def test_tuned_row_tunes_each_pre_training_and_takes_the_interval_over_them(tmp_path):

@@ -40,7 +40,8 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.pretrain = finetune.get_config(f"{variant}_source")
   c.finetune = finetune.get_config(variant)
   # Tuned per pre-training (jaxtl.finetune.tuning.tune): a pick on the edge of lr_grid
-  # widens it by a decade within lr_limits, then the half-decades around it are tried.
+  # widens it by a decade within lr_limits (then 0, no update, where a pick is tuned),
+  # then the half-decades around it are tried.
   c.lr_grid, c.lr_limits = (1e-3, 1e-2, 1e-1), (1e-7, 10.0)
   c.pretrain_seeds = (0, 1, 2, 3, 4)  # a pre-trained network each: the unit of the CIs
   c.seeds = (0,)                      # fine-tuning runs per pre-training (seed 100 p + s)

@@ -39,7 +39,8 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.finetune.log_every = c.finetune.checkpoint_every = 150
   c.task_weights = (1.0, 1.0)   # multi-task baseline: (target, source)
   # Tuned per pre-training (jaxtl.finetune.tuning.tune): a pick on the edge of lr_grid
-  # widens it by a decade within lr_limits, then the half-decades around it are tried.
+  # widens it by a decade within lr_limits (then 0, no update, where a pick is tuned),
+  # then the half-decades around it are tried.
   c.lr_grid = (1e-4, 1e-3, 1e-2) if variant == "mnist" else (1e-3, 1e-2, 1e-1)
   c.lr_limits = (1e-7, 10.0)
   c.pretrain_seeds = (0, 1, 2)  # a pre-trained network each: the unit of the CIs

@@ -72,15 +72,18 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.pretrain_seeds = (0, 1, 2, 3, 4, 5)  # a pre-trained network each: the unit of the CIs
   c.seeds = (0,)            # fine-tuning runs per pre-training (seed 100 p + s)
   # Every row tunes (lr, wd) per pre-training on its runs' validation accuracy; a pick on
-  # the edge of lr_grid widens it by a decade (within lr_limits) until it is inside, then
-  # the half-decades either side of the pick are tried (lr_refine).
+  # the edge of lr_grid widens it by a decade (within lr_limits; below the lower limit
+  # comes 0, no update, where a pick is tuned) until it is inside, then the half-decades
+  # either side of the pick are tried (lr_refine).
   c.lr_grid = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
   c.lr_limits = (1e-7, 10.0)
   c.lr_refine = True
   c.wd_grid = (1e-4,)       # L2 added to the gradient (torch Adam's weight_decay), fixed
                             # as in the paper's code
   c.lpft_lr_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)  # LP-FT's fine-tuning: its own grid
-  c.probe_l2_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # LP: converged probe's L2
+  # LP: the converged probe's L2; 0 (no penalty) ends the grid below, so a pick there is
+  # tuned, not on an edge (as a learning rate's 0, which `lr_limits` lead to: no update).
+  c.probe_l2_grid = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
   c.fail_on_edge = True     # a pick left on a grid edge fails the study, naming it
   c.on_mismatch = "error"   # a saved cell of another config/code/input: error | recompute
   c.reinit = (r"^head/",) if variant == "lpft" else ()  # same classes: keep the head

@@ -104,8 +104,8 @@ def lpft_rows(shift, label, overrides) -> dict:
     probes = shift.cell(label, overrides, p, "probe", lambda p=p: probe_cell(p))
     val = [float(np.mean([r["scores"]["val"][i] for r in probes])) for i in range(len(l2_grid))]
     i = int(np.argmax(val))  # the L2 grid is solved whole (vmapped): no widening
-    lp["picks"].append({"pretrain_seed": p, "l2": l2_grid[i],
-                        "on_edge": i in (0, len(l2_grid) - 1),
+    lp["picks"].append({"pretrain_seed": p, "l2": l2_grid[i],  # 0 ends the valid values
+                        "on_edge": i == len(l2_grid) - 1 or (i == 0 and l2_grid[0] > 0),
                         "val_accuracy": {f"{v:g}": a for v, a in zip(l2_grid, val)}})
     lp["per_seed"] += [dict({f"{n}_accuracy": r["scores"][n][i] for n in shift.sets},
                             pretrain_seed=p, seed=r["seed"]) for r in probes]

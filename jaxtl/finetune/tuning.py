@@ -3,8 +3,10 @@
 A grid is widened past an edge pick (`past_edge`: geometric steps, a decade on a decade
 grid) until the pick is inside (a pick on the edge of a grid says the grid was too
 narrow, not that the value is best), then refined to the half-decades either side of the
-pick. `evaluate(value)` is a validation accuracy; the
-caller caches what it computes, so a resumed study repeats nothing.
+pick. Below the lower limit comes the end of the valid values, `floor` (a learning
+rate's 0: no update), tried once widening reaches the limit; a pick at the floor is a
+tuned answer ("no update is best"), not an edge. `evaluate(value)` is a validation
+accuracy; the caller caches what it computes, so a resumed study repeats nothing.
 """
 import numpy as np
 from absl import logging
@@ -28,17 +30,23 @@ def past_edge(values, pick, limits=(0.0, float("inf"))):
   return None if new in values else new
 
 
-def tune(values, limits, evaluate, what: str, refine: bool = True):
+def tune(values, limits, evaluate, what: str, refine: bool = True, floor=0.0):
   """The value of a decade grid (`values`) with the best `evaluate(v)` (a validation
-  accuracy): a pick on the grid's edge widens it by a decade on that side (within
-  `limits`) until the pick is inside; then, with `refine`, the half-decades either side
-  of the pick are tried too. Returns (pick, values tried, {value: score}, on_edge)."""
+  accuracy; ties go to the smaller value): a pick on the grid's edge widens it by a
+  decade on that side (within `limits`) until the pick is inside; a pick at the lower
+  limit tries `floor` too (None: no floor), the end of the valid values, where a pick is
+  not on an edge. Then, with `refine`, the half-decades either side of the pick are tried
+  too. Returns (pick, values tried, {value: score}, on_edge)."""
   values = sorted(values)
   scores = {v: evaluate(v) for v in values}
   edge = len(values) < 3  # too few to have an inside
   while not edge:
     best = max(values, key=lambda v: scores[v])
+    if best == floor:
+      break  # nothing below the floor: "no update" won
     nxt = past_edge(values, best, limits)
+    if nxt is None and floor is not None and best == values[0] and floor not in values:
+      nxt = float(floor)  # at the lower limit: try the end of the valid values
     if nxt is None:
       # Inside, or at a limit: a learning rate's limits bound the search, not the valid
       # values, so a pick there still counts as on the edge.
@@ -51,10 +59,10 @@ def tune(values, limits, evaluate, what: str, refine: bool = True):
     scores[nxt] = evaluate(nxt)
     values = sorted(values + [nxt])
   best = max(values, key=lambda v: scores[v])
-  if refine and not edge:
+  if refine and not edge and best != floor:
     for v in (best / HALF_DECADE, best * HALF_DECADE):
       scores[float(f"{v:.3g}")] = evaluate(float(f"{v:.3g}"))
-    best = max(scores, key=scores.get)
+    best = max(sorted(scores), key=scores.get)
   return best, sorted(scores), scores, edge
 
 

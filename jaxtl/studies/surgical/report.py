@@ -260,20 +260,28 @@ def _mean_ci(values):
 
 
 def picks(results, specs) -> str:
-  """Each row's picks on validation (per pre-training: how many picked each value)."""
-  out = []
+  """Each row's picks on validation (per pre-training: how many picked each value) and,
+  in brackets, the range of values the pre-trainings tried: the config's starting grid
+  widened past any edge pick, so a pick on the starting grid's edge is inside it."""
+  out, bracketed = [], False
   for label, row in results[specs[0]]["strategies"].items():
-    chosen = [q.get("learning_rate", q.get("l2")) for s in specs
-              for q in results[s]["strategies"][label].get("picks", [])]
+    records = [q for s in specs for q in results[s]["strategies"][label].get("picks", [])]
+    chosen = [q.get("learning_rate", q.get("l2")) for q in records]
     if not chosen and ("learning_rate" in row or "l2" in row):  # one pick per row (earlier)
       chosen = [results[s]["strategies"][label].get("learning_rate", row.get("l2"))
                 for s in specs]
     if chosen:
       what = "L2" if "l2" in row and "learning_rate" not in row else "lr"
       counts = {v: chosen.count(v) for v in sorted(set(chosen))}
+      tried = sorted({float(v) for q in records for v in q.get("val_accuracy", {})})
+      bracketed |= bool(tried)
       out.append(f"{label} {what} " + "/".join(
-          f"{v:g}" + (f" (x{n})" if len(counts) > 1 else "") for v, n in counts.items()))
-  return "Picked on validation: " + ", ".join(out) + "." if out else ""
+          f"{v:g}" + (f" (x{n})" if len(counts) > 1 else "") for v, n in counts.items())
+          + (f" [{tried[0]:g}..{tried[-1]:g}]" if tried else ""))
+  if not out:
+    return ""
+  return ("Picked on validation" + (" [range tried]" if bracketed else "") + ": "
+          + ", ".join(out) + ".")
 
 
 def format_tables(results) -> str:

@@ -11,7 +11,9 @@ For every shift in `config.shifts` (specs `kind:dataset[:corruption]`, jaxtl.dat
   3. tune every strategy row on validation only: every learning rate of `lr_grid` x
      weight decay of `wd_grid`, on every run; the pick maximises the validation accuracy
      pooled over all runs; a pick on the edge of the grid widens it by a decade on that
-     side (within `lr_limits`) until it is inside; a pick still on an edge fails the study;
+     side (within `lr_limits`; below the lower limit, 0: no update, the end of the valid
+     values, `jaxtl.finetune.tuning`) until it is inside; a pick still on an edge fails
+     the study;
   4. report the full target test accuracy of the pick per run; the tables and verdicts
      (`surgical_report`, `jaxtl.stats`) average over fine-tuning seeds within each
      pre-training and take the t-interval over pre-trainings.
