@@ -143,3 +143,42 @@ def test_maml_split_trains_on_most_characters_of_the_evaluation_alphabets(data_d
   assert (np.sum(maml["train"] >= 964), np.sum(maml["test"] >= 964)) == (491, 168)
   lake = tasks.class_splits(dataset, "lake")
   assert np.sum(lake["train"] >= 964) == 0 and len(lake["test"]) == 659
+
+
+def test_affine_training_warps_every_image_its_own_way_from_the_episodes_key():
+  """Koch et al.'s distortions (`train_affine`): labels untouched, support and query images
+  warped, each differently, the same again from the same key; all zero: no wrapper."""
+  rng = np.random.default_rng(0)
+  data = jax.numpy.asarray((rng.random((6, 4, 12, 12, 1)) > 0.7).astype(np.float32))
+  plain = tasks.make_sampler("random", 3, 1, 2)
+  assert tasks.with_affine(plain) is plain
+  warped = tasks.with_affine(plain, rotate_deg=10.0, scale=(0.8, 1.2), translate=0.1)
+  key = jax.random.PRNGKey(3)
+  a, b = warped(key, data, 4), warped(key, data, 4)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # The episode's own images, before the warp (the sampler's key is split the same way).
+  original = plain(jax.random.split(key, 3)[0], data, 4)
+  np.testing.assert_array_equal(np.asarray(a.support_y), np.asarray(original.support_y))
+  np.testing.assert_array_equal(np.asarray(a.query_y), np.asarray(original.query_y))
+  moved = np.abs(np.asarray(a.query_x) - np.asarray(original.query_x)).sum(axis=(2, 3, 4))
+  assert (moved > 0).all()
+  assert a.support_x.shape == original.support_x.shape
+  with pytest.raises(ConfigError, match="scale"):
+    tasks.with_affine(plain, scale=(1.2, 0.8))
+
+
+def test_protonets_train_on_more_ways_than_they_are_tested_on(data_dir, tmp_path):
+  """Snell et al. train Omniglot's ProtoNets on 60-way episodes and test 5- or 20-way;
+  `train_way` does that for protonet, and is an error for a learner with an N-way head."""
+  config = meta_configs.get_config("quick")
+  config.data_dir, config.algorithm, config.train_way = data_dir, "protonet", 12
+  data = train.make_task_data(config)
+  episodes = data.train_sampler(jax.random.PRNGKey(0), data.train, 2)
+  assert episodes.support_x.shape[1] == 12 and int(episodes.support_y.max()) == 11
+  assert data.test_sampler(jax.random.PRNGKey(0), data.test, 2).support_x.shape[1] == 5
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert 0 <= metrics["test_accuracy"] <= 1
+  config.algorithm = "maml"
+  with pytest.raises(ConfigError, match="train_way=12 differs from way=5"):
+    train.make_task_data(config)

@@ -16,7 +16,9 @@ Variants (Finn et al. 2017 settings; inner loss is a mean, so alpha = N x the pa
       them held out for validation: --config.eval_split=val), test on the 20 evaluation
       alphabets with tasks whose N characters share one alphabet and whose support and
       query drawings are by different drawers (--config.test_tasks=random: any
-      characters of the evaluation alphabets).
+      characters of the evaluation alphabets). Training knobs for it: train_tasks=alphabet,
+      train_way (protonet: more ways in training than in testing), train_affine (each
+      training image's own random affine warp, Koch et al.).
   quick: 5-way 1-shot Omniglot, a tiny conv net, a few iterations (tests).
 Algorithms (--config.algorithm): maml, fomaml, anil, metasgd, reptile, protonet, pretrain.
 """
@@ -47,6 +49,11 @@ def base() -> ml_collections.ConfigDict:
   c.rotate_train = True         # 90-degree rotations as new classes (MAML)
   c.rotate_test = False
   c.way, c.shot, c.query = 5, 1, 1       # query = K examples per class, as in MAML
+  c.train_way = 0               # N of training episodes (0: way); protonet only (Snell et al.: 60)
+  # Each training image's own random affine warp (Koch et al.'s distortions, no shear);
+  # all zero (scale (1, 1)): none.
+  c.train_affine = ml_collections.ConfigDict({"rotate_deg": 0.0, "scale": (1.0, 1.0),
+                                              "translate": 0.0})
   c.test_shot, c.test_query = 1, 1
   # Model.
   c.model = "conv4"

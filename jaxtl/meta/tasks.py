@@ -204,6 +204,29 @@ def sample_within_groups(key, data: jax.Array, table: jax.Array, batch: int, way
   return jax.vmap(one_task)(jax.random.split(key, batch))
 
 
+def with_affine(sampler, rotate_deg: float = 0.0, scale=(1.0, 1.0), translate: float = 0.0):
+  """`sampler` whose every image, support and query, gets its own random affine warp
+  (`jaxtl.objectives.augment.random_affine`, drawn from the episode's key): Koch et al.'s
+  training distortions, without their shear. All zero (scale (1, 1)): `sampler` itself."""
+  if rotate_deg == 0 and tuple(scale) == (1.0, 1.0) and translate == 0:
+    return sampler
+  if rotate_deg < 0 or translate < 0 or not 0 < scale[0] <= scale[1]:
+    raise ConfigError(f"train_affine: rotate_deg={rotate_deg} and translate={translate} "
+                      f"must be >= 0 and scale={tuple(scale)} a range 0 < low <= high.")
+  from jaxtl.objectives import augment  # pylint: disable=import-outside-toplevel
+
+  def warped(key, data, batch):
+    key, k_support, k_query = jax.random.split(key, 3)
+    episodes = sampler(key, data, batch)
+    def warp(k, x):  # (B, M, H, W, C): each of the B * M images its own warp
+      flat = augment.random_affine(k, x.reshape((-1,) + x.shape[2:]), rotate_deg,
+                                   tuple(scale), translate)
+      return flat.reshape(x.shape)
+    return episodes._replace(support_x=warp(k_support, episodes.support_x),
+                             query_x=warp(k_query, episodes.query_x))
+  return warped
+
+
 def make_sampler(kind: str, way: int, shot: int, query: int, groups=None):
   """sampler(key, data, batch) -> Episodes: `random` tasks (`sample_classification`) or
   `alphabet` tasks (`sample_within_groups` over `groups`, each class's alphabet)."""

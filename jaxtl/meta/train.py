@@ -87,6 +87,16 @@ def _rotated(groups):
   return np.concatenate([groups + r * (groups.max() + 1) for r in range(4)])
 
 
+def train_way(config) -> int:
+  """N of the training episodes: `config.train_way` (0: `way`), which only a learner with
+  no N-sized head can differ in (ProtoNets; Snell et al. train Omniglot with 60)."""
+  way = config.get("train_way", 0) or config.way
+  if way != config.way and config.algorithm != "protonet":
+    raise ConfigError(f"train_way={way} differs from way={config.way}, which only protonet "
+                      f"can do ({config.algorithm!r} has a {config.way}-way head).")
+  return way
+
+
 def make_task_data(config) -> TaskData:
   if config.dataset == "sinusoid":
     train_sampler = lambda key, data, batch: tasks.sample_sinusoid(
@@ -114,16 +124,17 @@ def make_task_data(config) -> TaskData:
     train, groups["train"] = tasks.rotations(train), _rotated(groups["train"])
   if config.rotate_test:
     test, groups["test"] = tasks.rotations(test), _rotated(groups["test"])
-  for data, shot, query in [(train, config.shot, config.query),
-                            (test, config.test_shot, config.test_query)]:
-    tasks.check_episode_shape(data.shape[0], data.shape[1], config.way, shot, query)
+  for data, way, shot, query in [(train, train_way(config), config.shot, config.query),
+                                 (test, config.way, config.test_shot, config.test_query)]:
+    tasks.check_episode_shape(data.shape[0], data.shape[1], way, shot, query)
   if "alphabet" in (config.train_tasks, config.test_tasks) and (
       "drawer" not in dataset.metadata):
     raise ConfigError(f"alphabet tasks keep support and query drawers apart: they need "
                       f"Omniglot's drawer metadata, which the offline mirror has and "
                       f"{dataset.source} has not (--config.source=mirror).")
-  train_sampler = tasks.make_sampler(config.train_tasks, config.way, config.shot, config.query,
-                                     groups["train"])
+  train_sampler = tasks.with_affine(
+      tasks.make_sampler(config.train_tasks, train_way(config), config.shot, config.query,
+                         groups["train"]), **dict(config.get("train_affine") or {}))
   test_sampler = tasks.make_sampler(config.test_tasks, config.way, config.test_shot,
                                     config.test_query, groups["test"])
   return TaskData(jnp.asarray(train), jnp.asarray(test), train_sampler, test_sampler,
@@ -262,8 +273,8 @@ def train_and_evaluate(config, workdir: str, step_callback=None, model=None) -> 
   logging.info("%s: %s, inner loop adapts:\n%s", config.algorithm, learner.task_batching,
                partition.describe(
                    state["meta_params"]["params"], learner.labels(state["meta_params"]["params"])))
-  step_fn = make_meta_step(learner, tx, train_sampler, config.meta_batch, config.steps_per_call,
-                           mesh)
+  step_fn = make_meta_step(dataclasses.replace(learner, ways=train_way(config)), tx,
+                           train_sampler, config.meta_batch, config.steps_per_call, mesh)
   # Tasks' key: derived from the seed, not PRNGKey(seed + 1), the next seed's init key.
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
   name = "mse" if learner.loss == "mse" else "accuracy"
