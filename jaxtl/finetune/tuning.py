@@ -75,11 +75,12 @@ def pick_record(p, lr, wd, scores, edge) -> dict:
 def row_summary(picks) -> dict:
   """A strategy row's one-number summary of its pre-trainings' picks (`pick_record`):
   the most frequent learning rate and weight decay, whether any pick sat on an edge, and
-  every value any pick tried (`lr_grid`)."""
+  every value any pick tried (`lr_tried`: the config's `lr_grid` widened past its edges;
+  tables written up to commit 9055374 call it `lr_grid`)."""
   return {"learning_rate": modal([q["learning_rate"] for q in picks]),
           "weight_decay": modal([q["weight_decay"] for q in picks]),
           "on_edge": any(q["on_edge"] for q in picks), "picks": picks,
-          "lr_grid": sorted({float(v) for q in picks for v in q["val_accuracy"]})}
+          "lr_tried": sorted({float(v) for q in picks for v in q["val_accuracy"]})}
 
 
 def modal(values):
