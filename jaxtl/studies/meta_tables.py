@@ -227,9 +227,14 @@ def lake_table(root: str) -> str:
     runs = cells[folder]
     trained = min(runs.values(), key=lambda r: r.get("evaluated_by") == "experiments.meta_eval")
     c = trained["config"]
-    training = (f"{_iterations(trained):,} it. of {c['way']}-way {c['shot']}-shot "
+    affine = c.get("train_affine") or {}
+    warped = affine.get("rotate_deg", 0) or affine.get("translate", 0) or tuple(
+        affine.get("scale", (1, 1))) != (1, 1)
+    training = (f"{_iterations(trained):,} it. x {c['meta_batch']} "
+                f"{c.get('train_way') or c['way']}-way {c['shot']}-shot "
                 f"{'within-alphabet' if c.get('train_tasks') == 'alphabet' else 'random'} "
-                f"tasks")
+                f"tasks, {c['query']} {'query' if c['query'] == 1 else 'queries'} a class"
+                + (", affine warps" if warped else ""))
     get = lambda key: _error(runs[key]) if key in runs else ""
     lines.append(f"| {c['algorithm']}, jaxtl (`{folder}`) | {training} | "
                  f"{get(('test', 'alphabet'))} | {get(('test', 'random'))} | "
