@@ -309,6 +309,28 @@ def test_tuning_widens_past_an_edge_pick_within_its_limits_and_ignores_unordered
   assert lower["learning_rate"][0] == 9e-5
 
 
+def test_tuning_widens_past_the_confirmed_pick_when_it_sits_on_an_edge():
+  """The short runs prefer an inside learning rate, the study's length the grid's lowest:
+  the pick that transfer uses is on the edge, so the grid widens below it, and the new
+  value, best at full length, is picked (the 91b67a6 rerun checked the short runs' best
+  only, and SimCLR's pick sat in a corner unflagged)."""
+  def score(setting, steps):
+    lr = np.log10(setting["learning_rate"])
+    peak = -3.0 if steps == 10 else -4.8  # longer runs want a smaller rate
+    return 0.9 - 0.01 * abs(lr - peak)
+
+  picked = tuning.select({"learning_rate": (1e-4, 1e-3, 1e-2)}, {}, score, 10, 100,
+                         confirm=2, times=2, what="fake")
+  assert picked["pick"]["learning_rate"] == pytest.approx(1e-5) and picked["on_edge"] == []
+  # Widened twice: below 1e-4 (the first pick), then below 1e-5 (the next), each new
+  # value confirmed at full length though the short runs rank it low.
+  assert picked["grid"]["learning_rate"] == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3, 1e-2])
+  assert set(picked["confirmed"]) == {f"learning_rate{v:g}" for v in (1e-6, 1e-5, 1e-4, 1e-3)}
+  stuck = tuning.select({"learning_rate": (1e-4, 1e-3, 1e-2)}, {}, score, 10, 100,
+                        confirm=2, times=0, what="fake")
+  assert stuck["pick"]["learning_rate"] == 1e-4 and stuck["on_edge"] == ["learning_rate"]
+
+
 def test_a_tuned_pick_on_a_grid_edge_fails_naming_it(data_dir, tmp_path):
   config = pretraining_configs.get_config("digits_quick")
   config.data_dir = data_dir

@@ -170,9 +170,10 @@ def _config_from_flags(variant: str, overrides: list[str]):
 
 def test_no_pretraining_is_one_experiment_across_the_digits_studies():
   """The random network of a seed, learnt from the same labelled draw, is the floor of
-  every digits study and every diversity (docs/pretraining.md says the column reads the
-  same):
-  cells computed on another machine or by other code would differ here first."""
+  every digits study and every diversity made by the same code (docs/pretraining.md says
+  the column reads the same): cells computed on another machine or by other code would
+  differ here first. Studies of other code versions (their stamps' `code_hash`; none
+  before issue 35's stamps) are compared only among themselves, while reruns land."""
   accuracies = {}
   for name in ("mnist_labels", "fashion_mnist_labels", "mnist_diversity",
                "fashion_mnist_diversity"):
@@ -180,11 +181,12 @@ def test_no_pretraining_is_one_experiment_across_the_digits_studies():
     if not os.path.exists(path):
       continue
     with open(path) as f:
-      cells = json.load(f)["metrics"]["cells"]
-    for key, cell in cells.items():
+      result = json.load(f)
+    code = result.get("stamp", {}).get("code_hash")
+    for key, cell in result["metrics"]["cells"].items():
       objective, _, seed, setting = key.split("_", 3)
       if objective == "scratch":
-        accuracies.setdefault((seed, setting), {})[name] = cell["accuracy"]
+        accuracies.setdefault((code, seed, setting), {})[name] = cell["accuracy"]
   shared = {k: v for k, v in accuracies.items() if len(v) > 1}
   assert shared
   differ = {k: v for k, v in shared.items() if len(set(v.values())) > 1}

@@ -13,7 +13,8 @@ characters, a draw like its most diverse one with a seed of its own
 A pick on the edge of an ordered setting's grid adds a value past it (geometric steps,
 within `config.tune.limits`), at most `config.tune.widen` times; still on an edge, it
 fails the study, naming it (`config.tune.fail_on_edge`). The best `config.tune.confirm`
-candidates then run at the study's own pre-training length, which makes the pick. Every
+candidates then run at the study's own pre-training length, which makes the pick, and
+the edges are those of the pick as well as of the short runs' best. Every
 candidate is a cell keyed like the study's (`cache.cached_cell`), and the picks are
 recorded in results.json and in the config of every run pre-trained with them.
 """
@@ -133,15 +134,48 @@ def _label(setting: dict) -> str:
                   for k, v in sorted(setting.items()))
 
 
+def select(grid: dict, limits: dict, score, steps: int, full: int, confirm: int,
+           times: int, what: str) -> dict:
+  """One objective's pick: every combination of `grid` scored at `steps` (`score(setting,
+  steps)`), the best `confirm` again at the study's length `full` (0: no confirmation),
+  the best of those picked. While the short runs' best or the pick sits on an ordered
+  setting's edge, the grid widens past it (at most `times` times) and all is redone
+  (cached cells: nothing is scored twice)."""
+  past_pick = []  # the values added past an edge pick: confirmed at full length too
+  for widened in range(times + 1):
+    scores = {_label(s): (s, score(s, steps)) for s in candidates(grid)}
+    ranked = sorted(scores.values(), key=lambda c: -c[1])
+    best = ranked[0][0]
+    confirmed = {_label(s): (s, score(s, full))
+                 for s in [s for s, _ in ranked[:confirm]] + past_pick} if full else {}
+    pick = max(confirmed.values(), key=lambda c: c[1])[0] if confirmed else best
+    # The pick is what transfer uses; the short runs' best says where the grid leans.
+    edge = sorted(set(on_edge(grid, best, limits)) | set(on_edge(grid, pick, limits)))
+    if not edge or widened == times:
+      break
+    logging.info("tuning %s: pick %s (short runs' best %s) on the edge of %s; widening.",
+                 what, pick, best, edge)
+    past_pick += [dict(pick, **{name: past_edge(grid[name], pick[name],
+                                                limits.get(name, _UNBOUNDED))})
+                  for name in on_edge(grid, pick, limits)]
+    for setting in (best, pick):
+      grid = widen(grid, setting, on_edge(grid, setting, limits), limits)
+  logging.info("tuned %s on the source's held-out images: pick %s%s", what, pick,
+               f"; on the edge: {edge}" if edge else "")
+  return {"pick": pick, "on_edge": edge, "grid": {k: list(v) for k, v in grid.items()},
+          "scores": {k: a for k, (_, a) in scores.items()},
+          "confirmed": {k: a for k, (_, a) in confirmed.items()}}
+
+
 def tune(config, workdir: str, source: ImageDataset, key: dict) -> dict:
   """{objective: {"pick", "scores", "on_edge", "grid", "confirmed"}} for the objectives of
   `config.tune.grids` that the study runs; `source` is the tuning's source set (labels:
   its classes).
 
-  Every combination of the grid runs `tune.steps` steps; a pick on an ordered setting's
-  edge adds a value past it (`widen`, at most `tune.widen` times); then the best
-  `tune.confirm` candidates run again at the study's own length (`pretrain.num_steps`)
-  and the best of those is the pick."""
+  Every combination of the grid runs `tune.steps` steps; the best `tune.confirm`
+  candidates run again at the study's own length (`pretrain.num_steps`) and the best of
+  those is the pick; while it or the short runs' best sits on an ordered setting's edge,
+  a value is added past it (`select`, `widen`, at most `tune.widen` times)."""
   # The ceiling is supervised pre-training: it takes supervised's pick.
   wanted = set(config.objectives) | ({"supervised"} if "ceiling" in config.objectives else set())
   objectives = [o for o in config.tune.grids if o in wanted]
@@ -175,25 +209,10 @@ def tune(config, workdir: str, source: ImageDataset, key: dict) -> dict:
   picks = {}
   for objective in objectives:
     grid = {k: tuple(v) for k, v in config.tune.grids[objective].items()}
-    for widened in range(config.tune.widen + 1):
-      scores = {_label(s): score(objective, s, config.tune.steps) for s in candidates(grid)}
-      best = max(scores.values(), key=lambda c: c["ncm_accuracy"])
-      edge = on_edge(grid, best["setting"], limits)
-      if not edge or widened == config.tune.widen:
-        break
-      logging.info("tuning %s: pick %s on the edge of %s; widening.", objective,
-                   best["setting"], edge)
-      grid = widen(grid, best["setting"], edge, limits)
-    top = sorted(scores.values(), key=lambda c: -c["ncm_accuracy"])[:config.tune.confirm]
-    confirmed = {_label(c["setting"]): score(objective, c["setting"], config.pretrain.num_steps)
-                 for c in top if config.pretrain.num_steps != config.tune.steps}
-    final = max(confirmed.values(), key=lambda c: c["ncm_accuracy"]) if confirmed else best
-    picks[objective] = {"pick": final["setting"], "on_edge": edge,
-                        "grid": {k: list(v) for k, v in grid.items()},
-                        "scores": {k: c["ncm_accuracy"] for k, c in scores.items()},
-                        "confirmed": {k: c["ncm_accuracy"] for k, c in confirmed.items()}}
-    logging.info("tuned %s on the source's held-out images: pick %s (NCM %.4f)%s", objective,
-                 final["setting"], final["ncm_accuracy"], f"; on the edge: {edge}" if edge else "")
+    full = config.pretrain.num_steps if config.pretrain.num_steps != config.tune.steps else 0
+    picks[objective] = select(
+        grid, limits, lambda s, n, o=objective: score(o, s, n)["ncm_accuracy"],
+        config.tune.steps, full, config.tune.confirm, config.tune.widen, objective)
   edges = {o: p["on_edge"] for o, p in picks.items() if p["on_edge"]}
   if edges and config.tune.fail_on_edge:
     raise ConfigError(f"Tuning picked a grid edge: {edges} (picks "
