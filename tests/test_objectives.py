@@ -459,3 +459,28 @@ def test_pretraining_ends_with_the_batch_statistics_of_clean_images(tmp_path):
   batch, _ = model.apply(body, x, train=True, stop=last, mutable=["batch_stats"])
   scale = float(jnp.max(jnp.abs(batch)))
   np.testing.assert_allclose(running, batch, atol=1e-4 * scale)
+
+
+def test_a_target_cell_tunes_its_learning_rate_on_held_out_target_images(data_dir,
+                                                                         tmp_path,
+                                                                         monkeypatch):
+  """Issue 30's review: the transfer step had one fixed rate, so LP-FT could fall below
+  the probe it starts from. Each cell now tunes it on `target_val` training images apart
+  from the labelled draw, and reports the pick's test accuracy."""
+  config = pretraining_configs.get_config("digits_quick")
+  config.data_dir, config.target_lr_grid = data_dir, (1e-3, 1e-2, 1e-1)
+  seen = []
+
+  def fake(cfg, workdir, data):
+    train, val, _ = data
+    os.makedirs(workdir)
+    seen.append((len(train), len(val)))
+    peak = -abs(np.log10(cfg.learning_rate) - np.log10(3e-4))  # best at 3e-4
+    return {"val_accuracy": 0.9 + 0.01 * peak, "test_accuracy": 0.8 + 0.01 * peak}
+
+  monkeypatch.setattr(trainer, "train_and_evaluate", fake)
+  cell = study.target_cell(config, str(tmp_path), "k", "", "usps", 20, "lp_ft", 0)
+  assert cell["learning_rate"] == pytest.approx(3.16e-4) and not cell["on_edge"]
+  assert cell["accuracy"] == pytest.approx(0.8 - 0.01 * (np.log10(3.16e-4) - np.log10(3e-4)))
+  assert min(float(v) for v in cell["val_accuracy"]) == pytest.approx(1e-5)  # widened twice
+  assert all(n == 20 and v == config.target_val for n, v in seen)

@@ -20,8 +20,9 @@ only), each diversity in
        steps and step size picked on validation characters of the background set);
      - MNIST / Fashion-MNIST: each of `config.targets` (mnist, fashion_mnist, usps at
        28x28) learnt from `num_labels` class-balanced labelled training images drawn
-       with the seed, by each of `config.strategies` (linear_probe, lp_ft; fixed
-       settings in `config.target`), scored on the whole test split.
+       with the seed, by each of `config.strategies` (linear_probe, lp_ft; the trainer's
+       `config.target`, its learning rate tuned per cell on `config.target_val` other
+       training images of the target), scored on the whole test split.
 Every cell is saved under `workdir/cells/` when done, so a rerun resumes.
 """
 import dataclasses
@@ -38,6 +39,7 @@ from jaxtl.data.datasets import usps_to_28
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.finetune.data import split_train_val
+from jaxtl.finetune.tuning import tune as tune_learning_rate
 from jaxtl.meta import fewshot
 from jaxtl.meta.tasks import omniglot_class_splits
 from jaxtl.metrics import write_results, write_text
@@ -180,21 +182,31 @@ def _read_target(name: str, data_dir: str, source: str):
 def target_cell(config, workdir: str, key: str, folder: str, target: str, labels: int,
                 strategy: str, seed: int) -> dict:
   """Test accuracy on `target` after `strategy` on `labels` labelled images, from the
-  network in `folder` (random for ""), with a 95% binomial interval over the test set."""
+  network in `folder` (random for ""), with a 95% binomial interval over the test set; the
+  learning rate tuned on `config.target_val` other training images of the target (the
+  one rule, `jaxtl.finetune.tuning.tune`), every value's validation accuracy kept."""
   train, test = target_data(config, target)
-  train, _ = split_train_val(train, labels, 0, seed)
-  cfg = config.target.copy_and_resolve_references()
-  with cfg.unlocked():
-    cfg.model, cfg.model_kwargs = config.pretrain.model, config.pretrain.model_kwargs
-    cfg.strategy, cfg.seed, cfg.init_from = strategy, seed, folder
-  run = os.path.join(workdir, "target_runs", key)
-  shutil.rmtree(run, ignore_errors=True)  # an interrupted run starts over: it is short
-  metrics = trainer.train_and_evaluate(cfg, run, data=(train, train.subset(np.arange(0)),
-                                                       test))
-  shutil.rmtree(run)  # the cell keeps the numbers; the weights are not used again
-  accuracy = float(metrics["test_accuracy"])
+  train, val = split_train_val(train, labels, config.target_val, seed)
+  runs = {}
+
+  def evaluate(lr):
+    cfg = config.target.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.model, cfg.model_kwargs = config.pretrain.model, config.pretrain.model_kwargs
+      cfg.strategy, cfg.seed, cfg.init_from, cfg.learning_rate = strategy, seed, folder, lr
+    run = os.path.join(workdir, "target_runs", f"{key}_lr{lr:g}")
+    shutil.rmtree(run, ignore_errors=True)  # an interrupted run starts over: it is short
+    runs[lr] = trainer.train_and_evaluate(cfg, run, data=(train, val, test))
+    shutil.rmtree(run)  # the cell keeps the numbers; the weights are not used again
+    return float(runs[lr]["val_accuracy"])
+
+  lr, _, scores, edge = tune_learning_rate(config.target_lr_grid, config.target_lr_limits,
+                                           evaluate, f"{key} learning rate")
+  accuracy = float(runs[lr]["test_accuracy"])
   return {"accuracy": accuracy, "tasks": len(test),
-          "ci95": float(1.96 * np.sqrt(accuracy * (1 - accuracy) / len(test)))}
+          "ci95": float(1.96 * np.sqrt(accuracy * (1 - accuracy) / len(test))),
+          "learning_rate": lr, "on_edge": bool(edge),
+          "val_accuracy": {f"{v:g}": float(a) for v, a in sorted(scores.items())}}
 
 
 def _settings(config, workdir, prefix, folder, seed, cells):
