@@ -4,6 +4,7 @@
 Multi-host runs (see `jaxtl.sharding`) start the same command on every host with
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`."""
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -88,6 +89,10 @@ def run(fn: Callable[..., object]):
       sys.exit("error: --workdir is required (a new folder, or a run to resume).")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       sys.exit(f"error: --workdir={workdir} is a file; give a folder (new or a run to resume).")
+    # A process started in the background by a non-interactive shell (or by a test
+    # runner's worker) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: `kill -INT` would not stop the run with its resume line.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     enable_compilation_cache()
     log_versions()

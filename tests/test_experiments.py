@@ -209,7 +209,11 @@ def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path):
     while not saved() and time.time() < deadline:
       time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=120)
+    try:
+      proc.wait(timeout=120)
+    finally:
+      if proc.poll() is None:  # a failed test leaves no run behind
+        proc.kill()
     log.seek(0)
     err = log.read()
   last = err.strip().splitlines()[-1]
