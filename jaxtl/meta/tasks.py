@@ -204,11 +204,16 @@ def sample_within_groups(key, data: jax.Array, table: jax.Array, batch: int, way
   return jax.vmap(one_task)(jax.random.split(key, batch))
 
 
+def affine_is_on(rotate_deg: float = 0.0, scale=(1.0, 1.0), translate: float = 0.0) -> bool:
+  """Whether `train_affine`'s settings warp anything (all zero, scale (1, 1): no)."""
+  return bool(rotate_deg or translate or tuple(scale) != (1.0, 1.0))
+
+
 def with_affine(sampler, rotate_deg: float = 0.0, scale=(1.0, 1.0), translate: float = 0.0):
   """`sampler` whose every image, support and query, gets its own random affine warp
   (`jaxtl.objectives.augment.random_affine`, drawn from the episode's key): Koch et al.'s
   training distortions, without their shear. All zero (scale (1, 1)): `sampler` itself."""
-  if rotate_deg == 0 and tuple(scale) == (1.0, 1.0) and translate == 0:
+  if not affine_is_on(rotate_deg, scale, translate):
     return sampler
   if rotate_deg < 0 or translate < 0 or not 0 < scale[0] <= scale[1]:
     raise ConfigError(f"train_affine: rotate_deg={rotate_deg} and translate={translate} "

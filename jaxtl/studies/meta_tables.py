@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from jaxtl import stats
+from jaxtl.meta import tasks
 from jaxtl.report import find_runs, kind_of, pct
 from jaxtl.studies.published import (PAPER_ITERATIONS, PAPERS, PEERS, PUBLISHED_LAKE,
                                      PUBLISHED_MAML)
@@ -227,9 +228,7 @@ def lake_table(root: str) -> str:
     runs = cells[folder]
     trained = min(runs.values(), key=lambda r: r.get("evaluated_by") == "experiments.meta_eval")
     c = trained["config"]
-    affine = c.get("train_affine") or {}
-    warped = affine.get("rotate_deg", 0) or affine.get("translate", 0) or tuple(
-        affine.get("scale", (1, 1))) != (1, 1)
+    warped = tasks.affine_is_on(**(c.get("train_affine") or {}))
     training = (f"{_iterations(trained):,} it. x {c['meta_batch']} "
                 f"{c.get('train_way') or c['way']}-way {c['shot']}-shot "
                 f"{'within-alphabet' if c.get('train_tasks') == 'alphabet' else 'random'} "
