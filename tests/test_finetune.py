@@ -223,8 +223,9 @@ def test_frozen_prefix_computed_once_trains_what_every_step_would(pretrained, tm
                                                                   monkeypatch, strategy,
                                                                   blocks):
   """With batch norm frozen, the trainer runs the frozen leading blocks once on the
-  training set (issue 33): the same parameters as running them at every step, up to
-  float32 rounding, and the frozen leaves bit-identical to the pre-trained ones."""
+  training set and once on each evaluation set (issue 33): the same parameters and scores
+  as running them at every step, up to float32 rounding, and the frozen leaves
+  bit-identical to the pre-trained ones."""
   from jaxtl.finetune import prefix  # pylint: disable=import-outside-toplevel
   from tests import reference  # pylint: disable=import-outside-toplevel
   workdir, _ = pretrained
@@ -237,13 +238,21 @@ def test_frozen_prefix_computed_once_trains_what_every_step_would(pretrained, tm
   original = prefix.prefix_features
   monkeypatch.setattr(prefix, "prefix_features",
                       lambda *a, **k: calls.append(a[3]) or original(*a, **k))
-  trainer.train_and_evaluate(config, str(tmp_path / "cached"))
+  with_cache = trainer.train_and_evaluate(config, str(tmp_path / "cached"))
   assert calls and all(stop > 0 for stop in calls), calls  # the cache was used
+  # ... once for training and once each for the validation and test sets; LP-FT scores in
+  # its second phase, which trains every block
+  assert len(calls) == (1 if strategy == "lp_ft" else 3), calls
   monkeypatch.setattr(trainer, "PREFIX_CACHE_BYTES", 0)  # every step runs every block
-  trainer.train_and_evaluate(config, str(tmp_path / "every_step"))
+  without = trainer.train_and_evaluate(config, str(tmp_path / "every_step"))
   cached = checkpoint.load_variables(str(tmp_path / "cached"))
   every_step = checkpoint.load_variables(str(tmp_path / "every_step"))
   assert reference.relative_error(cached, every_step) < reference.F32_RTOL
+  for split in ("val", "test"):  # scored on the cache: the same up to float32 rounding
+    np.testing.assert_allclose(with_cache[f"{split}_loss"], without[f"{split}_loss"],
+                               rtol=reference.F32_RTOL)
+    assert abs(with_cache[f"{split}_accuracy"] - without[f"{split}_accuracy"]) <= (
+        1 / with_cache[f"num_{split}"])  # at most one near-tie flipped by rounding
   before = partition.flatten(checkpoint.load_variables(workdir)["params"])
   for path, value in partition.flatten(cached["params"]).items():
     trained = path.startswith("head/") or any(path.startswith(f"{b}/") for b in blocks)

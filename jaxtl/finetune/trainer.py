@@ -7,6 +7,7 @@ closed over, so XLA drops their backward pass), and the optimizer (`jaxtl.finetu
 same factory as the grid's) only ever sees trainable leaves: frozen leaves get no
 optimizer state and no weight decay, and stay bit-identical.
 """
+import dataclasses
 import functools
 from typing import Callable, Optional
 
@@ -104,25 +105,26 @@ def make_train_step(model, tx, labels, config, batch_size: int, num_examples: in
 
 
 def make_eval_fn(model, batch_size: int = 500):
-  """Returns evaluate(variables, dataset) -> {"accuracy", "loss"} with running BN stats."""
-  @jax.jit
-  def batch_stats(params, bn, x, y, mask):
-    logits, _ = forward(model, params, bn, x, train=False)
+  """Returns evaluate(params, bn, dataset, start=0) -> {"accuracy", "loss"} with running BN
+  stats; `start` > 0: `dataset.images` are the input of block `start` (`prefix_features`)."""
+  @functools.partial(jax.jit, static_argnums=5)
+  def batch_stats(params, bn, x, y, mask, start):
+    logits, _ = forward(model, params, bn, x, train=False, start=start)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     correct = (jnp.argmax(logits, -1) == y)
     return jnp.sum(correct * mask), jnp.sum(loss * mask)
 
-  def evaluate(params, bn, dataset):
+  def evaluate(params, bn, dataset, start: int = 0):
     n = len(dataset)
     correct = total_loss = 0.0
-    for start in range(0, n, batch_size):
-      x = dataset.images[start:start + batch_size]
-      y = dataset.labels[start:start + batch_size]
+    for first in range(0, n, batch_size):
+      x = dataset.images[first:first + batch_size]
+      y = dataset.labels[first:first + batch_size]
       pad = batch_size - len(y) if n > batch_size else 0  # one shape -> one compile
       mask = np.concatenate([np.ones(len(y)), np.zeros(pad)]).astype(np.float32)
       x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
       y = np.concatenate([y, np.zeros(pad, y.dtype)])
-      c, l = batch_stats(params, bn, x, y, mask)
+      c, l = batch_stats(params, bn, x, y, mask, start)
       correct, total_loss = correct + float(c), total_loss + float(l)
     return {"accuracy": correct / max(n, 1), "loss": total_loss / max(n, 1)}
 
@@ -168,14 +170,19 @@ def frozen_prefix(model, variables, labels, config, objective, images) -> int:
       _SAID.add(why)
       logging.info("The frozen blocks %s run at every step, not once: %s.", names[:start], why)
     return 0
-  if start:
-    out = jax.eval_shape(lambda x: model.apply(variables, x, train=False, stop=start),
-                         jax.ShapeDtypeStruct(images.shape, images.dtype))
-    if out.size * out.dtype.itemsize > PREFIX_CACHE_BYTES:
-      logging.info("The frozen blocks %s output %.1f GB on the training set: run at every "
-                   "step instead of cached.", names[:start], out.size * out.dtype.itemsize / 1e9)
-      return 0
+  if start and prefix_bytes(model, variables, images, start) > PREFIX_CACHE_BYTES:
+    logging.info("The frozen blocks %s output %.1f GB on the training set: run at every "
+                 "step instead of cached.", names[:start],
+                 prefix_bytes(model, variables, images, start) / 1e9)
+    return 0
   return start
+
+
+def prefix_bytes(model, variables, images, stop: int) -> int:
+  """The size of blocks [0, stop)'s output on `images`, from shapes alone."""
+  out = jax.eval_shape(lambda x: model.apply(variables, x, train=False, stop=stop),
+                       jax.ShapeDtypeStruct(images.shape, images.dtype))
+  return out.size * out.dtype.itemsize
 
 
 def load_init(variables, config):
@@ -245,11 +252,22 @@ def train_and_evaluate(config, workdir: str,
   sharding.check_divisible(batch_size, mesh, "batch_size")
   images, targets, anchor = sharding.replicate((train.images, train.labels, anchor), mesh)
   if objective.name == "supervised":
-    evaluate = make_eval_fn(model, config.eval_batch_size)
+    evaluate_on = make_eval_fn(model, config.eval_batch_size)
   else:  # the objective's own metrics, on a fixed draw of its inputs
-    evaluate = objectives.make_eval_fn(
+    evaluate_on = objectives.make_eval_fn(
         lambda params, bn, x: forward(model, params, bn, x, train=False)[0], objective,
         config.eval_batch_size, eval_key)
+
+  def evaluate(params, bn, dataset):
+    """Scores on `dataset`; under a phase's frozen prefix, on its output, computed once per
+    phase and set (those blocks do not change within the phase)."""
+    start, saved, variables = current["prefix"], current["eval_inputs"], _variables(params, bn)
+    if not start or prefix_bytes(model, variables, dataset.images, start) > PREFIX_CACHE_BYTES:
+      return evaluate_on(params, bn, dataset)
+    if id(dataset) not in saved:
+      saved[id(dataset)] = dataclasses.replace(dataset, images=np.asarray(
+          prefix.prefix_features(model, variables, dataset.images, start)))
+    return evaluate_on(params, bn, saved[id(dataset)], start)
 
   def start_phase(index, params, batch_stats, step):
     """A fresh state and step function for phase `index`: its partition and optimizer."""
@@ -269,6 +287,7 @@ def train_and_evaluate(config, workdir: str,
     start = frozen_prefix(model, _variables(params, batch_stats), labels, config, objective,
                           train.images)
     current["prefix"], current["inputs"] = start, None if start else images
+    current["eval_inputs"] = {}  # id(dataset) -> its prefix output, for `evaluate`
     if start:
       logging.info("phase %s: blocks %s are frozen; their output on the %d training images "
                    "is computed once.", phase.name,
