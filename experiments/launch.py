@@ -76,7 +76,9 @@ def _latest_step(workdir: str):
   return max(steps) if steps else None
 
 
-def run(fn: Callable[..., object]):
+def run(fn: Callable[..., object], written_to: Callable[[str], str] = lambda workdir: workdir):
+  """Runs `fn(config, workdir)` as a command; `written_to(workdir)`: where it writes its
+  results (default: the workdir), named in the closing summary."""
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -108,7 +110,7 @@ def run(fn: Callable[..., object]):
       sys.stderr.write(f"interrupted ({where}); the same command resumes.\n")
       sys.stderr.flush()
       os._exit(130)  # pylint: disable=protected-access  # skip orbax's exit-time noise
-    print(summary(result, workdir))
+    print(summary(result, written_to(workdir)))
 
   app.run(main, flags_parser=_parse_flags)
 

@@ -175,10 +175,19 @@ def evaluate(config, learner: MetaLearner, meta_params, batch_stats, data, sampl
 def evaluate_per_task(config, learner: MetaLearner, meta_params, batch_stats, data, sampler,
                       mesh=None) -> np.ndarray:
   """The query metric of each of `eval_tasks` tasks drawn with `eval_seed` after 0, 1, ...
-  adaptation steps: (eval_tasks, steps + 1). With a `mesh` whose size divides
-  `eval_batch`, each chunk's tasks are split over its devices."""
+  adaptation steps: (eval_tasks, steps + 1)."""
   steps = max(max(config.eval_steps), config.test_inner_steps)
   lr = config.test_inner_lr or None
+  return over_eval_tasks(config, data, sampler, lambda episodes: learner.evaluate_tasks(
+      meta_params, batch_stats, episodes, steps, lr=lr, backtrack=config.test_backtrack),
+                         mesh)
+
+
+def over_eval_tasks(config, data, sampler, score, mesh=None):
+  """`score(episodes)` (a pytree with a leading task axis) on the `eval_tasks` tasks drawn
+  with `eval_seed`, in chunks of `eval_batch`: every evaluation of a config scores the
+  same tasks. With a `mesh` whose size divides `eval_batch`, each chunk's tasks are split
+  over its devices."""
   batch = config.eval_batch
   if mesh is not None and batch % mesh.devices.size:
     logging.warning("eval_batch=%d is not divisible by the %d devices: evaluating on one.",
@@ -191,20 +200,20 @@ def evaluate_per_task(config, learner: MetaLearner, meta_params, batch_stats, da
     episodes = sampler(key, data, batch)
     if mesh is not None:
       episodes = sharding.shard_batch(episodes, mesh)
-    return learner.evaluate_tasks(meta_params, batch_stats, episodes, steps, lr=lr,
-                                  backtrack=config.test_backtrack)
+    return score(episodes)
 
   key = jax.random.PRNGKey(config.eval_seed)
   n = -(-config.eval_tasks // batch)
   chunks, start, printed = [], time.perf_counter(), time.perf_counter()
   for i in range(n):
-    chunks.append(np.asarray(chunk(jax.random.fold_in(key, i))))
+    chunks.append(jax.tree_util.tree_map(np.asarray, chunk(jax.random.fold_in(key, i))))
     now = time.perf_counter()
     if now - printed >= 30 or (i == 0 and n > 1):  # a line after compiling, then by time
       printed = now
       logging.info("evaluation: %d/%d tasks | ETA %.0fs", (i + 1) * batch, n * batch,
                    (now - start) / (i + 1) * (n - i - 1))
-  return np.concatenate(chunks)[:config.eval_tasks]
+  return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts)[:config.eval_tasks],
+                                *chunks)
 
 
 def summarize(config, learner: MetaLearner, per_task: np.ndarray) -> dict:

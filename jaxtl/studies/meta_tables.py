@@ -199,8 +199,8 @@ def _paired_rows(cells) -> list:
                        np.subtract(1, ra["metrics"]["test_accuracy_per_task"]))
       lines.append(f"Paired over the same {d.n_groups} within-alphabet test tasks, error of "
                    f"`{b}` minus `{a}`: {stats.format_estimate(d, signed=True)} points "
-                   f"(t-interval over the tasks; two-sided p={d.p_value:.2g}; one training "
-                   "run each, so training's own randomness is not in the interval).")
+                   f"(t-interval over the tasks; two-sided p={d.p_value:.2g}; the training "
+                   "runs are fixed, so training's own randomness is not in the interval).")
   return lines
 
 
@@ -228,14 +228,20 @@ def lake_table(root: str) -> str:
     runs = cells[folder]
     trained = min(runs.values(), key=lambda r: r.get("evaluated_by") == "experiments.meta_eval")
     c = trained["config"]
-    warped = tasks.affine_is_on(**(c.get("train_affine") or {}))
-    training = (f"{_iterations(trained):,} it. x {c['meta_batch']} "
-                f"{c.get('train_way') or c['way']}-way {c['shot']}-shot "
-                f"{'within-alphabet' if c.get('train_tasks') == 'alphabet' else 'random'} "
-                f"tasks, {c['query']} {'query' if c['query'] == 1 else 'queries'} a class"
-                + (", affine warps" if warped else ""))
+    if c.get("ensemble"):  # jaxtl.meta.ensemble: no training of its own
+      name = "ensemble"
+      training = ("class probabilities averaged over "
+                  + ", ".join(f"`{os.path.basename(m.rstrip('/'))}`" for m in c["ensemble"]))
+    else:
+      name = c["algorithm"]
+      warped = tasks.affine_is_on(**(c.get("train_affine") or {}))
+      training = (f"{_iterations(trained):,} it. x {c['meta_batch']} "
+                  f"{c.get('train_way') or c['way']}-way {c['shot']}-shot "
+                  f"{'within-alphabet' if c.get('train_tasks') == 'alphabet' else 'random'} "
+                  f"tasks, {c['query']} {'query' if c['query'] == 1 else 'queries'} a class"
+                  + (", affine warps" if warped else ""))
     get = lambda key: _error(runs[key]) if key in runs else ""
-    lines.append(f"| {c['algorithm']}, jaxtl (`{folder}`) | {training} | "
+    lines.append(f"| {name}, jaxtl (`{folder}`) | {training} | "
                  f"{get(('test', 'alphabet'))} | {get(('test', 'random'))} | "
                  f"{get(('val', 'alphabet'))} |")
   paired = _paired_rows(cells)

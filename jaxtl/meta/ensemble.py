@@ -1,0 +1,115 @@
+"""Ensembles of meta-trained classifiers: each query's class probabilities averaged over
+the runs, each run adapted to the task as its own `meta_eval` adapts it, scored on the
+tasks `meta_eval` draws (`train.over_eval_tasks`), so every member's score here is its
+own evaluation's, task by task, and the ensemble can be compared with each member
+paired over the same tasks.
+
+`python -m experiments.meta_eval --config=...:VARIANT --workdir=RUN --ensemble=RUN2,RUN3
+--outdir=OUT` (the config chooses the tasks; each run brings its own learner).
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxtl import sharding, workdir as run_dir
+from jaxtl.errors import ConfigError
+from jaxtl.meta import train
+from jaxtl.metrics import write_results
+
+# What a run's own config decides: its learner and how it adapts at test time. The tasks
+# (dataset, split, ways, shots, seeds) come from the config the ensemble is evaluated with.
+LEARNER_FIELDS = ("algorithm", "model", "model_kwargs", "inner_table", "inner_steps",
+                  "inner_lr", "inner_lr_mode", "remat", "task_batching", "batch_norm",
+                  "test_inner_steps", "test_inner_lr", "test_backtrack")
+
+
+def _as_config_value(value):
+  if isinstance(value, dict):
+    return ml_collections.ConfigDict({k: _as_config_value(v) for k, v in value.items()})
+  if isinstance(value, list):
+    return tuple(_as_config_value(v) for v in value)
+  return value
+
+
+def member_config(config, workdir: str):
+  """`config` (the tasks) with the learner fields of the run in `workdir`."""
+  saved = run_dir.saved_config(workdir)
+  if saved is None or "algorithm" not in saved:
+    raise ConfigError(f"{workdir} holds no meta-learning run (no config.json or results.json "
+                      "of experiments.meta_train): an ensemble's members are such runs.")
+  # A learner with an N-way head answers N-way tasks only; ProtoNets any number of ways.
+  fields = ("dataset",) if saved["algorithm"] == "protonet" else ("dataset", "way")
+  for field in fields:
+    if saved.get(field) != config.get(field):
+      raise ConfigError(f"{workdir} was trained with {field}={saved.get(field)!r}; the tasks "
+                        f"are {field}={config.get(field)!r}.")
+  c = ml_collections.ConfigDict(config.to_dict())
+  for field in LEARNER_FIELDS:
+    if field in saved:
+      c[field] = _as_config_value(saved[field])
+  return c
+
+
+def accuracies(probs, labels):
+  """(the ensemble's accuracy per task, each member's: (members, tasks)) from `probs`
+  (members, tasks, queries, ways): the class of the average probability, not a vote."""
+  right = lambda p: jnp.mean(jnp.argmax(p, -1) == labels, axis=-1)
+  return right(probs.mean(0)), jax.vmap(right)(probs)
+
+
+def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
+  """Scores the ensemble of the runs in `workdirs` on the tasks of `config`; writes
+  `outdir/results.json`: the ensemble's accuracy per task and summary (as `meta_eval`'s),
+  and each member's accuracy per task on the same tasks."""
+  if len(workdirs) < 2:
+    raise ConfigError(f"An ensemble needs at least 2 runs; got {list(workdirs)}.")
+  if config.dataset == "sinusoid":
+    raise ConfigError("Ensembles average class probabilities: classification runs only "
+                      f"(dataset={config.dataset!r}).")
+  mesh = sharding.make_mesh(config.num_devices)
+  members = []
+  for workdir in workdirs:
+    c = member_config(config, workdir)
+    train.check_same_model(c, workdir)
+    saved, _ = train.load_run(workdir)
+    members.append((c, train.make_learner(c), sharding.replicate(saved, mesh)))
+  _, test_data, _, sampler, provenance, _ = train.make_task_data(config)
+  test_data = sharding.replicate(test_data, mesh)
+
+  def probabilities(c, learner, saved, task):
+    bn = saved.get("batch_stats", {})
+    if learner.algorithm in ("protonet", "blackbox"):  # no inner loop
+      logits = learner.query_logits(saved["meta_params"]["params"], bn, task.support_x,
+                                    task.support_y, task.query_x)
+    else:
+      phi, _ = learner.adapt(saved["meta_params"], bn, task.support_x, task.support_y,
+                             c.test_inner_steps, lr=c.test_inner_lr or None,
+                             backtrack=c.test_backtrack)
+      logits = learner.apply(phi, bn, task.query_x, task.support_x)
+    return jax.nn.softmax(logits)
+
+  def score(episodes):
+    probs = jnp.stack([learner.over_tasks(
+        lambda task, c=c, learner=learner, saved=saved: probabilities(c, learner, saved, task),
+        episodes) for c, learner, saved in members])
+    ensemble, each = accuracies(probs, episodes.query_y)
+    return ensemble, each.T  # tasks first, as the chunks are stacked
+
+
+  ensemble, each = train.over_eval_tasks(config, test_data, sampler, score, mesh)
+  config = ml_collections.ConfigDict(config.to_dict())
+  # One score per task: each member adapts with its own test_inner_steps.
+  config.test_inner_steps, config.eval_steps, config.ensemble = 0, (0,), tuple(workdirs)
+  config.algorithm = "ensemble"  # each member's own is in its folder
+  metrics = train.summarize(config, members[0][1], ensemble[:, None])
+  metrics.update(
+      data=provenance, members=list(workdirs),
+      test_inner_steps={w: c.test_inner_steps for w, (c, _, _) in zip(workdirs, members)},
+      member_test_accuracy_per_task={w: [round(float(v), 6) for v in scores]
+                                     for w, scores in zip(workdirs, each.T)})
+  os.makedirs(outdir, exist_ok=True)
+  write_results(outdir, config, metrics, "meta", evaluated_by="experiments.meta_eval",
+                checkpoint=workdirs[0])
+  return metrics
