@@ -1,7 +1,8 @@
 """Evaluate a meta-trained checkpoint: `python -m experiments.meta_eval
 --config=experiments/configs/meta.py:VARIANT --workdir=DIR [--outdir=OUT]`; with
 `--ensemble=DIR2,DIR3 --outdir=OUT`, the ensemble of DIR and those runs
-(`jaxtl.meta.ensemble`: each query's class probabilities averaged over the runs)."""
+(`jaxtl.meta.ensemble`: each query's class probabilities averaged over the runs), and with
+`--config.test_affine.views=N` (and its warp's ranges) over N copies of each task."""
 
 from absl import flags
 
@@ -16,11 +17,11 @@ _ENSEMBLE = flags.DEFINE_list("ensemble", [], "More runs: score the ensemble of 
 
 
 def main(config, workdir):
-  if not _ENSEMBLE.value:
+  if not _ENSEMBLE.value and config.test_affine.views == 1:
     return evaluate_checkpoint(config, workdir, _OUTDIR.value)
   if not _OUTDIR.value:
-    raise ConfigError("--ensemble needs --outdir: the ensemble's results.json must not replace "
-                      f"{workdir}'s own.")
+    raise ConfigError("--ensemble and test_affine.views > 1 need --outdir: the results.json "
+                      f"of an ensemble must not replace {workdir}'s own.")
   return evaluate_ensemble(config, [workdir] + _ENSEMBLE.value, _OUTDIR.value)
 
 

@@ -66,10 +66,29 @@ def test_an_ensemble_of_one_run_twice_is_that_run(runs, tmp_path):
                              atol=1e-6)
 
 
+def test_test_time_views_that_warp_nothing_change_nothing(runs, tmp_path):
+  """Test-time augmentation of one run: with warps of zero range, each view is the task
+  itself, so the average over views is the run's own evaluation."""
+  config, folders = runs
+  config = config.copy_and_resolve_references()
+  config.test_affine.views = 3
+  metrics = ensemble.evaluate_ensemble(config, [folders["maml"]], str(tmp_path))
+  np.testing.assert_allclose(metrics["test_accuracy_per_task"], _own(folders["maml"]),
+                             atol=1e-6)
+
+
 def test_bad_ensembles_are_clear_errors(runs, tmp_path):
   config, folders = runs
-  with pytest.raises(ConfigError, match="at least 2 runs"):
+  with pytest.raises(ConfigError, match="at least 2 runs or test_affine.views >= 2"):
     ensemble.evaluate_ensemble(config, [folders["maml"]], str(tmp_path))
+  warped = config.copy_and_resolve_references()
+  warped.test_affine.views, warped.test_affine.scale = 2, (1.2, 0.8)
+  with pytest.raises(ConfigError, match=r"test_affine: .*scale=\(1.2, 0.8\)"):
+    ensemble.evaluate_ensemble(warped, [folders["maml"]], str(tmp_path))
+  with pytest.raises(ConfigError, match="test_affine.views=2: evaluate with"):
+    train.evaluate_checkpoint(warped, folders["maml"], str(tmp_path))
+  with pytest.raises(ConfigError, match="test_affine.views=2: test-time augmentation is"):
+    train.train_and_evaluate(warped, str(tmp_path / "new"))
   other = config.copy_and_resolve_references()
   other.way = config.way + 1  # MAML's head answers the ways it was trained with
   with pytest.raises(ConfigError, match="way=5; the tasks are way=6"):
@@ -82,4 +101,4 @@ def test_bad_ensembles_are_clear_errors(runs, tmp_path):
        "--config=experiments/configs/meta.py:quick", f"--config.data_dir={config.data_dir}",
        f"--workdir={folders['maml']}", f"--ensemble={folders['protonet']}"],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-  assert out.returncode != 0 and "--ensemble needs --outdir" in out.stderr, out.stderr[-2000:]
+  assert out.returncode != 0 and "need --outdir" in out.stderr, out.stderr[-2000:]

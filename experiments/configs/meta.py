@@ -55,6 +55,11 @@ def base() -> ml_collections.ConfigDict:
   c.train_affine = ml_collections.ConfigDict({"rotate_deg": 0.0, "scale": (1.0, 1.0),
                                               "translate": 0.0})
   c.test_shot, c.test_query = 1, 1
+  # Test-time augmentation (meta_eval, jaxtl.meta.ensemble): each query's class
+  # probabilities averaged over `views` copies of its task, the first as drawn, each other
+  # with every image warped as train_affine warps; views=1: none.
+  c.test_affine = ml_collections.ConfigDict({"views": 1, "rotate_deg": 0.0,
+                                             "scale": (1.0, 1.0), "translate": 0.0})
   # Model.
   c.model = "conv4"
   # conv: auto (patches @ kernel on CPU, XLA's conv elsewhere) | xla | im2col

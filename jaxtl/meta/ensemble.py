@@ -1,5 +1,6 @@
 """Ensembles of meta-trained classifiers: each query's class probabilities averaged over
-the runs, each run adapted to the task as its own `meta_eval` adapts it, scored on the
+the runs (and, with `test_affine.views` > 1, over warped copies of the task: test-time
+augmentation), each run adapted to the task as its own `meta_eval` adapts it, scored on the
 tasks `meta_eval` draws (`train.over_eval_tasks`), so every member's score here is its
 own evaluation's, task by task, and the ensemble can be compared with each member
 paired over the same tasks.
@@ -15,7 +16,7 @@ import ml_collections
 
 from jaxtl import sharding, workdir as run_dir
 from jaxtl.errors import ConfigError
-from jaxtl.meta import train
+from jaxtl.meta import tasks, train
 from jaxtl.metrics import write_results
 
 # What a run's own config decides: its learner and how it adapts at test time. The tasks
@@ -63,8 +64,15 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
   """Scores the ensemble of the runs in `workdirs` on the tasks of `config`; writes
   `outdir/results.json`: the ensemble's accuracy per task and summary (as `meta_eval`'s),
   and each member's accuracy per task on the same tasks."""
-  if len(workdirs) < 2:
-    raise ConfigError(f"An ensemble needs at least 2 runs; got {list(workdirs)}.")
+  affine = config.test_affine.to_dict()
+  views = affine.pop("views")
+  if views < 1:
+    raise ConfigError(f"test_affine.views={views} must be >= 1.")
+  if views > 1:
+    tasks.check_affine("test_affine", **affine)
+  if len(workdirs) * views < 2:
+    raise ConfigError(f"An ensemble needs at least 2 runs or test_affine.views >= 2; got "
+                      f"{list(workdirs)} and views={views}.")
   if config.dataset == "sinusoid":
     raise ConfigError("Ensembles average class probabilities: classification runs only "
                       f"(dataset={config.dataset!r}).")
@@ -90,11 +98,19 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
       logits = learner.apply(phi, bn, task.query_x, task.support_x)
     return jax.nn.softmax(logits)
 
-  def score(episodes):
-    probs = jnp.stack([learner.over_tasks(
+  def view(episodes, key, v):  # the task as drawn, or every image warped
+    if v == 0:
+      return episodes
+    keys = jax.random.split(jax.random.fold_in(key, v))
+    return tasks.warp_episodes(keys, episodes, **affine)
+
+  def score(episodes, key):
+    probs = jnp.stack([jnp.stack([learner.over_tasks(
         lambda task, c=c, learner=learner, saved=saved: probabilities(c, learner, saved, task),
-        episodes) for c, learner, saved in members])
-    ensemble, each = accuracies(probs, episodes.query_y)
+        view(episodes, key, v)) for v in range(views)]) for c, learner, saved in members])
+    # (members, views, tasks, queries, ways); each member alone: the task as drawn
+    ensemble, _ = accuracies(probs.reshape((-1,) + probs.shape[2:]), episodes.query_y)
+    _, each = accuracies(probs[:, 0], episodes.query_y)
     return ensemble, each.T  # tasks first, as the chunks are stacked
 
 

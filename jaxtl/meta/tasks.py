@@ -209,27 +209,40 @@ def affine_is_on(rotate_deg: float = 0.0, scale=(1.0, 1.0), translate: float = 0
   return bool(rotate_deg or translate or tuple(scale) != (1.0, 1.0))
 
 
+def check_affine(name: str, rotate_deg: float, scale, translate: float):
+  if rotate_deg < 0 or translate < 0 or not 0 < scale[0] <= scale[1]:
+    raise ConfigError(f"{name}: rotate_deg={rotate_deg} and translate={translate} "
+                      f"must be >= 0 and scale={tuple(scale)} a range 0 < low <= high.")
+
+
 def with_affine(sampler, rotate_deg: float = 0.0, scale=(1.0, 1.0), translate: float = 0.0):
   """`sampler` whose every image, support and query, gets its own random affine warp
   (`jaxtl.objectives.augment.random_affine`, drawn from the episode's key): Koch et al.'s
   training distortions, without their shear. All zero (scale (1, 1)): `sampler` itself."""
   if not affine_is_on(rotate_deg, scale, translate):
     return sampler
-  if rotate_deg < 0 or translate < 0 or not 0 < scale[0] <= scale[1]:
-    raise ConfigError(f"train_affine: rotate_deg={rotate_deg} and translate={translate} "
-                      f"must be >= 0 and scale={tuple(scale)} a range 0 < low <= high.")
-  from jaxtl.objectives import augment  # pylint: disable=import-outside-toplevel
+  check_affine("train_affine", rotate_deg, scale, translate)
 
   def warped(key, data, batch):
     key, k_support, k_query = jax.random.split(key, 3)
-    episodes = sampler(key, data, batch)
-    def warp(k, x):  # (B, M, H, W, C): each of the B * M images its own warp
-      flat = augment.random_affine(k, x.reshape((-1,) + x.shape[2:]), rotate_deg,
-                                   tuple(scale), translate)
-      return flat.reshape(x.shape)
-    return episodes._replace(support_x=warp(k_support, episodes.support_x),
-                             query_x=warp(k_query, episodes.query_x))
+    return warp_episodes((k_support, k_query), sampler(key, data, batch), rotate_deg, scale,
+                         translate)
   return warped
+
+
+def warp_episodes(keys, episodes, rotate_deg: float, scale, translate: float):
+  """`episodes` with each image, support and query, warped by its own random affine map
+  (`jaxtl.objectives.augment.random_affine`) drawn from `keys` (the support's, the
+  queries')."""
+  from jaxtl.objectives import augment  # pylint: disable=import-outside-toplevel
+  k_support, k_query = keys
+
+  def warp(k, x):  # (B, M, H, W, C): each of the B * M images its own warp
+    flat = augment.random_affine(k, x.reshape((-1,) + x.shape[2:]), rotate_deg,
+                                 tuple(scale), translate)
+    return flat.reshape(x.shape)
+  return episodes._replace(support_x=warp(k_support, episodes.support_x),
+                           query_x=warp(k_query, episodes.query_x))
 
 
 def make_sampler(kind: str, way: int, shot: int, query: int, groups=None):

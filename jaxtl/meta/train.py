@@ -178,15 +178,15 @@ def evaluate_per_task(config, learner: MetaLearner, meta_params, batch_stats, da
   adaptation steps: (eval_tasks, steps + 1)."""
   steps = max(max(config.eval_steps), config.test_inner_steps)
   lr = config.test_inner_lr or None
-  return over_eval_tasks(config, data, sampler, lambda episodes: learner.evaluate_tasks(
+  return over_eval_tasks(config, data, sampler, lambda episodes, _: learner.evaluate_tasks(
       meta_params, batch_stats, episodes, steps, lr=lr, backtrack=config.test_backtrack),
                          mesh)
 
 
 def over_eval_tasks(config, data, sampler, score, mesh=None):
-  """`score(episodes)` (a pytree with a leading task axis) on the `eval_tasks` tasks drawn
-  with `eval_seed`, in chunks of `eval_batch`: every evaluation of a config scores the
-  same tasks. With a `mesh` whose size divides `eval_batch`, each chunk's tasks are split
+  """`score(episodes, key)` (a pytree with a leading task axis; `key`: the chunk's, for
+  draws of its own) on the `eval_tasks` tasks drawn with `eval_seed`, in chunks of
+  `eval_batch`: every evaluation of a config scores the same tasks. With a `mesh` whose size divides `eval_batch`, each chunk's tasks are split
   over its devices."""
   batch = config.eval_batch
   if mesh is not None and batch % mesh.devices.size:
@@ -200,7 +200,7 @@ def over_eval_tasks(config, data, sampler, score, mesh=None):
     episodes = sampler(key, data, batch)
     if mesh is not None:
       episodes = sharding.shard_batch(episodes, mesh)
-    return score(episodes)
+    return score(episodes, key)
 
   key = jax.random.PRNGKey(config.eval_seed)
   n = -(-config.eval_tasks // batch)
@@ -258,6 +258,10 @@ def check_config(config):
   run_dir.check_at_least(config, 0, ("inner_steps", "test_inner_steps", "num_devices"))
   if min(config.eval_steps) < 0:
     raise ConfigError(f"eval_steps={tuple(config.eval_steps)} must be >= 0.")
+  if config.get("test_affine", {}).get("views", 1) != 1:
+    raise ConfigError(f"test_affine.views={config.test_affine.views}: test-time augmentation "
+                      "is meta_eval's (jaxtl.meta.ensemble); train with views=1 and evaluate "
+                      "the run with it.")
   per_call = config.steps_per_call  # a jitted call runs this many meta-iterations
   for name in ("num_steps", "log_every", "checkpoint_every"):
     if config[name] % per_call:
@@ -379,6 +383,9 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
   progress, its latest training checkpoint (results then say `meta_iterations` of
   `num_steps`); writes results.json to `outdir` (default: `workdir`, replacing the
   training run's)."""
+  if config.get("test_affine", {}).get("views", 1) != 1:
+    raise ConfigError(f"test_affine.views={config.test_affine.views}: evaluate with "
+                      "jaxtl.meta.ensemble.evaluate_ensemble (meta_eval does).")
   check_same_model(config, workdir)
   saved, progress = load_run(workdir)
   if "num_steps" in progress:

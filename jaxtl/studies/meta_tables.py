@@ -230,8 +230,11 @@ def lake_table(root: str) -> str:
     c = trained["config"]
     if c.get("ensemble"):  # jaxtl.meta.ensemble: no training of its own
       name = "ensemble"
+      views = (c.get("test_affine") or {}).get("views", 1)
       training = ("class probabilities averaged over "
-                  + ", ".join(f"`{os.path.basename(m.rstrip('/'))}`" for m in c["ensemble"]))
+                  + ", ".join(f"`{os.path.basename(m.rstrip('/'))}`" for m in c["ensemble"])
+                  + (f", each on {views} copies of the task (warped but the first)"
+                     if views > 1 else ""))
     else:
       name = c["algorithm"]
       warped = tasks.affine_is_on(**(c.get("train_affine") or {}))
