@@ -230,11 +230,14 @@ def lake_table(root: str) -> str:
     c = trained["config"]
     if c.get("ensemble"):  # jaxtl.meta.ensemble: no training of its own
       name = "ensemble"
-      views = (c.get("test_affine") or {}).get("views", 1)
+      tta = c.get("test_affine") or {"views": 1}
       training = ("class probabilities averaged over "
-                  + ", ".join(f"`{os.path.basename(m.rstrip('/'))}`" for m in c["ensemble"])
-                  + (f", each on {views} copies of the task (warped but the first)"
-                     if views > 1 else ""))
+                  + ", ".join(f"`{os.path.basename(m.rstrip('/'))}`" for m in c["ensemble"]))
+      if tta["views"] > 1:
+        training += (f", each on {tta['views']} copies of the task, warped but the first "
+                     f"(rotation up to {tta['rotate_deg']:g} degrees, scale "
+                     f"{tta['scale'][0]:g}-{tta['scale'][1]:g}, shift up to "
+                     f"{tta['translate']:g})")
     else:
       name = c["algorithm"]
       warped = tasks.affine_is_on(**(c.get("train_affine") or {}))
