@@ -93,6 +93,10 @@ def test_bad_ensembles_are_clear_errors(runs, tmp_path):
   other.way = config.way + 1  # MAML's head answers the ways it was trained with
   with pytest.raises(ConfigError, match="way=5; the tasks are way=6"):
     ensemble.evaluate_ensemble(other, [folders["maml"], folders["protonet"]], str(tmp_path))
+  other = config.copy_and_resolve_references()
+  other.split_seed = config.split_seed + 1  # other classes held out: members trained on some
+  with pytest.raises(ConfigError, match="split_seed=1; the tasks are split_seed=2"):
+    ensemble.evaluate_ensemble(other, [folders["maml"], folders["protonet"]], str(tmp_path))
   with pytest.raises(ConfigError, match="no meta-learning run"):
     ensemble.evaluate_ensemble(config, [folders["maml"], str(tmp_path)], str(tmp_path))
   # From the command line: an ensemble without --outdir would replace a run's results.

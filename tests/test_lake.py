@@ -116,9 +116,9 @@ def test_error_rate_is_reported_beside_accuracy():
 
 
 def test_runs_scored_on_the_same_tasks_are_compared_task_by_task():
-  """The Lake table's paired line: error of one run minus another's, over the same tasks
-  (the same task fields), with the t-interval over the tasks; runs on other tasks are
-  not paired."""
+  """The Lake table's paired differences: error of one run minus another's, over the same
+  tasks (the same task fields), with the t-interval over the tasks; runs on other tasks
+  are not paired."""
   def run(name, per_task, **config):
     c = {"class_split": "lake", "way": 20, "test_shot": 1, "test_tasks": "alphabet",
          "eval_seed": 5, "algorithm": "protonet", **config}
@@ -128,10 +128,14 @@ def test_runs_scored_on_the_same_tasks_are_compared_task_by_task():
   a = [0.8, 0.9, 0.7, 0.6]
   b = [0.7, 0.85, 0.65, 0.5]  # 0.1, 0.05, 0.05, 0.1 more error
   cells = meta_tables._lake_cells([run("r/a", a), run("r/b", b), run("r/c", b, eval_seed=6)])  # pylint: disable=protected-access
-  (line,) = meta_tables._paired_rows(cells)  # pylint: disable=protected-access
-  # mean 7.5 points; sd 2.887 points, t(0.975, 3) = 3.182: +- 4.6
-  assert line.startswith("Paired over the same 4 within-alphabet test tasks, error of `r/b` "
-                         "minus `r/a`: +7.5 ± 4.6 points")
+  lines = meta_tables._paired_rows(cells)  # pylint: disable=protected-access
+  assert lines[1].startswith("Paired over the same 4 within-alphabet test tasks: error of the "
+                             "row minus error of the column")
+  # mean 7.5 points; sd 2.887 points, t(0.975, 3) = 3.182: +- 4.6, beyond 0: bold
+  rows = [line for line in lines if line.startswith("| ")]
+  assert rows == ["| row minus column | 1 | 2 |", "| 1 `r/a` |  |  |",
+                  "| 2 `r/b` | **+7.5 ± 4.6** |  |", "| 3 `r/c` |  |  |"]  # c: other tasks
+  assert not any("validation" in line for line in lines)  # none scored there
 
 
 def test_maml_split_trains_on_most_characters_of_the_evaluation_alphabets(data_dir):

@@ -26,6 +26,15 @@ LEARNER_FIELDS = ("algorithm", "model", "model_kwargs", "inner_table", "inner_st
                   "test_inner_steps", "test_inner_lr", "test_backtrack")
 
 
+# The fields that choose which classes a run trained on.
+SPLIT_FIELDS = ("dataset", "splits", "class_split", "split_seed", "num_train_classes",
+                "num_val_classes", "num_val_alphabets")
+# Training fields of the config given, which no ensemble used: left out of its results.
+TRAINING_FIELDS = ("num_steps", "meta_batch", "train_way", "train_tasks", "train_affine",
+                   "meta_lr", "meta_optimizer", "steps_per_call", "log_every",
+                   "checkpoint_every", "seed", "inner_steps", "inner_lr")
+
+
 def _as_config_value(value):
   if isinstance(value, dict):
     return ml_collections.ConfigDict({k: _as_config_value(v) for k, v in value.items()})
@@ -40,12 +49,15 @@ def member_config(config, workdir: str):
   if saved is None or "algorithm" not in saved:
     raise ConfigError(f"{workdir} holds no meta-learning run (no config.json or results.json "
                       "of experiments.meta_train): an ensemble's members are such runs.")
-  # A learner with an N-way head answers N-way tasks only; ProtoNets any number of ways.
-  fields = ("dataset",) if saved["algorithm"] == "protonet" else ("dataset", "way")
+  # The same classes split (else a member may have trained on the classes scored: MAML's
+  # split trains on evaluation alphabets, another seed on the validation alphabets); a
+  # learner with an N-way head answers N-way tasks only, ProtoNets any number of ways.
+  fields = SPLIT_FIELDS + (() if saved["algorithm"] == "protonet" else ("way",))
   for field in fields:
-    if saved.get(field) != config.get(field):
-      raise ConfigError(f"{workdir} was trained with {field}={saved.get(field)!r}; the tasks "
-                        f"are {field}={config.get(field)!r}.")
+    have, want = saved.get(field, run_dir.FIELD_DEFAULTS.get(field)), config.get(field)
+    if _as_config_value(have) != _as_config_value(want):
+      raise ConfigError(f"{workdir} was trained with {field}={have!r}; the tasks are "
+                        f"{field}={want!r}: its training classes are not the ones held out.")
   c = ml_collections.ConfigDict(config.to_dict())
   for field in LEARNER_FIELDS:
     if field in saved:
@@ -115,7 +127,8 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
 
 
   ensemble, each = train.over_eval_tasks(config, test_data, sampler, score, mesh)
-  config = ml_collections.ConfigDict(config.to_dict())
+  config = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items()
+                                      if k not in TRAINING_FIELDS})
   # One score per task: each member adapts with its own test_inner_steps.
   config.test_inner_steps, config.eval_steps, config.ensemble = 0, (0,), tuple(workdirs)
   config.algorithm = "ensemble"  # each member's own is in its folder

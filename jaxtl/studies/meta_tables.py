@@ -47,7 +47,9 @@ def meta_table(runs) -> str:
     if "num_steps" in m:  # meta_eval of a run still in progress
       iterations = f"{iterations} of {m['num_steps']} (in progress)"
     seconds = m.get("train_seconds")
-    steps = "" if c["algorithm"] == "protonet" else m.get("test_inner_steps")  # no inner loop
+    # no inner loop (ProtoNets), or one per member (an ensemble's dict)
+    steps = "" if c["algorithm"] == "protonet" else m.get("test_inner_steps")
+    steps = "" if isinstance(steps, dict) else steps
     lines.append(f"| {name} | {c['algorithm']} | {c['model']} | {setting} | {iterations} | "
                  f"{'' if seconds is None else f'{seconds:.0f}'} | {steps} | {shown} | {paper} |")
   return "\n".join(lines)
@@ -184,23 +186,37 @@ _TASK_FIELDS = ("dataset", "class_split", "split_seed", "eval_seed", "eval_tasks
 
 
 def _paired_rows(cells) -> list:
-  """A line per pair of runs scored on the same within-alphabet test tasks, each task's
-  score kept: the difference of their errors, paired task by task (`jaxtl.stats`)."""
-  scored = {f: runs[("test", "alphabet")] for f, runs in cells.items()
-            if "test_accuracy_per_task" in runs.get(("test", "alphabet"), {}).get("metrics", {})}
+  """Per split (test, validation alphabets), a table of paired differences between the
+  runs scored on the same within-alphabet tasks, each task's score kept: the row's error
+  minus the column's, task by task (`jaxtl.stats.paired`)."""
   lines = []
-  names = sorted(scored)
-  for i, a in enumerate(names):
-    for b in names[i + 1:]:
-      ra, rb = scored[a], scored[b]
-      if any(ra["config"].get(f) != rb["config"].get(f) for f in _TASK_FIELDS):
-        continue
-      d = stats.paired(np.subtract(1, rb["metrics"]["test_accuracy_per_task"]),
-                       np.subtract(1, ra["metrics"]["test_accuracy_per_task"]))
-      lines.append(f"Paired over the same {d.n_groups} within-alphabet test tasks, error of "
-                   f"`{b}` minus `{a}`: {stats.format_estimate(d, signed=True)} points "
-                   f"(t-interval over the tasks; two-sided p={d.p_value:.2g}; the training "
-                   "runs are fixed, so training's own randomness is not in the interval).")
+  for key, where in ((("test", "alphabet"), "test"), (("val", "alphabet"), "validation")):
+    scored = {f: runs[key] for f, runs in cells.items()
+              if "test_accuracy_per_task" in runs.get(key, {}).get("metrics", {})}
+    names = sorted(scored)
+    same_tasks = lambda a, b: all(scored[a]["config"].get(f) == scored[b]["config"].get(f)
+                                  for f in _TASK_FIELDS)
+    if not any(same_tasks(a, b) for i, a in enumerate(names) for b in names[:i]):
+      continue
+    error = lambda f: np.subtract(1, scored[f]["metrics"]["test_accuracy_per_task"])
+    n = len(error(names[0]))
+    lines += ["", f"Paired over the same {n} within-alphabet {where} tasks: error of the row "
+              "minus error of the column, points (t-interval over the tasks); in bold where "
+              "the interval excludes 0, uncorrected for the comparisons. The training runs "
+              "are fixed and the tasks come from these alphabets and drawers, so neither "
+              "training's randomness nor another draw of alphabets is in the intervals.", "",
+              "| row minus column | " + " | ".join(str(j + 1) for j in range(len(names) - 1))
+              + " |", "|---|" + "---:|" * (len(names) - 1)]
+    for i, a in enumerate(names):
+      cells_ = []
+      for b in names[:len(names) - 1]:
+        if names.index(b) >= i or not same_tasks(a, b):
+          cells_.append("")
+          continue
+        d = stats.paired(error(a), error(b))
+        text = stats.format_estimate(d, signed=True)
+        cells_.append(f"**{text}**" if abs(d.mean) > d.ci95 else text)
+      lines.append(f"| {i + 1} `{a}` | " + " | ".join(cells_) + " |")
   return lines
 
 
@@ -231,7 +247,8 @@ def lake_table(root: str) -> str:
     if c.get("ensemble"):  # jaxtl.meta.ensemble: no training of its own
       name = "ensemble"
       tta = c.get("test_affine") or {"views": 1}
-      training = ("class probabilities averaged over "
+      training = (f"{len(c['ensemble'])} runs' training (the rows named), class "
+                  "probabilities averaged over "
                   + ", ".join(f"`{os.path.basename(m.rstrip('/'))}`" for m in c["ensemble"]))
       if tta["views"] > 1:
         training += (f", each on {tta['views']} copies of the task, warped but the first "
@@ -250,5 +267,4 @@ def lake_table(root: str) -> str:
     lines.append(f"| {name}, jaxtl (`{folder}`) | {training} | "
                  f"{get(('test', 'alphabet'))} | {get(('test', 'random'))} | "
                  f"{get(('val', 'alphabet'))} |")
-  paired = _paired_rows(cells)
-  return "\n".join(lines + ([""] + paired if paired else []))
+  return "\n".join(lines + _paired_rows(cells))
