@@ -262,11 +262,13 @@ def train_and_evaluate(config, workdir: str,
     """Scores on `dataset`; under a phase's frozen prefix, on its output, computed once per
     phase and set (those blocks do not change within the phase)."""
     start, saved, variables = current["prefix"], current["eval_inputs"], _variables(params, bn)
-    if not start or prefix_bytes(model, variables, dataset.images, start) > PREFIX_CACHE_BYTES:
+    if start and id(dataset) not in saved:  # None: too large to keep
+      too_large = prefix_bytes(model, variables, dataset.images, start) > PREFIX_CACHE_BYTES
+      saved[id(dataset)] = None if too_large else dataclasses.replace(
+          dataset, images=np.asarray(prefix.prefix_features(model, variables, dataset.images,
+                                                            start)))
+    if not start or saved[id(dataset)] is None:
       return evaluate_on(params, bn, dataset)
-    if id(dataset) not in saved:
-      saved[id(dataset)] = dataclasses.replace(dataset, images=np.asarray(
-          prefix.prefix_features(model, variables, dataset.images, start)))
     return evaluate_on(params, bn, saved[id(dataset)], start)
 
   def start_phase(index, params, batch_stats, step):
@@ -337,7 +339,8 @@ def train_and_evaluate(config, workdir: str,
 
   trained = loop.run(workdir, state, train_step, num_steps=config.num_steps,
                      log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                     hint="Lower the learning rate.", template=template, log_extra=validate, step_callback=step_callback)
+                     hint="Lower the learning rate.", template=template, log_extra=validate,
+                     step_callback=step_callback)
   state, step, segments, logger = trained.state, trained.step, trained.segments, trained.logger
   params, batch_stats = state["params"], state["batch_stats"]
   metrics = {f"test_{k}": v for k, v in evaluate(params, batch_stats, test).items()}

@@ -1,7 +1,7 @@
 """Ensembles of meta-trained classifiers: each query's class probabilities averaged over
 the runs (and, with `test_affine.views` > 1, over warped copies of the task: test-time
 augmentation), each run adapted to the task as its own `meta_eval` adapts it, scored on the
-tasks `meta_eval` draws (`train.over_eval_tasks`), so every member's score here is its
+tasks `meta_eval` draws (`tasks.over_eval_tasks`), so every member's score here is its
 own evaluation's, task by task, and the ensemble can be compared with each member
 paired over the same tasks.
 
@@ -24,8 +24,6 @@ from jaxtl.metrics import write_results
 LEARNER_FIELDS = ("algorithm", "model", "model_kwargs", "inner_table", "inner_steps",
                   "inner_lr", "inner_lr_mode", "remat", "task_batching", "batch_norm",
                   "test_inner_steps", "test_inner_lr", "test_backtrack")
-
-
 # The fields that choose which classes a run trained on.
 SPLIT_FIELDS = ("dataset", "splits", "class_split", "split_seed", "num_train_classes",
                 "num_val_classes", "num_val_alphabets")
@@ -125,8 +123,7 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
     _, each = accuracies(probs[:, 0], episodes.query_y)
     return ensemble, each.T  # tasks first, as the chunks are stacked
 
-
-  ensemble, each = train.over_eval_tasks(config, test_data, sampler, score, mesh)
+  ensemble, each = tasks.over_eval_tasks(config, test_data, sampler, score, mesh)
   config = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items()
                                       if k not in TRAINING_FIELDS})
   # One score per task: each member adapts with its own test_inner_steps.

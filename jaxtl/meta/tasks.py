@@ -4,12 +4,16 @@ A task T_i has a support set D_i^tr (`support_x`, `support_y`) and a query set D
 (`query_x`, `query_y`). Samplers are pure functions of a PRNG key that draw a whole
 meta-batch at once on the device, so they run inside the jitted meta-step.
 """
+import functools
+import time
 from typing import NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
+from jaxtl import sharding
 from jaxtl.data import ImageDataset
 from jaxtl.errors import ConfigError
 
@@ -277,3 +281,36 @@ def sample_sinusoid(key, batch: int, shot: int, query: int) -> Tuple[Episodes, j
   y = amplitude * jnp.sin(x - phase)
   episodes = Episodes(x[:, :shot], y[:, :shot], x[:, shot:], y[:, shot:])
   return episodes, jnp.concatenate([amplitude, phase], axis=-1)[:, 0]
+
+
+def over_eval_tasks(config, data, sampler, score, mesh=None):
+  """`score(episodes, key)` (a pytree with a leading task axis; `key`: the chunk's, for
+  draws of its own) on the `eval_tasks` tasks drawn with `eval_seed`, in chunks of
+  `eval_batch`: every evaluation of a config scores the same tasks. With a `mesh` whose
+  size divides `eval_batch`, each chunk's tasks are split over its devices."""
+  batch = config.eval_batch
+  if mesh is not None and batch % mesh.devices.size:
+    logging.warning("eval_batch=%d is not divisible by the %d devices: evaluating on one.",
+                    batch, mesh.devices.size)
+    mesh = None
+  replicated = {} if mesh is None else {"out_shardings": sharding.replicated(mesh)}
+
+  @functools.partial(jax.jit, **replicated)
+  def chunk(key):
+    episodes = sampler(key, data, batch)
+    if mesh is not None:
+      episodes = sharding.shard_batch(episodes, mesh)
+    return score(episodes, key)
+
+  key = jax.random.PRNGKey(config.eval_seed)
+  n = -(-config.eval_tasks // batch)
+  chunks, start, printed = [], time.perf_counter(), time.perf_counter()
+  for i in range(n):
+    chunks.append(jax.tree_util.tree_map(np.asarray, chunk(jax.random.fold_in(key, i))))
+    now = time.perf_counter()
+    if now - printed >= 30 or (i == 0 and n > 1):  # a line after compiling, then by time
+      printed = now
+      logging.info("evaluation: %d/%d tasks | ETA %.0fs", (i + 1) * batch, n * batch,
+                   (now - start) / (i + 1) * (n - i - 1))
+  return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts)[:config.eval_tasks],
+                                *chunks)

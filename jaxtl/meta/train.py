@@ -10,11 +10,9 @@ product under vmap; `jaxtl.models.layers`) and with XLA's conv elsewhere. With
 `conv="xla"` forced on CPU, "auto" batching falls back to `lax.map` over tasks.
 """
 import dataclasses
-import functools
 import hashlib
 import json
 import os
-import time
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -178,42 +176,9 @@ def evaluate_per_task(config, learner: MetaLearner, meta_params, batch_stats, da
   adaptation steps: (eval_tasks, steps + 1)."""
   steps = max(max(config.eval_steps), config.test_inner_steps)
   lr = config.test_inner_lr or None
-  return over_eval_tasks(config, data, sampler, lambda episodes, _: learner.evaluate_tasks(
-      meta_params, batch_stats, episodes, steps, lr=lr, backtrack=config.test_backtrack),
-                         mesh)
-
-
-def over_eval_tasks(config, data, sampler, score, mesh=None):
-  """`score(episodes, key)` (a pytree with a leading task axis; `key`: the chunk's, for
-  draws of its own) on the `eval_tasks` tasks drawn with `eval_seed`, in chunks of
-  `eval_batch`: every evaluation of a config scores the same tasks. With a `mesh` whose size divides `eval_batch`, each chunk's tasks are split
-  over its devices."""
-  batch = config.eval_batch
-  if mesh is not None and batch % mesh.devices.size:
-    logging.warning("eval_batch=%d is not divisible by the %d devices: evaluating on one.",
-                    batch, mesh.devices.size)
-    mesh = None
-  replicated = {} if mesh is None else {"out_shardings": sharding.replicated(mesh)}
-
-  @functools.partial(jax.jit, **replicated)
-  def chunk(key):
-    episodes = sampler(key, data, batch)
-    if mesh is not None:
-      episodes = sharding.shard_batch(episodes, mesh)
-    return score(episodes, key)
-
-  key = jax.random.PRNGKey(config.eval_seed)
-  n = -(-config.eval_tasks // batch)
-  chunks, start, printed = [], time.perf_counter(), time.perf_counter()
-  for i in range(n):
-    chunks.append(jax.tree_util.tree_map(np.asarray, chunk(jax.random.fold_in(key, i))))
-    now = time.perf_counter()
-    if now - printed >= 30 or (i == 0 and n > 1):  # a line after compiling, then by time
-      printed = now
-      logging.info("evaluation: %d/%d tasks | ETA %.0fs", (i + 1) * batch, n * batch,
-                   (now - start) / (i + 1) * (n - i - 1))
-  return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts)[:config.eval_tasks],
-                                *chunks)
+  score = lambda episodes, _: learner.evaluate_tasks(meta_params, batch_stats, episodes, steps,
+                                                     lr=lr, backtrack=config.test_backtrack)
+  return tasks.over_eval_tasks(config, data, sampler, score, mesh)
 
 
 def summarize(config, learner: MetaLearner, per_task: np.ndarray) -> dict:
