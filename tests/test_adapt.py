@@ -29,7 +29,8 @@ def meta_run(request, data_dir, tmp_path_factory):
   config.data_dir, config.algorithm = data_dir, request.param
   workdir = str(tmp_path_factory.mktemp(request.param))
   meta_train.train_and_evaluate(config, workdir)
-  _, test_data, _, sampler, _, _ = meta_train.make_task_data(config)
+  data = meta_train.make_task_data(config)
+  test_data, sampler = data.test, data.test_sampler
   key = jax.random.fold_in(jax.random.PRNGKey(config.eval_seed), 0)  # evaluate's first chunk
   episodes = jax.tree_util.tree_map(np.asarray, sampler(key, test_data, config.eval_batch))
   return config, workdir, episodes, (test_data, sampler)

@@ -51,7 +51,8 @@ def test_blackbox_meta_trains_evaluates_and_adapts_quick(data_dir, tmp_path):
   assert len(set(by_steps.values())) == 1  # no inner steps: the same at every count
   again = train.evaluate_checkpoint(config, str(tmp_path), str(tmp_path / "eval"))
   assert again["test_accuracy"] == metrics["test_accuracy"]
-  _, test_data, _, sampler, _, _ = train.make_task_data(config)
+  data = train.make_task_data(config)
+  test_data, sampler = data.test, data.test_sampler
   episodes = sampler(jax.random.PRNGKey(0), test_data, 1)
   task = adapt.load(str(tmp_path)).adapt(np.asarray(episodes.support_x[0]),
                                          np.asarray(episodes.support_y[0]))

@@ -243,7 +243,8 @@ def _load_mirror(name: str, split: str, path: str) -> ImageDataset:
     images = 1.0 - z["images"][keep].astype(np.float32)[..., None] / 255.0
     meta = {"alphabet": z["alphabet"][keep].astype(np.int32),
             "drawer": z["drawer"][keep].astype(np.int32)}
-    return ImageDataset(images, z["labels"][keep].astype(np.int32), "omniglot", meta)
+    return ImageDataset(images, z["labels"][keep].astype(np.int32), "omniglot", meta,
+                        class_names=tuple(str(n) for n in z["character_names"]))
 
 
 def _load_tfds(name: str, split: str, tfds_data_dir, download: bool):

@@ -93,8 +93,9 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
     train.check_same_model(c, workdir)
     saved, _ = train.load_run(workdir)
     members.append((c, train.make_learner(c), sharding.replicate(saved, mesh)))
-  _, test_data, _, sampler, provenance, _ = train.make_task_data(config)
-  test_data = sharding.replicate(test_data, mesh)
+  data = train.make_task_data(config)
+  sampler, provenance = data.test_sampler, data.provenance
+  test_data = sharding.replicate(data.test, mesh)
 
   def probabilities(c, learner, saved, task):
     bn = saved.get("batch_stats", {})

@@ -31,6 +31,8 @@ def task_config(config, way: int, shot: int, split: str = "test", steps: int = 0
     cfg.way, cfg.test_shot, cfg.test_query, cfg.eval_split = way, shot, config.query, split
     if split == "val":
       cfg.eval_tasks, cfg.eval_seed = config.val_tasks, config.val_seed
+      if cfg.test_tasks == "lake_runs":  # Lake's runs are test tasks: tune within-alphabet
+        cfg.test_tasks = "alphabet"
     cfg.eval_batch = min(cfg.eval_batch, cfg.eval_tasks)
     cfg.test_inner_steps, cfg.eval_steps = steps, (0, steps)
     cfg.test_inner_lr, cfg.test_backtrack = lr, True
@@ -91,8 +93,10 @@ def _read_eval_data(fields: tuple):
   cfg.way = cfg.shot = cfg.query = cfg.test_shot = cfg.test_query = 1
   cfg.rotate_train = False  # only the evaluation classes are kept
   cfg.train_tasks = "random"  # test_tasks kept: alphabet tasks check the drawers' order
+  if cfg.test_tasks == "lake_runs":  # its 20-way shape is checked where tasks are drawn
+    cfg.test_tasks = "alphabet"
   data = train.make_task_data(cfg)
-  return data.test, data.test_groups
+  return data.test, data.test_groups, data.test_names
 
 
 def image_shape(config) -> tuple:
@@ -103,10 +107,11 @@ def image_shape(config) -> tuple:
 def _scores(cfg, method, params, batch_stats) -> np.ndarray:
   """Query accuracy after 0..steps steps of each of cfg's evaluation tasks (cfg.test_tasks:
   random or within-alphabet)."""
-  data, groups = _eval_data(cfg)
+  data, groups, names = _eval_data(cfg)
   tasks.check_episode_shape(data.shape[0], data.shape[1], cfg.way, cfg.test_shot,
                             cfg.test_query)
-  sampler = tasks.make_sampler(cfg.test_tasks, cfg.way, cfg.test_shot, cfg.test_query, groups)
+  sampler = tasks.make_sampler(cfg.test_tasks, cfg.way, cfg.test_shot, cfg.test_query, groups,
+                               names)
   return train.evaluate_per_task(cfg, method, params, batch_stats, data, sampler)
 
 

@@ -163,7 +163,7 @@ def sample_classification(key, data: jax.Array, batch: int, way: int, shot: int,
   return jax.vmap(one_task)(jax.random.split(key, batch))
 
 
-TASK_KINDS = ("random", "alphabet")
+TASK_KINDS = ("random", "alphabet", "lake_runs")
 
 
 def group_table(groups: np.ndarray, way: int) -> np.ndarray:
@@ -249,11 +249,38 @@ def warp_episodes(keys, episodes, rotate_deg: float, scale, translate: float):
                            query_x=warp(k_query, episodes.query_x))
 
 
-def make_sampler(kind: str, way: int, shot: int, query: int, groups=None):
-  """sampler(key, data, batch) -> Episodes: `random` tasks (`sample_classification`) or
-  `alphabet` tasks (`sample_within_groups` over `groups`, each class's alphabet)."""
+def lake_runs_sampler(way: int, shot: int, query: int, names):
+  """Lake et al.'s 20 runs (`jaxtl.data.lake_runs`) as a sampler of fixed tasks: it returns
+  all of them whatever its key, and says how many (`num_tasks`) so that `over_eval_tasks`
+  scores each once. `names`: each row's character of the class-major data."""
+  from jaxtl.data import lake_runs  # pylint: disable=import-outside-toplevel
+  if (way, shot, query) != (lake_runs.WAY, 1, 1):
+    raise ConfigError(f"test_tasks='lake_runs' are 20-way 1-shot with one query per "
+                      f"character; got way={way}, test_shot={shot}, test_query={query}.")
+  if names is None:
+    raise ConfigError("test_tasks='lake_runs' needs the characters' names (Omniglot's "
+                      "mirror, source='mirror', splits=('all',), rotate_test=False).")
+  classes, support, queries = (jnp.asarray(a) for a in lake_runs.task_table(names))
+
+  def sampler(key, data, batch):
+    del key  # fixed tasks
+    if batch != len(classes):
+      raise ConfigError(f"Lake's runs are {len(classes)} tasks, asked for {batch}.")
+    images = lambda drawers: data[classes, drawers[:, None]]  # (runs, 20, H, W, C)
+    labels = jnp.broadcast_to(jnp.arange(way), classes.shape)
+    return Episodes(images(support), labels, images(queries), labels)
+  sampler.num_tasks = len(classes)
+  return sampler
+
+
+def make_sampler(kind: str, way: int, shot: int, query: int, groups=None, names=None):
+  """sampler(key, data, batch) -> Episodes: `random` tasks (`sample_classification`),
+  `alphabet` tasks (`sample_within_groups` over `groups`, each class's alphabet), or
+  Lake's 20 runs (`lake_runs_sampler`; `names`: each class's name)."""
   if kind not in TASK_KINDS:
     raise ConfigError(f"Unknown task kind {kind!r}; valid: {TASK_KINDS}.")
+  if kind == "lake_runs":
+    return lake_runs_sampler(way, shot, query, names)
   if kind == "random":
     return lambda key, data, batch: sample_classification(key, data, batch, way, shot, query)
   if groups is None:
@@ -286,11 +313,14 @@ def sample_sinusoid(key, batch: int, shot: int, query: int) -> Tuple[Episodes, j
 def over_eval_tasks(config, data, sampler, score, mesh=None):
   """`score(episodes, key)` (a pytree with a leading task axis; `key`: the chunk's, for
   draws of its own) on the `eval_tasks` tasks drawn with `eval_seed`, in chunks of
-  `eval_batch`: every evaluation of a config scores the same tasks. With a `mesh` whose
-  size divides `eval_batch`, each chunk's tasks are split over its devices."""
-  batch = config.eval_batch
+  `eval_batch`: every evaluation of a config scores the same tasks; a sampler of fixed
+  tasks (`num_tasks`: Lake's runs) has them scored once, in one chunk. With a `mesh` whose
+  size divides the chunk, each chunk's tasks are split over its devices."""
+  batch = total = getattr(sampler, "num_tasks", None)
+  if total is None:
+    batch, total = config.eval_batch, config.eval_tasks
   if mesh is not None and batch % mesh.devices.size:
-    logging.warning("eval_batch=%d is not divisible by the %d devices: evaluating on one.",
+    logging.warning("A chunk of %d tasks is not divisible by the %d devices: evaluating on one.",
                     batch, mesh.devices.size)
     mesh = None
   replicated = {} if mesh is None else {"out_shardings": sharding.replicated(mesh)}
@@ -303,7 +333,7 @@ def over_eval_tasks(config, data, sampler, score, mesh=None):
     return score(episodes, key)
 
   key = jax.random.PRNGKey(config.eval_seed)
-  n = -(-config.eval_tasks // batch)
+  n = -(-total // batch)
   chunks, start, printed = [], time.perf_counter(), time.perf_counter()
   for i in range(n):
     chunks.append(jax.tree_util.tree_map(np.asarray, chunk(jax.random.fold_in(key, i))))
@@ -312,5 +342,5 @@ def over_eval_tasks(config, data, sampler, score, mesh=None):
       printed = now
       logging.info("evaluation: %d/%d tasks | ETA %.0fs", (i + 1) * batch, n * batch,
                    (now - start) / (i + 1) * (n - i - 1))
-  return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts)[:config.eval_tasks],
+  return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts)[:total],
                                 *chunks)

@@ -65,13 +65,15 @@ def make_learner(config, model=None) -> MetaLearner:
 class TaskData(NamedTuple):
   """Class-major train / test arrays (None for sinusoids), samplers (key, data, batch) ->
   Episodes, where the data came from (`provenance`, recorded in results.json) and each
-  test class's alphabet (None without alphabets), for samplers of other task shapes."""
+  test class's alphabet and name (None where the data has none), for samplers of other
+  task shapes."""
   train: Any
   test: Any
   train_sampler: Callable
   test_sampler: Callable
   provenance: dict
   test_groups: Any = None
+  test_names: Any = None
 
 
 def _class_hash(classes) -> str:
@@ -120,12 +122,17 @@ def make_task_data(config) -> TaskData:
             for part, name in (("train", "train"), ("test", config.eval_split))}
   if config.rotate_train:
     train, groups["train"] = tasks.rotations(train), _rotated(groups["train"])
+  names = (tuple(dataset.class_names[c] for c in splits[config.eval_split])
+           if dataset.class_names and not config.rotate_test else None)
   if config.rotate_test:
     test, groups["test"] = tasks.rotations(test), _rotated(groups["test"])
   for data, way, shot, query in [(train, train_way(config), config.shot, config.query),
                                  (test, config.way, config.test_shot, config.test_query)]:
     tasks.check_episode_shape(data.shape[0], data.shape[1], way, shot, query)
-  if "alphabet" in (config.train_tasks, config.test_tasks) and (
+  if config.train_tasks == "lake_runs":
+    raise ConfigError("train_tasks='lake_runs' names Lake's 20 test runs; valid for "
+                      "training: 'random', 'alphabet'.")
+  if {"alphabet", "lake_runs"} & {config.train_tasks, config.test_tasks} and (
       "drawer" not in dataset.metadata):
     raise ConfigError(f"alphabet tasks keep support and query drawers apart: they need "
                       f"Omniglot's drawer metadata, which the offline mirror has and "
@@ -134,9 +141,9 @@ def make_task_data(config) -> TaskData:
       tasks.make_sampler(config.train_tasks, train_way(config), config.shot, config.query,
                          groups["train"]), **dict(config.get("train_affine") or {}))
   test_sampler = tasks.make_sampler(config.test_tasks, config.way, config.test_shot,
-                                    config.test_query, groups["test"])
+                                    config.test_query, groups["test"], names)
   return TaskData(jnp.asarray(train), jnp.asarray(test), train_sampler, test_sampler,
-                  provenance, groups["test"])
+                  provenance, groups["test"], names)
 
 
 def make_meta_step(learner: MetaLearner, tx, sampler, meta_batch: int, steps_per_call: int,
@@ -243,7 +250,7 @@ def train_and_evaluate(config, workdir: str, step_callback=None, model=None) -> 
   learner = make_learner(config, model)
   mesh = sharding.make_mesh(config.num_devices)
   sharding.check_divisible(config.meta_batch, mesh, "meta_batch")
-  train_data, test_data, train_sampler, test_sampler, provenance, _ = make_task_data(config)
+  train_data, test_data, train_sampler, test_sampler, provenance = make_task_data(config)[:5]
   tx = make_outer_optimizer(config)
   run_dir.prepare(config, workdir)  # the first write: the config has been checked above
   state = init_state(config, learner, tx, train_data, train_sampler)
@@ -356,7 +363,8 @@ def evaluate_checkpoint(config, workdir: str, outdir: str = "") -> dict:
   if "num_steps" in progress:
     progress["num_steps"] = config.num_steps
   learner = make_learner(config)
-  _, test_data, _, test_sampler, provenance, _ = make_task_data(config)
+  data = make_task_data(config)
+  test_data, test_sampler, provenance = data.test, data.test_sampler, data.provenance
   mesh = sharding.make_mesh(config.num_devices)
   saved, test_data = sharding.replicate((saved, test_data), mesh)
   metrics = evaluate(config, learner, saved["meta_params"], saved.get("batch_stats", {}),

@@ -1,0 +1,124 @@
+"""Lake et al.'s 20 one-shot classification runs (`jaxtl.data.lake_runs`): the table read
+off their all_runs.zip, its tasks as jaxtl draws them, and how they are scored."""
+import io
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.configs import meta as meta_configs
+from jaxtl.data import lake_runs, load_dataset
+from jaxtl.errors import ConfigError
+from jaxtl.meta import tasks, train
+
+
+def _lake_config(data_dir):
+  config = meta_configs.get_config("omniglot_20w1s_lake")
+  config.data_dir, config.test_tasks = data_dir, "lake_runs"
+  return config
+
+
+def test_the_runs_are_twenty_within_alphabet_one_shot_tasks_of_the_evaluation_alphabets(
+    data_dir):
+  dataset = load_dataset("omniglot", "all", data_dir=data_dir, source="mirror")
+  label_of = {name: i for i, name in enumerate(dataset.class_names)}
+  assert len(lake_runs.RUNS) == 20
+  assert len({r.alphabet for r in lake_runs.RUNS}) == 10  # two runs per alphabet
+  for run in lake_runs.RUNS:
+    labels = [label_of[n] for n in run.names()]
+    assert len(set(labels)) == 20 and min(labels) >= 964  # evaluation characters only
+    assert run.support_drawer != run.query_drawer
+
+
+def test_the_sampler_gives_each_runs_drawings_in_its_class_order(data_dir):
+  config = _lake_config(data_dir)
+  data = train.make_task_data(config)
+  episodes = data.test_sampler(jax.random.PRNGKey(0), data.test, 20)
+  again = data.test_sampler(jax.random.PRNGKey(9), data.test, 20)  # fixed tasks: no draw
+  np.testing.assert_array_equal(np.asarray(episodes.query_x), np.asarray(again.query_x))
+  dataset = load_dataset("omniglot", "all", data_dir=data_dir, source="mirror")
+  label_of = {name: i for i, name in enumerate(dataset.class_names)}
+  for r, run in enumerate(lake_runs.RUNS):
+    for k in (0, 7, 19):
+      label = label_of[run.names()[k]]
+      for images, drawer in ((episodes.support_x, run.support_drawer),
+                             (episodes.query_x, run.query_drawer)):
+        row = np.flatnonzero((dataset.labels == label)
+                             & (dataset.metadata["drawer"] == drawer))[0]
+        np.testing.assert_array_equal(np.asarray(images[r, k]), dataset.images[row])
+  np.testing.assert_array_equal(np.asarray(episodes.support_y), np.tile(np.arange(20), (20, 1)))
+  np.testing.assert_array_equal(np.asarray(episodes.query_y), np.tile(np.arange(20), (20, 1)))
+
+
+def test_the_runs_are_scored_once_each_whatever_eval_tasks_says(data_dir):
+  config = _lake_config(data_dir)
+  config.algorithm, config.model_kwargs.pool = "protonet", "flatten"
+  config.eval_tasks, config.eval_batch = 600, 16
+  data = train.make_task_data(config)
+  learner = train.make_learner(config)
+  state_params, batch_stats = learner.init(jax.random.PRNGKey(0), data.test[0, :2])
+  per_task = train.evaluate_per_task(config, learner, state_params, batch_stats, data.test,
+                                     data.test_sampler)
+  assert per_task.shape[0] == 20
+
+
+def _png(bits: np.ndarray) -> bytes:
+  out = io.BytesIO()
+  Image.fromarray(bits).save(out, format="PNG")  # bool: a 1-bit PNG, as Lake's
+  return out.getvalue()
+
+
+def test_read_runs_finds_every_png_of_a_runs_zip_among_the_mirrors_images(data_dir,
+                                                                         tmp_path):
+  """A zip laid out as Lake's all_runs.zip, made of the mirror's own 105x105 images for
+  the first two runs of the table (test items shuffled, as Lake's are), reads back as
+  those runs; a drawing from nowhere is an error."""
+  with np.load(f"{data_dir}/omniglot/omniglot_105_bits.npz") as z:
+    bits = np.unpackbits(z["bits"], axis=1, count=105 * 105).reshape(-1, 105, 105) > 0
+    names, labels, drawers = list(z["character_names"]), z["labels"], z["drawer"]
+
+  def image(name, drawer):
+    return bits[np.flatnonzero((labels == names.index(name)) & (drawers == drawer))[0]]
+
+  def write(path, runs, spoil=False):
+    with zipfile.ZipFile(path, "w") as archive:
+      for i, run in enumerate(runs):
+        folder = f"run{i + 1:02d}"
+        order = np.random.default_rng(i).permutation(20)
+        lines = []
+        for k, name in enumerate(run.names()):
+          archive.writestr(f"{folder}/training/class{k + 1:02d}.png",
+                           _png(image(name, run.support_drawer)))
+          item = f"{folder}/test/item{order[k] + 1:02d}.png"
+          query = image(name, run.query_drawer).copy()
+          if spoil and k == 3:
+            query[50:55, 50:55] = ~query[50:55, 50:55]
+          archive.writestr(item, _png(query))
+          lines.append(f"{item} {folder}/training/class{k + 1:02d}.png")
+        archive.writestr(f"{folder}/class_labels.txt", "\n".join(sorted(lines)) + "\n")
+
+  write(tmp_path / "runs.zip", lake_runs.RUNS[:2])
+  assert lake_runs.read_runs(str(tmp_path / "runs.zip"), data_dir) == lake_runs.RUNS[:2]
+  write(tmp_path / "spoilt.zip", lake_runs.RUNS[:1], spoil=True)
+  with pytest.raises(ConfigError, match="is none of the mirror's evaluation images"):
+    lake_runs.read_runs(str(tmp_path / "spoilt.zip"), data_dir)
+
+
+def test_lake_runs_in_another_shape_or_split_is_a_clear_error(data_dir):
+  config = _lake_config(data_dir)
+  config.way = 5
+  with pytest.raises(ConfigError, match="20-way 1-shot with one query per character; got "
+                                        "way=5"):
+    train.make_task_data(config)
+  config = _lake_config(data_dir)
+  config.eval_split = "val"
+  with pytest.raises(ConfigError, match="are not among the evaluation classes"):
+    train.make_task_data(config)
+  config = _lake_config(data_dir)
+  config.train_tasks = "lake_runs"
+  with pytest.raises(ConfigError, match="train_tasks='lake_runs' names Lake's 20 test runs"):
+    train.make_task_data(config)
+  with pytest.raises(ConfigError, match="needs the characters' names"):
+    tasks.make_sampler("lake_runs", 20, 1, 1, np.zeros(659))
