@@ -57,7 +57,7 @@ def test_an_alphabet_too_small_for_the_way_is_a_clear_error():
   with pytest.raises(ConfigError, match=r"No alphabet has 8 classes \(the largest has 7\)"):
     tasks.make_sampler("alphabet", 8, 1, 1, np.array([0] * 7 + [1] * 3))
   with pytest.raises(ConfigError, match=r"Unknown task kind 'alphabets'; valid: "
-                                        r"\('random', 'alphabet', 'lake_runs'\)"):
+                                        r"\('random', 'alphabet', 'lake_runs', 'lake_drawers'\)"):
     tasks.make_sampler("alphabets", 5, 1, 1, np.zeros(10))
 
 

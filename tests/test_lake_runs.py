@@ -52,16 +52,41 @@ def test_the_sampler_gives_each_runs_drawings_in_its_class_order(data_dir):
   np.testing.assert_array_equal(np.asarray(episodes.query_y), np.tile(np.arange(20), (20, 1)))
 
 
-def test_the_runs_are_scored_once_each_whatever_eval_tasks_says(data_dir):
+@pytest.mark.parametrize("kind,count", [("lake_runs", 20), ("lake_drawers", 560)])
+def test_fixed_tasks_are_scored_once_each_in_chunks_whatever_eval_tasks_says(data_dir, kind,
+                                                                            count):
+  """Each task scored once, chunk by chunk (eval_batch 16 does not divide 20 or 560), in
+  the table's order: what the score sees of task t is the sampler's task t."""
   config = _lake_config(data_dir)
-  config.algorithm, config.model_kwargs.pool = "protonet", "flatten"
+  config.algorithm, config.model_kwargs.pool, config.test_tasks = "protonet", "flatten", kind
   config.eval_tasks, config.eval_batch = 600, 16
   data = train.make_task_data(config)
   learner = train.make_learner(config)
-  state_params, batch_stats = learner.init(jax.random.PRNGKey(0), data.test[0, :2])
-  per_task = train.evaluate_per_task(config, learner, state_params, batch_stats, data.test,
+  params, batch_stats = learner.init(jax.random.PRNGKey(0), data.test[0, :2])
+  per_task = train.evaluate_per_task(config, learner, params, batch_stats, data.test,
                                      data.test_sampler)
-  assert per_task.shape[0] == 20
+  assert per_task.shape[0] == count
+  rows = lambda e, _: (e.support_x[:, :, 14, :, 0], e.query_x[:, :, 14, :, 0])  # pixels
+  seen = tasks.over_eval_tasks(config, data.test, data.test_sampler, rows)
+  for t in (0, 17, count - 1):
+    alone = data.test_sampler.take(t, data.test, 1)
+    np.testing.assert_array_equal(seen[0][t], np.asarray(alone.support_x)[0, :, 14, :, 0])
+    np.testing.assert_array_equal(seen[1][t], np.asarray(alone.query_x)[0, :, 14, :, 0])
+
+
+def test_every_drawer_pair_of_the_runs_characters(data_dir):
+  """`lake_drawers`: each alphabet's run characters once, with each ordered pair of
+  distinct drawers among the runs' 8; the runs' own pairs are among them."""
+  names = load_dataset("omniglot", "all", data_dir=data_dir, source="mirror").class_names
+  classes, support, query = lake_runs.task_table(names, drawer_pairs="all")
+  runs = lake_runs.task_table(names)
+  assert classes.shape == (560, 20) and (support != query).all()
+  assert max(support.max(), query.max()) == lake_runs.DRAWERS - 1
+  tasks_ = {(tuple(c), s, q) for c, s, q in zip(classes, support, query)}
+  assert len(tasks_) == 560
+  assert {(tuple(c), s, q) for c, s, q in zip(*runs)} <= tasks_
+  with pytest.raises(ConfigError, match="drawer_pairs='some'; valid: 'runs', 'all'"):
+    lake_runs.task_table(names, drawer_pairs="some")
 
 
 def _png(bits: np.ndarray) -> bytes:
@@ -118,7 +143,7 @@ def test_lake_runs_in_another_shape_or_split_is_a_clear_error(data_dir):
     train.make_task_data(config)
   config = _lake_config(data_dir)
   config.train_tasks = "lake_runs"
-  with pytest.raises(ConfigError, match="train_tasks='lake_runs' names Lake's 20 test runs"):
+  with pytest.raises(ConfigError, match="train_tasks='lake_runs' names Lake's test tasks"):
     train.make_task_data(config)
-  with pytest.raises(ConfigError, match="needs the characters' names"):
-    tasks.make_sampler("lake_runs", 20, 1, 1, np.zeros(659))
+  with pytest.raises(ConfigError, match="test_tasks='lake_drawers' needs the characters' names"):
+    tasks.make_sampler("lake_drawers", 20, 1, 1, np.zeros(659))

@@ -59,14 +59,26 @@ RUNS = tuple(LakeRun(s, q, a, _CHARACTERS[a]) for s, q, a in _DRAWERS)
 WAY = 20
 
 
-def task_table(row_names: Sequence[str], runs=RUNS):
-  """(classes (R, 20) int32: each run's characters as rows of a class-major array whose
-  row i is character `row_names[i]`; support drawers (R,); query drawers (R,))."""
+DRAWERS = 8  # the runs' drawers are drawings 01..08 of each character
+
+
+def task_table(row_names: Sequence[str], drawer_pairs: str = "runs", runs=RUNS):
+  """(classes (T, 20) int32: each task's characters as rows of a class-major array whose
+  row i is character `row_names[i]`; support drawers (T,); query drawers (T,)): the 20
+  runs (`drawer_pairs="runs"`), or each alphabet's run characters with every ordered pair
+  of distinct drawers among the runs' 8 (`"all"`: 10 alphabets x 56 = 560 tasks), which
+  tells the runs' drawer pairs from drawer pairs at random."""
+  if drawer_pairs not in ("runs", "all"):
+    raise ConfigError(f"drawer_pairs={drawer_pairs!r}; valid: 'runs', 'all'.")
+  if drawer_pairs == "all":
+    alphabets = {r.alphabet: r for r in runs}.values()  # each alphabet's characters once
+    runs = [r._replace(support_drawer=a, query_drawer=b) for r in alphabets
+            for a in range(DRAWERS) for b in range(DRAWERS) if a != b]
   where = {name: i for i, name in enumerate(row_names)}
   missing = sorted({n for run in runs for n in run.names()} - set(where))
   if missing:
-    raise ConfigError(f"test_tasks='lake_runs' scores Lake's 20 runs on the evaluation "
-                      f"alphabets, but {len(missing)} of their characters (e.g. "
+    raise ConfigError(f"Lake's runs are tasks on the evaluation alphabets, but "
+                      f"{len(missing)} of their characters (e.g. "
                       f"{missing[0]!r}) are not among the evaluation classes: use "
                       "class_split='lake', eval_split='test', rotate_test=False and "
                       "Omniglot's mirror (source='mirror').")

@@ -31,7 +31,7 @@ def task_config(config, way: int, shot: int, split: str = "test", steps: int = 0
     cfg.way, cfg.test_shot, cfg.test_query, cfg.eval_split = way, shot, config.query, split
     if split == "val":
       cfg.eval_tasks, cfg.eval_seed = config.val_tasks, config.val_seed
-      if cfg.test_tasks == "lake_runs":  # Lake's runs are test tasks: tune within-alphabet
+      if cfg.test_tasks in tasks.LAKE_TASKS:  # Lake's are test tasks: tune within-alphabet
         cfg.test_tasks = "alphabet"
     cfg.eval_batch = min(cfg.eval_batch, cfg.eval_tasks)
     cfg.test_inner_steps, cfg.eval_steps = steps, (0, steps)
@@ -93,7 +93,7 @@ def _read_eval_data(fields: tuple):
   cfg.way = cfg.shot = cfg.query = cfg.test_shot = cfg.test_query = 1
   cfg.rotate_train = False  # only the evaluation classes are kept
   cfg.train_tasks = "random"  # test_tasks kept: alphabet tasks check the drawers' order
-  if cfg.test_tasks == "lake_runs":  # its 20-way shape is checked where tasks are drawn
+  if cfg.test_tasks in tasks.LAKE_TASKS:  # their 20-way shape is checked where drawn
     cfg.test_tasks = "alphabet"
   data = train.make_task_data(cfg)
   return data.test, data.test_groups, data.test_names

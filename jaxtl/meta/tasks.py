@@ -163,7 +163,7 @@ def sample_classification(key, data: jax.Array, batch: int, way: int, shot: int,
   return jax.vmap(one_task)(jax.random.split(key, batch))
 
 
-TASK_KINDS = ("random", "alphabet", "lake_runs")
+TASK_KINDS = ("random", "alphabet", "lake_runs", "lake_drawers")
 
 
 def group_table(groups: np.ndarray, way: int) -> np.ndarray:
@@ -249,38 +249,56 @@ def warp_episodes(keys, episodes, rotate_deg: float, scale, translate: float):
                            query_x=warp(k_query, episodes.query_x))
 
 
-def lake_runs_sampler(way: int, shot: int, query: int, names):
-  """Lake et al.'s 20 runs (`jaxtl.data.lake_runs`) as a sampler of fixed tasks: it returns
-  all of them whatever its key, and says how many (`num_tasks`) so that `over_eval_tasks`
-  scores each once. `names`: each row's character of the class-major data."""
+class FixedTasks:
+  """A sampler of fixed tasks (Lake's runs): task t has the classes `classes[t]` (rows of
+  the class-major data, labelled 0..N-1 in that order), each shown by drawer `support[t]`
+  and queried by drawer `query[t]`. `over_eval_tasks` scores each once, in chunks
+  (`take`); called as a sampler it gives the first `batch` tasks, whatever its key."""
+
+  def __init__(self, classes, support, query):
+    self.classes, self.support, self.query = (jnp.asarray(a, jnp.int32)
+                                              for a in (classes, support, query))
+    self.num_tasks = len(self.classes)
+
+  def take(self, start, data, count: int) -> Episodes:
+    """Tasks start, ..., start + count - 1 (modulo num_tasks: a last chunk wraps)."""
+    index = (start + jnp.arange(count)) % self.num_tasks
+    classes = self.classes[index]
+    images = lambda drawers: data[classes, drawers[index][:, None]]  # (count, N, H, W, C)
+    labels = jnp.broadcast_to(jnp.arange(classes.shape[1]), classes.shape)
+    return Episodes(images(self.support), labels, images(self.query), labels)
+
+  def __call__(self, key, data, batch):
+    del key
+    return self.take(0, data, batch)
+
+
+LAKE_TASKS = ("lake_runs", "lake_drawers")
+
+
+def lake_sampler(kind: str, way: int, shot: int, query: int, names) -> FixedTasks:
+  """Lake et al.'s 20 runs (`lake_runs`), or their characters with every ordered pair of
+  their drawers (`lake_drawers`), as fixed tasks (`jaxtl.data.lake_runs.task_table`).
+  `names`: each row's character of the class-major data."""
   from jaxtl.data import lake_runs  # pylint: disable=import-outside-toplevel
   if (way, shot, query) != (lake_runs.WAY, 1, 1):
-    raise ConfigError(f"test_tasks='lake_runs' are 20-way 1-shot with one query per "
+    raise ConfigError(f"test_tasks={kind!r} are 20-way 1-shot with one query per "
                       f"character; got way={way}, test_shot={shot}, test_query={query}.")
   if names is None:
-    raise ConfigError("test_tasks='lake_runs' needs the characters' names (Omniglot's "
+    raise ConfigError(f"test_tasks={kind!r} needs the characters' names (Omniglot's "
                       "mirror, source='mirror', splits=('all',), rotate_test=False).")
-  classes, support, queries = (jnp.asarray(a) for a in lake_runs.task_table(names))
-
-  def sampler(key, data, batch):
-    del key  # fixed tasks
-    if batch != len(classes):
-      raise ConfigError(f"Lake's runs are {len(classes)} tasks, asked for {batch}.")
-    images = lambda drawers: data[classes, drawers[:, None]]  # (runs, 20, H, W, C)
-    labels = jnp.broadcast_to(jnp.arange(way), classes.shape)
-    return Episodes(images(support), labels, images(queries), labels)
-  sampler.num_tasks = len(classes)
-  return sampler
+  pairs = "runs" if kind == "lake_runs" else "all"
+  return FixedTasks(*lake_runs.task_table(names, drawer_pairs=pairs))
 
 
 def make_sampler(kind: str, way: int, shot: int, query: int, groups=None, names=None):
   """sampler(key, data, batch) -> Episodes: `random` tasks (`sample_classification`),
   `alphabet` tasks (`sample_within_groups` over `groups`, each class's alphabet), or
-  Lake's 20 runs (`lake_runs_sampler`; `names`: each class's name)."""
+  Lake's fixed tasks (`lake_sampler`; `names`: each class's name)."""
   if kind not in TASK_KINDS:
     raise ConfigError(f"Unknown task kind {kind!r}; valid: {TASK_KINDS}.")
-  if kind == "lake_runs":
-    return lake_runs_sampler(way, shot, query, names)
+  if kind in LAKE_TASKS:
+    return lake_sampler(kind, way, shot, query, names)
   if kind == "random":
     return lambda key, data, batch: sample_classification(key, data, batch, way, shot, query)
   if groups is None:
@@ -313,21 +331,21 @@ def sample_sinusoid(key, batch: int, shot: int, query: int) -> Tuple[Episodes, j
 def over_eval_tasks(config, data, sampler, score, mesh=None):
   """`score(episodes, key)` (a pytree with a leading task axis; `key`: the chunk's, for
   draws of its own) on the `eval_tasks` tasks drawn with `eval_seed`, in chunks of
-  `eval_batch`: every evaluation of a config scores the same tasks; a sampler of fixed
-  tasks (`num_tasks`: Lake's runs) has them scored once, in one chunk. With a `mesh` whose
-  size divides the chunk, each chunk's tasks are split over its devices."""
-  batch = total = getattr(sampler, "num_tasks", None)
-  if total is None:
-    batch, total = config.eval_batch, config.eval_tasks
+  `eval_batch`: every evaluation of a config scores the same tasks; `FixedTasks` (Lake's)
+  are scored once each. With a `mesh` whose size divides `eval_batch`, each chunk's tasks
+  are split over its devices."""
+  fixed = isinstance(sampler, FixedTasks)
+  total = sampler.num_tasks if fixed else config.eval_tasks
+  batch = config.eval_batch
   if mesh is not None and batch % mesh.devices.size:
-    logging.warning("A chunk of %d tasks is not divisible by the %d devices: evaluating on one.",
+    logging.warning("eval_batch=%d is not divisible by the %d devices: evaluating on one.",
                     batch, mesh.devices.size)
     mesh = None
   replicated = {} if mesh is None else {"out_shardings": sharding.replicated(mesh)}
 
   @functools.partial(jax.jit, **replicated)
-  def chunk(key):
-    episodes = sampler(key, data, batch)
+  def chunk(key, start):
+    episodes = sampler.take(start, data, batch) if fixed else sampler(key, data, batch)
     if mesh is not None:
       episodes = sharding.shard_batch(episodes, mesh)
     return score(episodes, key)
@@ -336,7 +354,8 @@ def over_eval_tasks(config, data, sampler, score, mesh=None):
   n = -(-total // batch)
   chunks, start, printed = [], time.perf_counter(), time.perf_counter()
   for i in range(n):
-    chunks.append(jax.tree_util.tree_map(np.asarray, chunk(jax.random.fold_in(key, i))))
+    chunks.append(jax.tree_util.tree_map(np.asarray, chunk(jax.random.fold_in(key, i),
+                                                           i * batch)))
     now = time.perf_counter()
     if now - printed >= 30 or (i == 0 and n > 1):  # a line after compiling, then by time
       printed = now

@@ -129,10 +129,10 @@ def make_task_data(config) -> TaskData:
   for data, way, shot, query in [(train, train_way(config), config.shot, config.query),
                                  (test, config.way, config.test_shot, config.test_query)]:
     tasks.check_episode_shape(data.shape[0], data.shape[1], way, shot, query)
-  if config.train_tasks == "lake_runs":
-    raise ConfigError("train_tasks='lake_runs' names Lake's 20 test runs; valid for "
-                      "training: 'random', 'alphabet'.")
-  if {"alphabet", "lake_runs"} & {config.train_tasks, config.test_tasks} and (
+  if config.train_tasks in tasks.LAKE_TASKS:
+    raise ConfigError(f"train_tasks={config.train_tasks!r} names Lake's test tasks; valid "
+                      "for training: 'random', 'alphabet'.")
+  if {"alphabet", *tasks.LAKE_TASKS} & {config.train_tasks, config.test_tasks} and (
       "drawer" not in dataset.metadata):
     raise ConfigError(f"alphabet tasks keep support and query drawers apart: they need "
                       f"Omniglot's drawer metadata, which the offline mirror has and "
