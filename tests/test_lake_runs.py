@@ -147,3 +147,26 @@ def test_lake_runs_in_another_shape_or_split_is_a_clear_error(data_dir):
     train.make_task_data(config)
   with pytest.raises(ConfigError, match="test_tasks='lake_drawers' needs the characters' names"):
     tasks.make_sampler("lake_drawers", 20, 1, 1, np.zeros(659))
+
+
+def test_runs_are_compared_with_every_drawer_pair_of_their_own_alphabet():
+  """The Lake table's last lines: each run's error minus the mean error of its alphabet's
+  56 drawer-pair tasks (lake_drawers' order: alphabets as the runs first name them)."""
+  from jaxtl.studies import meta_tables  # pylint: disable=import-outside-toplevel
+  alphabets = list(dict.fromkeys(r.alphabet for r in lake_runs.RUNS))
+  pair_error = {a: 0.1 + 0.02 * i for i, a in enumerate(alphabets)}
+  every = [1 - pair_error[a] for a in alphabets for _ in range(56)]
+  runs = [1 - (pair_error[r.alphabet] - 0.05 + (0.01 if i % 2 else -0.01))
+          for i, r in enumerate(lake_runs.RUNS)]
+
+  def result(kind, per_task):
+    return {"kind": "meta", "config": {"class_split": "lake", "way": 20, "test_shot": 1,
+                                       "test_tasks": kind, "algorithm": "protonet"},
+            "metrics": {"test_accuracy": float(np.mean(per_task)), "test_accuracy_ci95": 0.0,
+                        "test_accuracy_per_task": per_task}}
+  cells = meta_tables._lake_cells([("r/a/runs", result("lake_runs", runs)),  # pylint: disable=protected-access
+                                   ("r/a/pairs", result("lake_drawers", every))])
+  cells = {"r/a": {k: v for c in cells.values() for k, v in c.items()}}
+  lines = meta_tables._runs_against_drawer_pairs(cells)  # pylint: disable=protected-access
+  # -5 points on average; sd 1.026 points over 20 runs: t(0.975, 19) x 0.229 = +- 0.5
+  assert lines[-1] == "| `r/a` | **-5.0 ± 0.5** |"

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from jaxtl import stats
+from jaxtl.data import lake_runs
 from jaxtl.meta import tasks
 from jaxtl.report import find_runs, kind_of, pct
 from jaxtl.studies.published import (PAPER_ITERATIONS, PAPERS, PEERS, PUBLISHED_LAKE,
@@ -225,6 +226,31 @@ def _paired_rows(cells) -> list:
   return lines
 
 
+def _runs_against_drawer_pairs(cells) -> list:
+  """Per row scored on both: each of Lake's runs' error minus the mean error of the tasks
+  of its characters under every ordered pair of drawers (`lake_drawers`), t-interval over
+  the 20 runs: whether the runs' drawer pairs are harder or easier than pairs at random."""
+  alphabets = list(dict.fromkeys(r.alphabet for r in lake_runs.RUNS))
+  pairs = lake_runs.DRAWERS * (lake_runs.DRAWERS - 1)
+  rows = []
+  for folder in sorted(cells):
+    runs, every = (cells[folder].get(("test", k), {}).get("metrics", {})
+                   for k in ("lake_runs", "lake_drawers"))
+    if "test_accuracy_per_task" not in runs or "test_accuracy_per_task" not in every:
+      continue
+    pair_error = 1 - np.reshape(every["test_accuracy_per_task"], (len(alphabets), pairs))
+    baseline = pair_error.mean(1)[[alphabets.index(r.alphabet) for r in lake_runs.RUNS]]
+    d = stats.paired(1 - np.asarray(runs["test_accuracy_per_task"]), baseline)
+    text = stats.format_estimate(d, signed=True)
+    rows.append(f"| `{folder}` | {'**' + text + '**' if abs(d.mean) > d.ci95 else text} |")
+  if not rows:
+    return []
+  return ["", "Lake's runs against drawer pairs at random: each run's error minus the mean "
+          "error of its characters under every ordered pair of the runs' 8 drawers, points "
+          "(t-interval over the 20 runs; in bold where it excludes 0).", "",
+          "| run | runs minus every drawer pair |", "|---|---:|"] + rows
+
+
 def _error(r) -> str:
   m = r["metrics"]
   return f"{100 * (1 - m['test_accuracy']):.1f} ± {100 * m['test_accuracy_ci95']:.1f}"
@@ -275,4 +301,4 @@ def lake_table(root: str) -> str:
                  f"{get(('test', 'alphabet'))} | {get(('test', 'random'))} | "
                  f"{get(('test', 'lake_runs'))} | {get(('test', 'lake_drawers'))} | "
                  f"{get(('val', 'alphabet'))} |")
-  return "\n".join(lines + _paired_rows(cells))
+  return "\n".join(lines + _paired_rows(cells) + _runs_against_drawer_pairs(cells))
