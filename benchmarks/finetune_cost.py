@@ -25,15 +25,7 @@ _CONV = flags.DEFINE_string("conv", "xla", "The ResNet's conv kernels: xla or im
 _META = flags.DEFINE_string("meta_setting", "5w1s", "Meta-step setting; empty to skip.")
 _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
 
-CASES = {
-    "full": dict(strategy="full"),
-    "linear_probe": dict(strategy="linear_probe"),
-    "surgical_block1": dict(strategy="surgical", blocks=("block1",)),
-    "surgical_block2": dict(strategy="surgical", blocks=("block2",)),
-    "surgical_block3": dict(strategy="surgical", blocks=("block3",)),
-    "freeze_first_2": dict(strategy="freeze_first_k", freeze_k=2),
-    "l2sp": dict(strategy="l2sp"),
-}
+CASES = timing.STRATEGIES
 
 
 def time_strategy(overrides, batch_size, image_size, steps, repeats, conv):

@@ -1,14 +1,17 @@
 """Fine-tuning steps and sinusoid MAML, jaxtl side by side with PyTorch in one run.
 
     python -m benchmarks.step_throughput [--out=FILE.json] [--repeats=5]
-        [--cases=finetune_full,finetune_linear_probe,sinusoid] [--compiled=true]
+        [--cases=finetune_full,finetune_linear_probe,finetune_surgical_block3,sinusoid]
+        [--compiled=true]
 
-  * `finetune_full`, `finetune_linear_probe`: a step of the transfer experiments'
-    ResNet (widths 16, 32, 64) on a batch of `--batch_size` random 28x28 images, Adam;
-    jaxtl's trainer step (`benchmarks.timing.prepare_strategy`), PyTorch's (`torch_steps.ResNet`).
-    The linear probe also as the trainer runs it with batch norm frozen: the frozen
-    blocks' output computed once (`jaxtl.finetune.prefix`), each step the head alone
-    ("jaxtl, cached prefix"; that one-off pass is not in its rate).
+  * `finetune_full`, `finetune_linear_probe`, `finetune_surgical_block3` (the last
+    block, head frozen): a step of the transfer experiments' ResNet (widths 16, 32, 64)
+    on a batch of `--batch_size` random 28x28 images, Adam, training the same
+    parameters in both; jaxtl's trainer step (`benchmarks.timing.prepare_strategy`),
+    PyTorch's (`torch_steps.ResNet`). The linear probe and the last block also as the
+    trainer runs them with batch norm frozen: the frozen blocks' output computed once
+    (`jaxtl.finetune.prefix`), each step the rest ("jaxtl, cached prefix"; that one-off
+    pass is not in its rate).
   * `sinusoid`: second-order MAML as the Quick start's job runs it (MLP 40-40, 25 tasks
     of K=10 points, one inner step at 0.01, Adam); jaxtl's meta-step with the job's
     `steps_per_call` and with 1 (a host round trip per iteration, as PyTorch has), and
@@ -26,12 +29,13 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import meta_step
-from benchmarks.timing import interleaved, prepare_strategy, provenance, ratio_lines
+from benchmarks.timing import (STRATEGIES, interleaved, prepare_strategy, provenance,
+                               ratio_lines)
 from experiments.configs import meta as meta_configs
 from jaxtl.meta import train
 from jaxtl.runtime import log_versions
 
-CASES = ("finetune_full", "finetune_linear_probe", "sinusoid")
+CASES = ("finetune_full", "finetune_linear_probe", "finetune_surgical_block3", "sinusoid")
 _CASES = flags.DEFINE_list("cases", list(CASES), f"Which of {CASES}.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Fine-tuning images per step.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved rounds; median and range reported.")
@@ -84,10 +88,10 @@ def cases(names, batch_size, calls, compiled) -> tuple[list, dict]:
       raise ValueError(f"Unknown case {name!r}; valid: {list(CASES)}.")
     if name.startswith("finetune_"):
       strategy = name[len("finetune_"):]
-      block, _ = prepare_strategy({"strategy": strategy}, batch_size, 28, "xla")
+      block, _ = prepare_strategy(STRATEGIES[strategy], batch_size, 28, "xla")
       out.append(({"case": name, "method": "jaxtl"}, block, calls))
       if strategy != "full":  # the trainer's frozen prefix, run once (batch norm frozen)
-        block, _ = prepare_strategy({"strategy": strategy}, batch_size, 28, "xla", cached=True)
+        block, _ = prepare_strategy(STRATEGIES[strategy], batch_size, 28, "xla", cached=True)
         out.append(({"case": name, "method": "jaxtl, cached prefix"}, block, calls))
       for label, flag in torch_variants:
         out.append(({"case": name, "method": label},

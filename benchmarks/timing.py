@@ -15,6 +15,18 @@ from jaxtl.finetune import prefix, strategies, trainer
 from jaxtl.models import build_model
 
 
+# The benchmarks' fine-tuning strategies: name -> the digits config's overrides.
+STRATEGIES = {
+    "full": dict(strategy="full"),
+    "linear_probe": dict(strategy="linear_probe"),
+    "surgical_block1": dict(strategy="surgical", blocks=("block1",)),
+    "surgical_block2": dict(strategy="surgical", blocks=("block2",)),
+    "surgical_block3": dict(strategy="surgical", blocks=("block3",)),
+    "freeze_first_2": dict(strategy="freeze_first_k", freeze_k=2),
+    "l2sp": dict(strategy="l2sp"),
+}
+
+
 def strategy_step(overrides, batch_size, image_size, conv, cached=False):
   """(step, state, args, trainable parameters): the fine-tuning trainer's jitted step for
   `overrides` of the digits config on random images; `step(state, *args)` -> (state, loss).

@@ -56,14 +56,19 @@ class ResNet(nn.Module):
 
 def finetune_step(strategy: str, batch_size: int, image_size: int = 28, lr: float = 1e-3,
                   compiled: bool = False):
-  """block(calls) -> steps per second of one `strategy` (full | linear_probe) step."""
+  """block(calls) -> steps per second of one `strategy` step: full, linear_probe or
+  surgical_blockK (block K alone: its convolutions and batch norms, as jaxtl's surgical
+  strategy trains), the frozen parameters with requires_grad off, the model in train()
+  mode as its users run it."""
   torch.manual_seed(0)
   model = ResNet().to(DEVICE).train()
-  if strategy == "linear_probe":
+  prefixes = {"linear_probe": "head.", **{f"surgical_block{k + 1}": f"blocks.{k}."
+                                          for k in range(len(model.blocks))}}
+  if strategy in prefixes:
     for name, p in model.named_parameters():
-      p.requires_grad_(name.startswith("head."))
+      p.requires_grad_(name.startswith(prefixes[strategy]))
   elif strategy != "full":
-    raise ValueError(f"Unknown strategy {strategy!r}; valid: full, linear_probe.")
+    raise ValueError(f"Unknown strategy {strategy!r}; valid: full, {', '.join(prefixes)}.")
   opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
   x = torch.rand(batch_size, 1, image_size, image_size, device=DEVICE)
   y = torch.arange(batch_size, device=DEVICE) % 10

@@ -100,6 +100,7 @@ def throughput_ratio_table(root: str) -> str:
 
 STEP_CASES = {"finetune_full": "fine-tuning step, full (ResNet, batch {batch})",
               "finetune_linear_probe": "fine-tuning step, linear probe (ResNet, batch {batch})",
+              "finetune_surgical_block3": "fine-tuning step, last block (ResNet, batch {batch})",
               "sinusoid": "sinusoid MAML meta-iteration (25 tasks, 1 inner step)"}
 
 
