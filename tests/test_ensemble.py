@@ -66,6 +66,19 @@ def test_an_ensemble_of_one_run_twice_is_that_run(runs, tmp_path):
                              atol=1e-6)
 
 
+def test_the_configs_batch_norm_mode_holds_for_every_member(runs, tmp_path):
+  """`--config.batch_norm=support` scores an ensemble's members as it scores one run
+  (`evaluate_checkpoint`), not with the mode each member trained with."""
+  config, folders = runs
+  config = config.copy_and_resolve_references()
+  config.batch_norm, config.algorithm = "support", "protonet"
+  one = train.evaluate_checkpoint(config, folders["protonet"], str(tmp_path / "one"))
+  both = ensemble.evaluate_ensemble(config, [folders["protonet"]] * 2, str(tmp_path / "two"))
+  np.testing.assert_allclose(both["test_accuracy_per_task"], one["test_accuracy_per_task"],
+                             atol=1e-6)
+  assert one["test_accuracy_per_task"] != _own(folders["protonet"])  # the mode mattered
+
+
 def test_test_time_views_that_warp_nothing_change_nothing(runs, tmp_path):
   """Test-time augmentation of one run: with warps of zero range, each view is the task
   itself, so the average over views is the run's own evaluation."""

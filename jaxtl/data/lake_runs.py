@@ -62,18 +62,26 @@ WAY = 20
 DRAWERS = 8  # the runs' drawers are drawings 01..08 of each character
 
 
-def task_table(row_names: Sequence[str], drawer_pairs: str = "runs", runs=RUNS):
-  """(classes (T, 20) int32: each task's characters as rows of a class-major array whose
-  row i is character `row_names[i]`; support drawers (T,); query drawers (T,)): the 20
-  runs (`drawer_pairs="runs"`), or each alphabet's run characters with every ordered pair
-  of distinct drawers among the runs' 8 (`"all"`: 10 alphabets x 56 = 560 tasks), which
-  tells the runs' drawer pairs from drawer pairs at random."""
+ALPHABETS = tuple(dict.fromkeys(r.alphabet for r in RUNS))  # in the runs' order
+
+
+def tasks(drawer_pairs: str = "runs") -> Tuple[LakeRun, ...]:
+  """The 20 runs (`drawer_pairs="runs"`), or each alphabet's run characters with every
+  ordered pair of distinct drawers among the runs' 8 (`"all"`: 10 alphabets x 56 = 560
+  tasks, alphabet by alphabet), which tells the runs' drawer pairs from pairs at random."""
   if drawer_pairs not in ("runs", "all"):
     raise ConfigError(f"drawer_pairs={drawer_pairs!r}; valid: 'runs', 'all'.")
-  if drawer_pairs == "all":
-    alphabets = {r.alphabet: r for r in runs}.values()  # each alphabet's characters once
-    runs = [r._replace(support_drawer=a, query_drawer=b) for r in alphabets
-            for a in range(DRAWERS) for b in range(DRAWERS) if a != b]
+  if drawer_pairs == "runs":
+    return RUNS
+  first = {r.alphabet: r for r in reversed(RUNS)}  # each alphabet's characters once
+  return tuple(first[a]._replace(support_drawer=s, query_drawer=q) for a in ALPHABETS
+               for s in range(DRAWERS) for q in range(DRAWERS) if s != q)
+
+
+def task_table(row_names: Sequence[str], drawer_pairs: str = "runs"):
+  """(classes (T, 20) int32: each task's characters (`tasks`) as rows of a class-major
+  array whose row i is character `row_names[i]`; support drawers (T,); query drawers)."""
+  runs = tasks(drawer_pairs)
   where = {name: i for i, name in enumerate(row_names)}
   missing = sorted({n for run in runs for n in run.names()} - set(where))
   if missing:

@@ -21,8 +21,10 @@ from jaxtl.metrics import write_results
 
 # What a run's own config decides: its learner and how it adapts at test time. The tasks
 # (dataset, split, ways, shots, seeds) come from the config the ensemble is evaluated with.
+# `batch_norm` is not one: how the test tasks are normalised is the config's, for every
+# member, as `meta_eval` takes it for one run (`--config.batch_norm=support`).
 LEARNER_FIELDS = ("algorithm", "model", "model_kwargs", "inner_table", "inner_steps",
-                  "inner_lr", "inner_lr_mode", "remat", "task_batching", "batch_norm",
+                  "inner_lr", "inner_lr_mode", "remat", "task_batching",
                   "test_inner_steps", "test_inner_lr", "test_backtrack")
 # The fields that choose which classes a run trained on.
 SPLIT_FIELDS = ("dataset", "splits", "class_split", "split_seed", "num_train_classes",

@@ -186,16 +186,28 @@ _TASK_FIELDS = ("dataset", "class_split", "split_seed", "eval_seed", "eval_tasks
                 "test_shot", "test_query", "test_tasks", "num_val_alphabets", "eval_split")
 
 
+def _units(kind: str, per_task) -> np.ndarray:
+  """The independent units of a column's scores: its tasks, or, for Lake's fixed tasks
+  (whose two runs per alphabet share their characters), its 10 alphabets, each the mean
+  of its tasks."""
+  per_task = np.asarray(per_task, float)
+  if kind not in tasks.LAKE_TASKS:
+    return per_task
+  alphabet = np.array([lake_runs.ALPHABETS.index(t.alphabet) for t in lake_runs.tasks(
+      "runs" if kind == "lake_runs" else "all")])
+  return np.array([per_task[alphabet == a].mean() for a in range(len(lake_runs.ALPHABETS))])
+
+
 def _paired_rows(cells) -> list:
-  """Per set of tasks (test and validation alphabets, Lake's 20 runs), a table of paired
-  differences between the runs scored on the same within-alphabet tasks, each task's score
-  kept: the row's error minus the column's, task by task (`jaxtl.stats.paired`)."""
+  """Per set of tasks (test and validation alphabets, Lake's fixed tasks), a table of
+  paired differences between the runs scored on the same within-alphabet tasks, each
+  task's score kept: the row's error minus the column's, unit by unit (`_units`: tasks,
+  or Lake's alphabets; `jaxtl.stats.paired`)."""
   lines = []
   for key, where in ((("test", "alphabet"), "within-alphabet test tasks"),
                      (("val", "alphabet"), "within-alphabet validation tasks"),
-                     (("test", "lake_runs"), "runs of Lake et al. (within-alphabet test "
-                      "tasks)"),
-                     (("test", "lake_drawers"), "tasks of Lake et al.'s characters, every "
+                     (("test", "lake_runs"), "20 runs of Lake et al."),
+                     (("test", "lake_drawers"), "560 tasks of Lake et al.'s characters, every "
                       "ordered pair of their drawers")):
     scored = {f: runs[key] for f, runs in cells.items()
               if "test_accuracy_per_task" in runs.get(key, {}).get("metrics", {})}
@@ -204,10 +216,13 @@ def _paired_rows(cells) -> list:
                                   for f in _TASK_FIELDS)
     if not any(same_tasks(a, b) for i, a in enumerate(names) for b in names[:i]):
       continue
-    error = lambda f: np.subtract(1, scored[f]["metrics"]["test_accuracy_per_task"])
-    n = len(error(names[0]))
-    lines += ["", f"Paired over the same {n} {where}: error of the row "
-              "minus error of the column, points (t-interval over the tasks); in bold where "
+    error = lambda f: 1 - _units(key[1], scored[f]["metrics"]["test_accuracy_per_task"])
+    n = len(scored[names[0]]["metrics"]["test_accuracy_per_task"])
+    over = ("the tasks" if key[1] not in tasks.LAKE_TASKS else
+            f"the {len(lake_runs.ALPHABETS)} alphabets, each the mean of its tasks")
+    count = "" if key[1] in tasks.LAKE_TASKS else f"{n} "
+    lines += ["", f"Paired over the same {count}{where}: error of the row minus error of the column, points (t-interval over "
+              f"{over}); in bold where "
               "the interval excludes 0, uncorrected for the comparisons. The training runs "
               "are fixed and the tasks come from these alphabets and drawers, so neither "
               "training's randomness nor another draw of alphabets is in the intervals.", "",
@@ -227,33 +242,44 @@ def _paired_rows(cells) -> list:
 
 
 def _runs_against_drawer_pairs(cells) -> list:
-  """Per row scored on both: each of Lake's runs' error minus the mean error of the tasks
-  of its characters under every ordered pair of drawers (`lake_drawers`), t-interval over
-  the 20 runs: whether the runs' drawer pairs are harder or easier than pairs at random."""
-  alphabets = list(dict.fromkeys(r.alphabet for r in lake_runs.RUNS))
-  pairs = lake_runs.DRAWERS * (lake_runs.DRAWERS - 1)
+  """Per row scored on both: per alphabet, its two runs' mean error minus the mean error
+  of the same characters under every other ordered pair of the runs' drawers
+  (`lake_drawers` less the runs' own pairs), t-interval over the 10 alphabets: whether
+  the runs' drawers are harder or easier than drawers at random."""
+  runs_ = lake_runs.tasks("runs")
+  own = {(r.alphabet, r.support_drawer, r.query_drawer) for r in runs_}
+  others = np.array([(t.alphabet, t.support_drawer, t.query_drawer) not in own
+                     for t in lake_runs.tasks("all")])
   rows = []
   for folder in sorted(cells):
     runs, every = (cells[folder].get(("test", k), {}).get("metrics", {})
                    for k in ("lake_runs", "lake_drawers"))
     if "test_accuracy_per_task" not in runs or "test_accuracy_per_task" not in every:
       continue
-    pair_error = 1 - np.reshape(every["test_accuracy_per_task"], (len(alphabets), pairs))
-    baseline = pair_error.mean(1)[[alphabets.index(r.alphabet) for r in lake_runs.RUNS]]
-    d = stats.paired(1 - np.asarray(runs["test_accuracy_per_task"]), baseline)
+    pair_error = np.where(others, 1 - np.asarray(every["test_accuracy_per_task"]), np.nan)
+    pair_error = np.nanmean(pair_error.reshape(len(lake_runs.ALPHABETS), -1), axis=1)
+    d = stats.paired(1 - _units("lake_runs", runs["test_accuracy_per_task"]), pair_error)
     text = stats.format_estimate(d, signed=True)
-    rows.append(f"| `{folder}` | {'**' + text + '**' if abs(d.mean) > d.ci95 else text} |")
+    wrong = round(400 * (1 - runs["test_accuracy"]))
+    rows.append(f"| `{folder}` | {wrong} | "
+                f"{'**' + text + '**' if abs(d.mean) > d.ci95 else text} |")
   if not rows:
     return []
-  return ["", "Lake's runs against drawer pairs at random: each run's error minus the mean "
-          "error of its characters under every ordered pair of the runs' 8 drawers, points "
-          "(t-interval over the 20 runs; in bold where it excludes 0).", "",
-          "| run | runs minus every drawer pair |", "|---|---:|"] + rows
+  return ["", "Lake's runs against drawers at random: per alphabet, its two runs' error minus "
+          "the error of the same characters under the other 54 ordered pairs of the runs' 8 "
+          "drawers, points (t-interval over the 10 alphabets; in bold where it excludes 0); "
+          "and each row's errors on the runs, of 400 queries.", "",
+          "| run | errors of 400 | runs minus the other drawer pairs |",
+          "|---|---:|---:|"] + rows
 
 
 def _error(r) -> str:
-  m = r["metrics"]
-  return f"{100 * (1 - m['test_accuracy']):.1f} ± {100 * m['test_accuracy_ci95']:.1f}"
+  """Error and its 95% CI, over the tasks, or over Lake's alphabets for his fixed tasks."""
+  m, kind = r["metrics"], r["config"].get("test_tasks", "random")
+  if kind not in tasks.LAKE_TASKS:
+    return f"{100 * (1 - m['test_accuracy']):.1f} ± {100 * m['test_accuracy_ci95']:.1f}"
+  units = _units(kind, m["test_accuracy_per_task"])
+  return f"{100 * (1 - units.mean()):.1f} ± {100 * stats.ci95(units):.1f}"
 
 
 def lake_table(root: str) -> str:
@@ -268,7 +294,8 @@ def lake_table(root: str) -> str:
            "tasks within one alphabet (support and query by different drawers) or of any "
            "of their characters; Lake et al.'s own 20 runs (within one alphabet, 20 queries "
            "each), and the runs' characters with every ordered pair of the runs' 8 drawers "
-           "(560 tasks); on the 5 background alphabets held out for validation, within one.",
+           "(560 tasks), their CI over the runs' 10 alphabets (two runs each, on the same "
+           "characters); on the 5 background alphabets held out for validation, within one.",
            "", "| method | meta-training | within one alphabet | any characters | "
            "Lake's 20 runs | their characters, every drawer pair | validation alphabets, "
            "within one |", "|---|---|---:|---:|---:|---:|---:|"]
