@@ -16,7 +16,7 @@ Variants (Finn et al. 2017 settings; inner loss is a mean, so alpha = N x the pa
       them held out for validation: --config.eval_split=val), test on the 20 evaluation
       alphabets with tasks whose N characters share one alphabet and whose support and
       query drawings are by different drawers (--config.test_tasks=random: any
-      characters of the evaluation alphabets). Training knobs for it: train_tasks=alphabet,
+      characters of the evaluation alphabets; lake_runs: Lake et al.'s own 20 runs). Training knobs for it: train_tasks=alphabet,
       train_way (protonet: more ways in training than in testing), train_affine (each
       training image's own random affine warp, Koch et al.).
   quick: 5-way 1-shot Omniglot, a tiny conv net, a few iterations (tests).
@@ -42,7 +42,9 @@ def base() -> ml_collections.ConfigDict:
   c.num_val_alphabets = 0       # lake: whole background alphabets held out for validation
   # Tasks' shape: random (N classes of the split, any K + Q examples each) | alphabet
   # (Lake et al.'s one-shot challenge: N classes of one alphabet, support and query from
-  # disjoint drawers; Omniglot's mirror)
+  # disjoint drawers; Omniglot's mirror) | lake_runs (test only: Lake et al.'s own 20
+  # runs, 20-way 1-shot on the lake split) | lake_drawers (test only: the runs' characters
+  # with every ordered pair of their 8 drawers, 560 tasks)
   c.train_tasks = "random"
   c.test_tasks = "random"
   c.eval_split = "test"         # test | val
