@@ -204,3 +204,21 @@ def test_lakes_own_baseline_scores_his_38_8_percent_through_the_table(data_dir):
     guess = [np.argmin([hausdorff(t, s) for s in train]) for t in test]
     errors.append(100 * np.mean(np.array(guess) != np.arange(20)))
   assert abs(np.mean(errors) - 38.8) < 0.1
+
+
+def test_a_support_set_batch_norm_evaluation_is_a_column_of_its_own():
+  """`--config.batch_norm=support` re-evaluations of Lake's runs go to their own column,
+  not over the transductive ones (the same tasks, another normalisation)."""
+  from jaxtl.studies import meta_tables  # pylint: disable=import-outside-toplevel
+
+  def result(accuracy, **config):
+    return {"kind": "meta", "evaluated_by": "experiments.meta_eval",
+            "config": {"class_split": "lake", "way": 20, "test_shot": 1,
+                       "test_tasks": "lake_runs", "algorithm": "protonet", **config},
+            "metrics": {"test_accuracy": accuracy, "test_accuracy_ci95": 0.0,
+                        "test_accuracy_per_task": [accuracy] * 20}}
+  cells = meta_tables._lake_cells([  # pylint: disable=protected-access
+      ("r/a/meta_eval_lake_runs", result(0.9)),
+      ("r/a/meta_eval_lake_runs_support_bn", result(0.8, batch_norm="support"))])
+  assert {k: v["metrics"]["test_accuracy"] for k, v in cells["r/a"].items()} == {
+      ("test", "lake_runs"): 0.9, ("test", "lake_runs, support"): 0.8}
