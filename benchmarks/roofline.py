@@ -3,7 +3,7 @@ point operations, bytes read and written), its measured rate, and the machine's 
 for a large matrix product and for streaming copies, measured in the same run.
 
     python -m benchmarks.roofline [--settings=5w1s,5w5s] [--strategies=full,linear_probe]
-        [--repeats=5] [--out=FILE.json]
+        [--cached_strategies=surgical_block3] [--repeats=5] [--out=FILE.json]
 
 A step whose time is close to flops / (matrix-product rate) is bound by arithmetic; one
 that takes much longer moves data (or waits) instead, and its bytes / time against the
@@ -13,7 +13,8 @@ copy rates says how hard it leans on the caches and memory. The cases:
     iteration build, and only for settings with one inner step: XLA counts a loop's
     body once.
   * fine-tuning: the trainer's step on the transfer experiments' ResNet
-    (`benchmarks.timing.strategy_step`), as `benchmarks.step_throughput` times it.
+    (`benchmarks.timing.strategy_step`), as `benchmarks.step_throughput` times it; the
+    `--cached_strategies` also on the frozen prefix computed once (batch norm frozen).
   * probes (`PROBES`): a large matrix product, MAML 5w1s's per-task products, and
     `x * a + b` over 256 MB (memory) and over 1 MB (cache), jitted.
 All cases are timed in interleaved rounds (`benchmarks.timing.interleaved`).
@@ -26,14 +27,16 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from benchmarks import meta_step
-from benchmarks.timing import (compiled_cost, interleaved, provenance, roofline_bounds,
-                               stepping, strategy_step, timed)
+from benchmarks.timing import (STRATEGIES, compiled_cost, interleaved, provenance,
+                               roofline_bounds, stepping, strategy_step, timed)
 from experiments.configs import meta as meta_configs
 from jaxtl.runtime import log_versions
 
 _SETTINGS = flags.DEFINE_list("settings", ["5w1s", "5w5s"], "MAML settings (one inner step).")
 _STRATEGIES = flags.DEFINE_list("strategies", ["full", "linear_probe"],
                                 "Fine-tuning strategies of the ResNet step.")
+_CACHED = flags.DEFINE_list("cached_strategies", ["surgical_block3"],
+                            "Strategies also timed on the cached frozen prefix.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Fine-tuning images per step.")
 _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 10, "MAML iterations per call.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved rounds; median and range reported.")
@@ -79,10 +82,11 @@ def maml_case(setting: str, steps_per_call: int):
   return {"case": f"MAML {setting}", "kind": "maml", **cost}, block
 
 
-def finetune_case(strategy: str, batch_size: int):
-  step, state, args, _ = strategy_step({"strategy": strategy}, batch_size, 28, "xla")
+def finetune_case(strategy: str, batch_size: int, cached: bool = False):
+  step, state, args, _ = strategy_step(STRATEGIES[strategy], batch_size, 28, "xla", cached)
   cost = compiled_cost(step, state, *args)
-  return {"case": f"fine-tuning {strategy}, batch {batch_size}", "kind": "finetune",
+  where = " on the cached prefix" if cached else ""
+  return {"case": f"fine-tuning {strategy}{where}, batch {batch_size}", "kind": "finetune",
           **cost}, timed(stepping(step, state, args))
 
 
@@ -92,6 +96,7 @@ def main(argv):
   prepared = [probe_case(name) for name in PROBES]
   prepared += [maml_case(s, _STEPS_PER_CALL.value) for s in _SETTINGS.value]
   prepared += [finetune_case(s, _BATCH.value) for s in _STRATEGIES.value]
+  prepared += [finetune_case(s, _BATCH.value, cached=True) for s in _CACHED.value]
   cases = [(row, block, _calls_for(block, _SECONDS.value)) for row, block in prepared]
   rows = roofline_bounds(interleaved(cases, _REPEATS.value, unit="per_second"))
   for r in rows:
