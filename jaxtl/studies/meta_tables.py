@@ -223,8 +223,8 @@ def _paired_rows(cells) -> list:
     over = ("the tasks" if key[1] not in tasks.LAKE_TASKS else
             f"the {len(lake_runs.ALPHABETS)} alphabets, each the mean of its tasks")
     count = "" if key[1] in tasks.LAKE_TASKS else f"{n} "
-    lines += ["", f"Paired over the same {count}{where}: error of the row minus error of the column, points (t-interval over "
-              f"{over}); in bold where "
+    lines += ["", f"Paired over the same {count}{where}: error of the row minus error of "
+              f"the column, points (t-interval over {over}); in bold where "
               "the interval excludes 0, uncorrected for the comparisons. The training runs "
               "are fixed and the tasks come from these alphabets and drawers, so neither "
               "training's randomness nor another draw of alphabets is in the intervals.", "",
@@ -248,8 +248,7 @@ def _runs_against_drawer_pairs(cells) -> list:
   of the same characters under every other ordered pair of the runs' drawers
   (`lake_drawers` less the runs' own pairs), t-interval over the 10 alphabets: whether
   the runs' drawers are harder or easier than drawers at random."""
-  runs_ = lake_runs.tasks("runs")
-  own = {(r.alphabet, r.support_drawer, r.query_drawer) for r in runs_}
+  own = {(r.alphabet, r.support_drawer, r.query_drawer) for r in lake_runs.tasks("runs")}
   others = np.array([(t.alphabet, t.support_drawer, t.query_drawer) not in own
                      for t in lake_runs.tasks("all")])
   rows = []
