@@ -221,4 +221,4 @@ def test_a_support_set_batch_norm_evaluation_is_a_column_of_its_own():
       ("r/a/meta_eval_lake_runs", result(0.9)),
       ("r/a/meta_eval_lake_runs_support_bn", result(0.8, batch_norm="support"))])
   assert {k: v["metrics"]["test_accuracy"] for k, v in cells["r/a"].items()} == {
-      ("test", "lake_runs"): 0.9, ("test", "lake_runs, support"): 0.8}
+      ("test", "lake_runs", "transductive"): 0.9, ("test", "lake_runs", "support"): 0.8}

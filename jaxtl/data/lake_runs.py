@@ -14,6 +14,7 @@ images (`read_runs`); `python -m jaxtl.data.lake_runs --all_runs=all_runs.zip
 the runs' class order (`training/class01.png`...); drawers are drawing numbers DD of
 Lake's file names `NNNN_DD.png` minus 1, as the mirror's `drawer` metadata.
 """
+import functools
 import io
 import os
 import zipfile
@@ -76,6 +77,14 @@ def tasks(drawer_pairs: str = "runs") -> Tuple[LakeRun, ...]:
   first = {r.alphabet: r for r in reversed(RUNS)}  # each alphabet's characters once
   return tuple(first[a]._replace(support_drawer=s, query_drawer=q) for a in ALPHABETS
                for s in range(DRAWERS) for q in range(DRAWERS) if s != q)
+
+
+@functools.lru_cache(maxsize=None)
+def alphabet_index(drawer_pairs: str = "runs") -> np.ndarray:
+  """Each task's alphabet, as its index in `ALPHABETS`, in the order of `tasks`."""
+  index = np.array([ALPHABETS.index(t.alphabet) for t in tasks(drawer_pairs)])
+  index.setflags(write=False)  # shared by every caller (cached)
+  return index
 
 
 def task_table(row_names: Sequence[str], drawer_pairs: str = "runs"):

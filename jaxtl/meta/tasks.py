@@ -344,7 +344,7 @@ def over_eval_tasks(config, data, sampler, score, mesh=None):
   replicated = {} if mesh is None else {"out_shardings": sharding.replicated(mesh)}
 
   @functools.partial(jax.jit, **replicated)
-  def chunk(key, start):
+  def chunk(data, key, start):  # data as an argument: not a constant compiled into the program
     episodes = sampler.take(start, data, batch) if fixed else sampler(key, data, batch)
     if mesh is not None:
       episodes = sharding.shard_batch(episodes, mesh)
@@ -354,7 +354,7 @@ def over_eval_tasks(config, data, sampler, score, mesh=None):
   n = -(-total // batch)
   chunks, start, printed = [], time.perf_counter(), time.perf_counter()
   for i in range(n):
-    chunks.append(jax.tree_util.tree_map(np.asarray, chunk(jax.random.fold_in(key, i),
+    chunks.append(jax.tree_util.tree_map(np.asarray, chunk(data, jax.random.fold_in(key, i),
                                                            i * batch)))
     now = time.perf_counter()
     if now - printed >= 30 or (i == 0 and n > 1):  # a line after compiling, then by time

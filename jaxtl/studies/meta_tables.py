@@ -174,9 +174,9 @@ def _lake_cells(runs) -> dict:
         "test_accuracy" not in r["metrics"] or (c["way"], c["test_shot"]) != (20, 1)):
       continue
     folder = os.path.dirname(name) if r.get("evaluated_by") == "experiments.meta_eval" else name
-    key = c.get("eval_split", "test"), c.get("test_tasks", "random")
-    if c.get("batch_norm", "transductive") != "transductive":  # a column of its own
-      key = key[0], f"{key[1]}, {c['batch_norm']}"
+    # batch norm other than transductive: a column of its own
+    key = (c.get("eval_split", "test"), c.get("test_tasks", "random"),
+           c.get("batch_norm", "transductive"))
     if "test_accuracy_per_task" in cells.get(folder, {}).get(key, {}).get("metrics", {}):
       continue  # a re-evaluation that kept each task's score: the same number, and more
     cells.setdefault(folder, {})[key] = r
@@ -195,8 +195,7 @@ def _units(kind: str, per_task) -> np.ndarray:
   per_task = np.asarray(per_task, float)
   if kind not in tasks.LAKE_TASKS:
     return per_task
-  alphabet = np.array([lake_runs.ALPHABETS.index(t.alphabet) for t in lake_runs.tasks(
-      "runs" if kind == "lake_runs" else "all")])
+  alphabet = lake_runs.alphabet_index("runs" if kind == "lake_runs" else "all")
   return np.array([per_task[alphabet == a].mean() for a in range(len(lake_runs.ALPHABETS))])
 
 
@@ -206,11 +205,13 @@ def _paired_rows(cells) -> list:
   task's score kept: the row's error minus the column's, unit by unit (`_units`: tasks,
   or Lake's alphabets; `jaxtl.stats.paired`)."""
   lines = []
-  for key, where in ((("test", "alphabet"), "within-alphabet test tasks"),
-                     (("val", "alphabet"), "within-alphabet validation tasks"),
-                     (("test", "lake_runs"), "20 runs of Lake et al."),
-                     (("test", "lake_drawers"), "560 tasks of Lake et al.'s characters, every "
-                      "ordered pair of their drawers")):
+  for split, kind, where in (
+      ("test", "alphabet", "within-alphabet test tasks"),
+      ("val", "alphabet", "within-alphabet validation tasks"),
+      ("test", "lake_runs", "20 runs of Lake et al."),
+      ("test", "lake_drawers",
+       "560 tasks of Lake et al.'s characters, every ordered pair of their drawers")):
+    key = split, kind, "transductive"
     scored = {f: runs[key] for f, runs in cells.items()
               if "test_accuracy_per_task" in runs.get(key, {}).get("metrics", {})}
     names = sorted(scored)
@@ -253,7 +254,7 @@ def _runs_against_drawer_pairs(cells) -> list:
                      for t in lake_runs.tasks("all")])
   rows = []
   for folder in sorted(cells):
-    runs, every = (cells[folder].get(("test", k), {}).get("metrics", {})
+    runs, every = (cells[folder].get(("test", k, "transductive"), {}).get("metrics", {})
                    for k in ("lake_runs", "lake_drawers"))
     if "test_accuracy_per_task" not in runs or "test_accuracy_per_task" not in every:
       continue
@@ -327,10 +328,10 @@ def lake_table(root: str) -> str:
                   f"{'within-alphabet' if c.get('train_tasks') == 'alphabet' else 'random'} "
                   f"tasks, {c['query']} {'query' if c['query'] == 1 else 'queries'} a class"
                   + (", affine warps" if warped else ""))
-    get = lambda key: _error(runs[key]) if key in runs else ""
+    get = lambda split, kind, bn="transductive": (_error(runs[split, kind, bn])
+                                                  if (split, kind, bn) in runs else "")
     lines.append(f"| {name}, jaxtl (`{folder}`) | {training} | "
-                 f"{get(('test', 'alphabet'))} | {get(('test', 'random'))} | "
-                 f"{get(('test', 'lake_runs'))} | {get(('test', 'lake_runs, support'))} | "
-                 f"{get(('test', 'lake_drawers'))} | "
-                 f"{get(('val', 'alphabet'))} |")
+                 f"{get('test', 'alphabet')} | {get('test', 'random')} | "
+                 f"{get('test', 'lake_runs')} | {get('test', 'lake_runs', 'support')} | "
+                 f"{get('test', 'lake_drawers')} | {get('val', 'alphabet')} |")
   return "\n".join(lines + _paired_rows(cells) + _runs_against_drawer_pairs(cells))
