@@ -243,8 +243,10 @@ def test_frozen_prefix_computed_once_trains_what_every_step_would(pretrained, tm
   # ... once for training and once each for the validation and test sets; LP-FT scores in
   # its second phase, which trains every block
   assert len(calls) == (1 if strategy == "lp_ft" else 3), calls
-  monkeypatch.setattr(trainer, "PREFIX_CACHE_BYTES", 0)  # every step runs every block
+  config.cache_frozen_prefix = False  # every step runs every block
+  calls.clear()
   without = trainer.train_and_evaluate(config, str(tmp_path / "every_step"))
+  assert all(stop == 0 for stop in calls), calls
   cached = checkpoint.load_variables(str(tmp_path / "cached"))
   every_step = checkpoint.load_variables(str(tmp_path / "every_step"))
   assert reference.relative_error(cached, every_step) < reference.F32_RTOL
@@ -282,3 +284,6 @@ def test_frozen_prefix_not_cached_says_why_once(monkeypatch):
   for _ in range(2):
     assert trainer.frozen_prefix(model, variables, labels, config, supervised, images) == 0
   assert len(said) == 1 and "batch_norm='train'" in said[0] and "run at every step" in said[0]
+  config.batch_norm, config.cache_frozen_prefix = "frozen", False  # the switch, said too
+  assert trainer.frozen_prefix(model, variables, labels, config, supervised, images) == 0
+  assert len(said) == 2 and "cache_frozen_prefix=False" in said[1]

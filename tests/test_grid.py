@@ -126,7 +126,9 @@ def test_prefix_and_whole_network_give_the_same_grid():
   model, variables, spec, images, labels = _setup("surgical", ("block4",))
   args = (model, variables, spec, images, labels, [1e-2], [0.0], [0], np.arange(16)[None])
   a = grid.flat_configs(grid.train_grid(*args))
-  b = grid.flat_configs(grid.train_grid(*args, use_prefix=False))
+  uncached = dataclasses.replace(spec, cache_frozen_prefix=False)
+  assert grid.prefix_start(model, variables, uncached) == 0
+  b = grid.flat_configs(grid.train_grid(model, variables, uncached, *args[3:]))
   reference.assert_close(a, b, what="prefix vs whole network")
   start = grid.prefix_start(model, variables, spec)
   feats = grid.prefix_features(model, variables, images, start)

@@ -68,6 +68,9 @@ def base() -> ml_collections.ConfigDict:
   c.freeze_k = 1                # freeze_first_k
   c.lr_decay = 0.5              # layerwise_lr: scale = lr_decay ** (blocks above)
   c.block_lr_scales = ml_collections.ConfigDict()  # layerwise_lr: explicit {block: scale}
+  # Frozen leading blocks (batch norm frozen, no augmentation) run once per dataset, not
+  # at every step: the same numbers up to float rounding. False only to time the cache.
+  c.cache_frozen_prefix = True
   c.lp_fraction = 0.5           # lp_ft: share of the steps spent on the linear probe
   c.l2sp_alpha = 0.01           # l2sp: weight of ||w - w0||^2
   c.l2sp_beta = 0.0             # l2sp: weight of ||w||^2 on re-initialised leaves

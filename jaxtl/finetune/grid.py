@@ -57,6 +57,7 @@ class GridSpec:
   chunk: int = 1          # configurations vmapped together
   optimizer: str = "adam"  # jaxtl.finetune.optim
   momentum: float = 0.0   # sgd only
+  cache_frozen_prefix: bool = True  # False: the frozen leading blocks run at every step
 
   def __post_init__(self):
     if self.batch_norm not in BATCH_NORM_MODES:
@@ -81,7 +82,8 @@ def spec_from_config(config, block_names, reinit=(), chunk: int = 1) -> GridSpec
                   config.batch_norm, tuple(reinit),
                   config.strategy if config.strategy in ("auto_rgn", "auto_snr") else "",
                   config.auto_period, config.auto_measure_steps, config.snr_threshold, chunk,
-                  config.optimizer, config.momentum if config.optimizer == "sgd" else 0.0)
+                  config.optimizer, config.momentum if config.optimizer == "sgd" else 0.0,
+                  config.get("cache_frozen_prefix", True))
 
 
 def _optimizer(spec, learning_rate, weight_decay, scales, steps_per_epoch):
@@ -108,7 +110,7 @@ def prefix_start(model, variables, spec: GridSpec) -> int:
   """How many leading blocks to compute once (0: none). Only with batch norm frozen
   (in `train` mode a frozen block's output depends on the batch) and a model that runs
   a slice of its blocks (`start` / `stop`)."""
-  if spec.batch_norm != "frozen" or not sliceable(model):
+  if not spec.cache_frozen_prefix or spec.batch_norm != "frozen" or not sliceable(model):
     return 0
   return first_trained_block(model, variables, spec)
 
@@ -188,12 +190,12 @@ def _compiled_grid(model, spec: GridSpec, num_train: int, start: int):
 
 
 def train_grid(model, variables, spec: GridSpec, images, labels, learning_rates,
-               weight_decays, seeds, index, use_prefix: bool = True):
+               weight_decays, seeds, index):
   """Fine-tunes `variables` once per configuration (seed s, hyperparameters h) on
   `images[index[s]]` with `learning_rates[h]`, `weight_decays[h]`; one compiled program.
   Seeds run one after the other; the H hyperparameter settings of a seed run `chunk` at
   a time vmapped. The frozen prefix (`prefix_start`) of the images used is computed once
-  unless `use_prefix=False`. Returns the final variables with leading axes (S, H)."""
+  (unless `spec.cache_frozen_prefix` is False). Returns the final variables with leading axes (S, H)."""
   index = np.asarray(index)
   if len(learning_rates) != len(weight_decays) or index.shape[:1] != (len(seeds),) or \
      index.ndim != 2:
@@ -202,7 +204,7 @@ def train_grid(model, variables, spec: GridSpec, images, labels, learning_rates,
                       f"{len(weight_decays)}, {len(seeds)} and index shape {index.shape}.")
   used, index = np.unique(index, return_inverse=True)  # only the images the seeds use
   index = index.reshape(len(seeds), -1)
-  start = prefix_start(model, variables, spec) if use_prefix else 0
+  start = prefix_start(model, variables, spec)
   inputs = prefix_features(model, variables, np.asarray(images)[used], start)
   run = _compiled_grid(model, spec, index.shape[1], start)
   return run(variables, inputs, jnp.asarray(np.asarray(labels)[used]),

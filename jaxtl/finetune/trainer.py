@@ -142,6 +142,8 @@ _SAID = set()  # why frozen blocks were not cached, each said once per process
 def _not_cached_because(config, objective, model) -> str:
   """Why frozen leading blocks would not map an image to the same output every step
   ("" if they would)."""
+  if not config.get("cache_frozen_prefix", True):
+    return "cache_frozen_prefix=False"
   if config.batch_norm != "frozen":
     return f"batch_norm={config.batch_norm!r} (their statistics move with each batch)"
   if objective.name != "supervised":
