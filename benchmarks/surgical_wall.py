@@ -20,7 +20,6 @@ for them there is nothing frozen to cache.
 """
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -29,6 +28,7 @@ from absl import app, flags
 
 from benchmarks import timing
 from experiments.configs import surgical as surgical_configs
+from jaxtl import cache
 from jaxtl.finetune import lpft
 from jaxtl.studies.surgical import study
 
@@ -60,18 +60,18 @@ def main(argv):
     config.pretrain.num_steps = _PRETRAIN_STEPS.value
   config.fail_on_edge = False  # a timing, not a table: an edge pick is reported, not fatal
   rows = [(l, o) for l, o in config.strategies if not _ROWS.value or l in _ROWS.value]
-  out = {"command": "python -m benchmarks.surgical_wall " + " ".join(sys.argv[1:]),
-         "shift": spec, "pretrain_seeds": list(config.pretrain_seeds),
+  out = {**timing.provenance("benchmarks.surgical_wall"), "shift": spec,
+         "pretrain_seeds": list(config.pretrain_seeds),
          "pretrain_steps": config.pretrain.num_steps,
          "seeds": list(config.seeds), "lr_grid": list(config.lr_grid),
-         "provenance": timing.provenance("benchmarks.surgical_wall"), "rows": {}}
+         "stamp": cache.stamp(), "rows": {}}
   with tempfile.TemporaryDirectory() as root:
     config.pretrain_root = os.path.join(root, "pretrain")
     start = time.perf_counter()
     shifts = {}
-    for arm, cache in ARMS:
+    for arm, cached in ARMS:
       c = config.copy_and_resolve_references()
-      c.finetune.cache_frozen_prefix = cache
+      c.finetune.cache_frozen_prefix = cached
       shifts[arm] = study.Shift(c, os.path.join(root, arm), spec)  # the first pre-trains
     out["pretrain_seconds"] = time.perf_counter() - start
     for label, overrides in rows:

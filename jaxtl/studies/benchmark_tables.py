@@ -278,3 +278,28 @@ def lecture_seeds_table(root: str) -> str:
     lines.append(f"| {seed} | {cell('maml')} | {cell('pretrain')} ({r['pretrain']['finetune_lr']:g})"
                  f" | {cell('multitask')} ({r['multitask']['finetune_lr']:g}) |")
   return "\n".join(lines)
+
+
+def surgical_wall_table(root: str) -> str:
+  """The surgical study's rows with and without the frozen-prefix cache
+  (`benchmarks.surgical_wall`)."""
+  b = load(root, "benchmarks/surgical_wall_cpu.json")
+  lines = [_benchmark_caption(b) + f"The surgical study's code on `{b['shift']}`, "
+           f"{len(b['pretrain_seeds'])} pre-trained network"
+           f"{'s' if len(b['pretrain_seeds']) > 1 else ''}, each row tuned from its "
+           f"starting grid {b['lr_grid']} as the study does; seconds per row, the arms "
+           "alternating row by row:\n",
+           "| row | cached (s) | every step (s) | speed-up | test accuracy, cached / every "
+           "step | picks, cached / every step |", "|---|---:|---:|---:|---:|---|"]
+  for label, r in b["rows"].items():
+    c, e = r["cached"], r["every_step"]
+    timed = (f"{c['seconds']:.1f} | {e['seconds']:.1f} | {r['speedup']:.2f}x"
+             if "seconds" in c else "(timed with lp_ft) | | ")
+    lines.append(f"| {label} | {timed} | {100 * c['test_accuracy']:.2f} / "
+                 f"{100 * e['test_accuracy']:.2f} | "
+                 f"{', '.join(f'{v:g}' for v in c['picks'])} / "
+                 f"{', '.join(f'{v:g}' for v in e['picks'])} |")
+  t = b["total"]
+  lines.append(f"| **total** | {t['cached']:.1f} | {t['every_step']:.1f} | "
+               f"{t['speedup']:.2f}x | | |")
+  return "\n".join(lines)

@@ -22,7 +22,8 @@ from jaxtl.studies.benchmark_tables import (conv_cost_table, finetune_cost_table
                                             memory_summary, memory_table,
                                             meta_step_cost_table, objectives_throughput_table,
                                             roofline_table, step_table, step_throughput_table,
-                                            throughput_ratio_table, throughput_table)
+                                            surgical_wall_table, throughput_ratio_table,
+                                            throughput_table)
 from jaxtl.studies.meta_tables import lake_table, meta_table, omniglot_gaps, omniglot_grid
 from jaxtl.studies.pretraining import answers, tables as pretraining
 from jaxtl.studies.surgical import digits, report as surgical_report
@@ -138,6 +139,7 @@ TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its
     "surgical-digits-study-table": surgical_study_tables("digits"),
     "surgical-curve-table": surgical_curve_table,
     "finetune-grid-table": finetune_grid_table,
+    "surgical-wall-table": surgical_wall_table,
     "shots-table": shots_tables,
     "shots-verdict": shots_verdict,
     "shots-lake-table": lambda root: shots_tables(root, "shots_lake"),  # Lake's protocol
