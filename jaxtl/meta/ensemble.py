@@ -100,16 +100,13 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
   test_data = sharding.replicate(data.test, mesh)
 
   def probabilities(c, learner, saved, task):
-    bn = saved.get("batch_stats", {})
-    if learner.algorithm in ("protonet", "blackbox"):  # no inner loop
-      logits = learner.query_logits(saved["meta_params"]["params"], bn, task.support_x,
-                                    task.support_y, task.query_x)
-    else:
-      phi, _ = learner.adapt(saved["meta_params"], bn, task.support_x, task.support_y,
-                             c.test_inner_steps, lr=c.test_inner_lr or None,
-                             backtrack=c.test_backtrack)
-      logits = learner.apply(phi, bn, task.query_x, task.support_x)
-    return jax.nn.softmax(logits)
+    bn, params = saved.get("batch_stats", {}), saved["meta_params"]["params"]
+    if learner.algorithm not in ("protonet", "blackbox"):  # those have no inner loop
+      params, _ = learner.adapt(saved["meta_params"], bn, task.support_x, task.support_y,
+                                c.test_inner_steps, lr=c.test_inner_lr or None,
+                                backtrack=c.test_backtrack)
+    return jax.nn.softmax(learner.query_logits(params, bn, task.support_x, task.support_y,
+                                               task.query_x))
 
   def view(episodes, key, v):  # the task as drawn, or every image warped
     if v == 0:
