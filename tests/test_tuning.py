@@ -99,3 +99,13 @@ def test_imported_weights_have_one_pre_training():
   config.pretrain_seeds = (0, 1)
   with pytest.raises(Exception, match=r"pretrain_seeds=\(0, 1\) with imported weights"):
     compare.pretrained_runs(config, "unused")
+
+
+def test_a_rows_changes_are_the_most_any_pick_changed():
+  """A row's changes column covers every pre-training's pick: one that picked learning
+  rate 0 (LP-FT left as its probe: the head only) does not hide the others'."""
+  probe_only = {"changed_params": 650, "changed_stats": 0, "changed_blocks": ["head"]}
+  everything = {"changed_params": 77858, "changed_stats": 0,
+                "changed_blocks": ["block1", "block2", "head"]}
+  assert tuning.changes([probe_only, everything, probe_only]) == everything
+  assert tuning.changes([probe_only]) == probe_only

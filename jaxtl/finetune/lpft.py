@@ -99,7 +99,7 @@ def lpft_rows(shift, label, overrides) -> dict:
   lp = {"l2_grid": list(l2_grid), "picks": [], "per_seed": [], "changed_stats": 0,
         "changed_blocks": ["head"], "changed_params": int(sum(np.size(v) for v in
             jax.tree_util.tree_leaves(next(iter(shift.sources.values()))[0]["params"]["head"])))}
-  ft = {"picks": [], "per_seed": []}
+  ft, picked = {"picks": [], "per_seed": []}, []
   for p in config.pretrain_seeds:
     probes = shift.cell(label, overrides, p, "probe", lambda p=p: probe_cell(p))
     val = [float(np.mean([r["scores"]["val"][i] for r in probes])) for i in range(len(l2_grid))]
@@ -130,9 +130,8 @@ def lpft_rows(shift, label, overrides) -> dict:
                                config.lr_refine)
     ft["picks"].append(dict(tuning.pick_record(p, lr, wd, scores, edge), l2=l2_grid[i]))
     ft["per_seed"] += cells[lr]["per_seed"]
-    first = cells[lr]
+    picked.append(cells[lr])
   lp.update(l2=tuning.modal([q["l2"] for q in lp["picks"]]),
             on_edge=any(q["on_edge"] for q in lp["picks"]))
-  ft.update(tuning.row_summary(ft["picks"]),
-            **{k: first[k] for k in ("changed_params", "changed_stats", "changed_blocks")})
+  ft.update(tuning.row_summary(ft["picks"]), **tuning.changes(picked))
   return {"lp": lp, label: ft}

@@ -92,3 +92,12 @@ def modal(values):
 def pooled_val(cells) -> float:
   """Mean validation accuracy over the runs of `cells`."""
   return float(np.mean([r["val_accuracy"] for cell in cells for r in cell["per_seed"]]))
+
+
+def changes(picked) -> dict:
+  """What a row changes, over the cells of its picks (one per pre-training): the most
+  values any pick changed and every block one did (a pick of learning rate 0 changes
+  nothing that the row's start did not)."""
+  return {"changed_params": max(c["changed_params"] for c in picked),
+          "changed_stats": max(c["changed_stats"] for c in picked),
+          "changed_blocks": sorted({b for c in picked for b in c["changed_blocks"]})}

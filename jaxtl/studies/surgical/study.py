@@ -174,9 +174,11 @@ class Shift:
 
 
 def grid_cell(shift, spec, p, lr, wd, variables=None, seeds=None):
-  """Fine-tune source p (or `variables`) on its runs at (lr, wd); score every run
-  (`Shift.fine_tune`)."""
-  variables = shift.sources[p][0] if variables is None else variables
+  """Fine-tune source p (or `variables`, e.g. with LP-FT's probe as head) on its runs at
+  (lr, wd); score every run (`Shift.fine_tune`). What changed is counted against source
+  p as pre-trained, wherever the fine-tuning started."""
+  source = shift.sources[p][0]
+  variables = source if variables is None else variables
   seeds = shift.runs[p] if seeds is None else seeds
   pool = shift.task.target_train
   stacked = grid.flat_configs(grid.train_grid(
@@ -185,7 +187,7 @@ def grid_cell(shift, spec, p, lr, wd, variables=None, seeds=None):
   start = grid.prefix_start(shift.model, variables, spec)
   per_run = shift.score(p, stacked, start, seeds)
   first = grid.take(stacked, 0)
-  changed = grid.changed_leaves(variables, first)
+  changed = grid.changed_leaves(source, first)
   blocks = shift.model.block_names()
   w0 = block_norms(variables["params"], blocks)
   for i, row in enumerate(per_run):
@@ -193,8 +195,8 @@ def grid_cell(shift, spec, p, lr, wd, variables=None, seeds=None):
         lambda a, b: a - b, grid.take(stacked, i)["params"], variables["params"]), blocks)
     row["weight_movement"] = {b: float(moved[b] / w0[b]) for b in blocks}
   return {"per_seed": per_run,
-          "changed_params": grid.count_values(variables["params"], changed["params"]),
-          "changed_stats": grid.count_values(variables.get("batch_stats", {}),
+          "changed_params": grid.count_values(source["params"], changed["params"]),
+          "changed_stats": grid.count_values(source.get("batch_stats", {}),
                                              changed["batch_stats"]),
           "changed_blocks": sorted({block_of(q) for q in changed["params"] +
                                     changed["batch_stats"]})}
@@ -212,7 +214,7 @@ def grid_row(shift, label, overrides) -> dict:
   row_config.update(dict(overrides))
   spec = grid.spec_from_config(row_config, shift.model.block_names(), reinit(config),
                                config.chunk)
-  picks, per_seed = [], []
+  picks, per_seed, picked = [], [], []
   for p in config.pretrain_seeds:
     cells, best_wd = {}, {}
 
@@ -230,10 +232,8 @@ def grid_row(shift, label, overrides) -> dict:
                                config.lr_refine)
     picks.append(tuning.pick_record(p, lr, best_wd[lr], scores, edge))
     per_seed += cells[(lr, best_wd[lr])]["per_seed"]
-    first = cells[(lr, best_wd[lr])]
-  out = dict(tuning.row_summary(picks), per_seed=per_seed)
-  out.update({k: first[k] for k in ("changed_params", "changed_stats", "changed_blocks")})
-  return out
+    picked.append(cells[(lr, best_wd[lr])])
+  return dict(tuning.row_summary(picks), per_seed=per_seed, **tuning.changes(picked))
 
 
 def _summarize(row: dict) -> dict:
