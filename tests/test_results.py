@@ -397,25 +397,13 @@ def test_omniglot_gaps_against_the_published_numbers(tmp_path):
       "would take 1.2 days at that pace."]
 
 
-def _on_a_plateau(pick, num_val: int) -> bool:
-  """An edge pick whose validation accuracy an inside value of its grid matches within one
-  validation example: the plateau reaches inside, so no wider grid can find a better rate
-  (LP-FT under a label permutation: every rate up to 1e-5 leaves the probe as it is)."""
-  scores = {float(k): a for k, a in pick["val_accuracy"].items()}
-  inside = sorted(scores)[1:-1]
-  value = pick.get("learning_rate", pick.get("l2"))
-  value = min(scores, key=lambda v: abs(v - value))  # keys are rounded ("1e-07")
-  return bool(inside) and max(scores[v] for v in inside) >= scores[value] - 1.0 / num_val - 1e-9
-
-
-def _picks_inside(path, spec, label, picks, num_val):
-  """Each pick inside the values it tried, or on a plateau reaching inside."""
+def _picks_inside(path, spec, label, picks):
+  """Each pick strictly inside the values it tried, or 0 (no update: nothing below)."""
   for q in picks:
     tried = sorted(float(v) for v in q["val_accuracy"])
     value = q.get("learning_rate", q.get("l2"))
-    inside = tried[0] < value < tried[-1] or value == 0.0  # 0: no update, nothing below
-    assert (inside and not q["on_edge"]) or _on_a_plateau(q, num_val), (
-        path, spec, label, q)
+    inside = tried[0] < value < tried[-1] or value == 0.0
+    assert inside and not q["on_edge"], (path, spec, label, q)
 
 
 @pytest.mark.parametrize("name", ["compare_digits/results.json",
@@ -427,20 +415,17 @@ def test_fine_tuning_sweeps_are_tuned_per_pre_training_inside_their_grids(name):
     result = json.load(f)
   assert len(result["stamp"]["commit"]) == 40 and result["stamp"]["dirty"] is False
   config = result["config"]
-  num_val = config.get("num_val") or config["finetune"]["num_val"]
   shifts = (result["metrics"] if "strategies" in next(iter(result["metrics"].values()))
             else {"": {"strategies": result["metrics"]}})
   for spec, shift in shifts.items():
     for label, row in shift["strategies"].items():
       assert len(row["picks"]) == len(config["pretrain_seeds"]) >= 3, (name, spec, label)
-      _picks_inside(name, spec, label, row["picks"], num_val)
+      _picks_inside(name, spec, label, row["picks"])
 
 
 def test_rerun_surgical_tables_have_no_pick_on_a_grid_edge_and_name_their_commit():
   """Issue 35: every committed table of the rerun (results/surgical/VARIANT) was tuned
-  inside its grids, per pre-training, and names the clean commit that produced it. An edge
-  pick is allowed only on a plateau that reaches inside the grid (`_on_a_plateau`); each
-  is named in docs/results.md."""
+  inside its grids, per pre-training, and names the clean commit that produced it."""
   import glob  # pylint: disable=import-outside-toplevel
   paths = sorted(glob.glob(os.path.join(ROOT, "results", "surgical", "*", "results.json")))
   for path in paths:
@@ -453,5 +438,4 @@ def test_rerun_surgical_tables_have_no_pick_on_a_grid_edge_and_name_their_commit
       for label, row in shift["strategies"].items():
         picks = row["picks"]
         assert len(picks) == len(shift["pretrain_seeds"]), (path, spec, label)
-        num_val = result["config"]["num_val"]
-        _picks_inside(path, spec, label, picks, num_val)
+        _picks_inside(path, spec, label, picks)
