@@ -74,6 +74,7 @@ def main(argv):
       c.finetune.cache_frozen_prefix = cached
       shifts[arm] = study.Shift(c, os.path.join(root, arm), spec)  # the first pre-trains
     out["pretrain_seconds"] = time.perf_counter() - start
+    out["blocks"] = list(shifts["cached"].model.block_names())
     for i, (label, overrides) in enumerate(rows):
       # Which arm runs first alternates: the first to run a program compiles it (jit's
       # in-process cache), which the other arm may then reuse.
@@ -85,7 +86,8 @@ def main(argv):
           study._summarize(row)  # pylint: disable=protected-access
           entry = out["rows"].setdefault(name, {})
           entry[arm] = {"test_accuracy": row["test_accuracy"],
-                        "picks": [q.get("learning_rate", q.get("l2")) for q in row["picks"]]}
+                        "picks": [q.get("learning_rate", q.get("l2")) for q in row["picks"]],
+                        "changed_blocks": row["changed_blocks"]}
         entry = out["rows"][label]
         entry[arm]["seconds"] = seconds
       entry["first"] = ARMS[i % 2][0]
