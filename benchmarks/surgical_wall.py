@@ -29,7 +29,7 @@ from absl import app, flags
 from benchmarks import timing
 from experiments.configs import surgical as surgical_configs
 from jaxtl import cache
-from jaxtl.finetune import lpft
+from jaxtl.finetune import grid, lpft
 from jaxtl.studies.surgical import study
 
 _CORRUPTION = flags.DEFINE_string("corruption", "rotate", "The MNIST-C corruption.")
@@ -48,6 +48,18 @@ def run_row(shift, label, overrides) -> dict:
   if dict(overrides).get("strategy") == "lp_ft":
     return lpft.lpft_rows(shift, label, overrides)
   return {label: study.grid_row(shift, label, overrides)}
+
+
+def cached_blocks(shift, overrides) -> int:
+  """How many leading blocks the cached arm runs once for this row's fine-tuning (0:
+  nothing to cache); LP-FT's fine-tuning trains everything from its probe."""
+  row = shift.config.finetune.copy_and_resolve_references()
+  row.update(dict(overrides))
+  if row.strategy == "lp_ft":
+    row.strategy = "full"
+  spec = grid.spec_from_config(row, shift.model.block_names(), study.reinit(shift.config),
+                               shift.config.chunk)
+  return grid.prefix_start(shift.model, next(iter(shift.sources.values()))[0], spec)
 
 
 def main(argv):
@@ -91,6 +103,7 @@ def main(argv):
         entry = out["rows"][label]
         entry[arm]["seconds"] = seconds
       entry["first"] = ARMS[i % 2][0]
+      entry["cached_blocks"] = cached_blocks(shifts["cached"], overrides)
       entry["speedup"] = entry["every_step"]["seconds"] / entry["cached"]["seconds"]
       print(label, json.dumps(entry), flush=True)
   timed = [r for r in out["rows"].values() if "seconds" in r["cached"]]

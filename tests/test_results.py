@@ -315,6 +315,32 @@ def test_roofline_table_from_a_benchmark_json(tmp_path):
   assert table.endswith("| MAML 5w1s | 250.0 | 8.00 | 2.00 | 32.0 | 50.0 | 100.0 |")
 
 
+def test_surgical_wall_table_bounds_the_speed_up_by_the_rows_that_train_the_first_block(
+    tmp_path):
+  """The surgical-wall block from a hand-made run: rows that train block1 have no frozen
+  prefix, so the study's speed-up is at most its uncached time over theirs."""
+  os.makedirs(tmp_path / "benchmarks")
+  def row(cached, every, blocks):
+    arm = lambda s: {"seconds": s, "test_accuracy": 0.9, "picks": [1e-3],
+                     "changed_blocks": blocks}
+    return {"cached": arm(cached), "every_step": arm(every), "speedup": every / cached,
+            "first": "cached", "cached_blocks": 0 if "block1" in blocks else 2}
+  rows = {"block1": row(10.0, 10.0, ["block1", "head"]), "head": row(2.0, 8.0, ["head"]),
+          "all": row(10.0, 12.0, ["block1", "block2", "head"])}
+  with open(tmp_path / "benchmarks" / "surgical_wall_cpu.json", "w") as f:
+    json.dump({"shift": "input:mnist:rotate", "pretrain_seeds": [0], "lr_grid": [1e-3],
+               "blocks": ["block1", "block2", "head"], "rows": rows,
+               "total": {"cached": 22.0, "every_step": 30.0, "speedup": 30 / 22},
+               "same_picks": True, "max_test_accuracy_difference": 0.0}, f)
+  table = benchmark_tables.surgical_wall_table(str(tmp_path))
+  assert "| head | 2.0 | 8.0 | 4.00x | cached | 90.00 / 90.00 | 0.001 / 0.001 |" in table
+  assert "| **total** | 22.0 | 30.0 | 1.36x |" in table
+  # block1 and all take 20 s cached: 30 s without the cache over 20 s is at most 1.50x.
+  assert ("The rows that train block1 (block1, all) have nothing frozen before it to "
+          "cache: they take 20 s of the cached study's 22 s, so with every other row free "
+          "the study would be at most 1.50x faster") in table
+
+
 def test_conv_cost_table_sums_one_step_of_convolutions(tmp_path):
   """The convolution block from a hand-made file: a row per shape, and the last row sums
   each method's times weighted by how often the shape occurs in the network."""

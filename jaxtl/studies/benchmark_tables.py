@@ -304,11 +304,11 @@ def surgical_wall_table(root: str) -> str:
   t = b["total"]
   lines.append(f"| **total** | {t['cached']:.1f} | {t['every_step']:.1f} | "
                f"{t['speedup']:.2f}x | | | |")
-  # Rows that train block1 have no frozen prefix: with the cache they take as long as
-  # without, so even if every other row took no time the study could not be faster than:
+  # Rows that train the first block have no frozen prefix: with the cache they take as
+  # long as without, so even if every other row took no time the study could not be
+  # faster than their share allows.
   first = b["blocks"][0]
-  unbounded = [k for k, r in b["rows"].items()
-               if "seconds" in r["cached"] and first in r["cached"]["changed_blocks"]]
+  unbounded = [k for k, r in b["rows"].items() if r.get("cached_blocks") == 0]
   floor = sum(b["rows"][k]["cached"]["seconds"] for k in unbounded)
   lines += ["", f"The rows that train {first} ({', '.join(unbounded)}) have nothing frozen "
             f"before it to cache: they take {floor:.0f} s of the cached study's "
