@@ -195,7 +195,8 @@ def train_grid(model, variables, spec: GridSpec, images, labels, learning_rates,
   `images[index[s]]` with `learning_rates[h]`, `weight_decays[h]`; one compiled program.
   Seeds run one after the other; the H hyperparameter settings of a seed run `chunk` at
   a time vmapped. The frozen prefix (`prefix_start`) of the images used is computed once
-  (unless `spec.cache_frozen_prefix` is False). Returns the final variables with leading axes (S, H)."""
+  (unless `spec.cache_frozen_prefix` is False). Returns the final variables with leading
+  axes (S, H)."""
   index = np.asarray(index)
   if len(learning_rates) != len(weight_decays) or index.shape[:1] != (len(seeds),) or \
      index.ndim != 2:

@@ -82,10 +82,6 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
     raise ConfigError(f"test_affine.views={views} must be >= 1.")
   if views > 1:
     tasks.check_affine("test_affine", **affine)
-  repeated = sorted({w for w in workdirs if [os.path.realpath(v) for v in workdirs].count(
-      os.path.realpath(w)) > 1})
-  if repeated:  # it would weigh that run twice, and its per-task scores are kept once
-    raise ConfigError(f"The ensemble lists {repeated} more than once; list each run once.")
   if len(workdirs) * views < 2:
     raise ConfigError(f"An ensemble needs at least 2 runs or test_affine.views >= 2; got "
                       f"{list(workdirs)} and views={views}.")
