@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtl.models import build_model
-from jaxtl.models.layers import Conv, max_pool_2x2
+from jaxtl.models import build_model, resnet
+from jaxtl.models.layers import Conv, batch_norm, max_pool_2x2
 from tests import reference
 
 
@@ -82,6 +82,48 @@ def test_batch_norm_modes():
                                                mutable=["batch_stats"])[0][:1])
   assert not np.allclose(updates["batch_stats"]["block1"]["bn"]["mean"],
                          variables["batch_stats"]["block1"]["bn"]["mean"])
+
+
+def test_batch_norm_folded_into_its_conv_is_the_same_function_and_gradient(monkeypatch):
+  """Running statistics: `conv_bn` folds each batch norm into its convolution. The same
+  variables (names, shapes, initial values) as a batch norm after its convolution, the
+  same output and the same gradient for every parameter (float64, the two orders of
+  rounding apart); batch statistics (train=True) never fold."""
+  model = build_model("resnet", num_classes=5, widths=(4, 8))
+  x = jax.random.uniform(jax.random.PRNGKey(0), (6, 12, 12, 1))
+  folded = model.init(jax.random.PRNGKey(1), x, train=False)
+
+  def unfolded(conv, train, name, x):
+    return batch_norm(train, name)(conv(x))
+  with monkeypatch.context() as m:
+    m.setattr(resnet, "conv_bn", unfolded)
+    separate = model.init(jax.random.PRNGKey(1), x, train=False)
+    trained = model.init(jax.random.PRNGKey(1), x, train=True)
+  for tree in (separate, trained):
+    assert jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(folded)
+    assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+        lambda a, b: a.dtype == b.dtype and np.array_equal(a, b), tree, folded)))
+  # Statistics and affine parameters away from their initial 0 and 1, of order one.
+  keys = iter(jax.random.split(jax.random.PRNGKey(2), 100))
+  variables = jax.tree_util.tree_map_with_path(
+      lambda path, a: a if "kernel" in jax.tree_util.keystr(path)
+      else a + jax.random.uniform(next(keys), a.shape, a.dtype, -0.5, 0.5), folded)
+
+  def loss_and_grad(conv_bn):
+    with monkeypatch.context() as m, reference.float64():
+      m.setattr(resnet, "conv_bn", conv_bn)
+      v64, x64 = reference.to_float64(variables), reference.to_float64(x)
+      loss = lambda p: jnp.sum(jnp.sin(model.apply({**v64, "params": p}, x64, train=False)))
+      return jax.value_and_grad(loss)(v64["params"])
+  got, want = loss_and_grad(resnet.conv_bn), loss_and_grad(unfolded)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-10)
+  scale = max(np.abs(np.asarray(g)).max() for g in jax.tree_util.tree_leaves(want[1]))
+  for g, w in zip(jax.tree_util.tree_leaves(got[1]), jax.tree_util.tree_leaves(want[1])):
+    np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10 * scale)
+  # train=True normalises with the batch: the output depends on the other examples.
+  out = model.apply(folded, x, train=True, mutable=["batch_stats"])[0]
+  assert not np.allclose(out[:1], model.apply(folded, x[:2], train=True,
+                                              mutable=["batch_stats"])[0][:1])
 
 
 def test_unknown_model_lists_valid_names():

@@ -4,7 +4,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxtl.models.layers import Conv, batch_norm
+from jaxtl.models.layers import Conv, conv_bn
 
 
 class BasicBlock(nn.Module):
@@ -15,15 +15,12 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = Conv(self.features, (3, 3), (self.stride, self.stride), use_bias=False,
-             impl=self.conv, name="conv1")(x)
-    y = nn.relu(batch_norm(train, "bn1")(y))
-    y = Conv(self.features, (3, 3), use_bias=False, impl=self.conv, name="conv2")(y)
-    y = batch_norm(train, "bn2")(y)
+    conv = lambda size, stride, name: Conv(self.features, (size, size), (stride, stride),
+                                           use_bias=False, impl=self.conv, name=name)
+    y = nn.relu(conv_bn(conv(3, self.stride, "conv1"), train, "bn1", x))
+    y = conv_bn(conv(3, 1, "conv2"), train, "bn2", y)
     if x.shape[-1] != self.features or self.stride != 1:
-      x = Conv(self.features, (1, 1), (self.stride, self.stride), use_bias=False,
-               impl=self.conv, name="proj")(x)
-      x = batch_norm(train, "proj_bn")(x)
+      x = conv_bn(conv(1, self.stride, "proj"), train, "proj_bn", x)
     return nn.relu(x + y)
 
 
@@ -37,8 +34,8 @@ class Stage(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     if self.stem:  # the stem conv belongs to the first block, so "block1" is the input end
-      x = Conv(self.features, (3, 3), use_bias=False, impl=self.conv, name="stem_conv")(x)
-      x = nn.relu(batch_norm(train, "stem_bn")(x))
+      stem = Conv(self.features, (3, 3), use_bias=False, impl=self.conv, name="stem_conv")
+      x = nn.relu(conv_bn(stem, train, "stem_bn", x))
     for i in range(self.num_blocks):
       x = BasicBlock(self.features, self.stride if i == 0 else 1, self.conv, name=f"unit{i + 1}")(x, train)
     return x

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtl.errors import ConfigError
-from jaxtl.models.layers import Conv, batch_norm
+from jaxtl.models.layers import Conv, conv_bn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,14 +60,14 @@ class Unit(nn.Module):
     out_features = self.planes * EXPANSION[self.kind]
     conv = lambda f, size, stride, name: _conv(f, size, stride, name, self.conv)
     if self.kind == "basic":
-      y = nn.relu(batch_norm(train, "bn1")(conv(self.planes, 3, self.stride, "conv1")(x)))
-      y = batch_norm(train, "bn2")(conv(self.planes, 3, 1, "conv2")(y))
+      y = nn.relu(conv_bn(conv(self.planes, 3, self.stride, "conv1"), train, "bn1", x))
+      y = conv_bn(conv(self.planes, 3, 1, "conv2"), train, "bn2", y)
     else:
-      y = nn.relu(batch_norm(train, "bn1")(conv(self.planes, 1, 1, "conv1")(x)))
-      y = nn.relu(batch_norm(train, "bn2")(conv(self.planes, 3, self.stride, "conv2")(y)))
-      y = batch_norm(train, "bn3")(conv(out_features, 1, 1, "conv3")(y))
+      y = nn.relu(conv_bn(conv(self.planes, 1, 1, "conv1"), train, "bn1", x))
+      y = nn.relu(conv_bn(conv(self.planes, 3, self.stride, "conv2"), train, "bn2", y))
+      y = conv_bn(conv(out_features, 1, 1, "conv3"), train, "bn3", y)
     if self.stride != 1 or x.shape[-1] != out_features:
-      x = batch_norm(train, "proj_bn")(conv(out_features, 1, self.stride, "proj")(x))
+      x = conv_bn(conv(out_features, 1, self.stride, "proj"), train, "proj_bn", x)
     return nn.relu(x + y)
 
 
@@ -133,8 +133,8 @@ class Stage(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     if self.stem:
-      x = _conv(self.planes, 7, 2, "stem_conv", self.conv)(x)
-      x = nn.max_pool(nn.relu(batch_norm(train, "stem_bn")(x)), (3, 3), (2, 2),
+      x = conv_bn(_conv(self.planes, 7, 2, "stem_conv", self.conv), train, "stem_bn", x)
+      x = nn.max_pool(nn.relu(x), (3, 3), (2, 2),
                       padding=((1, 1), (1, 1)))
     for u in range(self.num_units):
       x = Unit(self.kind, self.planes, self.stride if u == 0 else 1, self.conv,

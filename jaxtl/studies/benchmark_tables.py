@@ -318,3 +318,22 @@ def surgical_wall_table(root: str) -> str:
             f"(largest difference {100 * b['max_test_accuracy_difference']:.2f} points)."
             if b["same_picks"] else "The arms' picks differ: see the table."]
   return "\n".join(lines)
+
+
+def bn_fold_table(root: str) -> str:
+  """The fine-tuning step with batch norm folded into its convolution, as two operations,
+  and without batch norm (`benchmarks.bn_fold`)."""
+  b = load(root, "benchmarks/bn_fold_cpu.json")
+  arms = (("unfolded", "batch norm after its conv"), ("folded", "folded (jaxtl)"),
+          ("no_batch_norm", "no batch norm"))
+  lines = [_benchmark_caption(b) + f"The trainer's step, batch norm frozen, batch "
+           f"{b['batch_size']} of {b['image_size']}x{b['image_size']} images; steps per "
+           "second, median (range) of interleaved rounds:\n",
+           "| strategy | " + " | ".join(name for _, name in arms)
+           + " | folded / unfolded | no batch norm / unfolded |",
+           "|---|" + "---:|" * (len(arms) + 2)]
+  for label, c in b["cases"].items():
+    lines.append(f"| {label} | " + " | ".join(
+        f"{c[a]['steps_per_second']:.1f} ({c[a]['range'][0]:.1f}-{c[a]['range'][1]:.1f})"
+        for a, _ in arms) + f" | {c['speedup']:.2f}x | {c['without_batch_norm']:.2f}x |")
+  return "\n".join(lines)

@@ -17,7 +17,7 @@ from jaxtl.finetune import compare
 from jaxtl.report import (find_runs, kind_of, learning_curves, load, other_table,
                           plot_by_steps, plot_learning_curves, surgical_table)
 from jaxtl.studies import lecture, shots
-from jaxtl.studies.benchmark_tables import (conv_cost_table, finetune_cost_table,
+from jaxtl.studies.benchmark_tables import (bn_fold_table, conv_cost_table, finetune_cost_table,
                                             finetune_grid_table, lecture_seeds_table,
                                             memory_summary, memory_table,
                                             meta_step_cost_table, objectives_throughput_table,
@@ -140,6 +140,7 @@ TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its
     "surgical-curve-table": surgical_curve_table,
     "finetune-grid-table": finetune_grid_table,
     "surgical-wall-table": surgical_wall_table,
+    "bn-fold-table": bn_fold_table,
     "shots-table": shots_tables,
     "shots-verdict": shots_verdict,
     "shots-lake-table": lambda root: shots_tables(root, "shots_lake"),  # Lake's protocol
