@@ -12,7 +12,10 @@ the same network, batch and step in PyTorch. Setting by setting (so that one set
 peers are in memory at a time), after a warm-up call each (which compiles, for jaxtl),
 the methods are timed in `--repeats` rounds, each round a block of every method in turn
 (A B C A B C ...); each number is the median over the rounds, with the range and every
-block's rate in the JSON.
+block's rate in the JSON. With `--cpu_devices=N` the cores are N JAX devices and jaxtl
+runs twice, on one device and with the meta-batch split over the N (both use all cores:
+XLA's threads inside each operation, or the shards in parallel); the peers use all
+cores through PyTorch's threads, as their users run them.
 """
 import gc
 import json
@@ -23,7 +26,7 @@ from absl import app, flags
 from benchmarks.meta_step import SETTINGS, prepare, shape_of
 from benchmarks.timing import interleaved, provenance, ratio_lines
 from experiments.configs import meta as meta_configs
-from jaxtl.runtime import log_versions
+from jaxtl.runtime import check_cpu_split, log_versions, split_cpu
 
 PEERS = ("torch.func", "torch.func unfold", "torch.func unfold compiled",
          "learn2learn method", "learn2learn")
@@ -37,6 +40,10 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds of timed blocks, the metho
                                 "the median and range are reported.")
 _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 10, "Meta-iterations per call.")
 _PEER_CALLS = flags.DEFINE_integer("peer_calls", 3, "Peer meta-iterations per timed block.")
+_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "On CPU, more than 1: the cores as "
+                                    "this many devices (`jaxtl.runtime.split_cpu`, as "
+                                    "`--cpu_devices` of the experiments), and jaxtl timed "
+                                    "with its meta-batch split over them too.")
 _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
 
 
@@ -72,11 +79,14 @@ def peer_cases(settings, peers) -> tuple[list, list]:
 
 def main(argv):
   del argv
+  split_cpu(_CPU_DEVICES.value)
+  check_cpu_split(_CPU_DEVICES.value)
   log_versions()
+  devices = sorted({1, jax.local_device_count()})
   rows, skipped = [], []
   for setting in _SETTINGS.value:  # a setting at a time: one setting's peers fit in memory
-    cases = [(*prepare(setting, b, c, _STEPS_PER_CALL.value), _CALLS.value)
-             for b in _BATCHING.value for c in _CONV.value]
+    cases = [(*prepare(setting, b, c, _STEPS_PER_CALL.value, devices=d), _CALLS.value)
+             for b in _BATCHING.value for c in _CONV.value for d in devices]
     peers, not_run = peer_cases([setting], [p for p in _PEERS.value if p])
     cases += [(row, block, _PEER_CALLS.value) for row, block in peers]
     rows += interleaved(cases, _REPEATS.value)

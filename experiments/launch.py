@@ -12,7 +12,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxtl.errors import ConfigError
-from jaxtl.runtime import enable_compilation_cache, log_versions, quiet_libraries
+from jaxtl.runtime import (check_cpu_split, enable_compilation_cache, log_versions,
+                           quiet_libraries, split_cpu)
 from jaxtl.sharding import initialize_distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:VARIANT]).",
@@ -25,6 +26,10 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "Multi-host: HOST:
                                    "process 0, given to jax.distributed.initialize.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-host: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-host: this process's index.")
+_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "On CPU: present the cores as this many "
+                                    "devices, so that --config.num_devices=0 (all) runs a "
+                                    "batch's shards in parallel (meta-training is faster so "
+                                    "on 2 cores); 0: JAX's default, one device.")
 
 
 def _cause(e: BaseException) -> BaseException:
@@ -95,7 +100,12 @@ def run(fn: Callable[..., object], written_to: Callable[[str], str] = lambda wor
     # runner's worker) inherits SIGINT ignored, and Python then never raises
     # KeyboardInterrupt: `kill -INT` would not stop the run with its resume line.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    try:  # both before JAX starts its backend
+      split_cpu(_CPU_DEVICES.value)
+      initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+      check_cpu_split(_CPU_DEVICES.value)
+    except ConfigError as e:
+      sys.exit(f"error: {e}")
     enable_compilation_cache()
     log_versions()
     try:

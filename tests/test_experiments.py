@@ -95,6 +95,7 @@ BAD_COMMANDS = [  # (config and flags, what the one line must say)
     ("finetune.py:quick --config.init_from=runs/nowhere", "No saved variables"),
     ("finetune.py:quick --config.batch_size=0", "batch_size=0 must be positive"),
     ("meta.py:quick --config.algorithm=mamll", "Unknown algorithm 'mamll'; valid"),
+    ("meta.py:quick --cpu_devices=-1", "cpu_devices=-1; valid: 0 (JAX's default) or more"),
     ("meta.py:sinusoid --config.num_steps=-5", "num_steps=-5 must be positive"),
     ("meta.py:sinusoid --config.checkpoint_every=700", "checkpoint_every=700 must be a multiple"),
     ("meta.py:quick --config.way=2000 --config.data_dir=DATA", "2000-way tasks need 2000 classes"),
@@ -140,11 +141,13 @@ def test_lecture_quick_runs_from_another_directory(tmp_path):
   assert set(_metrics(tmp_path)) == {"maml", "pretrain", "multitask"}
 
 
-def test_meta_train_quick_protonet_cli(tmp_path, data_dir):
-  _run("experiments.meta_train", "--config=experiments/configs/meta.py:quick",
-       f"--workdir={tmp_path}", f"--config.data_dir={data_dir}",
-       "--config.algorithm=protonet")
+def test_meta_train_quick_protonet_cli_on_the_cores_as_devices(tmp_path, data_dir):
+  """`--cpu_devices=2`: the CPU is two JAX devices and the meta-batch is split over both."""
+  proc = _run("experiments.meta_train", "--config=experiments/configs/meta.py:quick",
+              f"--workdir={tmp_path}", f"--config.data_dir={data_dir}",
+              "--config.algorithm=protonet", "--cpu_devices=2")
   assert 0 <= _metrics(tmp_path)["test_accuracy"] <= 1
+  assert "devices [CpuDevice(id=0), CpuDevice(id=1)]" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_surgical_study_quick_with_a_users_corruption(tmp_path):
