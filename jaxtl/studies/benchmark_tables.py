@@ -81,16 +81,19 @@ def _with_range(b: dict, setting: str, method: str) -> str:
 
 
 def throughput_ratio_table(root: str) -> str:
-  """The same numbers with jaxtl's method named, each with its range over the rounds
-  where recorded, and jaxtl's speed-up over each peer (medians)."""
+  """The same numbers with each of jaxtl's ways of running named (e.g. on one device and
+  split over the cores), each with its range over the rounds where recorded, and jaxtl's
+  fastest over each peer (medians)."""
   b, settings, peers, ours, theirs = _throughput(root)
-  methods = list(dict.fromkeys(ours[s]["method"] for s in settings))
+  methods = list(dict.fromkeys(r["method"] for r in b["results"]
+                               if r["method"].startswith("jaxtl")))
+  ran = {(r["setting"], r["method"]) for r in b["results"]}
   lines = ["| setting | " + " | ".join(methods + peers)
            + " | " + " | ".join(f"jaxtl / {p}" for p in peers) + " |",
            "|---|" + "---:|" * (len(methods) + 2 * len(peers))]
   for s in settings:
     mine = ours[s]["meta_iterations_per_second"]
-    cells = [_with_range(b, s, m) if ours[s]["method"] == m else "" for m in methods]
+    cells = [_with_range(b, s, m) if (s, m) in ran else "" for m in methods]
     cells += ["" if theirs.get((s, p)) is None else _with_range(b, s, p) for p in peers]
     cells += ["" if theirs.get((s, p)) is None else f"{mine / theirs[s, p]:.2f}x" for p in peers]
     lines.append(f"| {_setting_name(ours[s])} | " + " | ".join(cells) + " |")
