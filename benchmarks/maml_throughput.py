@@ -26,7 +26,8 @@ from absl import app, flags
 from benchmarks.meta_step import SETTINGS, prepare, shape_of
 from benchmarks.timing import interleaved, provenance, ratio_lines
 from experiments.configs import meta as meta_configs
-from jaxtl.runtime import check_cpu_split, log_versions, split_cpu
+from jaxtl.runtime import log_versions
+from jaxtl.sharding import check_cpu_split, split_cpu
 
 PEERS = ("torch.func", "torch.func unfold", "torch.func unfold compiled",
          "learn2learn method", "learn2learn")
@@ -41,7 +42,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds of timed blocks, the metho
 _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 10, "Meta-iterations per call.")
 _PEER_CALLS = flags.DEFINE_integer("peer_calls", 3, "Peer meta-iterations per timed block.")
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "On CPU, more than 1: the cores as "
-                                    "this many devices (`jaxtl.runtime.split_cpu`, as "
+                                    "this many devices (`jaxtl.sharding.split_cpu`, as "
                                     "`--cpu_devices` of the experiments), and jaxtl timed "
                                     "with its meta-batch split over them too.")
 _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")

@@ -12,9 +12,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxtl.errors import ConfigError
-from jaxtl.runtime import (check_cpu_split, enable_compilation_cache, log_versions,
-                           quiet_libraries, split_cpu)
-from jaxtl.sharding import initialize_distributed
+from jaxtl.runtime import enable_compilation_cache, log_versions, quiet_libraries
+from jaxtl.sharding import check_cpu_split, initialize_distributed, split_cpu
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:VARIANT]).",
                                           lock_config=True)

@@ -44,36 +44,6 @@ def quiet_libraries():
     std_logging.getLogger(name).addFilter(noise)
 
 
-def split_cpu(devices: int):
-  """Presents the CPU as `devices` JAX devices (XLA's
-  `--xla_force_host_platform_device_count`), so that a run over all devices
-  (`num_devices=0`) splits each batch over the cores and runs the shards in parallel:
-  meta-training's many small tasks keep two cores busier this way than with XLA's
-  threading inside each operation (docs/benchmarks.md). Must run before JAX starts its
-  backend; 0 or 1 leaves JAX's default (one CPU device)."""
-  import os  # pylint: disable=g-import-not-at-top
-  from jaxtl.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  if devices < 0:
-    raise ConfigError(f"cpu_devices={devices}; valid: 0 (JAX's default) or more.")
-  if devices <= 1:
-    return
-  os.environ["XLA_FLAGS"] = " ".join(
-      [f for f in os.environ.get("XLA_FLAGS", "").split()
-       if not f.startswith("--xla_force_host_platform_device_count")]
-      + [f"--xla_force_host_platform_device_count={devices}"])
-
-
-def check_cpu_split(devices: int):
-  """After `split_cpu(devices)` and once JAX may start: on CPU, it has that many devices."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxtl.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  if devices > 1 and jax.default_backend() == "cpu" and jax.local_device_count() != devices:
-    raise ConfigError(f"cpu_devices={devices}: JAX had started with "
-                      f"{jax.local_device_count()} CPU device(s) before it was set; set "
-                      f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} before "
-                      "the process starts.")
-
-
 def enable_compilation_cache():
   """Persistent XLA compilation cache, so that sweeps and reruns skip recompiling identical
   steps (a strategy sweep on CPU runs about 3x faster). Directory: $JAXTL_COMPILATION_CACHE

@@ -11,6 +11,8 @@ tolerance. The same code runs on one CPU, 8 GPUs or a TPU slice; across hosts, c
 `--num_processes` and `--process_id` flags): every process then draws the same global
 batch from the same key and computes its own devices' share of it.
 """
+import os
+
 import jax
 import numpy as np
 from absl import logging
@@ -19,6 +21,32 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtl.errors import ConfigError
 
 BATCH = "batch"
+
+
+def split_cpu(devices: int):
+  """Presents the CPU as `devices` JAX devices (XLA's
+  `--xla_force_host_platform_device_count`), so that a run over all devices
+  (`num_devices=0`) splits each batch over the cores and runs the shards in parallel:
+  meta-training's many small tasks keep two cores busier this way than with XLA's
+  threading inside each operation (docs/benchmarks.md). Must run before JAX starts its
+  backend; 0 or 1 leaves JAX's default (one CPU device)."""
+  if devices < 0:
+    raise ConfigError(f"cpu_devices={devices}; valid: 0 (JAX's default) or more.")
+  if devices <= 1:
+    return
+  os.environ["XLA_FLAGS"] = " ".join(
+      [f for f in os.environ.get("XLA_FLAGS", "").split()
+       if not f.startswith("--xla_force_host_platform_device_count")]
+      + [f"--xla_force_host_platform_device_count={devices}"])
+
+
+def check_cpu_split(devices: int):
+  """After `split_cpu(devices)` and once JAX may start: on CPU, it has that many devices."""
+  if devices > 1 and jax.default_backend() == "cpu" and jax.local_device_count() != devices:
+    raise ConfigError(f"cpu_devices={devices}: JAX had started with "
+                      f"{jax.local_device_count()} CPU device(s) before it was set; set "
+                      f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} before "
+                      "the process starts.")
 
 
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int):
