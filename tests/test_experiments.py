@@ -165,6 +165,23 @@ def test_surgical_study_quick_with_a_users_corruption(tmp_path):
   assert all(r["changed_stats"] == 0 for r in rows.values())
   assert rows["block1"]["changed_blocks"] == ["block1"]
   assert (tmp_path / "results.png").exists() and (tmp_path / "results.md").exists()
+  # The settings tried are scored on validation only; each pick is trained again, scored
+  # everywhere, with the tuned cell's validation accuracy (the same weights), and is what
+  # the row reports.
+  cells = {p.relative_to(tmp_path / "cells"): json.loads(p.read_text())["value"]
+           for p in (tmp_path / "cells").rglob("*.json")}
+  tuned = {p: c for p, c in cells.items() if "_lr" in p.name and "_scored" not in p.name}
+  scored = {p: c for p, c in cells.items() if p.name.endswith("_scored.json")}
+  assert tuned and all(set(r) >= {"val_accuracy"} and "test_accuracy" not in r
+                       for c in tuned.values() for r in c["per_seed"])
+  assert len(scored) == 2 * 4  # 2 pre-trainings x the 4 rows tuned by learning rate
+  for path, cell in scored.items():
+    own = cells[path.with_name(path.name.replace("_scored", ""))]
+    assert [r["val_accuracy"] for r in cell["per_seed"]] == \
+        [r["val_accuracy"] for r in own["per_seed"]]
+  reported = sorted(r["test_accuracy"] for label in ("block1", "all", "lp_ft", "auto_rgn")
+                    for r in rows[label]["per_seed"])
+  assert reported == sorted(r["test_accuracy"] for c in scored.values() for r in c["per_seed"])
   # An unknown corruption is named with the valid ones, in one line, before any run.
   last = _fails_in_one_line("experiments.surgical", "--config=experiments/configs/surgical.py:quick",
                             f"--workdir={tmp_path / 'bad'}", "--config.shifts=input:digits:snow")

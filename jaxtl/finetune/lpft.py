@@ -111,13 +111,13 @@ def lpft_rows(shift, label, overrides) -> dict:
                             pretrain_seed=p, seed=r["seed"]) for r in probes]
     cells = {}
 
-    def ft_cell(lr, p=p, probes=probes, i=i):
+    def ft_cell(lr, p=p, probes=probes, i=i, sets=("val",)):
       runs = []
       for r in probes:
         head = {k: jnp.asarray(v, jnp.float32) for k, v in r["heads"][i].items()}
         variables = shift.sources[p][0]
         variables = dict(variables, params=dict(variables["params"], head=head))
-        runs.append(shift.fine_tune(spec, p, lr, wd, variables, [r["seed"]]))
+        runs.append(shift.fine_tune(spec, p, lr, wd, variables, [r["seed"]], sets))
       return dict(runs[0], per_seed=[row for c in runs for row in c["per_seed"]])
 
     def at_lr(lr, p=p, cells=cells, i=i, ft_cell=ft_cell):
@@ -129,8 +129,11 @@ def lpft_rows(shift, label, overrides) -> dict:
                                f"{shift.spec} / {label} / pre-training {p} learning rate",
                                config.lr_refine)
     ft["picks"].append(dict(tuning.pick_record(p, lr, wd, scores, edge), l2=l2_grid[i]))
-    ft["per_seed"] += cells[lr]["per_seed"]
-    picked.append(cells[lr])
+    cell = shift.scored_pick(label, overrides, p, f"ft_l2{l2_grid[i]:g}_lr{lr:g}_wd{wd:g}",
+                             cells[lr], lambda lr=lr, ft_cell=ft_cell: ft_cell(lr, sets=None),
+                             lr=lr, l2=l2_grid[i], wd=wd)
+    ft["per_seed"] += cell["per_seed"]
+    picked.append(cell)
   lp.update(l2=tuning.modal([q["l2"] for q in lp["picks"]]),
             on_edge=any(q["on_edge"] for q in lp["picks"]))
   ft.update(tuning.row_summary(ft["picks"]), **tuning.changes(picked))
