@@ -156,3 +156,15 @@ def test_a_verdict_on_another_metric_reads_that_metric():
   assert surgical_report.verdict(results, ["spurious:mnist"]).startswith("**reproduced**")
   worst = surgical_report.verdict(results, ["spurious:mnist"], "test_worst_group_accuracy")
   assert worst.startswith("**not reproduced**") and "best here: block2" in worst
+
+
+def test_each_shift_of_a_group_is_also_judged_alone_and_counted():
+  results = {"input:mnist:a": _shift({"block1": 0.05}),   # block1 ahead on every run
+             "input:mnist:b": _shift({"block1": 0.04}),
+             "input:mnist:c": _shift({"block3": 0.05})}   # block3 ahead on every run
+  specs = sorted(results)
+  line = surgical_report.per_shift(results, specs)
+  assert "*reproduced* on 2 (a, b); *not reproduced* on 1 (c)" in line, line
+  assert line in surgical_report.format_tables(results)
+  assert surgical_report.per_shift(results, specs[:1]) == ""  # one shift: its verdict
+  assert surgical_report.per_shift({"spurious:x": _shift({})}, ["spurious:x"]) == ""

@@ -155,6 +155,37 @@ def _edges(results, specs) -> list:
                  if on_edge(row)})
 
 
+def _verdict(results, specs, metric: str):
+  """(`stats.verdict` of Lee et al.'s block for the kind of `specs`, averaged over them,
+  rows) or (a "no verdict" line, rows)."""
+  blocks = list(results[specs[0]]["relative_gradient_norm"])
+  expected = expected_blocks(specs[0].split(":")[0], blocks)
+  rows = {label: values for label, (_, _, values) in averaged(results, specs, metric).items()}
+  source = [results[s]["source_test_accuracy"] for s in specs]
+  floor = None if None in source else float(np.mean(source))
+  candidates = [b for b in blocks if b in rows]
+  if not set(candidates) - set(expected):
+    return f"**no verdict**: {expected} are the only single-block rows.", rows
+  return stats.verdict(rows, expected, candidates, chance(results, specs), floor=floor,
+                       on_edge=_edges(results, specs)), rows
+
+
+def per_shift(results, specs, metric: str = "test_accuracy") -> str:
+  """The verdict rule on each shift of a group alone, counted: how far the verdict on
+  their mean rests on a few of them (descriptive: not corrected across the shifts)."""
+  if len(specs) < 2 or specs[0].split(":")[0] not in EXPECTED:
+    return ""
+  outcomes = {}
+  for spec in specs:
+    v = _verdict(results, [spec], metric)[0]
+    label = v.label if isinstance(v, stats.Verdict) else "no verdict"
+    outcomes.setdefault(label, []).append(spec.split(":", 2)[-1])
+  return ("Each shift alone, under the same rule (descriptive, not corrected across the "
+          f"{len(specs)} shifts): " + "; ".join(
+              f"*{label}* on {len(names)} ({', '.join(names)})"
+              for label, names in sorted(outcomes.items(), key=lambda kv: -len(kv[1]))) + ".")
+
+
 def verdict(results, specs, metric: str = "test_accuracy") -> str:
   """Lee et al.'s claim for this shift kind under `jaxtl.stats.verdict`, on `metric`, and
   the paper's block against tuning everything; "" for a kind the paper makes no claim
@@ -162,16 +193,9 @@ def verdict(results, specs, metric: str = "test_accuracy") -> str:
   kind = specs[0].split(":")[0]
   if kind not in EXPECTED:
     return ""
-  blocks = list(results[specs[0]]["relative_gradient_norm"])
-  expected = expected_blocks(kind, blocks)
-  rows = {label: values for label, (_, _, values) in averaged(results, specs, metric).items()}
-  source = [results[s]["source_test_accuracy"] for s in specs]
-  floor = None if None in source else float(np.mean(source))
-  candidates = [b for b in blocks if b in rows]
-  if not set(candidates) - set(expected):
-    return f"**no verdict**: {expected} are the only single-block rows."
-  v = stats.verdict(rows, expected, candidates, chance(results, specs), floor=floor,
-                    on_edge=_edges(results, specs))
+  v, rows = _verdict(results, specs, metric)
+  if isinstance(v, str):
+    return v
   text = v.markdown()
   if kind in EXTENSIONS:
     text = f"*{EXTENSIONS[kind][0].upper()}{EXTENSIONS[kind][1:]}.* " + text
@@ -306,7 +330,7 @@ def format_tables(results) -> str:
         "best mean and every row not significantly below it (one-sided paired t-test, 5%, "
         "uncorrected; the verdict corrects for its comparisons)",
         table,
-        picks(results, specs), verdict(results, specs)) if p))
+        picks(results, specs), verdict(results, specs), per_shift(results, specs)) if p))
     if "test_worst_group_accuracy" in next(iter(first.values()))["per_seed"][0]:
       parts.append("Worst-group test accuracy (%; groups: label x patch at the label's "
                    "position or not):\n\n" + strategy_table(results, columns,
