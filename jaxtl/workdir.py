@@ -50,6 +50,7 @@ FIELD_DEFAULTS = {"first_order": False,     # removed: algorithm="fomaml" says i
                   "num_val_alphabets": 0,   # added with Lake's protocol (alphabet tasks)
                   "train_tasks": "random", "test_tasks": "random",  # added with it
                   "clean_batch_stats": 0,   # added with issue 30's objectives
+                  "support_steps": 0, "support_lr": 1e-3,  # added with ProtoNets' fine-tuning
                   "test_affine": {"views": 1, "rotate_deg": 0.0, "scale": [1.0, 1.0],
                                   "translate": 0.0},  # added with test-time augmentation
                   # added to pre-training configs with self-supervised objectives, with

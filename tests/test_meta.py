@@ -1,12 +1,15 @@
+import dataclasses
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from experiments.configs import meta as meta_configs
 from jaxtl import partition, report, workdir as run_dir
+from jaxtl.errors import ConfigError
 from jaxtl.studies import documents, meta_tables
 from jaxtl.data import ImageDataset
 from jaxtl.meta import tasks, train
@@ -351,3 +354,30 @@ def test_meta_nan_stops_and_names_the_iteration(tmp_path):
   config.meta_lr = float("nan")
   with pytest.raises(FloatingPointError, match="not finite at step 2"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_protonet_support_finetuning_starts_as_protonets_and_fits_the_support():
+  """Zero steps: the prototype head's logits are ProtoNets' plus |f(query)|^2, row by row
+  (float64); steps lower the support's loss; another algorithm refuses the setting."""
+  episodes = tasks.sample_classification(jax.random.PRNGKey(0), _image_classes(), 2, 3, 1, 4)
+  task = jax.tree_util.tree_map(lambda a: a[0], episodes)
+  model = build_model("conv4", num_classes=0, features=4, conv="xla")
+  learner = MetaLearner(model, algorithm="protonet", ways=3)
+  meta_params, bs = learner.init(jax.random.PRNGKey(0), task.support_x)
+  with reference.float64():
+    params, exact = reference.to_float64((meta_params["params"], task))
+    args = (params, bs, exact.support_x, exact.support_y, exact.query_x)
+    start = learner.finetuned_protonet_logits(*args)
+    query = learner.embed(params, bs, exact.support_x, exact.query_x)[1]
+    expected = learner.protonet_logits(*args) + jnp.sum(jnp.square(query), -1)[:, None]
+    assert start.dtype == np.float64
+    np.testing.assert_allclose(start, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+  def support_loss(steps):
+    tuned = dataclasses.replace(learner, support_steps=steps, support_lr=1e-2)
+    logits = tuned.finetuned_protonet_logits(  # the support as its own queries
+        meta_params["params"], bs, task.support_x, task.support_y, task.support_x)
+    return float(optax.softmax_cross_entropy_with_integer_labels(logits, task.support_y).mean())
+  assert support_loss(20) < 0.5 * support_loss(0)
+  with pytest.raises(ConfigError, match="support_steps=5.*maml"):
+    MetaLearner(model, algorithm="maml", ways=3, support_steps=5)

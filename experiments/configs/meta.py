@@ -90,6 +90,8 @@ def base() -> ml_collections.ConfigDict:
   c.test_inner_steps = 3
   c.test_inner_lr = 0.0         # 0: same as inner_lr
   c.test_backtrack = False      # halve a test step that does not lower the support loss
+  c.support_steps = 0           # ProtoNets: Adam steps fine-tuning embedding and a head
+  c.support_lr = 1e-3           # started at the prototypes, on each test task's support
   c.eval_steps = (0, 1, 3, 5, 10)
   c.eval_tasks = 600
   c.eval_batch = 50

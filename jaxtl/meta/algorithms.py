@@ -75,6 +75,8 @@ class MetaLearner:
   task_batching: str = "vmap"         # vmap | map (lax.map, a compiled loop) | unroll
   ways: int = 5                       # N of N-way tasks (ProtoNets' number of prototypes)
   batch_norm: str = "transductive"    # transductive | support | running (module docstring)
+  support_steps: int = 0              # ProtoNets at test time: Adam steps fine-tuning the
+  support_lr: float = 1e-3            # embedding on the support (`finetuned_protonet_logits`)
 
   def __post_init__(self):
     for value, valid, name in [(self.algorithm, ALGORITHMS, "algorithm"),
@@ -86,6 +88,10 @@ class MetaLearner:
         raise ConfigError(f"Unknown {name} {value!r}; valid: {list(valid)}.")
     if self.inner_steps < 0:
       raise ConfigError(f"inner_steps={self.inner_steps} must be >= 0.")
+    if self.support_steps < 0 or (self.support_steps and self.algorithm != "protonet"):
+      raise ConfigError(f"support_steps={self.support_steps}: fine-tuning on the support "
+                        f"is ProtoNets' (>= 0); algorithm={self.algorithm!r} adapts with "
+                        "test_inner_steps.")
     if self.algorithm == "anil" and self.inner_table not in (None, ANIL_TABLE):
       raise ConfigError(f"algorithm='anil' adapts the head only (ANIL_TABLE); for another "
                         f"inner_table {self.inner_table} use algorithm='maml' or 'fomaml'.")
@@ -212,15 +218,43 @@ class MetaLearner:
     phi, _ = self.adapt(meta_params, batch_stats, task.support_x, task.support_y, steps)
     return self.loss_and_metric(phi, batch_stats, task.query_x, task.query_y, task.support_x)
 
-  def protonet_logits(self, params, batch_stats, support_x, support_y, query_x):
-    """-squared distances of the query embeddings to the class means of the support's."""
+  def embed(self, params, batch_stats, support_x, query_x):
+    """(support, query) embeddings, normalised as `batch_norm` says."""
     if self.batch_norm == "transductive":  # support and queries as one batch
       embed = self.apply(params, batch_stats, jnp.concatenate([support_x, query_x]))
-      support, query = embed[:support_x.shape[0]], embed[support_x.shape[0]:]
-    else:
-      support = self.apply(params, batch_stats, support_x)
-      query = self.apply(params, batch_stats, query_x, support_x)
+      return embed[:support_x.shape[0]], embed[support_x.shape[0]:]
+    return (self.apply(params, batch_stats, support_x),
+            self.apply(params, batch_stats, query_x, support_x))
+
+  def protonet_logits(self, params, batch_stats, support_x, support_y, query_x):
+    """-squared distances of the query embeddings to the class means of the support's."""
+    support, query = self.embed(params, batch_stats, support_x, query_x)
     return prototypes.logits(support, support_y, query, self.ways)
+
+  def finetuned_protonet_logits(self, params, batch_stats, support_x, support_y, query_x):
+    """ProtoNets' query logits after `support_steps` Adam steps on the support's
+    cross-entropy, embedding and head trained (Proto-MAML's fine-tuning, Triantafillou et
+    al. 2020, at test time only): the head starts as the prototypes' linear form,
+    W_k = 2 c_k, b_k = -|c_k|^2, whose logits are -|f - c_k|^2 + |f|^2, so zero steps
+    classify as ProtoNets do. The queries' labels are not used; their images normalise
+    batch norm as in `embed`."""
+    support, _ = self.embed(params, batch_stats, support_x, query_x)
+    means = prototypes.class_means(support, support_y, self.ways)
+    theta = {"params": params, "w": 2 * means.T, "b": -jnp.sum(jnp.square(means), -1)}
+    logits = lambda t, which: (self.embed(t["params"], batch_stats, support_x, query_x)[which]
+                               @ t["w"] + t["b"])
+    loss = lambda t: optax.softmax_cross_entropy_with_integer_labels(
+        logits(t, 0), support_y).mean()
+    tx = optax.adam(self.support_lr)
+
+    def step(carry, _):
+      theta, state = carry
+      updates, state = tx.update(jax.grad(loss)(theta), state, theta)
+      return (optax.apply_updates(theta, updates), state), None
+
+    (theta, _), _ = jax.lax.scan(step, (theta, tx.init(theta)), None,
+                                 length=self.support_steps)
+    return logits(theta, 1)
 
   def blackbox_logits(self, params, support_x, support_y, query_x):
     """The query logits of a black-box learner's one forward pass over the task."""
@@ -233,6 +267,13 @@ class MetaLearner:
     if self.algorithm == "blackbox":
       return self.blackbox_logits(params, support_x, support_y, query_x)
     return self.apply(params, batch_stats, query_x, support_x)
+
+  def test_logits(self, params, batch_stats, support_x, support_y, query_x):
+    """`query_logits` at test time: ProtoNets' after fine-tuning on the support when
+    `support_steps` > 0 (a test-time setting: training never fine-tunes)."""
+    if self.support_steps:
+      return self.finetuned_protonet_logits(params, batch_stats, support_x, support_y, query_x)
+    return self.query_logits(params, batch_stats, support_x, support_y, query_x)
 
   # ---- the meta-batch --------------------------------------------------------------
   def over_tasks(self, fn, episodes: Episodes):
@@ -273,7 +314,9 @@ class MetaLearner:
     """Query metric of each task after 0..steps adaptation steps: (B, steps + 1)."""
     def one(task):
       if self.algorithm in ("protonet", "blackbox"):  # no steps: the same at every count
-        metric = self.task_loss(meta_params, batch_stats, task)[1]
+        logits = self.test_logits(meta_params["params"], batch_stats, task.support_x,
+                                  task.support_y, task.query_x)
+        metric = jnp.mean(jnp.argmax(logits, -1) == task.query_y)
         return jnp.full((steps + 1,), metric)
       _, per_step = self.adapt(meta_params, batch_stats, task.support_x, task.support_y, steps,
                                query=(task.query_x, task.query_y), lr=lr, backtrack=backtrack)

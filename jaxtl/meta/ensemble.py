@@ -105,8 +105,8 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
       params, _ = learner.adapt(saved["meta_params"], bn, task.support_x, task.support_y,
                                 c.test_inner_steps, lr=c.test_inner_lr or None,
                                 backtrack=c.test_backtrack)
-    return jax.nn.softmax(learner.query_logits(params, bn, task.support_x, task.support_y,
-                                               task.query_x))
+    return jax.nn.softmax(learner.test_logits(params, bn, task.support_x, task.support_y,
+                                              task.query_x))
 
   def view(episodes, key, v):  # the task as drawn, or every image warped
     if v == 0:
