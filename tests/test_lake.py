@@ -136,6 +136,12 @@ def test_runs_scored_on_the_same_tasks_are_compared_task_by_task():
   assert rows == ["| row minus column | 1 | 2 |", "| 1 `r/a` |  |  |",
                   "| 2 `r/b` | **+7.5 ± 4.6** |  |", "| 3 `r/c` |  |  |"]  # c: other tasks
   assert not any("validation" in line for line in lines)  # none scored there
+  # A re-evaluation fine-tuned on each support is a row of its own, not a duplicate of
+  # its run's cell (which the first of them would hide).
+  tuned = run("r/a/meta_eval_tuned", b, support_steps=10, support_lr=0.001)
+  tuned[1]["evaluated_by"] = "experiments.meta_eval"
+  cells = meta_tables._lake_cells([run("r/a", a), tuned])  # pylint: disable=protected-access
+  assert sorted(cells) == ["r/a", "r/a + support fine-tuning, 10 Adam steps of 0.001"]
 
 
 def test_maml_split_trains_on_most_characters_of_the_evaluation_alphabets(data_dir):

@@ -166,7 +166,8 @@ def omniglot_grid(runs) -> str:
 def _lake_cells(runs) -> dict:
   """{training run folder: {(eval_split, test_tasks): result}} of the Omniglot runs on
   Lake et al.'s split: a training run's own test, and its `meta_eval` re-evaluations
-  (sub-folders of the run) under other task kinds or on the validation alphabets."""
+  (sub-folders of the run) under other task kinds or on the validation alphabets; those
+  fine-tuned on the support (`support_steps`) under the folder and their setting."""
   cells = {}
   for name, r in runs:
     c = r["config"]
@@ -174,6 +175,8 @@ def _lake_cells(runs) -> dict:
         "test_accuracy" not in r["metrics"] or (c["way"], c["test_shot"]) != (20, 1)):
       continue
     folder = os.path.dirname(name) if r.get("evaluated_by") == "experiments.meta_eval" else name
+    if c.get("support_steps"):  # another test-time adaptation of the run: a row of its own
+      folder += f" + support fine-tuning, {c['support_steps']} Adam steps of {c['support_lr']:g}"
     # batch norm other than transductive: a column of its own
     key = (c.get("eval_split", "test"), c.get("test_tasks", "random"),
            c.get("batch_norm", "transductive"))
