@@ -60,7 +60,7 @@ def make_learner(config, model=None) -> MetaLearner:
       inner_table=table, inner_steps=config.inner_steps,
       inner_lr=config.inner_lr, inner_lr_mode=config.inner_lr_mode, remat=config.remat,
       task_batching=batching, ways=config.way, batch_norm=config.batch_norm,
-      support_steps=config.get("support_steps", 0), support_lr=config.get("support_lr", 1e-3))
+      support_steps=config.support_steps, support_lr=config.support_lr)
 
 
 class TaskData(NamedTuple):

@@ -177,37 +177,49 @@ class Shift:
           row["test_worst_group_accuracy"] = float(worst_group(c, ds))
     return out
 
+  def fine_tune(self, spec, p, lr, wd, variables=None, seeds=None, sets=("val",)):
+    """Fine-tune source p (or `variables`, e.g. with LP-FT's probe as head) on its runs at
+    (lr, wd); score every run on `sets` (None: every set). What changed is counted
+    against source p as pre-trained, wherever the fine-tuning started."""
+    source = self.sources[p][0]
+    variables = source if variables is None else variables
+    seeds = self.runs[p] if seeds is None else seeds
+    pool = self.task.target_train
+    stacked = grid.flat_configs(grid.train_grid(
+        self.model, variables, spec, pool.images, pool.labels, [lr], [wd], seeds,
+        np.stack([self.train_index[s] for s in seeds])))
+    start = grid.prefix_start(self.model, variables, spec)
+    per_run = self.score(p, stacked, start, seeds, sets)
+    first = grid.take(stacked, 0)
+    changed = grid.changed_leaves(source, first)
+    blocks = self.model.block_names()
+    w0 = block_norms(variables["params"], blocks)
+    for i, row in enumerate(per_run):
+      moved = block_norms(jax.tree_util.tree_map(
+          lambda a, b: a - b, grid.take(stacked, i)["params"], variables["params"]), blocks)
+      row["weight_movement"] = {b: float(moved[b] / w0[b]) for b in blocks}
+    return {"per_seed": per_run,
+            "changed_params": grid.count_values(source["params"], changed["params"]),
+            "changed_stats": grid.count_values(source.get("batch_stats", {}),
+                                               changed["batch_stats"]),
+            "changed_blocks": sorted({block_of(q) for q in changed["params"] +
+                                      changed["batch_stats"]})}
 
-def grid_cell(shift, spec, p, lr, wd, variables=None, seeds=None, sets=("val",)):
-  """Fine-tune source p (or `variables`, e.g. with LP-FT's probe as head) on its runs at
-  (lr, wd); score every run on `sets` (None: every set; `Shift.fine_tune`). What changed
-  is counted against source p as pre-trained, wherever the fine-tuning started."""
-  source = shift.sources[p][0]
-  variables = source if variables is None else variables
-  seeds = shift.runs[p] if seeds is None else seeds
-  pool = shift.task.target_train
-  stacked = grid.flat_configs(grid.train_grid(
-      shift.model, variables, spec, pool.images, pool.labels, [lr], [wd], seeds,
-      np.stack([shift.train_index[s] for s in seeds])))
-  start = grid.prefix_start(shift.model, variables, spec)
-  per_run = shift.score(p, stacked, start, seeds, sets)
-  first = grid.take(stacked, 0)
-  changed = grid.changed_leaves(source, first)
-  blocks = shift.model.block_names()
-  w0 = block_norms(variables["params"], blocks)
-  for i, row in enumerate(per_run):
-    moved = block_norms(jax.tree_util.tree_map(
-        lambda a, b: a - b, grid.take(stacked, i)["params"], variables["params"]), blocks)
-    row["weight_movement"] = {b: float(moved[b] / w0[b]) for b in blocks}
-  return {"per_seed": per_run,
-          "changed_params": grid.count_values(source["params"], changed["params"]),
-          "changed_stats": grid.count_values(source.get("batch_stats", {}),
-                                             changed["batch_stats"]),
-          "changed_blocks": sorted({block_of(q) for q in changed["params"] +
-                                    changed["batch_stats"]})}
-
-
-Shift.fine_tune = grid_cell
+  def scored_pick(self, label, overrides, p, name, tuned, compute, **setting) -> dict:
+    """The pick's cell scored on every evaluation set: `compute()` trains the picked
+    setting again (the same program and seeds, so the same weights) and scores it
+    everywhere; the tuning cells score validation only, since scoring every setting tried
+    on the test sets cost more than training it (MNIST-C: 4.1 s for 10,000 test images
+    against 3.7 s for 100 steps of `all`). A re-run whose validation accuracy differs from
+    the tuned cell's (another machine's rounding) is logged, and the tuned value kept."""
+    cell = self.cell(label, overrides, p, f"{name}_scored", compute, scored=True, **setting)
+    for run, old in zip(cell["per_seed"], tuned["per_seed"]):
+      if run["val_accuracy"] != old["val_accuracy"]:
+        logging.warning("%s / %s / pre-training %d %s: the re-run's validation accuracy %.4f "
+                        "differs from the tuned cell's %.4f; reporting the tuned one.",
+                        self.spec, label, p, name, run["val_accuracy"], old["val_accuracy"])
+        run["val_accuracy"] = old["val_accuracy"]
+    return cell
 
 
 def grid_row(shift, label, overrides) -> dict:
@@ -226,7 +238,7 @@ def grid_row(shift, label, overrides) -> dict:
     def at_lr(lr, p=p, cells=cells, best_wd=best_wd):  # the best weight decay at this lr
       for wd in config.wd_grid:
         cells[(lr, wd)] = shift.cell(label, overrides, p, f"lr{lr:g}_wd{wd:g}",
-                                     lambda lr=lr, wd=wd: grid_cell(shift, spec, p, lr, wd),
+                                     lambda lr=lr, wd=wd: shift.fine_tune(spec, p, lr, wd),
                                      lr=lr, wd=wd)
       score = {wd: tuning.pooled_val([cells[(lr, wd)]]) for wd in config.wd_grid}
       best_wd[lr] = max(config.wd_grid, key=score.get)
@@ -237,32 +249,13 @@ def grid_row(shift, label, overrides) -> dict:
                                config.lr_refine)
     wd = best_wd[lr]
     picks.append(tuning.pick_record(p, lr, wd, scores, edge))
-    cell = scored_pick(shift, label, overrides, p, f"lr{lr:g}_wd{wd:g}", cells[(lr, wd)],
-                       lambda lr=lr, wd=wd, p=p: grid_cell(shift, spec, p, lr, wd, sets=None),
-                       lr=lr, wd=wd)
+    cell = shift.scored_pick(label, overrides, p, f"lr{lr:g}_wd{wd:g}", cells[(lr, wd)],
+                             lambda lr=lr, wd=wd, p=p: shift.fine_tune(spec, p, lr, wd,
+                                                                       sets=None),
+                             lr=lr, wd=wd)
     per_seed += cell["per_seed"]
     picked.append(cell)
   return dict(tuning.row_summary(picks), per_seed=per_seed, **tuning.changes(picked))
-
-
-def scored_pick(shift, label, overrides, p, name, tuned, compute, **setting) -> dict:
-  """The pick's cell scored on every evaluation set: `compute()` trains the picked
-  setting again (the same program and seeds, so the same weights) and scores it
-  everywhere; the tuning cells score validation only, since scoring every setting tried
-  on the test sets cost more than training it (MNIST-C: 4.1 s for 10,000 test images
-  against 3.7 s for 100 steps of `all`). A re-run whose validation accuracy differs from
-  the tuned cell's (another machine's rounding) is logged, and the tuned value kept."""
-  cell = shift.cell(label, overrides, p, f"{name}_scored", compute, scored=True, **setting)
-  for run, old in zip(cell["per_seed"], tuned["per_seed"]):
-    if run["val_accuracy"] != old["val_accuracy"]:
-      logging.warning("%s / %s / pre-training %d %s: the re-run's validation accuracy %.4f "
-                      "differs from the tuned cell's %.4f; reporting the tuned one.",
-                      shift.spec, label, p, name, run["val_accuracy"], old["val_accuracy"])
-      run["val_accuracy"] = old["val_accuracy"]
-  return cell
-
-
-Shift.scored_pick = scored_pick
 
 
 def _summarize(row: dict) -> dict:
