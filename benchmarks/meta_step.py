@@ -29,8 +29,7 @@ def build(config, num_classes: int = 4800, devices: int = 1):
   state = train.init_state(config, learner, tx, data, sampler)
   mesh = None
   if devices > 1:
-    mesh = sharding.make_mesh(devices)
-    sharding.check_divisible(config.meta_batch, mesh, "meta_batch")
+    mesh = sharding.make_mesh(devices, config.meta_batch, "meta_batch")
     state, data = sharding.replicate((state, data), mesh)
   step = train.make_meta_step(learner, tx, sampler, config.meta_batch, config.steps_per_call,
                               mesh)

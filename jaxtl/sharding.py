@@ -59,20 +59,20 @@ def initialize_distributed(coordinator_address: str, num_processes: int, process
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-def make_mesh(num_devices: int = 0) -> Mesh:
-  """A 1-D mesh over the first `num_devices` devices (0: all, on every host)."""
+def make_mesh(num_devices: int = 0, batch: int | None = None, what: str = "batch_size") -> Mesh:
+  """A 1-D mesh over the first `num_devices` devices (0: all, on every host). With
+  `batch`, the mesh splits that many examples or tasks (`what`, the config field that
+  set it, named in the error when the devices do not divide it)."""
   devices = jax.devices()
   if num_devices < 0 or num_devices > len(devices):
     raise ConfigError(f"num_devices={num_devices}; valid: 0 (all) to {len(devices)} "
                       f"({len(devices)} {devices[0].platform} devices here).")
-  return Mesh(np.array(devices[:num_devices or len(devices)]), (BATCH,))
-
-
-def check_divisible(batch: int, mesh: Mesh, what: str):
+  mesh = Mesh(np.array(devices[:num_devices or len(devices)]), (BATCH,))
   size = mesh.devices.size
-  if batch % size:
+  if batch is not None and batch % size:
     raise ConfigError(f"{what}={batch} is not divisible by the {size} devices of the mesh; "
                       f"use a multiple of {size} or set num_devices.")
+  return mesh
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

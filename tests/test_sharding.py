@@ -70,7 +70,7 @@ for s in metrics[1]["test_accuracy_by_steps"]:
   assert abs(metrics[1]["test_accuracy_by_steps"][s] - metrics[4]["test_accuracy_by_steps"][s]) \
       < 1e-6, metrics
 try:
-  sharding.check_divisible(6, sharding.make_mesh(4), "meta_batch")
+  sharding.make_mesh(4, 6, "meta_batch")
   raise AssertionError("no error")
 except ValueError as e:
   assert "meta_batch=6 is not divisible by the 4 devices" in str(e), e

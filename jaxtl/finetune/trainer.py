@@ -250,8 +250,7 @@ def train_and_evaluate(config, workdir: str,
   params, batch_stats = variables["params"], variables.get("batch_stats", {})
 
   batch_size = min(config.batch_size, len(train))
-  mesh = sharding.make_mesh(config.num_devices)
-  sharding.check_divisible(batch_size, mesh, "batch_size")
+  mesh = sharding.make_mesh(config.num_devices, batch_size, "batch_size")
   images, targets, anchor = sharding.replicate((train.images, train.labels, anchor), mesh)
   if objective.name == "supervised":
     evaluate_on = make_eval_fn(model, config.eval_batch_size)

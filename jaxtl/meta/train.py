@@ -249,8 +249,7 @@ def train_and_evaluate(config, workdir: str, step_callback=None, model=None) -> 
   optional Flax module instead of `config.model` (`make_learner`)."""
   check_config(config)
   learner = make_learner(config, model)
-  mesh = sharding.make_mesh(config.num_devices)
-  sharding.check_divisible(config.meta_batch, mesh, "meta_batch")
+  mesh = sharding.make_mesh(config.num_devices, config.meta_batch, "meta_batch")
   train_data, test_data, train_sampler, test_sampler, provenance = make_task_data(config)[:5]
   tx = make_outer_optimizer(config)
   run_dir.prepare(config, workdir)  # the first write: the config has been checked above
