@@ -168,3 +168,20 @@ def test_each_shift_of_a_group_is_also_judged_alone_and_counted():
   assert line in surgical_report.format_tables(results)
   assert surgical_report.per_shift(results, specs[:1]) == ""  # one shift: its verdict
   assert surgical_report.per_shift({"spurious:x": _shift({})}, ["spurious:x"]) == ""
+
+
+def test_the_mean_without_the_affine_warps_is_judged_too():
+  results = {"input:mnist:shot_noise": _shift({"block1": 0.05}),  # block1 ahead on every run
+             "input:mnist:fog": _shift({"block1": 0.04}),
+             "input:mnist:translate": _shift({"block1": -0.3})}  # far behind: sways the mean
+  specs = list(results)
+  assert surgical_report.verdict(results, specs).startswith("**not reproduced**")
+  line = surgical_report.without_warps(results, specs)
+  assert line.startswith("On the mean of the 2 corruptions that are not warps of the whole "
+                         "image (without translate; a secondary analysis"), line
+  assert "**reproduced**" in line, line
+  assert line in surgical_report.format_tables(results)
+  # Nothing to add without a warp, with a single corruption left, or for another kind.
+  assert surgical_report.without_warps(results, specs[:2]) == ""
+  assert surgical_report.without_warps(results, specs[1:]) == ""
+  assert surgical_report.without_warps({"feature:x": _shift({})}, ["feature:x"]) == ""

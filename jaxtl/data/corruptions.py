@@ -66,6 +66,9 @@ MNIST_C = ("shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", 
            "rotate", "brightness", "translate", "stripe", "fog", "spatter", "dotted_line",
            "zigzag", "canny_edges")
 LEGACY = ("gaussian_noise", "blur", "contrast", "inversion")
+# MNIST-C's warps of the whole image: they move the digit rather than change its pixels'
+# statistics, and CIFAR-10-C and ImageNet-C (Lee et al.'s input-level shifts) have none.
+AFFINE = ("shear", "scale", "rotate", "translate")
 
 # name -> function, in registration order (dicts keep it): the built-ins, then users'.
 _REGISTRY: Dict[str, CorruptionFn] = {}
