@@ -58,8 +58,10 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
   c.num_characters = 0      # Omniglot: every drawing of this many characters (0: off)
   c.seeds = (0, 1, 2)       # each: the pre-training set's draw and the network's init
   # Each objective's main settings, picked on the source before the study (every
-  # combination pre-trained `steps` steps; nearest class means on `holdout` held-out
-  # source images per class score it); a pick on a grid's edge fails the study.
+  # combination pre-trained `steps` steps; nearest class means on held-out source images
+  # score it: `holdout` per class, or for a study that draws a subset, images outside
+  # its tuning draw, every drawing of `holdout_characters` other Omniglot characters);
+  # a pick on a grid's edge fails the study.
   # An edge pick adds a value past it (at most `widen` times, within `limits`); the best
   # `confirm` candidates rerun at the study's pre-training length, which picks.
   rates = (3e-4, 1e-3, 3e-3)
@@ -74,6 +76,7 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
       # standard error near 0.6 points, against 1 with 200 a class at 91b67a6).
       "widen": 2, "confirm": 3,
       "steps": 500, "holdout": 4 if c.dataset == "omniglot" else 500,
+      "holdout_characters": 100,  # 2,000 drawings: 1,000 scored, 100-way
       "seed": 1000,  # the tuning draw's (diversity variants), none of the study's seeds
       "fail_on_edge": True,
       "root": ""})  # where the candidates' cells and runs go ("": the workdir)
@@ -134,6 +137,7 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
     c.tune.grids = {"rotation": {"learning_rate": (2e-3,)},
                     "supervised": {"learning_rate": (2e-3,)}}  # the ceiling's (digits)
     c.tune.steps, c.tune.holdout = 4, 2 if c.dataset == "omniglot" else 10
+    c.tune.holdout_characters = 5
   if variant == "quick":
     c.objectives = ("scratch", "rotation")
     c.diversity, c.num_characters, c.seeds = (1, 3), 3, (0,)

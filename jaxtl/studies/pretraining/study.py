@@ -68,12 +68,8 @@ def _source(config):
   return data, data.metadata["alphabet"]
 
 
-def pretraining_images(config, groups: int, seed: int) -> ImageDataset:
-  """Images of `groups` alphabets (Omniglot) or classes (MNIST, Fashion-MNIST train)
-  drawn with `seed`: every drawing of `config.num_characters` characters spread evenly
-  over the alphabets (Omniglot, if set: the same classes and images per class at every
-  diversity), else `config.num_images` images (0: all) of the groups. Labels: the
-  characters or classes, relabelled 0..C-1."""
+def _draw(config, groups: int, seed: int):
+  """(the source, the indices of the images `pretraining_images` draws from it)."""
   data, group_of = _source(config)
   unit = SOURCES[config.dataset][0]
   rng = np.random.default_rng([config.data_seed, groups, seed])
@@ -100,20 +96,54 @@ def pretraining_images(config, groups: int, seed: int) -> ImageDataset:
       raise ConfigError(f"num_images={config.num_images} exceeds the {len(index)} images "
                         f"of {unit} {sorted(chosen.tolist())}; the smallest {smallest}.")
     index = np.sort(rng.choice(index, config.num_images, replace=False))
-  chosen_data = data.subset(index)
-  _, labels = np.unique(chosen_data.labels, return_inverse=True)
-  return ImageDataset(chosen_data.images, labels.astype(np.int32),
-                      f"{config.dataset}-{groups}-{unit}", source=data.source)
+  return data, index
 
 
-def source_images(config) -> ImageDataset:
-  """What tuning reads: a draw like the study's most diverse one, with a seed of its own
-  (`config.tune.seed`, none of the study's), when the study draws a fixed number of
-  images or characters; else the whole source set."""
-  if config.num_images or config.num_characters:
-    return pretraining_images(config, max(config.diversity), config.tune.seed)
-  data, group_of = _source(config)
-  return pretraining_images(config, len(np.unique(group_of)), 0)
+def _relabelled(data: ImageDataset, name: str) -> ImageDataset:
+  """`data` with its labels renumbered 0..C-1 in order."""
+  _, labels = np.unique(data.labels, return_inverse=True)
+  return ImageDataset(data.images, labels.astype(np.int32), name, source=data.source)
+
+
+def pretraining_images(config, groups: int, seed: int) -> ImageDataset:
+  """Images of `groups` alphabets (Omniglot) or classes (MNIST, Fashion-MNIST train)
+  drawn with `seed`: every drawing of `config.num_characters` characters spread evenly
+  over the alphabets (Omniglot, if set: the same classes and images per class at every
+  diversity), else `config.num_images` images (0: all) of the groups. Labels: the
+  characters or classes, relabelled 0..C-1."""
+  data, index = _draw(config, groups, seed)
+  unit = SOURCES[config.dataset][0]
+  return _relabelled(data.subset(index), f"{config.dataset}-{groups}-{unit}")
+
+
+def tuning_sets(config):
+  """(pre-training images, held-out images) of the tuning (`tuning.tune`), from the
+  source only. A study that pre-trains on all of the source tunes on it less
+  `tune.holdout` images per class. A study that draws a fixed number of images or
+  characters tunes on a draw like its most diverse one, with a seed of its own
+  (`tune.seed`, none of the study's), pre-trained whole, and scores images outside that
+  draw: `tune.holdout` per class of the digits' other training images, or every drawing
+  of `tune.holdout_characters` other Omniglot characters (new classes, as the few-shot
+  targets are). A small draw could spare few images, and a score on few is noise."""
+  if not (config.num_images or config.num_characters):
+    whole = pretraining_images(config, len(np.unique(_source(config)[1])), 0)
+    return tuning.holdout_split(whole, config.tune.holdout, config.data_seed)
+  groups = max(config.diversity)
+  data, index = _draw(config, groups, config.tune.seed)
+  rest = data.subset(np.setdiff1d(np.arange(len(data)), index))
+  train = _relabelled(data.subset(index),
+                      f"{config.dataset}-{groups}-{SOURCES[config.dataset][0]}")
+  if config.dataset != "omniglot":
+    return train, tuning.holdout_split(rest, config.tune.holdout, config.data_seed)[1]
+  characters = np.unique(rest.labels)
+  wanted = config.tune.holdout_characters
+  if not 2 <= wanted <= len(characters):
+    raise ConfigError(f"tune.holdout_characters={wanted}; valid: 2 to {len(characters)} "
+                      "(the source's characters outside the tuning draw).")
+  rng = np.random.default_rng([config.data_seed, config.tune.seed, wanted])
+  scored = rng.choice(characters, wanted, replace=False)
+  return train, _relabelled(rest.subset(np.flatnonzero(np.isin(rest.labels, scored))),
+                            "omniglot-held-out-characters")
 
 
 def ceiling_images(config, target: str) -> ImageDataset:
@@ -270,8 +300,9 @@ def study(config, workdir: str) -> dict:
                                                               "log_every")),
               "dataset": config.dataset, "source": config.source,
               "data_seed": config.data_seed, "steps": config.tune.steps,
-              "holdout": config.tune.holdout}
-  picks = tuning.tune(config, config.tune.root or workdir, source_images(config), tune_key)
+              "holdout": config.tune.holdout,
+              "holdout_characters": config.tune.get("holdout_characters")}
+  picks = tuning.tune(config, config.tune.root or workdir, *tuning_sets(config), tune_key)
   cells = {}
   for objective in config.objectives:
     tuned = picks.get("supervised" if objective == "ceiling" else objective, {}).get("pick", {})
@@ -287,9 +318,12 @@ def study(config, workdir: str) -> dict:
                                           target)
           return pretrained[target]
         key = {"config": base, "tuned": tuned}
+        # The floor and the ceiling do not depend on the diversity: one cell serves all.
+        stored = cell_prefix(objective, max(config.diversity), unit, seed) if (
+            objective in ROWS) else prefix
         for setting, compute in _settings(config, workdir, prefix, folder, seed, cells):
           cells[f"{prefix}_{setting}"] = cache.cached_cell(
-              workdir, f"{prefix}_{setting}", compute, key)
+              workdir, f"{stored}_{setting}", compute, key)
   table = summarize(cells)
   write_results(workdir, config, {"cells": cells, "summary": table, "tuning": picks},
                 "pretraining")

@@ -2,19 +2,20 @@
 
 For every objective in `config.tune.grids` ({objective: {setting: values}}; `learning_rate`
 is the trainer's, the others `objective_kwargs`), every combination of the values
-pre-trains the study's network for `config.tune.steps` steps on the tuning source less
-`config.tune.holdout` images per class, and is scored by a cheap proxy of what transfer
-needs: nearest-class-mean accuracy on those held-out source images (class means from one
-half, scored on the other), on the frozen features the transfer's head sees. The tuning
-source is the whole source set, or, for a study that draws a fixed number of images or
-characters, a draw like its most diverse one with a seed of its own
-(`study.source_images`): one pick per objective and study.
+pre-trains the study's network for `config.tune.steps` steps on the tuning's images, and
+is scored by a cheap proxy of what transfer needs: nearest-class-mean accuracy on
+held-out source images (class means from one half of each class, scored on the other),
+on the frozen features the transfer's head sees. Which images (`study.tuning_sets`): the
+whole source less `config.tune.holdout` images per class, or, for a study that draws a
+fixed number of images or characters, a draw like its most diverse one (a seed of its
+own) and held-out images from outside it. One pick per objective and study.
 
 A pick on the edge of an ordered setting's grid adds a value past it (geometric steps,
 within `config.tune.limits`), at most `config.tune.widen` times; still on an edge, it
 fails the study, naming it (`config.tune.fail_on_edge`). The best `config.tune.confirm`
 candidates then run at the study's own pre-training length, which makes the pick, and
-the edges are those of the pick as well as of the short runs' best. Every
+the edges are those of the pick as well as of the short runs' best; every candidate
+confirmed in any round stays in the running. Every
 candidate is a cell keyed like the study's (`cache.cached_cell`), and the picks are
 recorded in results.json and in the config of every run pre-trained with them.
 """
@@ -142,12 +143,14 @@ def select(grid: dict, limits: dict, score, steps: int, full: int, confirm: int,
   setting's edge, the grid widens past it (at most `times` times) and all is redone
   (cached cells: nothing is scored twice)."""
   past_pick = []  # the values added past an edge pick: confirmed at full length too
+  confirmed = {}  # every round's: a candidate confirmed once is never dropped
   for widened in range(times + 1):
     scores = {_label(s): (s, score(s, steps)) for s in candidates(grid)}
     ranked = sorted(scores.values(), key=lambda c: -c[1])
     best = ranked[0][0]
-    confirmed = {_label(s): (s, score(s, full))
-                 for s in [s for s, _ in ranked[:confirm]] + past_pick} if full else {}
+    if full:
+      confirmed.update({_label(s): (s, score(s, full))
+                        for s in [s for s, _ in ranked[:confirm]] + past_pick})
     pick = max(confirmed.values(), key=lambda c: c[1])[0] if confirmed else best
     # The pick is what transfer uses; the short runs' best says where the grid leans.
     edge = sorted(set(on_edge(grid, best, limits)) | set(on_edge(grid, pick, limits)))
@@ -167,10 +170,11 @@ def select(grid: dict, limits: dict, score, steps: int, full: int, confirm: int,
           "confirmed": {k: a for k, (_, a) in confirmed.items()}}
 
 
-def tune(config, workdir: str, source: ImageDataset, key: dict) -> dict:
+def tune(config, workdir: str, train: ImageDataset, held_out: ImageDataset,
+         key: dict) -> dict:
   """{objective: {"pick", "scores", "on_edge", "grid", "confirmed"}} for the objectives of
-  `config.tune.grids` that the study runs; `source` is the tuning's source set (labels:
-  its classes).
+  `config.tune.grids` that the study runs: each candidate pre-trained on `train` (labels:
+  its classes, for supervised) and scored on `held_out` (`study.tuning_sets`).
 
   Every combination of the grid runs `tune.steps` steps; the best `tune.confirm`
   candidates run again at the study's own length (`pretrain.num_steps`) and the best of
@@ -181,7 +185,6 @@ def tune(config, workdir: str, source: ImageDataset, key: dict) -> dict:
   objectives = [o for o in config.tune.grids if o in wanted]
   if not objectives:
     return {}
-  train, held_out = holdout_split(source, config.tune.holdout, config.data_seed)
   limits = {k: tuple(v) for k, v in config.tune.limits.items()}
 
   def score(objective, setting, steps):
