@@ -388,7 +388,7 @@ def test_a_tuned_pick_on_a_grid_edge_fails_naming_it(data_dir, tmp_path):
   picks = tuning.tune(config, str(tmp_path), *sets, key)["rotation"]
   confirmed = picks["confirmed"]
   assert len(confirmed) >= 2 and set(confirmed) <= set(picks["scores"])  # every round's
-  assert tuning._label(picks["pick"]) == max(confirmed, key=confirmed.get)  # pylint: disable=protected-access
+  assert tuning.setting_label(picks["pick"]) == max(confirmed, key=confirmed.get)
   assert any(n.endswith(f"_{config.pretrain.num_steps}steps.json")
              for n in os.listdir(tmp_path / "cells"))
   with pytest.raises(ConfigError, match="tune setting 'temprature' is neither"):

@@ -118,6 +118,11 @@ def pretraining_tables(variant: str):
     summary = pretraining.summarize(results["metrics"]["cells"])
     dataset = results["config"].get("dataset", "omniglot")
     text = answers.answer(summary, dataset)
+    config = results["config"]
+    if "tuning" in results["metrics"] and "tune" in config:
+      gained = answers.budget(results["metrics"]["tuning"], config["tune"]["steps"],
+                              config["pretrain"]["num_steps"])
+      text = " ".join(t for t in (text, gained) if t)
     return pretraining.format_table(summary, dataset) + (f"\n\n{text}" if text else "")
   return table
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxtl import stats
 from jaxtl.studies.pretraining.tables import SOURCES, TARGET_NAMES, setting_name, setting_target
+from jaxtl.studies.pretraining.tuning import setting_label
 
 LABEL_FREE = ("rotation", "simclr", "mae", "masked_denoise")  # never see a label
 # What a digits dataset's labels name: USPS labels MNIST's ten digits, Fashion-MNIST has
@@ -129,8 +130,8 @@ def _by_classes(settings, dataset: str) -> list:
   if other:
     out.append((f"on targets of other classes ({names(other)})", other))
   if same:
-    out.append((f"on targets of the source's own classes ({names(same)}), whose labels "
-                "supervised pre-training saw", same))
+    out.append((f"on targets of the source's own classes ({names(same)}), which "
+                "supervised pre-training learnt from the source's labels", same))
   return out
 
 
@@ -219,7 +220,12 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
              f"apart from {', '.join(tied)}'s (a difference had to exceed about "
              f"{needed:.1f} points): none degrades least here")
     least_is = None
-  if "mae" not in drops:
+  if least_is is not None and not _learnt(summary, least_is, str(most)):
+    text += (f", but {least_is} is not ahead of no pre-training beyond the interval on the "
+             "most diverse data, so its small drop may only mean that it learnt little; "
+             "El-Nouby et al.'s pattern (the masked objective degrades least) is not shown "
+             "here.")
+  elif "mae" not in drops:
     text += "; the masked autoencoder was not run, so El-Nouby et al.'s pattern is untested."
   elif least_is == "mae":
     text += ": the masked autoencoder degrading least is El-Nouby et al.'s pattern, seen here too."
@@ -230,6 +236,38 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
     text += ("; El-Nouby et al.'s pattern (the masked objective degrades least) is not told "
              "apart here.")
   return text + _against_scratch(summary, drops, str(least), str(most))
+
+
+def _learnt(summary, objective: str, groups: str) -> bool:
+  """Whether `objective` is ahead of no pre-training beyond the paired interval over seeds
+  (each seed's gain averaged over the settings) at `groups`; True when there is nothing
+  to compare with (no `scratch` row, or one seed)."""
+  scratch, cells = summary.get("scratch", {}).get(groups), summary[objective].get(groups, {})
+  settings = [s for s in (scratch or {}) if s in cells]
+  if not settings or len(_seeds(cells[settings[0]])) < 2:
+    return True
+  gain = np.mean([np.subtract(_seeds(cells[s]), _seeds(scratch[s])) for s in settings], 0)
+  e = stats.estimate(gain)
+  return e.mean - e.ci95 > 0
+
+
+def budget(tuning: dict, steps: int, full: int) -> str:
+  """How much each objective's pick gained on the tuning's proxy from its short runs
+  (`steps`) to the study's pre-training length (`full`), from results.json's "tuning":
+  an objective still gaining there is under-trained at this budget, and the answers hold
+  for this budget only."""
+  gains = {}
+  for objective, t in tuning.items():
+    name = setting_label(t["pick"])
+    if name in t.get("confirmed", {}) and name in t.get("scores", {}):
+      gains[objective] = 100 * (t["confirmed"][name] - t["scores"][name])
+  if not gains:
+    return ""
+  return (f"How far each objective is from its plateau: on the tuning's proxy (nearest class "
+          f"means on held-out source images), its pick gained from {steps:,} to {full:,} "
+          "steps of pre-training " + ", ".join(f"{o} {g:+.1f}" for o, g in gains.items())
+          + " points (one run each); an objective still gaining there is under-trained at "
+          "this budget, and the answers above hold for this budget.")
 
 
 def _against_scratch(summary, objectives, least: str, most: str) -> str:

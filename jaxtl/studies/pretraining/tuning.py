@@ -130,7 +130,8 @@ def widen(grid: dict, pick: dict, names, limits=None) -> dict:
   return out
 
 
-def _label(setting: dict) -> str:
+def setting_label(setting: dict) -> str:
+  """A setting's name in the cells and in results.json's "scores" and "confirmed"."""
   return "_".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
                   for k, v in sorted(setting.items()))
 
@@ -145,11 +146,11 @@ def select(grid: dict, limits: dict, score, steps: int, full: int, confirm: int,
   past_pick = []  # the values added past an edge pick: confirmed at full length too
   confirmed = {}  # every round's: a candidate confirmed once is never dropped
   for widened in range(times + 1):
-    scores = {_label(s): (s, score(s, steps)) for s in candidates(grid)}
+    scores = {setting_label(s): (s, score(s, steps)) for s in candidates(grid)}
     ranked = sorted(scores.values(), key=lambda c: -c[1])
     best = ranked[0][0]
     if full:
-      confirmed.update({_label(s): (s, score(s, full))
+      confirmed.update({setting_label(s): (s, score(s, full))
                         for s in [s for s, _ in ranked[:confirm]] + past_pick})
     pick = max(confirmed.values(), key=lambda c: c[1])[0] if confirmed else best
     # The pick is what transfer uses; the short runs' best says where the grid leans.
@@ -188,7 +189,7 @@ def tune(config, workdir: str, train: ImageDataset, held_out: ImageDataset,
   limits = {k: tuple(v) for k, v in config.tune.limits.items()}
 
   def score(objective, setting, steps):
-    name = f"tune_{objective}_{_label(setting)}_{steps}steps"
+    name = f"tune_{objective}_{setting_label(setting)}_{steps}steps"
 
     def compute():
       cfg = config.pretrain.copy_and_resolve_references()
