@@ -188,11 +188,8 @@ def per_shift(results, specs, metric: str = "test_accuracy") -> str:
 
 
 def without_warps(results, specs, metric: str = "test_accuracy") -> str:
-  """The verdict on the mean of a group's corruptions without the affine warps
-  (`corruptions.AFFINE`): the input-level shifts of Lee et al. (CIFAR-10-C, ImageNet-C)
-  change pixels, not where the object is. A secondary analysis, declared during the
-  MNIST-C rerun (docs/results.md says when); the verdict on the mean of them all stays
-  the primary one."""
+  """The verdict on the mean of a group's corruptions less the warps (`AFFINE`; Lee et
+  al.'s CIFAR-10-C and ImageNet-C have none): secondary to the mean of them all."""
   name = lambda spec: spec.split(":", 2)[-1]
   kept = [s for s in specs if name(s) not in AFFINE]
   if specs[0].split(":")[0] != "input" or len(kept) < 2 or len(kept) == len(specs):
