@@ -196,8 +196,8 @@ def test_budget_reports_each_picks_gain_from_the_short_runs_to_the_studys_length
             "mae": {"pick": {"learning_rate": 1e-3}, "scores": {"learning_rate0.001": 0.5},
                     "confirmed": {}}}  # not confirmed (no longer run): left out
   assert answers.budget(tuning, 500, 1500) == (
-      "How far each objective is from its plateau: on the tuning's proxy (nearest class "
-      "means on held-out source images), its pick gained from 500 to 1,500 steps of "
+      "How much each objective's pick still gained on the tuning's proxy (nearest class "
+      "means on held-out source images) from 500 to 1,500 steps of "
       "pre-training supervised +0.6, rotation +4.9 points (one run each); an objective "
       "still gaining there is under-trained at this budget, and the answers above hold for "
       "this budget.")

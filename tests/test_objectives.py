@@ -368,6 +368,26 @@ def test_tuning_scores_images_outside_a_drawn_source(data_dir):
     study.tuning_sets(config)
 
 
+def test_tuning_runs_train_only_on_their_own_classes(data_dir, tmp_path, monkeypatch):
+  """A tuning run's sets hold only its training classes (a supervised head sized by the
+  held-out characters would train another network than the study's); the held-out
+  images reach the candidates through nearest class means alone."""
+  config = pretraining_configs.get_config("quick")
+  config.data_dir, config.objectives = data_dir, ("scratch", "supervised")
+  train, held_out = study.tuning_sets(config)
+  seen = []
+
+  def capture(cfg, folder, data):
+    seen.append(data)
+    raise RuntimeError("captured")
+  monkeypatch.setattr(tuning.trainer, "train_and_evaluate", capture)
+  with pytest.raises(RuntimeError, match="captured"):
+    tuning.tune(config, str(tmp_path), train, held_out, {"test": 1})
+  classes = set(np.unique(seen[0][0].labels))
+  assert all(set(np.unique(d.labels)) <= classes for d in seen[0][1:]), seen[0]
+  assert not set(np.unique(held_out.labels)) <= classes  # new characters, relabelled
+
+
 def test_a_tuned_pick_on_a_grid_edge_fails_naming_it(data_dir, tmp_path):
   config = pretraining_configs.get_config("digits_quick")
   config.data_dir = data_dir

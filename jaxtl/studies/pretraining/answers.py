@@ -220,13 +220,13 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
              f"apart from {', '.join(tied)}'s (a difference had to exceed about "
              f"{needed:.1f} points): none degrades least here")
     least_is = None
-  if least_is is not None and not _learnt(summary, least_is, str(most)):
+  if "mae" not in drops:
+    text += "; the masked autoencoder was not run, so El-Nouby et al.'s pattern is untested."
+  elif least_is is not None and not _learnt(summary, least_is, most):
     text += (f", but {least_is} is not ahead of no pre-training beyond the interval on the "
              "most diverse data, so its small drop may only mean that it learnt little; "
              "El-Nouby et al.'s pattern (the masked objective degrades least) is not shown "
              "here.")
-  elif "mae" not in drops:
-    text += "; the masked autoencoder was not run, so El-Nouby et al.'s pattern is untested."
   elif least_is == "mae":
     text += ": the masked autoencoder degrading least is El-Nouby et al.'s pattern, seen here too."
   elif least_is is not None:
@@ -263,8 +263,8 @@ def budget(tuning: dict, steps: int, full: int) -> str:
       gains[objective] = 100 * (t["confirmed"][name] - t["scores"][name])
   if not gains:
     return ""
-  return (f"How far each objective is from its plateau: on the tuning's proxy (nearest class "
-          f"means on held-out source images), its pick gained from {steps:,} to {full:,} "
+  return (f"How much each objective's pick still gained on the tuning's proxy (nearest "
+          f"class means on held-out source images) from {steps:,} to {full:,} "
           "steps of pre-training " + ", ".join(f"{o} {g:+.1f}" for o, g in gains.items())
           + " points (one run each); an objective still gaining there is under-trained at "
           "this budget, and the answers above hold for this budget.")

@@ -122,9 +122,10 @@ def tuning_sets(config):
   `tune.holdout` images per class. A study that draws a fixed number of images or
   characters tunes on a draw like its most diverse one, with a seed of its own
   (`tune.seed`, none of the study's), pre-trained whole, and scores images outside that
-  draw: `tune.holdout` per class of the digits' other training images, or every drawing
-  of `tune.holdout_characters` other Omniglot characters (new classes, as the few-shot
-  targets are). A small draw could spare few images, and a score on few is noise."""
+  draw: `tune.holdout` per class of the digits' other training images (every class, the
+  drawn ones or not), or every drawing of `tune.holdout_characters` Omniglot characters
+  the draw has none of (new classes, as the few-shot targets are). A small draw could
+  spare few images, and a score on few is noise."""
   if not (config.num_images or config.num_characters):
     whole = pretraining_images(config, len(np.unique(_source(config)[1])), 0)
     return tuning.holdout_split(whole, config.tune.holdout, config.data_seed)
@@ -135,7 +136,7 @@ def tuning_sets(config):
                       f"{config.dataset}-{groups}-{SOURCES[config.dataset][0]}")
   if config.dataset != "omniglot":
     return train, tuning.holdout_split(rest, config.tune.holdout, config.data_seed)[1]
-  characters = np.unique(rest.labels)
+  characters = np.setdiff1d(np.unique(rest.labels), np.unique(data.labels[index]))
   wanted = config.tune.holdout_characters
   if not 2 <= wanted <= len(characters):
     raise ConfigError(f"tune.holdout_characters={wanted}; valid: 2 to {len(characters)} "
@@ -294,15 +295,16 @@ def study(config, workdir: str) -> dict:
       raise ConfigError(f"Unknown strategies {wrong}; valid: {list(TARGET_STRATEGIES)}.")
   os.makedirs(workdir, exist_ok=True)
   base = cache.config_key(config, ENUMERATING)
-  # Tuning's own steps replace the pre-training's: a variant of another length (labels,
-  # diversity) shares the candidates (config.tune.root).
+  # Tuning's own steps replace the pre-training's, and its images are keyed by their
+  # hash: a variant of another length on the same images shares the candidates
+  # (config.tune.root); one on other images does not.
+  train, held_out = tuning_sets(config)
   tune_key = {"pretrain": cache.config_key(config.pretrain, ("num_steps", "checkpoint_every",
                                                               "log_every")),
-              "dataset": config.dataset, "source": config.source,
-              "data_seed": config.data_seed, "steps": config.tune.steps,
-              "holdout": config.tune.holdout,
-              "holdout_characters": config.tune.get("holdout_characters")}
-  picks = tuning.tune(config, config.tune.root or workdir, *tuning_sets(config), tune_key)
+              "images": cache.tree_hash([train.images, train.labels, held_out.images,
+                                         held_out.labels]),
+              "data_seed": config.data_seed, "steps": config.tune.steps}
+  picks = tuning.tune(config, config.tune.root or workdir, train, held_out, tune_key)
   cells = {}
   for objective in config.objectives:
     tuned = picks.get("supervised" if objective == "ceiling" else objective, {}).get("pick", {})
