@@ -27,11 +27,9 @@ first (one that calls `jaxtl.data.corruptions.register_corruption`, for instance
 import ml_collections
 
 from experiments.configs import finetune
+from jaxtl.data.corruptions import MNIST_C
 from jaxtl.errors import ConfigError
 
-MNIST_C = ("shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "scale",
-           "rotate", "brightness", "translate", "stripe", "fog", "spatter", "dotted_line",
-           "zigzag", "canny_edges")
 VARIANTS = ("mnist_c", "natural", "feature", "output", "lpft", "digits", "quick")
 SURGICAL_ROWS = (
     ("block1", {"strategy": "surgical", "blocks": ("block1",)}),
