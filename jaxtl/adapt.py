@@ -158,6 +158,10 @@ class Run:
     if learner.algorithm == "protonet":
       learner = dataclasses.replace(learner, ways=len(names))
       params = self.meta_params["params"]
+    elif learner.algorithm == "relation":  # scores any number of classes
+      learner = dataclasses.replace(learner, ways=len(names),
+                                    model=learner.model.clone(way=len(names)))
+      params = self.meta_params["params"]
     elif learner.algorithm == "blackbox" and len(names) == learner.ways:
       params = self.meta_params["params"]  # reads the support set in its forward pass
     else:
@@ -165,8 +169,8 @@ class Run:
         raise ConfigError(
             f"The support set has {len(names)} classes but {self.workdir} was meta-trained "
             f"{learner.ways}-way ({config.algorithm}): its head has {learner.ways} outputs. "
-            f"Give {learner.ways} classes, or adapt a ProtoNets run or a pre-trained run "
-            "(a linear probe), which serve any number of classes.")
+            f"Give {learner.ways} classes, or adapt a ProtoNets or relation network run or a "
+            "pre-trained run (a linear probe), which serve any number of classes.")
       steps = config.test_inner_steps if steps is None else steps
       lr = lr or config.test_inner_lr or config.inner_lr
       params = _adapt(learner, self.meta_params, self.batch_stats, jnp.asarray(x),

@@ -24,21 +24,21 @@ def _task_and_params():
 
 def test_queries_get_way_logits_independent_of_the_support_order_and_other_queries():
   learner, params, support_x, support_y, query_x = _task_and_params()
-  logits = np.asarray(learner.blackbox_logits(params, support_x, support_y, query_x))
+  logits = np.asarray(learner.task_model_logits(params, support_x, support_y, query_x))
   assert logits.shape == (QUERIES, WAY) and np.isfinite(logits).all()
   # No positional encoding: a permuted support set is the same set. Float sums in
   # attention run in another order, so equal to float32 rounding, not bit for bit.
   order = np.random.default_rng(0).permutation(WAY * SHOT)
-  permuted = learner.blackbox_logits(params, support_x[order], support_y[order], query_x)
+  permuted = learner.task_model_logits(params, support_x[order], support_y[order], query_x)
   np.testing.assert_allclose(permuted, logits, rtol=1e-5, atol=1e-5)
   # A query attends to the support set and itself only: alone it is predicted the same.
   for j in range(QUERIES):
-    alone = learner.blackbox_logits(params, support_x, support_y, query_x[j:j + 1])
+    alone = learner.task_model_logits(params, support_x, support_y, query_x[j:j + 1])
     np.testing.assert_allclose(alone[0], logits[j], rtol=1e-5, atol=1e-5)
   # The labels are read. (Renaming the classes need not permute the logits: label c's
   # embedding and output c are separate weights, tied only by training.)
   swapped = np.where(support_y == 0, 1, np.where(support_y == 1, 0, support_y))
-  flipped = np.asarray(learner.blackbox_logits(params, support_x, swapped, query_x))
+  flipped = np.asarray(learner.task_model_logits(params, support_x, swapped, query_x))
   assert np.abs(flipped - logits).max() > 1e-3
 
 

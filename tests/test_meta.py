@@ -16,6 +16,7 @@ from jaxtl.meta import tasks, train
 from jaxtl.meta.algorithms import ALGORITHMS, ANIL_TABLE, MetaLearner
 from jaxtl.models import build_model
 from jaxtl.models.blackbox import BlackBox
+from jaxtl.models.relation import RelationNet
 from tests import reference
 
 jax.config.update("jax_enable_x64", False)
@@ -216,6 +217,8 @@ def test_every_algorithm_gives_finite_gradients(algorithm):
   model = build_model("conv4", num_classes=0 if algorithm == "protonet" else 3, features=4)
   if algorithm == "blackbox":  # reads (support_x, support_y, query_x)
     model = BlackBox(3, features=4, width=8, heads=2)
+  if algorithm == "relation":  # so does a relation network
+    model = RelationNet(3, features=4, hidden=(8,))
   learner = MetaLearner(model, algorithm=algorithm, ways=3, inner_lr=0.1)
   meta_params, bs = learner.init(jax.random.PRNGKey(0), episodes.support_x[0])
   (loss, metric), grads = jax.jit(learner.meta_gradients)(meta_params, bs, episodes)

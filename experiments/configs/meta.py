@@ -20,7 +20,8 @@ Variants (Finn et al. 2017 settings; inner loss is a mean, so alpha = N x the pa
       train_way (protonet: more ways in training than in testing), train_affine (each
       training image's own random affine warp, Koch et al.).
   quick: 5-way 1-shot Omniglot, a tiny conv net, a few iterations (tests).
-Algorithms (--config.algorithm): maml, fomaml, anil, metasgd, reptile, protonet, pretrain.
+Algorithms (--config.algorithm): maml, fomaml, anil, metasgd, reptile, protonet, blackbox,
+relation (a learned metric, Sung et al. 2018), pretrain.
 """
 import ml_collections
 

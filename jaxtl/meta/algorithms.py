@@ -16,6 +16,7 @@ whoever builds the learner.
 | `reptile`  | SGD on support + query                      | theta - phi (Nichol et al. 2018)   |
 | `protonet` | none: nearest class mean in embedding space | plain (Snell et al. 2017)          |
 | `blackbox` | none: one forward pass reads the support set | plain (`jaxtl.models.blackbox`)   |
+| `relation` | none: a learned score for each (class, query) | plain (`jaxtl.models.relation`)   |
 | `pretrain` | none: one model on all tasks' data          | plain                              |
 
 Conventions. The inner loss is the *mean* over the support examples. The MAML paper's
@@ -48,7 +49,10 @@ from jaxtl.meta.tasks import Episodes
 from jaxtl.models import batch_statistics
 
 ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "blackbox",
-              "pretrain")
+              "relation", "pretrain")
+# Models called on the whole task, model(support_x, support_y, query_x) -> query logits.
+TASK_MODELS = ("blackbox", "relation")
+NO_INNER_LOOP = ("protonet",) + TASK_MODELS  # one forward pass, the same at every step count
 INNER_LR_MODES = ("fixed", "per_param", "per_layer_step")
 TASK_BATCHING = ("auto", "vmap", "map", "unroll")
 BATCH_NORM_MODES = ("transductive", "support", "running")
@@ -107,7 +111,7 @@ class MetaLearner:
   # ---- parameters -------------------------------------------------------------------
   def init(self, key, x):
     """Returns (meta_params, batch_stats) for example inputs `x` (one batch)."""
-    if self.algorithm == "blackbox":  # model(support_x, support_y, query_x)
+    if self.algorithm in TASK_MODELS:  # model(support_x, support_y, query_x)
       variables = self.model.init(key, x, jnp.zeros(x.shape[0], jnp.int32), x[:1], train=False)
     else:
       variables = self.model.init(key, x, train=False)
@@ -209,10 +213,14 @@ class MetaLearner:
   def task_loss(self, meta_params, batch_stats, task: Episodes):
     """(query loss after adaptation, query metric) of one task; differentiable in
     meta_params for every algorithm but Reptile (see `meta_gradients`)."""
-    if self.algorithm in ("protonet", "blackbox"):  # no inner loop: one forward pass
+    if self.algorithm in NO_INNER_LOOP:
       logits = self.query_logits(meta_params["params"], batch_stats, task.support_x,
                                  task.support_y, task.query_x)
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query_y).mean()
+      if self.algorithm == "relation":  # Sung et al.: sigmoid scores regressed on one-hot
+        target = jax.nn.one_hot(task.query_y, logits.shape[-1], dtype=logits.dtype)
+        loss = jnp.mean(jnp.square(jax.nn.sigmoid(logits) - target))
+      else:
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query_y).mean()
       return loss, jnp.mean(jnp.argmax(logits, -1) == task.query_y)
     steps = 0 if self.algorithm == "pretrain" else self.inner_steps
     phi, _ = self.adapt(meta_params, batch_stats, task.support_x, task.support_y, steps)
@@ -256,16 +264,16 @@ class MetaLearner:
                                  length=self.support_steps)
     return logits(theta, 1)
 
-  def blackbox_logits(self, params, support_x, support_y, query_x):
-    """The query logits of a black-box learner's one forward pass over the task."""
+  def task_model_logits(self, params, support_x, support_y, query_x):
+    """The query logits of a model's one forward pass over the task (`TASK_MODELS`)."""
     return self.model.apply({"params": params}, support_x, support_y, query_x, train=True)
 
   def query_logits(self, params, batch_stats, support_x, support_y, query_x):
     """The query outputs of a task from `params` (already adapted, for the MAML family)."""
     if self.algorithm == "protonet":
       return self.protonet_logits(params, batch_stats, support_x, support_y, query_x)
-    if self.algorithm == "blackbox":
-      return self.blackbox_logits(params, support_x, support_y, query_x)
+    if self.algorithm in TASK_MODELS:
+      return self.task_model_logits(params, support_x, support_y, query_x)
     return self.apply(params, batch_stats, query_x, support_x)
 
   def test_logits(self, params, batch_stats, support_x, support_y, query_x):
@@ -313,7 +321,7 @@ class MetaLearner:
                      backtrack: bool = False):
     """Query metric of each task after 0..steps adaptation steps: (B, steps + 1)."""
     def one(task):
-      if self.algorithm in ("protonet", "blackbox"):  # no steps: the same at every count
+      if self.algorithm in NO_INNER_LOOP:  # no steps: the same at every count
         logits = self.test_logits(meta_params["params"], batch_stats, task.support_x,
                                   task.support_y, task.query_x)
         metric = jnp.mean(jnp.argmax(logits, -1) == task.query_y)

@@ -17,6 +17,7 @@ import ml_collections
 from jaxtl import sharding, workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.meta import tasks, train
+from jaxtl.meta.algorithms import NO_INNER_LOOP
 from jaxtl.metrics import write_results
 
 # What a run's own config decides: its learner and how it adapts at test time. The tasks
@@ -101,7 +102,7 @@ def evaluate_ensemble(config, workdirs, outdir: str) -> dict:
 
   def probabilities(c, learner, saved, task):
     bn, params = saved.get("batch_stats", {}), saved["meta_params"]["params"]
-    if learner.algorithm not in ("protonet", "blackbox"):  # those have no inner loop
+    if learner.algorithm not in NO_INNER_LOOP:
       params, _ = learner.adapt(saved["meta_params"], bn, task.support_x, task.support_y,
                                 c.test_inner_steps, lr=c.test_inner_lr or None,
                                 backtrack=c.test_backtrack)

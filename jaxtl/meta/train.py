@@ -25,10 +25,11 @@ from jaxtl import checkpoint, loop, partition, sharding, stats, workdir as run_d
 from jaxtl.data import ImageDataset, load_dataset
 from jaxtl.errors import ConfigError, MissingInputError
 from jaxtl.meta import tasks
-from jaxtl.meta.algorithms import MetaLearner
+from jaxtl.meta.algorithms import TASK_MODELS, MetaLearner
 from jaxtl.metrics import write_results
 from jaxtl.models import MODELS, build_model
 from jaxtl.models.blackbox import BlackBox
+from jaxtl.models.relation import RelationNet
 
 
 def make_learner(config, model=None) -> MetaLearner:
@@ -39,7 +40,7 @@ def make_learner(config, model=None) -> MetaLearner:
   batching = config.task_batching
   if model is None:
     kwargs = dict(config.model_kwargs)
-    if config.algorithm == "blackbox":  # the embedder's settings, inside the black box
+    if config.algorithm in TASK_MODELS:  # the embedder's settings, inside the task model
       kwargs = {k: v for k, v in kwargs.items() if k in ("features", "downsample", "conv")}
       kwargs["way"] = config.way
     elif config.model == "mlp":
@@ -49,8 +50,8 @@ def make_learner(config, model=None) -> MetaLearner:
     cpu = jax.default_backend() == "cpu"  # see the module docstring
     if kwargs.get("conv") == "auto":
       kwargs["conv"] = "im2col" if cpu else "xla"
-    model = (BlackBox(**kwargs) if config.algorithm == "blackbox" else
-             build_model(config.model, **kwargs))
+    task_model = {"blackbox": BlackBox, "relation": RelationNet}.get(config.algorithm)
+    model = task_model(**kwargs) if task_model else build_model(config.model, **kwargs)
     if batching == "auto":
       batching = "map" if cpu and kwargs.get("conv") == "xla" else "vmap"
   elif batching == "auto":

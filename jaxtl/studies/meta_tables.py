@@ -18,7 +18,7 @@ OMNIGLOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
 
 
 ALGORITHM_ORDER = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "blackbox",
-                   "pretrain")
+                   "relation", "pretrain")
 
 
 def _iterations(r) -> int:
