@@ -1,7 +1,8 @@
 """Surgical fine-tuning and LP-FT on real shifts (`jaxtl.studies.surgical.study`).
 
     python -m experiments.surgical --config=experiments/configs/surgical.py:VARIANT \
-        --workdir=results/surgical_VARIANT --config.data_dir=../shared/data
+        --workdir=results/surgical/VARIANT --config.data_dir=../shared/data \
+        --config.pretrain_root=results/surgical/pretrain
 
 Variants (the protocol of Lee et al. 2023 at MNIST scale: a 4-block ResNet pre-trained on
 the source training set less 10,000 images held out for the targets, 6 pre-training

@@ -77,13 +77,10 @@ def surgical_sweep_verdict(path: str):
 
 def surgical_study_tables(variant: str):
   """A surgical study's tables and verdicts (`experiments.surgical`), from
-  `surgical/VARIANT/results.json` (the rerun of issue 35), else the earlier study's
-  `surgical_VARIANT/results.json`."""
+  `surgical/VARIANT/results.json`."""
   def table(root: str) -> str:
-    path = f"surgical/{variant}/results.json"
-    if not os.path.exists(os.path.join(root, path)):
-      path = f"surgical_{variant}/results.json"
-    return surgical_report.format_tables(load(root, path)["metrics"])
+    return surgical_report.format_tables(
+        load(root, f"surgical/{variant}/results.json")["metrics"])
   return table
 
 
