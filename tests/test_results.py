@@ -384,7 +384,7 @@ def test_memory_summary_from_a_benchmark_json(tmp_path):
 
 def test_surgical_sweep_verdict_is_the_one_rule_over_its_seeds():
   from jaxtl.studies.surgical import digits as sweep  # pylint: disable=import-outside-toplevel
-  row = lambda *accs: {"test_accuracy": float(np.mean(accs)), "per_seed": [
+  row = lambda *accs: {"test_accuracy": float(np.mean(accs)), "on_edge": False, "per_seed": [
       {"pretrain_seed": p, "seed": 100 * p, "test_accuracy": a} for p, a in enumerate(accs)]}
   results = {
       "input": {"num_classes": 10, "source_test_accuracy": 0.99, "strategies": {

@@ -41,9 +41,9 @@ def runs(results, specs, label, metric="test_accuracy") -> np.ndarray:
   per_spec = []
   for spec in specs:
     per_seed = results[spec]["strategies"][label]["per_seed"]
-    if "pretrain_seed" not in per_seed[0]:  # one pre-training (studies before issue 35):
-      per_spec.append([[r[metric]] for r in per_seed])  # fine-tuning seeds only
-      continue
+    if "pretrain_seed" not in per_seed[0]:
+      raise ValueError(f"{spec} / {label}: runs without a pretrain_seed come from a study "
+                       "before issue 35's protocol (one pre-training); rerun it.")
     pretrain = sorted({r["pretrain_seed"] for r in per_seed})
     per_spec.append([[r[metric] for r in per_seed if r["pretrain_seed"] == p]
                      for p in pretrain])
@@ -141,14 +141,8 @@ def chance(results, specs) -> float:
 
 
 def on_edge(row: dict) -> bool:
-  """Whether a row's pick sat on the edge of the values it was picked from: its own flag,
-  or for studies that predate it, the grid of its `selection_val_accuracy` keys."""
-  if "on_edge" in row:
-    return bool(row["on_edge"])
-  keys = row.get("selection_val_accuracy") or row.get("val_accuracy_per_lr") or {}
-  lrs = sorted({float(k.split("_wd")[0].removeprefix("lr")) for k in keys})
-  lr = row.get("learning_rate")
-  return lr is not None and len(lrs) > 0 and lr in (lrs[0], lrs[-1])
+  """Whether a row's pick sat on the edge of the values it was picked from (its flag)."""
+  return bool(row["on_edge"])
 
 
 def _edges(results, specs) -> list:
@@ -178,18 +172,30 @@ def per_shift(results, specs, metric: str = "test_accuracy") -> str:
     return ""
   outcomes = {}
   for spec in specs:
-    v = _verdict(results, [spec], metric)[0]
+    v, rows = _verdict(results, [spec], metric)
     label = v.label if isinstance(v, stats.Verdict) else "no verdict"
-    outcomes.setdefault(label, []).append(spec.split(":", 2)[-1])
+    outcomes.setdefault(label, []).append(
+        f"{spec.split(':', 2)[-1]} {lead(results, spec, rows):+.1f}")
   return ("Each shift alone, under the same rule (descriptive, not corrected across the "
-          f"{len(specs)} shifts): " + "; ".join(
+          f"{len(specs)} shifts; after each, the paper's block minus the best other single "
+          "block, points): " + "; ".join(
               f"*{label}* on {len(names)} ({', '.join(names)})"
               for label, names in sorted(outcomes.items(), key=lambda kv: -len(kv[1]))) + ".")
 
 
+def lead(results, spec, rows) -> float:
+  """The paper's block (the best of them) minus the best other single block, in points:
+  how large the difference behind a shift's label is."""
+  blocks = [b for b in results[spec]["relative_gradient_norm"] if b in rows]
+  expected = expected_blocks(spec.split(":")[0], blocks)
+  mean = lambda b: 100 * float(np.mean(rows[b]))
+  return max(map(mean, expected)) - max((mean(b) for b in blocks if b not in expected),
+                                        default=float("nan"))
+
+
 def without_warps(results, specs, metric: str = "test_accuracy") -> str:
   """The verdict on the mean of a group's corruptions less the warps (`AFFINE`; Lee et
-  al.'s CIFAR-10-C and ImageNet-C have none): secondary to the mean of them all."""
+  al.'s CIFAR-10-C and ImageNet-C have none): exploratory, beside the mean of them all."""
   name = lambda spec: spec.split(":", 2)[-1]
   kept = [s for s in specs if name(s) not in AFFINE]
   if specs[0].split(":")[0] != "input" or len(kept) < 2 or len(kept) == len(specs):
@@ -197,7 +203,7 @@ def without_warps(results, specs, metric: str = "test_accuracy") -> str:
   v = _verdict(results, kept, metric)[0]
   dropped = ", ".join(name(s) for s in specs if s not in kept)
   return (f"On the mean of the {len(kept)} corruptions that are not warps of the whole "
-          f"image (without {dropped}; a secondary analysis, declared during the rerun): "
+          f"image (without {dropped}; exploratory: declared after the earlier study's table): "
           + (v.markdown() if isinstance(v, stats.Verdict) else v) + ".")
 
 
@@ -306,9 +312,6 @@ def picks(results, specs) -> str:
   for label, row in results[specs[0]]["strategies"].items():
     records = [q for s in specs for q in results[s]["strategies"][label].get("picks", [])]
     chosen = [q.get("learning_rate", q.get("l2")) for q in records]
-    if not chosen and ("learning_rate" in row or "l2" in row):  # one pick per row (earlier)
-      chosen = [results[s]["strategies"][label].get("learning_rate", row.get("l2"))
-                for s in specs]
     if chosen:
       what = "L2" if "l2" in row and "learning_rate" not in row else "lr"
       counts = {v: chosen.count(v) for v in sorted(set(chosen))}
@@ -331,13 +334,8 @@ def format_tables(results) -> str:
       columns = [("mean", specs)] + columns
     first = results[specs[0]]["strategies"]
     shape = runs(results, specs, next(iter(first))).shape
-    if "pretrain_seed" in next(iter(first.values()))["per_seed"][0]:
-      over = (f"{shape[0]} pre-trainings x {shape[1]} fine-tuning runs (t-interval over the "
-              "pre-trainings' means)")
-    else:  # a study of one pre-training: its variance is not in the interval
-      over = (f"{shape[0]} fine-tuning seeds of one pre-training (the protocol before issue "
-              "35: a 3-value grid picked on seed 0, targets made from pre-training images; "
-              "its rerun replaces this table)")
+    over = (f"{shape[0]} pre-trainings x {shape[1]} fine-tuning runs (t-interval over the "
+            "pre-trainings' means)")
     table = (shift_table(results, columns) if len(columns) > MAX_COLUMNS else
              strategy_table(results, columns, new_head=name.startswith("lpft")))
     parts.append("\n\n".join(p for p in (
