@@ -84,6 +84,29 @@ def surgical_study_tables(variant: str):
   return table
 
 
+def surgical_leave_one_out(variant: str):
+  """How far a study's verdict on the mean of its shifts rests on any one of them: the
+  same rule on the mean without each shift in turn (a sensitivity check, not a verdict)."""
+  def table(root: str) -> str:
+    results = load(root, f"surgical/{variant}/results.json")["metrics"]
+    lines = []
+    for name, specs in surgical_report.groups(results).items():
+      if len(specs) < 3 or name.split(":")[0] not in surgical_report.EXPECTED:
+        continue
+      labels = {}
+      for left_out in specs:
+        v = surgical_report.judge(results, [s for s in specs if s != left_out])[0]
+        labels.setdefault(getattr(v, "label", "no verdict"), []).append(
+            left_out.split(":", 2)[-1])
+      lines.append(f"{name}, the verdict on the mean of {len(specs) - 1} shifts, each left "
+                   "out in turn (a sensitivity check, not the verdict): " + "; ".join(
+                       f"*{label}* without {', '.join(names)}" if len(names) < len(specs)
+                       else f"*{label}* whichever is left out"
+                       for label, names in sorted(labels.items(), key=lambda kv: len(kv[1]))) + ".")
+    return "\n\n".join(lines)
+  return table
+
+
 def surgical_curve_table(root: str) -> str:
   """Validation and test accuracy against fine-tuning steps (`benchmarks.surgical_curve`)."""
   r = load(root, "surgical/natural/curve.json")
@@ -138,6 +161,7 @@ TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its
     "surgical-feature-table": surgical_study_tables("feature"),
     "surgical-lpft-table": surgical_study_tables("lpft"),
     "surgical-mnist-c-table": surgical_study_tables("mnist_c"),
+    "surgical-mnist-c-leave-one-out": surgical_leave_one_out("mnist_c"),
     "surgical-digits-study-table": surgical_study_tables("digits"),
     "surgical-curve-table": surgical_curve_table,
     "finetune-grid-table": finetune_grid_table,

@@ -150,7 +150,7 @@ def _edges(results, specs) -> list:
                  if on_edge(row)})
 
 
-def _verdict(results, specs, metric: str):
+def judge(results, specs, metric: str = "test_accuracy"):
   """(`stats.verdict` of Lee et al.'s block for the kind of `specs`, averaged over them,
   rows) or (a "no verdict" line, rows)."""
   blocks = list(results[specs[0]]["relative_gradient_norm"])
@@ -172,7 +172,7 @@ def per_shift(results, specs, metric: str = "test_accuracy") -> str:
     return ""
   outcomes = {}
   for spec in specs:
-    v, rows = _verdict(results, [spec], metric)
+    v, rows = judge(results, [spec], metric)
     label = v.label if isinstance(v, stats.Verdict) else "no verdict"
     outcomes.setdefault(label, []).append(
         f"{spec.split(':', 2)[-1]} {lead(results, spec, rows):+.1f}")
@@ -200,7 +200,7 @@ def without_warps(results, specs, metric: str = "test_accuracy") -> str:
   kept = [s for s in specs if name(s) not in AFFINE]
   if specs[0].split(":")[0] != "input" or len(kept) < 2 or len(kept) == len(specs):
     return ""
-  v = _verdict(results, kept, metric)[0]
+  v = judge(results, kept, metric)[0]
   dropped = ", ".join(name(s) for s in specs if s not in kept)
   return (f"On the mean of the {len(kept)} corruptions that are not warps of the whole "
           f"image (without {dropped}; exploratory: declared after the earlier study's table): "
@@ -214,7 +214,7 @@ def verdict(results, specs, metric: str = "test_accuracy") -> str:
   kind = specs[0].split(":")[0]
   if kind not in EXPECTED:
     return ""
-  v, rows = _verdict(results, specs, metric)
+  v, rows = judge(results, specs, metric)
   if isinstance(v, str):
     return v
   text = v.markdown()
