@@ -4,6 +4,9 @@
         --workdir=results/surgical/VARIANT --config.data_dir=../shared/data \
         --config.pretrain_root=results/surgical/pretrain
 
+(the committed natural, feature and lpft share their pre-trainings there; mnist_c and
+output keep theirs in WORKDIR/pretrain, the default: no --config.pretrain_root).
+
 Variants (the protocol of Lee et al. 2023 at MNIST scale: a 4-block ResNet pre-trained on
 the source training set less 10,000 images held out for the targets, 6 pre-training
 seeds; one fine-tuning run per pre-training on 1000 labelled target examples, 1000 more

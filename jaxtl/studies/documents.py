@@ -93,16 +93,17 @@ def surgical_leave_one_out(variant: str):
     for name, specs in surgical_report.groups(results).items():
       if len(specs) < 3 or name.split(":")[0] not in surgical_report.EXPECTED:
         continue
-      labels = {}
+      labels = {}  # verdict -> the shifts whose leaving out gives it
       for left_out in specs:
         v = surgical_report.judge(results, [s for s in specs if s != left_out])[0]
         labels.setdefault(getattr(v, "label", "no verdict"), []).append(
             left_out.split(":", 2)[-1])
+      parts = [f"*{label}* without {', '.join(names)}" if len(names) < len(specs)
+               else f"*{label}* whichever is left out"
+               for label, names in sorted(labels.items(), key=lambda kv: len(kv[1]))]
       lines.append(f"{name}, the verdict on the mean of {len(specs) - 1} shifts, each left "
-                   "out in turn (a sensitivity check, not the verdict): " + "; ".join(
-                       f"*{label}* without {', '.join(names)}" if len(names) < len(specs)
-                       else f"*{label}* whichever is left out"
-                       for label, names in sorted(labels.items(), key=lambda kv: len(kv[1]))) + ".")
+                   "out in turn (a sensitivity check, not the verdict): "
+                   + "; ".join(parts) + ".")
     return "\n\n".join(lines)
   return table
 
