@@ -1,6 +1,8 @@
 """Lake et al.'s 20 one-shot classification runs (`jaxtl.data.lake_runs`): the table read
 off their all_runs.zip, its tasks as jaxtl draws them, and how they are scored."""
 import io
+import json
+import os
 import zipfile
 
 import jax
@@ -12,6 +14,7 @@ from experiments.configs import meta as meta_configs
 from jaxtl.data import lake_runs, load_dataset
 from jaxtl.errors import ConfigError
 from jaxtl.meta import tasks, train
+from jaxtl.report import find_runs
 
 
 def _lake_config(data_dir):
@@ -222,3 +225,44 @@ def test_a_support_set_batch_norm_evaluation_is_a_column_of_its_own():
       ("r/a/meta_eval_lake_runs_support_bn", result(0.8, batch_norm="support"))])
   assert {k: v["metrics"]["test_accuracy"] for k, v in cells["r/a"].items()} == {
       ("test", "lake_runs", "transductive"): 0.9, ("test", "lake_runs", "support"): 0.8}
+
+
+
+def test_a_shot_sweeps_baseline_on_lakes_split_is_a_row_paired_with_the_runs(tmp_path):
+  """A shot sweep's baseline cells on Lake's split that kept each task's score fill one
+  row of the Lake table, one column per sibling sweep's test tasks, and are paired with
+  the meta-learned runs scored on the same tasks; a cell without them is no row."""
+  from jaxtl.studies import meta_tables  # pylint: disable=import-outside-toplevel
+  tasks_config = {"dataset": "omniglot", "class_split": "lake", "split_seed": 1,
+                  "eval_seed": 3, "eval_tasks": 4, "way": 20, "test_shot": 1,
+                  "test_query": 1, "num_val_alphabets": 5}
+
+  def sweep(kind, per_task, keep=True):
+    cell = {"accuracy": float(np.mean(per_task)), "ci95": float(np.std(per_task)),
+            "tasks": len(per_task)}
+    return {"kind": "shots", "metrics": {"cosine_20w1s": dict(cell, per_task=per_task)
+                                         if keep else cell},
+            "config": {"tasks": dict(tasks_config, test_tasks=kind), "query": 1,
+                       "baselines": ["cosine"], "val_tasks": 100,
+                       "pretrain": {"num_steps": 3000}}}
+  meta = {"kind": "meta", "config": dict(tasks_config, test_tasks="alphabet",
+                                         eval_split="test", algorithm="protonet", meta_batch=1,
+                                         shot=1, query=1),
+          "metrics": {"test_accuracy": 0.75, "test_accuracy_ci95": 0.0,
+                      "test_accuracy_per_task": [0.7, 0.8, 0.7, 0.8],
+                      "meta_iterations": 10}}
+  for folder, result in (("pp/alphabet", sweep("alphabet", [0.6, 0.7, 0.6, 0.7])),
+                         ("pp/random", sweep("random", [0.9, 0.9, 0.9, 0.9])),
+                         ("old", sweep("alphabet", [0.5] * 4, keep=False)), ("proto", meta)):
+    os.makedirs(tmp_path / folder)
+    (tmp_path / folder / "results.json").write_text(json.dumps(result))
+  cells = meta_tables._lake_cells(find_runs(str(tmp_path)))  # pylint: disable=protected-access
+  assert sorted(cells) == ["pp", "proto"]
+  assert sorted(k[1] for k in cells["pp"]) == ["alphabet", "random"]
+  table = meta_tables.lake_table(str(tmp_path)).splitlines()
+  row = next(line for line in table if line.startswith("| cosine head (Baseline++)"))
+  # the cells' own accuracy and CI (here the tasks' spread, 0.05 for 0.6, 0.7, 0.6, 0.7)
+  assert row.split(" | ")[2:4] == ["35.0 ± 5.0", "10.0 ± 0.0"], row
+  assert "pre-training's statistics" in table[0]
+  # paired over the same 4 tasks: the run's error minus the row's, -10 points on each
+  assert "| 2 `proto` | **-10.0 ± 0.0** |" in table

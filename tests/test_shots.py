@@ -28,6 +28,8 @@ def test_quick_sweep_resumes_and_scores_a_checkpoint_as_meta_eval(data_dir, tmp_
   assert set(cells) == {f"{b}_5w1s" for b in config.baselines} | {"protonet_5w1s"}
   for name, cell in cells.items():
     assert 0 <= cell["accuracy"] <= 1 and cell["tasks"] == config.tasks.eval_tasks, name
+    assert len(cell["per_task"]) == cell["tasks"], name  # each task's score, kept in order
+    assert abs(sum(cell["per_task"]) / cell["tasks"] - cell["accuracy"]) < 1e-6, name
   assert cells["lp_ft_5w1s"]["steps"] <= config.steps.lp_ft
   # meta_eval of the checkpoint on the same tasks (10 tasks, one chunk, 1 shot, 1 query).
   meta.eval_tasks, meta.eval_batch = config.tasks.eval_tasks, config.tasks.eval_batch

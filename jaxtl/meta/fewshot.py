@@ -67,10 +67,13 @@ def load_network(config, path: str):
 
 
 def _summary(per_task: np.ndarray, column: int) -> dict:
+  """Accuracy, its CI over the tasks, and each task's score (in task order, so that tables
+  can pair methods scored on the same tasks, or count Lake's runs by alphabet)."""
   accuracy = per_task[:, column]
   return {"accuracy": float(accuracy.mean()),
           "ci95": stats.ci95(accuracy),
-          "tasks": len(accuracy)}
+          "tasks": len(accuracy),
+          "per_task": np.round(accuracy.astype(float), 6).tolist()}
 
 
 # The task config's fields that choose the evaluation images (way and shot only shape the

@@ -10,6 +10,7 @@ from jaxtl import stats
 from jaxtl.data import lake_runs
 from jaxtl.meta import tasks
 from jaxtl.report import find_runs, kind_of, pct
+from jaxtl.studies import shots
 from jaxtl.studies.published import (PAPER_ITERATIONS, PAPERS, PEERS, PUBLISHED_LAKE,
                                      PUBLISHED_MAML)
 
@@ -171,6 +172,10 @@ def _lake_cells(runs) -> dict:
   cells = {}
   for name, r in runs:
     c = r["config"]
+    if kind_of(r) == "shots":
+      for folder, key, result in _shots_cells(name, r):
+        cells.setdefault(folder, {})[key] = result
+      continue
     if (kind_of(r) != "meta" or c.get("class_split") != "lake" or
         "test_accuracy" not in r["metrics"] or (c["way"], c["test_shot"]) != (20, 1)):
       continue
@@ -184,6 +189,34 @@ def _lake_cells(runs) -> dict:
       continue  # a re-evaluation that kept each task's score: the same number, and more
     cells.setdefault(folder, {})[key] = r
   return cells
+
+
+def _shots_cells(name: str, r: dict) -> list:
+  """(row, column key, result) of a shot sweep (`experiments.shots`) on Lake's split: each
+  transfer baseline's 20-way 1-shot cell that kept each task's score, as a meta run's
+  result (its tasks' config, its test metrics), in the columns of the transductive rows
+  though it normalises with the pre-training's statistics (each query on its own; the
+  table's caption says so). The row is the sweep's parent folder
+  (with the baseline if the sweep ran several), so that sweeps of one pre-training on
+  other test tasks, in sibling folders, fill one row's columns."""
+  c = r["config"]
+  baselines = tuple(b for b in c.get("baselines", ()) if b in shots.BASELINE_NAMES)
+  if c["tasks"].get("class_split") != "lake":
+    return []
+  found = []
+  for baseline in baselines:
+    cell = r["metrics"].get(f"{baseline}_20w1s", {})
+    if "per_task" not in cell:
+      continue
+    config = dict(c["tasks"], way=20, test_shot=1, test_query=c["query"], eval_split="test",
+                  baseline=baseline, batch_norm="running", pretrain_steps=c["pretrain"]["num_steps"],
+                  val_tasks=c["val_tasks"])
+    metrics = {"test_accuracy": cell["accuracy"], "test_accuracy_ci95": cell["ci95"],
+               "test_accuracy_per_task": cell["per_task"]}
+    row = os.path.dirname(name) + (f", {baseline}" if len(baselines) > 1 else "")
+    found.append((row, ("test", config["test_tasks"], "transductive"),
+                  {"config": config, "metrics": metrics}))
+  return found
 
 
 # The fields that choose the test tasks: runs equal in them were scored on the same tasks.
@@ -302,7 +335,11 @@ def lake_table(root: str) -> str:
            "(560 tasks), their CI over the runs' 10 alphabets (two runs each, on the same "
            "characters); on the 5 background alphabets held out for validation, within one. "
            "Batch norm over each task's support and queries together (transductive), but "
-           "in the column that normalises with the support set alone.", "",
+           "in the column that normalises with the support set alone"
+           + (" and in the transfer baselines' rows, which keep their pre-training's "
+              "statistics (each query on its own)" if any(
+                  "baseline" in r["config"] for runs in cells.values() for r in runs.values())
+              else "") + ".", "",
            "| method | meta-training | within one alphabet | any characters | "
            "Lake's 20 runs | Lake's 20 runs, batch norm from the support set | their "
            "characters, every drawer pair | validation alphabets, within one |",
@@ -323,6 +360,11 @@ def lake_table(root: str) -> str:
                      f"(rotation up to {tta['rotate_deg']:g} degrees, scale "
                      f"{tta['scale'][0]:g}-{tta['scale'][1]:g}, shift up to "
                      f"{tta['translate']:g})")
+    elif c.get("baseline"):  # a shot sweep's transfer baseline (`_shots_cells`)
+      name = shots.BASELINE_NAMES[c["baseline"]]
+      training = (f"none: a classifier pre-trained {c['pretrain_steps']:,} steps on the "
+                  "background characters but the validation alphabets' (with rotations); "
+                  f"steps and step size picked on {c['val_tasks']} validation tasks")
     else:
       name = c["algorithm"]
       warped = tasks.affine_is_on(**(c.get("train_affine") or {}))
