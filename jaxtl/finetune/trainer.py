@@ -202,6 +202,15 @@ def load_init(variables, config):
                       f"{config.model} with {dict(config.model_kwargs)}. {e}") from e
 
 
+def _class_counts(labels) -> str:
+  """The training examples per class, for the log: each count for a few classes, else
+  their range (a 3,328-way pre-training would print 3,328 numbers)."""
+  counts = np.bincount(labels)
+  if len(counts) <= 20:
+    return ", ".join(f"{int(n)}" for n in counts)
+  return f"{counts.min()} to {counts.max()} per class"
+
+
 def train_and_evaluate(config, workdir: str,
                        step_callback: Optional[Callable[[int], None]] = None,
                        data=None, model=None) -> dict:
@@ -221,8 +230,7 @@ def train_and_evaluate(config, workdir: str,
   train, val, test = data if data is not None else make_splits(config)
   logging.info("data: %d training, %d validation and %d test examples of %s, %d classes "
                "(train: %s)", len(train), len(val), len(test), train.name,
-               max(train.num_classes, test.num_classes),
-               ", ".join(f"{int(n)}" for n in np.bincount(train.labels)))
+               max(train.num_classes, test.num_classes), _class_counts(train.labels))
   num_classes = (len(config.classes) if config.classes else
                  max(train.num_classes, test.num_classes))
   objective = objectives.make(config.objective, config.objective_kwargs, num_classes,
