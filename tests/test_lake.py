@@ -8,7 +8,7 @@ from experiments.configs import meta as meta_configs
 from jaxtl.data import load_dataset
 from jaxtl.errors import ConfigError
 from jaxtl.meta import tasks, train
-from jaxtl.studies import meta_tables
+from jaxtl.studies import lake_tables
 
 
 def _coded(num_classes: int, drawers: int):
@@ -127,8 +127,8 @@ def test_runs_scored_on_the_same_tasks_are_compared_task_by_task():
         "test_accuracy_per_task": per_task}})
   a = [0.8, 0.9, 0.7, 0.6]
   b = [0.7, 0.85, 0.65, 0.5]  # 0.1, 0.05, 0.05, 0.1 more error
-  cells = meta_tables._lake_cells([run("r/a", a), run("r/b", b), run("r/c", b, eval_seed=6)])  # pylint: disable=protected-access
-  lines = meta_tables._paired_rows(cells)  # pylint: disable=protected-access
+  cells = lake_tables.lake_cells([run("r/a", a), run("r/b", b), run("r/c", b, eval_seed=6)])
+  lines = lake_tables._paired_rows(cells)  # pylint: disable=protected-access
   assert lines[1].startswith("Paired over the same 4 within-alphabet test tasks: error of the "
                              "row minus error of the column")
   # mean 7.5 points; sd 2.887 points, t(0.975, 3) = 3.182: +- 4.6, beyond 0: bold
@@ -140,7 +140,7 @@ def test_runs_scored_on_the_same_tasks_are_compared_task_by_task():
   # its run's cell (which the first of them would hide).
   tuned = run("r/a/meta_eval_tuned", b, support_steps=10, support_lr=0.001)
   tuned[1]["evaluated_by"] = "experiments.meta_eval"
-  cells = meta_tables._lake_cells([run("r/a", a), tuned])  # pylint: disable=protected-access
+  cells = lake_tables.lake_cells([run("r/a", a), tuned])
   assert sorted(cells) == ["r/a", "r/a + support fine-tuning, 10 Adam steps of 0.001"]
 
 

@@ -156,7 +156,7 @@ def test_runs_are_compared_with_the_other_drawer_pairs_of_their_own_alphabet():
   """The Lake table's last lines: per alphabet, its two runs' error minus the mean error of
   its other 54 drawer-pair tasks (the runs' own pairs left out), t-interval over the 10
   alphabets; and the runs' errors counted of 400."""
-  from jaxtl.studies import meta_tables  # pylint: disable=import-outside-toplevel
+  from jaxtl.studies import lake_tables  # pylint: disable=import-outside-toplevel
   alphabets = lake_runs.ALPHABETS
   pair_error = {a: 0.1 + 0.02 * i for i, a in enumerate(alphabets)}
   gap = {a: 0.04 + 0.002 * i for i, a in enumerate(alphabets)}  # 4.9 points on average
@@ -170,10 +170,10 @@ def test_runs_are_compared_with_the_other_drawer_pairs_of_their_own_alphabet():
                                        "test_tasks": kind, "algorithm": "protonet"},
             "metrics": {"test_accuracy": float(np.mean(per_task)), "test_accuracy_ci95": 0.0,
                         "test_accuracy_per_task": per_task}}
-  cells = meta_tables._lake_cells([("r/a/runs", result("lake_runs", runs)),  # pylint: disable=protected-access
+  cells = lake_tables.lake_cells([("r/a/runs", result("lake_runs", runs)),
                                    ("r/a/pairs", result("lake_drawers", every))])
   cells = {"r/a": {k: v for c in cells.values() for k, v in c.items()}}
-  lines = meta_tables._runs_against_drawer_pairs(cells)  # pylint: disable=protected-access
+  lines = lake_tables._runs_against_drawer_pairs(cells)  # pylint: disable=protected-access
   wrong = round(400 * np.mean([pair_error[r.alphabet] - gap[r.alphabet]
                                for r in lake_runs.RUNS]))
   # sd of the gaps 0.2 x 3.028 = 0.606 points; t(0.975, 9) x 0.606 / sqrt(10) = +- 0.4
@@ -212,7 +212,7 @@ def test_lakes_own_baseline_scores_his_38_8_percent_through_the_table(data_dir):
 def test_a_support_set_batch_norm_evaluation_is_a_column_of_its_own():
   """`--config.batch_norm=support` re-evaluations of Lake's runs go to their own column,
   not over the transductive ones (the same tasks, another normalisation)."""
-  from jaxtl.studies import meta_tables  # pylint: disable=import-outside-toplevel
+  from jaxtl.studies import lake_tables  # pylint: disable=import-outside-toplevel
 
   def result(accuracy, **config):
     return {"kind": "meta", "evaluated_by": "experiments.meta_eval",
@@ -220,7 +220,7 @@ def test_a_support_set_batch_norm_evaluation_is_a_column_of_its_own():
                        "test_tasks": "lake_runs", "algorithm": "protonet", **config},
             "metrics": {"test_accuracy": accuracy, "test_accuracy_ci95": 0.0,
                         "test_accuracy_per_task": [accuracy] * 20}}
-  cells = meta_tables._lake_cells([  # pylint: disable=protected-access
+  cells = lake_tables.lake_cells([
       ("r/a/meta_eval_lake_runs", result(0.9)),
       ("r/a/meta_eval_lake_runs_support_bn", result(0.8, batch_norm="support"))])
   assert {k: v["metrics"]["test_accuracy"] for k, v in cells["r/a"].items()} == {
@@ -232,7 +232,7 @@ def test_a_shot_sweeps_baseline_on_lakes_split_is_a_row_paired_with_the_runs(tmp
   """A shot sweep's baseline cells on Lake's split that kept each task's score fill one
   row of the Lake table, one column per sibling sweep's test tasks, and are paired with
   the meta-learned runs scored on the same tasks; a cell without them is no row."""
-  from jaxtl.studies import meta_tables  # pylint: disable=import-outside-toplevel
+  from jaxtl.studies import lake_tables  # pylint: disable=import-outside-toplevel
   tasks_config = {"dataset": "omniglot", "class_split": "lake", "split_seed": 1,
                   "eval_seed": 3, "eval_tasks": 4, "way": 20, "test_shot": 1,
                   "test_query": 1, "num_val_alphabets": 5}
@@ -256,13 +256,48 @@ def test_a_shot_sweeps_baseline_on_lakes_split_is_a_row_paired_with_the_runs(tmp
                          ("old", sweep("alphabet", [0.5] * 4, keep=False)), ("proto", meta)):
     os.makedirs(tmp_path / folder)
     (tmp_path / folder / "results.json").write_text(json.dumps(result))
-  cells = meta_tables._lake_cells(find_runs(str(tmp_path)))  # pylint: disable=protected-access
+  cells = lake_tables.lake_cells(find_runs(str(tmp_path)))
   assert sorted(cells) == ["pp", "proto"]
   assert sorted(k[1] for k in cells["pp"]) == ["alphabet", "random"]
-  table = meta_tables.lake_table(str(tmp_path)).splitlines()
+  table = lake_tables.lake_table(str(tmp_path)).splitlines()
   row = next(line for line in table if line.startswith("| cosine head (Baseline++)"))
   # the cells' own accuracy and CI (here the tasks' spread, 0.05 for 0.6, 0.7, 0.6, 0.7)
   assert row.split(" | ")[2:4] == ["35.0 ± 5.0", "10.0 ± 0.0"], row
   assert "pre-training's statistics" in table[0]
   # paired over the same 4 tasks: the run's error minus the row's, -10 points on each
   assert "| 2 `proto` | **-10.0 ± 0.0** |" in table
+
+
+def test_the_readmes_two_protocols_table_takes_each_row_from_its_runs(tmp_path):
+  """The README's table: per method, its MAML-split 20-way 1-shot error (a meta run, or a
+  shot sweep's baseline, never the sweep's re-scored checkpoint), and on Lake's split the
+  run trained as the first rows were (random episodes, no warps), within one alphabet and
+  on his runs (CI over the 10 alphabets); the published rows above."""
+  from jaxtl.studies import lake_tables  # pylint: disable=import-outside-toplevel
+  def meta(folder, accuracy, per_task=None, evaluated_by=None, **config):
+    c = {"dataset": "omniglot", "algorithm": "protonet", "model": "conv4", "way": 20,
+         "shot": 1, "test_shot": 1, "query": 1, "meta_batch": 1, **config}
+    metrics = {"test_accuracy": accuracy, "test_accuracy_ci95": 0.01, "meta_iterations": 5}
+    if per_task is not None:
+      metrics["test_accuracy_per_task"] = per_task
+    write(folder, {"kind": "meta", "config": c, "metrics": metrics,
+                   **({"evaluated_by": evaluated_by} if evaluated_by else {})})
+
+  def write(folder, result):
+    os.makedirs(tmp_path / folder)
+    (tmp_path / folder / "results.json").write_text(json.dumps(result))
+  meta("maml_split", 0.93)
+  write("shots", {"kind": "shots", "config": {"tasks": {"class_split": "maml"}},
+                  "metrics": {"cosine_20w1s": {"accuracy": 0.9, "ci95": 0.02},
+                              "protonet_20w1s": {"accuracy": 0.5, "ci95": 0.02}}})
+  meta("lake", 0.75, class_split="lake", test_tasks="alphabet")
+  runs = [0.9] * len(lake_runs.RUNS)
+  meta("lake/runs", 0.9, runs, "experiments.meta_eval", class_split="lake",
+       test_tasks="lake_runs")
+  meta("lake_warped", 0.5, class_split="lake", test_tasks="alphabet",
+       train_affine={"rotate_deg": 10.0, "scale": (0.8, 1.2), "translate": 0.02})
+  table = lake_tables.protocols_table(str(tmp_path)).splitlines()
+  assert "| ProtoNets, jaxtl | 7.0 ± 1.0 | 25.0 ± 1.0 | 10.0 ± 0.0 |" in table
+  assert "| Baseline++ (cosine head), jaxtl | 10.0 ± 2.0 |  |  |" in table
+  assert "| siamese network (Koch et al. 2015) | | | 8.0 |" in table
+  assert not any(line.startswith(("| MAML, jaxtl", "| black box")) for line in table)

@@ -257,8 +257,8 @@ def test_throughput_tables_from_a_benchmark_json(tmp_path):
           "0.80x |" in ratios)
   assert ratios.endswith("Not run: learn2learn: no module.")
   assert set(documents.document_tables(str(tmp_path))) == {
-      "omniglot-table", "omniglot-gaps", "omniglot-lake-table", "throughput-table",
-      "throughput-ratio-table"}
+      "omniglot-table", "omniglot-gaps", "omniglot-lake-table", "omniglot-protocols-table",
+      "throughput-table", "throughput-ratio-table"}
 
 
 def test_step_throughput_table_from_a_benchmark_json(tmp_path):

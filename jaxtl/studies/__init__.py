@@ -3,7 +3,7 @@ plot: surgical fine-tuning and LP-FT with the digits demo (`surgical/`), the pre
 questions (`pretraining/`), fine-tuning against meta-learning by shots (`shots`), the
 sinusoid lecture (`lecture`); the documents' generated blocks and the results report
 (`documents`), with the papers' numbers (`published`) and the meta-learning and benchmark
-tables (`meta_tables`, `benchmark_tables`).
+tables (`meta_tables`, `lake_tables`, `benchmark_tables`).
 
 Layer 7: imports the library; nothing in the library imports a study.
 """

@@ -24,7 +24,8 @@ from jaxtl.studies.benchmark_tables import (bn_fold_table, conv_cost_table, fine
                                             roofline_table, step_table, step_throughput_table,
                                             surgical_wall_table, throughput_ratio_table,
                                             throughput_table)
-from jaxtl.studies.meta_tables import lake_table, meta_table, omniglot_gaps, omniglot_grid
+from jaxtl.studies.lake_tables import lake_table, protocols_table
+from jaxtl.studies.meta_tables import meta_table, omniglot_gaps, omniglot_grid
 from jaxtl.studies.pretraining import answers, tables as pretraining
 from jaxtl.studies.surgical import digits, report as surgical_report
 
@@ -152,6 +153,7 @@ TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its
     "omniglot-table": lambda root: omniglot_grid(find_runs(root)),
     "omniglot-gaps": omniglot_gaps,
     "omniglot-lake-table": lake_table,
+    "omniglot-protocols-table": protocols_table,  # the README's two protocols
     "lecture-table": lecture_table,
     "lecture-seeds-table": lecture_seeds_table,
     "compare-digits-table": compare_table("compare_digits/results.json"),
