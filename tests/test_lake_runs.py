@@ -296,8 +296,14 @@ def test_the_readmes_two_protocols_table_takes_each_row_from_its_runs(tmp_path):
        test_tasks="lake_runs")
   meta("lake_warped", 0.5, class_split="lake", test_tasks="alphabet",
        train_affine={"rotate_deg": 10.0, "scale": (0.8, 1.2), "translate": 0.02})
+  # A shot sweep on Lake's split whose tasks config names MAML (the meta config it copies):
+  # its baseline is Baseline++'s row, never MAML's.
+  write("sweep/alphabet", {"kind": "shots", "config": {
+      "tasks": {"class_split": "lake", "algorithm": "maml", "test_tasks": "alphabet"},
+      "query": 1, "baselines": ["cosine"], "val_tasks": 10, "pretrain": {"num_steps": 3}},
+      "metrics": {"cosine_20w1s": {"accuracy": 0.6, "ci95": 0.03, "per_task": [0.6]}}})
   table = lake_tables.protocols_table(str(tmp_path)).splitlines()
-  assert "| ProtoNets, jaxtl | 7.0 ± 1.0 | 25.0 ± 1.0 | 10.0 ± 0.0 |" in table
-  assert "| Baseline++ (cosine head), jaxtl | 10.0 ± 2.0 |  |  |" in table
+  assert "| ProtoNets, jaxtl | 7.0 ± 1.0 (5 it.) | 25.0 ± 1.0 (5 it.) | 10.0 ± 0.0 |" in table
+  assert "| Baseline++ (cosine head), jaxtl | 10.0 ± 2.0 | 40.0 ± 3.0 |  |" in table
   assert "| siamese network (Koch et al. 2015) | | | 8.0 |" in table
   assert not any(line.startswith(("| MAML, jaxtl", "| black box")) for line in table)

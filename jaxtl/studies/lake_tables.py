@@ -58,9 +58,10 @@ def _shots_cells(name: str, r: dict) -> list:
     cell = r["metrics"].get(f"{baseline}_20w1s", {})
     if "per_task" not in cell:
       continue
-    config = dict(c["tasks"], way=20, test_shot=1, test_query=c["query"], eval_split="test",
-                  baseline=baseline, batch_norm="running", pretrain_steps=c["pretrain"]["num_steps"],
-                  val_tasks=c["val_tasks"])
+    config = {k: v for k, v in c["tasks"].items() if k != "algorithm"}  # it trained none
+    config.update(way=20, test_shot=1, test_query=c["query"], eval_split="test",
+                  baseline=baseline, batch_norm="running",
+                  pretrain_steps=c["pretrain"]["num_steps"], val_tasks=c["val_tasks"])
     metrics = {"test_accuracy": cell["accuracy"], "test_accuracy_ci95": cell["ci95"],
                "test_accuracy_per_task": cell["per_task"]}
     row = os.path.dirname(name) + (f", {baseline}" if len(baselines) > 1 else "")
@@ -70,8 +71,9 @@ def _shots_cells(name: str, r: dict) -> list:
 
 
 # The fields that choose the test tasks: runs equal in them were scored on the same tasks.
-_TASK_FIELDS = ("dataset", "class_split", "split_seed", "eval_seed", "eval_tasks", "way",
-                "test_shot", "test_query", "test_tasks", "num_val_alphabets", "eval_split")
+# (eval_batch too: each chunk of tasks is drawn from its own key.)
+_TASK_FIELDS = ("dataset", "class_split", "split_seed", "eval_seed", "eval_tasks", "eval_batch",
+                "way", "test_shot", "test_query", "test_tasks", "num_val_alphabets", "eval_split")
 
 
 def _units(kind: str, per_task) -> np.ndarray:
@@ -235,7 +237,7 @@ def lake_table(root: str) -> str:
 def _plain(c: dict, algorithm: str) -> bool:
   """Whether a Lake-split run is `algorithm` trained as the first rows were: random
   episodes of the test's way, no warps, no test-time changes."""
-  return (c.get("algorithm") == algorithm and not c.get("ensemble")
+  return (c.get("algorithm") == algorithm and not c.get("ensemble") and not c.get("baseline")
           and c.get("train_tasks", "random") == "random" and not c.get("train_way")
           and not tasks.affine_is_on(**(c.get("train_affine") or {}))
           and not c.get("support_steps"))
@@ -293,8 +295,14 @@ def protocols_table(root: str) -> str:
     ours = maml_split.get(key)
     split = (f"{100 * (1 - ours['metrics']['test_accuracy']):.1f} ± "
              f"{100 * ours['metrics']['test_accuracy_ci95']:.1f}" if ours else "")
-    if ours and "num_steps" in ours["metrics"]:
-      split += f" ({meta_iterations(ours):,} of {ours['metrics']['num_steps']:,} it.)"
+    if ours and meta_iterations(ours):  # the meta-iterations trained, for a fair reading
+      done = meta_iterations(ours)
+      total = ours["metrics"].get("num_steps")
+      split += f" ({done:,} of {total:,} it.)" if total else f" ({done:,} it.)"
+    within = get("alphabet")
+    trained = max((meta_iterations(r) for r in cols.values()), default=0)
+    if within and trained:
+      within += f" ({trained:,} it.)"
     if split or cols:
-      lines.append(f"| {name} | {split} | {get('alphabet')} | {get('lake_runs')} |")
+      lines.append(f"| {name} | {split} | {within} | {get('lake_runs')} |")
   return "\n".join(lines)
