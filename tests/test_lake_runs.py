@@ -294,6 +294,7 @@ def test_the_readmes_two_protocols_table_takes_each_row_from_its_runs(tmp_path):
   runs = [0.9] * len(lake_runs.RUNS)
   meta("lake/runs", 0.9, runs, "experiments.meta_eval", class_split="lake",
        test_tasks="lake_runs")
+  meta("a_seed1", 0.5, class_split="lake", test_tasks="alphabet", seed=1)  # first, not the row
   meta("lake_warped", 0.5, class_split="lake", test_tasks="alphabet",
        train_affine={"rotate_deg": 10.0, "scale": (0.8, 1.2), "translate": 0.02})
   # A shot sweep on Lake's split whose tasks config names MAML (the meta config it copies):

@@ -236,8 +236,9 @@ def lake_table(root: str) -> str:
 
 def _plain(c: dict, algorithm: str) -> bool:
   """Whether a Lake-split run is `algorithm` trained as the first rows were: random
-  episodes of the test's way, no warps, no test-time changes."""
+  episodes of the test's way, no warps, no test-time changes, the first training seed."""
   return (c.get("algorithm") == algorithm and not c.get("ensemble") and not c.get("baseline")
+          and c.get("seed", 0) == 0
           and c.get("train_tasks", "random") == "random" and not c.get("train_way")
           and not tasks.affine_is_on(**(c.get("train_affine") or {}))
           and not c.get("support_steps"))
@@ -267,7 +268,7 @@ def protocols_table(root: str) -> str:
   maml_split.update({  # the shot sweep's baselines on MAML's split
       name.rpartition("_")[0]: {"metrics": {"test_accuracy": cell["accuracy"],
                                             "test_accuracy_ci95": cell["ci95"]}}
-      for folder, r in runs if kind_of(r) == "shots"
+      for _, r in runs if kind_of(r) == "shots"
       and r["config"]["tasks"].get("class_split", "maml") == "maml"
       for name, cell in r["metrics"].items()
       if name.endswith("_20w1s") and name.rpartition("_")[0] in shots.BASELINE_NAMES})
