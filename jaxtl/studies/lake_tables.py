@@ -266,7 +266,7 @@ def protocols_table(root: str) -> str:
   maml_split = {key[0]: r for key, (_, r) in omniglot_cells(runs).items()
                 if key[1:] == ("conv4", 20, 1)}
   maml_split.update({  # the shot sweep's baselines on MAML's split
-      name.rpartition("_")[0]: {"metrics": {"test_accuracy": cell["accuracy"],
+      name.rpartition("_")[0]: {"config": {}, "metrics": {"test_accuracy": cell["accuracy"],
                                             "test_accuracy_ci95": cell["ci95"]}}
       for _, r in runs if kind_of(r) == "shots"
       and r["config"]["tasks"].get("class_split", "maml") == "maml"
@@ -294,8 +294,7 @@ def protocols_table(root: str) -> str:
     get = lambda kind: _error(cols["test", kind, "transductive"]) if (
         "test", kind, "transductive") in cols else ""
     ours = maml_split.get(key)
-    split = (f"{100 * (1 - ours['metrics']['test_accuracy']):.1f} ± "
-             f"{100 * ours['metrics']['test_accuracy_ci95']:.1f}" if ours else "")
+    split = _error(ours) if ours else ""
     if ours and meta_iterations(ours):  # the meta-iterations trained, for a fair reading
       done = meta_iterations(ours)
       total = ours["metrics"].get("num_steps")
