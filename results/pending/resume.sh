@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Issue 30's reruns, carried across machines: a new session may start on a new machine, so
+# the finished cells of the six pre-training studies are committed here
+# (results/pending/pretraining_VARIANT/cells) and a later session resumes from them.
+#
+#   bash results/pending/resume.sh start   # worktree at the pinned commit, cells copied in, two lanes
+#   bash results/pending/resume.sh save    # finished cells copied back here (then commit them)
+#
+# Every cell is keyed by its config and the library's code hash (jaxtl.cache): the lanes
+# run the pinned commit's code, whatever main holds by then, and a cell of other code
+# stops the study with a StaleCacheError instead of being reused. `save` leaves out the
+# cells of the network a lane is working on (its other cells would come from a network
+# pre-trained again); tuning candidates are whole runs and always saved.
+set -euo pipefail
+COMMIT=e93f7e36d1d6b0ebb6cb0b31fd65ae8c6e744b24
+MAIN=$(cd "$(dirname "$0")/../.." && pwd)
+TREE=${TREE:-$(dirname "$MAIN")/rerun30c}
+VARIANTS="mnist_diversity fashion_mnist_diversity diversity mnist_labels fashion_mnist_labels labels"
+
+lane() {  # lane CORE: each unfinished, unlocked study in order, on one core, one thread
+  cd "$TREE"
+  export PYTHONPATH=$TREE XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  for v in $VARIANTS; do
+    w=results/pretraining_$v
+    [ -f $w/results.json ] && continue
+    mkdir runs/$v.lock 2>/dev/null || continue
+    echo "$(date -u +%FT%T) lane $1: $v start" >> runs/lanes.log
+    taskset -c "$1" "$MAIN/.venv/bin/python" -m experiments.pretraining \
+      --config=experiments/configs/pretraining.py:$v --workdir=$w \
+      --config.data_dir=../shared/data >> runs/$v.log 2>&1 && rc=0 || rc=$?
+    echo "$(date -u +%FT%T) lane $1: $v rc=$rc" >> runs/lanes.log
+    rmdir runs/$v.lock
+  done
+}
+
+case "${1:-}" in
+  start)
+    [ -d "$TREE" ] || git -C "$MAIN" worktree add "$TREE" $COMMIT
+    mkdir -p "$TREE/runs"
+    for v in $VARIANTS; do
+      git -C "$TREE" rm -rq --ignore-unmatch results/pretraining_$v  # the earlier objectives' tables
+      if [ -d "$MAIN/results/pending/pretraining_$v" ]; then
+        mkdir -p "$TREE/results/pretraining_$v"
+        cp -rn "$MAIN/results/pending/pretraining_$v/." "$TREE/results/pretraining_$v/"
+      fi
+    done
+    rm -rf "$TREE"/runs/*.lock
+    for core in 0 1; do
+      nohup setsid bash "$0" lane $core > /dev/null 2>&1 &
+      sleep 2
+    done ;;
+  lane) lane "$2" ;;
+  save)
+    for v in $VARIANTS; do
+      src=$TREE/results/pretraining_$v
+      [ -d "$src/cells" ] || continue
+      dst=$MAIN/results/pending/pretraining_$v
+      mkdir -p "$dst/cells"
+      if [ -f "$src/results.json" ]; then
+        busy=""
+      else  # the newest study cell's network may still owe cells
+        newest=$(ls -t "$src/cells" | grep -v '^tune_' | head -1 || true)
+        busy=$(echo "$newest" | cut -d_ -f1-3)
+      fi
+      for f in "$src"/cells/*.json; do
+        name=$(basename "$f")
+        [ -n "$busy" ] && [[ $name == "$busy"_* ]] && continue
+        cp -p "$f" "$dst/cells/"
+      done
+      [ -f "$src/results.json" ] && cp -p "$src"/results.* "$dst/"
+    done ;;
+  *) echo "usage: $0 start|save" >&2; exit 2 ;;
+esac
