@@ -337,8 +337,8 @@ def test_surgical_wall_table_bounds_the_speed_up_by_the_rows_that_train_the_firs
   assert "| head | 2.0 | 8.0 | 4.00x | cached | 90.00 / 90.00 | 0.001 / 0.001 |" in table
   assert "| **total** | 22.0 | 30.0 | 1.36x |" in table
   # block1 and all take 20 s cached: 30 s without the cache over 20 s is at most 1.50x.
-  assert ("The rows that train block1 (block1, all) have nothing frozen before it to "
-          "cache: they take 20 s of the cached study's 22 s, so with every other row free "
+  assert ("The rows that cache nothing (block1, all: they train block1 or normalise with "
+          "batch statistics) take 20 s of the cached study's 22 s, so with every other row free "
           "the study would be at most 1.50x faster") in table
 
 

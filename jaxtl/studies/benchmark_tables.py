@@ -307,14 +307,15 @@ def surgical_wall_table(root: str) -> str:
   t = b["total"]
   lines.append(f"| **total** | {t['cached']:.1f} | {t['every_step']:.1f} | "
                f"{t['speedup']:.2f}x | | | |")
-  # Rows that train the first block have no frozen prefix: with the cache they take as
-  # long as without, so even if every other row took no time the study could not be
-  # faster than their share allows.
+  # Rows that train the first block, or normalise with batch statistics (no prefix is
+  # then deterministic), cache nothing: with the cache they take as long as without, so
+  # even if every other row took no time the study could not be faster than their share
+  # allows.
   first = b["blocks"][0]
   unbounded = [k for k, r in b["rows"].items() if r.get("cached_blocks") == 0]
   floor = sum(b["rows"][k]["cached"]["seconds"] for k in unbounded)
-  lines += ["", f"The rows that train {first} ({', '.join(unbounded)}) have nothing frozen "
-            f"before it to cache: they take {floor:.0f} s of the cached study's "
+  lines += ["", f"The rows that cache nothing ({', '.join(unbounded)}: they train {first} "
+            f"or normalise with batch statistics) take {floor:.0f} s of the cached study's "
             f"{t['cached']:.0f} s, so with every other row free the study would be at most "
             f"{t['every_step'] / floor:.2f}x faster than without the cache. Every pick and "
             "every test accuracy is the same in both arms "
