@@ -67,7 +67,10 @@ case "${1:-}" in
         [ -n "$busy" ] && [[ $name == "$busy"_* ]] && continue
         cp -p "$f" "$dst/cells/"
       done
-      [ -f "$src/results.json" ] && cp -p "$src"/results.* "$dst/"
+      # A finished study lands whole as results/pretraining_$v, by hand with its docs: a
+      # results.json here would be read by the report as one more run.
+      [ -f "$src/results.json" ] && echo "$v finished: copy $src (cells, results.*) to" \
+        "results/pretraining_$v, remove $dst, regenerate the docs" || true
     done ;;
   *) echo "usage: $0 start|save" >&2; exit 2 ;;
 esac
