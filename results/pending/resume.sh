@@ -16,6 +16,9 @@ COMMIT=e93f7e36d1d6b0ebb6cb0b31fd65ae8c6e744b24
 MAIN=$(cd "$(dirname "$0")/../.." && pwd)
 TREE=${TREE:-$(dirname "$MAIN")/rerun30c}
 VARIANTS="mnist_diversity fashion_mnist_diversity diversity mnist_labels fashion_mnist_labels labels"
+# Where main's experiments/configs/pretraining.py has changed since the pinned commit
+# (configs are not part of the code hash): the same values as flags.
+FLAGS_labels="--config.pretrain.clean_batch_stats=20000"  # every drawing, not 4 alphabets
 
 lane() {  # lane CORE: each unfinished, unlocked study in order, on one core, one thread
   cd "$TREE"
@@ -27,7 +30,8 @@ lane() {  # lane CORE: each unfinished, unlocked study in order, on one core, on
     echo "$(date -u +%FT%T) lane $1: $v start" >> runs/lanes.log
     taskset -c "$1" "$MAIN/.venv/bin/python" -m experiments.pretraining \
       --config=experiments/configs/pretraining.py:$v --workdir=$w \
-      --config.data_dir=../shared/data >> runs/$v.log 2>&1 && rc=0 || rc=$?
+      --config.data_dir=../shared/data $(eval echo "\${FLAGS_$v:-}") >> runs/$v.log 2>&1 \
+      && rc=0 || rc=$?
     echo "$(date -u +%FT%T) lane $1: $v rc=$rc" >> runs/lanes.log
     rmdir runs/$v.lock
   done
