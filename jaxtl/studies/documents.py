@@ -139,7 +139,7 @@ def pretraining_tables(variant: str):
     # From the cells: per-seed values for the answers' paired intervals.
     summary = pretraining.summarize(results["metrics"]["cells"])
     dataset = results["config"].get("dataset", "omniglot")
-    text = answers.answer(summary, dataset)
+    text = answers.answer(summary, dataset, tuned="tuning" in results["metrics"])
     config = results["config"]
     if "tuning" in results["metrics"] and "tune" in config:
       gained = answers.budget(results["metrics"]["tuning"], config["tune"]["steps"],
