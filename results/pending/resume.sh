@@ -12,7 +12,7 @@
 # cells of the network a lane is working on (its other cells would come from a network
 # pre-trained again); tuning candidates are whole runs and always saved.
 set -euo pipefail
-COMMIT=e93f7e36d1d6b0ebb6cb0b31fd65ae8c6e744b24
+COMMIT=e93f7e3636d5742c6236ff5f6da70f80dbb6a837
 MAIN=$(cd "$(dirname "$0")/../.." && pwd)
 TREE=${TREE:-$(dirname "$MAIN")/rerun30c}
 VARIANTS="mnist_diversity fashion_mnist_diversity diversity mnist_labels fashion_mnist_labels labels"
