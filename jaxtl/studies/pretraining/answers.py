@@ -12,8 +12,8 @@ are told apart only when their own intervals (over tasks or test images) do not 
 import numpy as np
 
 from jaxtl import stats
-from jaxtl.studies.pretraining.tables import (SOURCES, TARGET_NAMES, _split, setting_name,
-                                              setting_target)
+from jaxtl.studies.pretraining.tables import (SOURCES, TARGET_NAMES, setting_name,
+                                              setting_strategy, setting_target)
 from jaxtl.studies.pretraining.tuning import setting_label
 
 LABEL_FREE = ("rotation", "simclr", "mae", "masked_denoise")  # never see a label
@@ -275,7 +275,7 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
 
 def _frozen(settings) -> bool:
   """Whether no setting fine-tunes the pre-trained network."""
-  return not any(_split(s)[0] in ("finetune", "lp_ft") for s in settings)
+  return not any(setting_strategy(s) in ("finetune", "lp_ft") for s in settings)
 
 
 def _learnt(summary, objective: str, groups: str) -> bool:
@@ -322,8 +322,11 @@ def _against_scratch(summary, objectives, least: str, most: str) -> str:
     return sum(_compare(cells[s], scratch[s]) > 0 for s in scratch if s in cells)
   def gain(objective, groups):
     cells = summary[objective].get(groups, {})
+    shared = [s for s in scratch if s in cells]
+    if not shared:
+      return "n/a"
     e = stats.estimate(100 * np.atleast_1d(np.mean(
-        [np.subtract(_seeds(cells[s]), _seeds(scratch[s])) for s in scratch if s in cells], 0)))
+        [np.subtract(_seeds(cells[s]), _seeds(scratch[s])) for s in shared], 0)))
     return f"{e.mean:+.1f}" + (f" +- {e.ci95:.1f}" if e.n_groups > 1 else "")
   return (f" Gain over no pre-training in points, at {least} / {most} (each seed's mean "
           "over the settings): " + ", ".join(f"{o} {gain(o, least)} / {gain(o, most)}"

@@ -42,6 +42,11 @@ def _split(setting: str) -> tuple[str, str]:
   return "", setting
 
 
+def setting_strategy(setting: str) -> str:
+  """The transfer strategy of a setting ("lp_ft_usps100" -> "lp_ft"); "" if none."""
+  return _split(setting)[0]
+
+
 def setting_target(setting: str) -> str:
   """The classification target of a digits setting ("lp_ft_usps100" -> "usps"); "" for a
   few-shot setting."""
