@@ -39,6 +39,11 @@ lane() {  # lane CORE: each unfinished, unlocked study in order, on one core, on
 
 case "${1:-}" in
   start)
+    for p in $(pgrep -f "experiments.pretraining|resume.sh lane" || true); do
+      if [ "$(readlink /proc/$p/cwd)" = "$TREE" ]; then  # its locks are live: keep them
+        echo "lanes already run in $TREE (pid $p); stop them first" >&2; exit 1
+      fi
+    done
     [ -d "$TREE" ] || git -C "$MAIN" worktree add "$TREE" $COMMIT
     mkdir -p "$TREE/runs"
     for v in $VARIANTS; do
