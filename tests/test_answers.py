@@ -1,9 +1,13 @@
 """The pre-training study's answers (`jaxtl.studies.pretraining.answers`) from hand-made summaries:
 with seeds, rows are told apart by the paired t-interval over seeds (`jaxtl.stats`); with
 one seed, by their own intervals not overlapping."""
+import json
+import os
+
 import numpy as np
 
 from jaxtl import stats
+from jaxtl.studies import documents
 from jaxtl.studies.pretraining import answers, tables
 
 
@@ -248,3 +252,36 @@ def test_ceiling_place_splits_class_groups_and_leaves_out_the_supervised_row_its
       "is not the supervised row itself: on other classes (1 setting): supervised 50% +- 6, "
       "rotation 50% +- 6; on the source's own classes (1 setting): supervised 75% +- 5, "
       "rotation 25% +- 5.")  # own classes: USPS alone (1 setting), MNIST left out
+
+
+def test_a_studys_block_names_the_code_that_made_it_and_its_picks(tmp_path):
+  """A stamped study's block names its commit and each objective's pick with the values
+  tried; one without a stamp says it predates issue 30's objectives."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "results/pretraining_mnist_diversity/results.json")) as f:
+    results = json.load(f)
+  folder = tmp_path / "pretraining_mnist_diversity"
+  folder.mkdir()
+  write = lambda r: (folder / "results.json").write_text(json.dumps(r))
+  results.pop("stamp", None)
+  results["metrics"].pop("tuning", None)
+  write(results)
+  block = documents.pretraining_tables("mnist_diversity")(str(tmp_path))
+  assert block.startswith("Made before issue 30 (results.json has no code stamp)")
+  assert "Settings picked" not in block
+  results["stamp"] = {"commit": "e93f7e3636d5742c6236ff5f6da70f80dbb6a837", "dirty": False}
+  results["metrics"]["tuning"] = {"mae": {
+      "pick": {"learning_rate": 0.009, "mask_ratio": 0.5}, "on_edge": [],
+      "grid": {"learning_rate": [0.001, 0.003, 0.009, 0.027], "mask_ratio": [0.5, 0.75]},
+      "scores": {"learning_rate0.009_mask_ratio0.5": 0.81},
+      "confirmed": {"learning_rate0.009_mask_ratio0.5": 0.8512}}}
+  write(results)
+  block = documents.pretraining_tables("mnist_diversity")(str(tmp_path))
+  assert block.startswith("Made at commit e93f7e36 (results.json's stamp)")
+  # The proxy is the pick's score at the study's length (confirmed), not the short run's.
+  assert ("| mae | learning_rate 0.009, mask_ratio 0.5 | learning_rate 0.001, 0.003, 0.009, "
+          "0.027; mask_ratio 0.5, 0.75 | 85.12 |") in block
+  results["metrics"]["tuning"]["mae"]["on_edge"] = ["learning_rate"]
+  write(results)
+  assert "| mae | learning_rate 0.009, mask_ratio 0.5 (on the edge of learning_rate) |" in (
+      documents.pretraining_tables("mnist_diversity")(str(tmp_path)))

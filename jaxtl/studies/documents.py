@@ -145,8 +145,26 @@ def pretraining_tables(variant: str):
       gained = answers.budget(results["metrics"]["tuning"], config["tune"]["steps"],
                               config["pretrain"]["num_steps"])
       text = " ".join(t for t in (text, gained) if t)
-    return pretraining.format_table(summary, dataset) + (f"\n\n{text}" if text else "")
+    picks = ("\n\n" + pretraining.format_picks(results["metrics"]["tuning"])
+             if results["metrics"].get("tuning") else "")
+    return (_made_by(results) + "\n\n" + pretraining.format_table(summary, dataset) + picks
+            + (f"\n\n{text}" if text else ""))
   return table
+
+
+def _made_by(results: dict) -> str:
+  """Which code made a pre-training study: its stamp's commit, or, with no stamp, the
+  objectives from before issue 30 (the tables of those runs stay until their reruns land)."""
+  stamp = results.get("stamp")
+  if stamp and stamp.get("commit"):
+    dirty = " with uncommitted changes" if stamp.get("dirty") else ""
+    return (f"Made at commit {stamp['commit'][:8]}{dirty} (results.json's stamp), with the "
+            "objectives as issue 30 specifies them and each one's settings picked on the "
+            "source.")
+  return ("Made before issue 30 (results.json has no code stamp), with the earlier "
+          "objectives: its `mae` is what is now `masked_denoise` (no mask token, a linear "
+          "decoder from pooled features), its `simclr` projected with one linear layer on "
+          "milder views, no setting was tuned and there is no ceiling row.")
 
 
 TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its table

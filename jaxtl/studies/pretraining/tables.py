@@ -2,6 +2,7 @@
 plotted (`study.study` writes them; `jaxtl.studies.documents` and `answers` read them)."""
 from jaxtl import stats
 from jaxtl.metrics import pyplot
+from jaxtl.studies.pretraining.tuning import setting_label
 
 # Pre-training dataset -> (what its diversity counts, how many there are).
 SOURCES = {"omniglot": ("alphabets", 30), "mnist": ("classes", 10),
@@ -134,3 +135,27 @@ def plot(summary: dict, path: str, unit: str = "alphabets") -> bool:
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return True
+
+
+def _value(v) -> str:
+  return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def format_picks(tuning: dict) -> str:
+  """Each objective's settings as the study picked them on held-out source images
+  (results.json's "tuning", `tuning.tune`): the pick, the values tried (after any
+  widening) and the pick's proxy score, so a reader sees where in its grid it sits."""
+  lines = ["Settings picked on held-out source images (nearest class means on frozen "
+           "features; never a target), before the study; the proxy is the pick's score at the "
+           "study's pre-training length:\n",
+           "| objective | pick | values tried | proxy (%) |", "|---|---|---|---:|"]
+  for objective, t in tuning.items():
+    label = setting_label(t["pick"])
+    score = t.get("confirmed", {}).get(label, t.get("scores", {}).get(label))
+    tried = "; ".join(f"{name} " + ", ".join(map(_value, values))
+                      for name, values in sorted(t["grid"].items()))
+    pick = ", ".join(f"{name} {_value(v)}" for name, v in sorted(t["pick"].items()))
+    edge = f" (on the edge of {', '.join(t['on_edge'])})" if t.get("on_edge") else ""
+    lines.append(f"| {objective} | {pick}{edge} | {tried} | "
+                 f"{'' if score is None else f'{100 * score:.2f}'} |")
+  return "\n".join(lines)
