@@ -141,6 +141,19 @@ def test_one_diversity_table_has_a_row_per_setting_and_a_column_per_objective():
                        "| LP-FT, MNIST, 1000 labels | 60.00 +- 1.00 |  |"]
 
 
+def test_a_row_run_once_for_every_diversity_level_is_shown_once():
+  """The floor and the ceiling are one run per seed, repeated at every level by the study:
+  shown once, in the most diverse column, and said so; an objective whose cells happen
+  to differ keeps every column."""
+  floor = cell(0.5)
+  summary = {"scratch": {"1": {"a": floor}, "10": {"a": floor}},
+             "mae": {"1": {"a": cell(0.6)}, "10": {"a": cell(0.7)}}}
+  lines = tables.format_table(summary, "mnist").splitlines()
+  assert lines[4:6] == ["| scratch |  | 50.00 +- 1.00 |", "| mae | 60.00 +- 1.00 | 70.00 +- 1.00 |"]
+  assert lines[-1].startswith("A row with one value (no pre-training, the ceiling) does not")
+  summary["scratch"]["1"] = {"a": cell(0.55)}
+  assert "A row with one value" not in tables.format_table(summary, "mnist")
+
 def test_diversity_leaves_no_pretraining_out_of_the_drops_and_counts_wins_over_it():
   scratch, ceiling = around(a=0.50, b=0.60), around(0.0, a=0.9, b=0.9)
   summary = {

@@ -97,17 +97,27 @@ def format_table(summary: dict, dataset: str = "omniglot") -> str:
           _cell(by_groups.get(str(groups[0]), {}).get(setting))
           for by_groups in summary.values()) + " |")
     return "\n".join(lines)
-  parts = []
+  parts, shown_once = [], False
   for setting in settings:
     lines = [f"{setting_name(setting)}, pre-trained on {source}: test accuracy (%) +- 95% "
              f"CI ({spread}), by pre-training {unit} (same number of images)\n",
              "| pre-training | " + " | ".join(map(str, groups)) + " |",
              "|---|" + "---:|" * len(groups)]
     for objective, by_groups in summary.items():
-      lines.append(f"| {objective} | " + " | ".join(
-          _cell(by_groups.get(str(g), {}).get(setting)) for g in groups) + " |")
+      row = [by_groups.get(str(g), {}).get(setting) for g in groups]
+      if _constant(row):  # one run serves every level: shown once
+        row = [None] * (len(groups) - 1) + row[-1:]
+        shown_once = True
+      lines.append(f"| {objective} | " + " | ".join(map(_cell, row)) + " |")
     parts.append("\n".join(lines))
-  return "\n\n".join(parts)
+  return "\n\n".join(parts) + (
+      "\n\nA row with one value (no pre-training, the ceiling) does not depend on the "
+      "pre-training data: one run per seed serves every level." if shown_once else "")
+
+
+def _constant(row: list) -> bool:
+  """Whether a row's cells are one cell repeated at every diversity level."""
+  return len(row) > 1 and all(row) and all(c == row[-1] for c in row)
 
 
 def plot(summary: dict, path: str, unit: str = "alphabets") -> bool:
