@@ -143,8 +143,8 @@ def test_one_diversity_table_has_a_row_per_setting_and_a_column_per_objective():
 
 def test_a_row_run_once_for_every_diversity_level_is_shown_once():
   """The floor and the ceiling are one run per seed, repeated at every level by the study:
-  shown once, in the most diverse column, and said so; an objective whose cells happen
-  to differ keeps every column."""
+  shown once, in the most diverse column, and said so; a floor whose cells differ, or an
+  objective whose cells happen to be equal, keeps every column."""
   floor = cell(0.5)
   summary = {"scratch": {"1": {"a": floor}, "10": {"a": floor}},
              "mae": {"1": {"a": cell(0.6)}, "10": {"a": cell(0.7)}}}
@@ -153,6 +153,8 @@ def test_a_row_run_once_for_every_diversity_level_is_shown_once():
   assert lines[-1].startswith("A row with one value (no pre-training, the ceiling) does not")
   summary["scratch"]["1"] = {"a": cell(0.55)}
   assert "A row with one value" not in tables.format_table(summary, "mnist")
+  summary = {"mae": {"1": {"a": floor}, "10": {"a": floor}}}
+  assert "| mae | 50.00 +- 1.00 | 50.00 +- 1.00 |" in tables.format_table(summary, "mnist")
 
 def test_diversity_leaves_no_pretraining_out_of_the_drops_and_counts_wins_over_it():
   scratch, ceiling = around(a=0.50, b=0.60), around(0.0, a=0.9, b=0.9)
@@ -298,3 +300,27 @@ def test_a_studys_block_names_the_code_that_made_it_and_its_picks(tmp_path):
   write(results)
   assert "| mae | learning_rate 0.009, mask_ratio 0.5 (on the edge of learning_rate) |" in (
       documents.pretraining_tables("mnist_diversity")(str(tmp_path)))
+
+
+def test_the_fine_tuned_ends_answer_on_lp_ft_alone(tmp_path):
+  """`mnist_diversity_lpft`'s answer reads its LP-FT settings, not the linear probes its
+  table also shows: here mae loses 10 points under a probe and 1 under LP-FT."""
+  cells = {}
+  for seed, jitter in enumerate((0.0, 0.01, -0.01)):
+    for groups, probe, lp_ft in ((1, 0.70, 0.89), (10, 0.80, 0.90)):
+      cells[f"mae_{groups}c_s{seed}_linear_probe_usps1000"] = {"accuracy": probe + jitter}
+      cells[f"mae_{groups}c_s{seed}_lp_ft_usps1000"] = {"accuracy": lp_ft + jitter}
+      cells[f"scratch_{groups}c_s{seed}_linear_probe_usps1000"] = {"accuracy": 0.5 + jitter}
+      cells[f"scratch_{groups}c_s{seed}_lp_ft_usps1000"] = {"accuracy": 0.6 + jitter}
+  folder = tmp_path / "pretraining_mnist_diversity_lpft"
+  folder.mkdir()
+  (folder / "results.json").write_text(json.dumps(
+      {"kind": "pretraining", "config": {"dataset": "mnist"}, "metrics": {"cells": cells}}))
+  block = documents.TABLES["pretraining-mnist-diversity-lpft-table"](str(tmp_path))
+  assert "| mae | 70.00 +- 2.48 | 80.00 +- 2.48 |" in block  # the probe's row, in the table
+  assert ("The answer reads the LP-FT settings alone (the network fine-tuned, as El-Nouby et "
+          "al. transfer; the linear probes are the diversity study's). Does pre-training data "
+          "need to be diverse? On MNIST, going from 10 classes down to 1 (the same number of "
+          "images) changes accuracy, averaged over 1 setting per seed, over 3 seeds, by: mae "
+          "-1.0 +- 0.0 points.") in block
+  assert "frozen features" not in block

@@ -131,15 +131,23 @@ def shots_verdict(root: str) -> str:
   return shots.verdict(load(root, "shots/results.json")["metrics"])
 
 
-def pretraining_tables(variant: str):
+def pretraining_tables(variant: str, answer_on: str = ""):
   """Transfer accuracy per pre-training objective and diversity (`experiments.pretraining`),
-  then the question it answers, in a sentence with its numbers."""
+  then the question it answers, in a sentence with its numbers; `answer_on`: a transfer
+  strategy whose settings alone the answer reads (the table shows every setting)."""
   def table(root: str) -> str:
     results = load(root, f"pretraining_{variant}/results.json")
     # From the cells: per-seed values for the answers' paired intervals.
     summary = pretraining.summarize(results["metrics"]["cells"])
     dataset = results["config"].get("dataset", "omniglot")
-    text = answers.answer(summary, dataset, tuned="tuning" in results["metrics"])
+    read = {o: {g: {s: c for s, c in cells.items()
+                    if not answer_on or pretraining.setting_strategy(s) == answer_on}
+                for g, cells in by_groups.items()} for o, by_groups in summary.items()}
+    text = answers.answer(read, dataset, tuned="tuning" in results["metrics"])
+    if answer_on:
+      text = (f"The answer reads the {pretraining.STRATEGY_NAMES[answer_on]} settings alone "
+              "(the network fine-tuned, as El-Nouby et al. transfer; the linear probes are "
+              f"the diversity study's). {text}")
     config = results["config"]
     if "tuning" in results["metrics"] and "tune" in config:
       gained = answers.budget(results["metrics"]["tuning"], config["tune"]["steps"],
@@ -195,6 +203,8 @@ TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its
     "pretraining-diversity-table": pretraining_tables("diversity"),
     **{f"pretraining-{d.replace('_', '-')}-{kind}-table": pretraining_tables(f"{d}_{kind}")
        for d in ("mnist", "fashion_mnist") for kind in ("labels", "diversity")},
+    **{f"pretraining-{d.replace('_', '-')}-diversity-lpft-table": pretraining_tables(
+        f"{d}_diversity_lpft", answer_on="lp_ft") for d in ("mnist", "fashion_mnist")},
     "throughput-table": throughput_table,
     "throughput-ratio-table": throughput_ratio_table,
     "step-throughput-table": step_throughput_table,

@@ -15,22 +15,38 @@ set -euo pipefail
 COMMIT=e93f7e3636d5742c6236ff5f6da70f80dbb6a837
 MAIN=$(cd "$(dirname "$0")/../.." && pwd)
 TREE=${TREE:-$(dirname "$MAIN")/rerun30c}
-VARIANTS="mnist_diversity fashion_mnist_diversity diversity mnist_labels fashion_mnist_labels labels"
+VARIANTS="mnist_diversity mnist_diversity_lpft fashion_mnist_diversity
+          fashion_mnist_diversity_lpft diversity mnist_labels fashion_mnist_labels labels"
 # Where main's experiments/configs/pretraining.py has changed since the pinned commit
 # (configs are not part of the code hash): the same values as flags.
 FLAGS_labels="--config.pretrain.clean_batch_stats=20000"  # every drawing, not 4 alphabets
+# The fine-tuned ends of a digits diversity study (main's VARIANT_lpft): the pinned config
+# does not name them, so its study's config with the same values as flags, run in a copy
+# of the finished study's workdir (its networks and cells, whose keys do not include the
+# levels or strategies enumerated: only the LP-FT cells are new).
+BASE_mnist_diversity_lpft=mnist_diversity
+BASE_fashion_mnist_diversity_lpft=fashion_mnist_diversity
+ENDS="--config.diversity='(1,10)' --config.strategies=\"('linear_probe','lp_ft')\""
+FLAGS_mnist_diversity_lpft=$ENDS
+FLAGS_fashion_mnist_diversity_lpft=$ENDS
 
 lane() {  # lane CORE: each unfinished, unlocked study in order, on one core, one thread
   cd "$TREE"
   export PYTHONPATH=$TREE XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
   for v in $VARIANTS; do
     w=results/pretraining_$v
+    key=BASE_$v; base=${!key:-}; key=FLAGS_$v; eval "flags=(${!key:-})"
     [ -f $w/results.json ] && continue
+    [ -z "$base" ] || [ -f results/pretraining_$base/results.json ] || continue  # not yet
     mkdir runs/$v.lock 2>/dev/null || continue
     echo "$(date -u +%FT%T) lane $1: $v start" >> runs/lanes.log
+    if [ -n "$base" ]; then
+      mkdir -p $w
+      cp -rnp results/pretraining_$base/cells results/pretraining_$base/pretrain $w/ 2>/dev/null || true
+    fi
     taskset -c "$1" "$MAIN/.venv/bin/python" -m experiments.pretraining \
-      --config=experiments/configs/pretraining.py:$v --workdir=$w \
-      --config.data_dir=../shared/data $(eval echo "\${FLAGS_$v:-}") >> runs/$v.log 2>&1 \
+      --config=experiments/configs/pretraining.py:${base:-$v} --workdir=$w \
+      --config.data_dir=../shared/data "${flags[@]}" >> runs/$v.log 2>&1 \
       && rc=0 || rc=$?
     echo "$(date -u +%FT%T) lane $1: $v rc=$rc" >> runs/lanes.log
     rmdir runs/$v.lock
@@ -48,9 +64,13 @@ case "${1:-}" in
     mkdir -p "$TREE/runs"
     for v in $VARIANTS; do
       git -C "$TREE" rm -rq --ignore-unmatch results/pretraining_$v  # the earlier objectives' tables
-      if [ -d "$MAIN/results/pending/pretraining_$v" ]; then
+      landed=$MAIN/results/pretraining_$v
+      if grep -qs "\"commit\": \"$COMMIT\"" "$landed/results.json"; then  # finished here
         mkdir -p "$TREE/results/pretraining_$v"
-        cp -rn "$MAIN/results/pending/pretraining_$v/." "$TREE/results/pretraining_$v/"
+        cp -rnp "$landed/." "$TREE/results/pretraining_$v/"
+      elif [ -d "$MAIN/results/pending/pretraining_$v" ]; then
+        mkdir -p "$TREE/results/pretraining_$v"
+        cp -rnp "$MAIN/results/pending/pretraining_$v/." "$TREE/results/pretraining_$v/"
       fi
     done
     rm -rf "$TREE"/runs/*.lock
@@ -63,6 +83,8 @@ case "${1:-}" in
     for v in $VARIANTS; do
       src=$TREE/results/pretraining_$v
       [ -d "$src/cells" ] || continue
+      grep -qs "\"commit\": \"$COMMIT\"" "$MAIN/results/pretraining_$v/results.json" &&
+        continue  # landed
       dst=$MAIN/results/pending/pretraining_$v
       mkdir -p "$dst/cells"
       if [ -f "$src/results.json" ]; then
@@ -71,9 +93,14 @@ case "${1:-}" in
         newest=$(ls -t "$src/cells" | grep -v '^tune_' | head -1 || true)
         busy=$(echo "$newest" | cut -d_ -f1-3)
       fi
+      key=BASE_$v; base=${!key:-}
       for f in "$src"/cells/*.json; do
+        [ -e "$f" ] || continue
         name=$(basename "$f")
         [ -n "$busy" ] && [[ $name == "$busy"_* ]] && continue
+        # A VARIANT_lpft keeps only its own cells: the rest are its base study's.
+        [ -n "$base" ] && [ -f "$MAIN/results/pending/pretraining_$base/cells/$name" -o \
+          -f "$MAIN/results/pretraining_$base/cells/$name" ] && continue
         cp -p "$f" "$dst/cells/"
       done
       # A finished study lands whole as results/pretraining_$v, by hand with its docs: a

@@ -105,7 +105,7 @@ def format_table(summary: dict, dataset: str = "omniglot") -> str:
              "|---|" + "---:|" * len(groups)]
     for objective, by_groups in summary.items():
       row = [by_groups.get(str(g), {}).get(setting) for g in groups]
-      if _constant(row):  # one run serves every level: shown once
+      if objective in LEVEL_FREE and _constant(row):  # one run serves every level
         row = [None] * (len(groups) - 1) + row[-1:]
         shown_once = True
       lines.append(f"| {objective} | " + " | ".join(map(_cell, row)) + " |")
@@ -113,6 +113,9 @@ def format_table(summary: dict, dataset: str = "omniglot") -> str:
   return "\n\n".join(parts) + (
       "\n\nA row with one value (no pre-training, the ceiling) does not depend on the "
       "pre-training data: one run per seed serves every level." if shown_once else "")
+
+
+LEVEL_FREE = ("scratch", "ceiling")  # rows that need no pre-training data of the study
 
 
 def _constant(row: list) -> bool:
