@@ -12,7 +12,7 @@ import pytest
 from experiments.configs import finetune as finetune_configs
 from experiments.configs import pretraining as pretraining_configs
 from experiments.configs import surgical as surgical_configs
-from jaxtl import checkpoint, objectives, workdir as run_dir
+from jaxtl import cache, checkpoint, objectives, workdir as run_dir
 from jaxtl.errors import ConfigError
 from jaxtl.finetune import trainer
 from jaxtl.studies import documents
@@ -546,3 +546,16 @@ def test_a_target_cell_tunes_its_learning_rate_on_held_out_target_images(data_di
   assert cell["accuracy"] == pytest.approx(0.8 - 0.01 * (np.log10(3.16e-4) - np.log10(3e-4)))
   assert min(float(v) for v in cell["val_accuracy"]) == pytest.approx(1e-5)  # widened twice
   assert all(n == 20 and v == config.target_val for n, v in seen)
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_the_fine_tuned_ends_share_the_diversity_studys_cells(dataset):
+  """`VARIANT_lpft` differs from its diversity study only in fields the cells' keys leave
+  out (`study.ENUMERATING`), so in a copy of that study's workdir it reuses its networks
+  and cells and adds the LP-FT ones."""
+  base = pretraining_configs.get_config(f"{dataset}_diversity")
+  ends = pretraining_configs.get_config(f"{dataset}_diversity_lpft")
+  assert ends.diversity == (1, 10) and ends.strategies == ("linear_probe", "lp_ft")
+  assert (cache.config_key(ends, study.ENUMERATING)
+          == cache.config_key(base, study.ENUMERATING))
+  assert ends.to_dict() != base.to_dict()
