@@ -319,8 +319,8 @@ def test_the_fine_tuned_ends_answer_on_lp_ft_alone(tmp_path):
   block = documents.TABLES["pretraining-mnist-diversity-lpft-table"](str(tmp_path))
   assert "| mae | 70.00 +- 2.48 | 80.00 +- 2.48 |" in block  # the probe's row, in the table
   assert ("The answer reads the LP-FT settings alone (the network fine-tuned, as El-Nouby et "
-          "al. transfer; the linear probes are the diversity study's). Does pre-training data "
+          "al. transfer; the frozen features' are the diversity study's). Does pre-training data "
           "need to be diverse? On MNIST, going from 10 classes down to 1 (the same number of "
           "images) changes accuracy, averaged over 1 setting per seed, over 3 seeds, by: mae "
           "-1.0 +- 0.0 points.") in block
-  assert "frozen features" not in block
+  assert "Every transfer here scored frozen features" not in block

@@ -559,3 +559,16 @@ def test_the_fine_tuned_ends_share_the_diversity_studys_cells(dataset):
   assert (cache.config_key(ends, study.ENUMERATING)
           == cache.config_key(base, study.ENUMERATING))
   assert ends.to_dict() != base.to_dict()
+
+
+def test_omniglots_fine_tuned_ends_reuse_the_diversity_studys_networks():
+  """`diversity_finetune` fine-tunes on each few-shot task at 1 and 14 alphabets: new cells
+  (the baselines are in their key), on the same networks (their config and the tuning's
+  are the study's)."""
+  base = pretraining_configs.get_config("diversity")
+  ends = pretraining_configs.get_config("diversity_finetune")
+  assert ends.diversity == (1, 14) and ends.baselines == ("finetune",)
+  assert ends.pretrain.to_dict() == base.pretrain.to_dict()
+  assert ends.tune.to_dict() == base.tune.to_dict()
+  assert (cache.config_key(ends, study.ENUMERATING + ("baselines",))
+          == cache.config_key(base, study.ENUMERATING + ("baselines",)))

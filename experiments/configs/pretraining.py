@@ -26,9 +26,11 @@ Variants:
              classes, each label-free objective and none (no supervised row: the classes
              are its labels), 5 seeds, 500 steps; the same targets from 1,000 labels by a
              linear probe on frozen features.
-  mnist_diversity_lpft, fashion_mnist_diversity_lpft: the same study at 1 and 10 classes,
-             each transfer by a linear probe and by LP-FT (fine-tuned, as El-Nouby et al.
-             transfer); in a copy of the diversity study's workdir it adds the LP-FT cells.
+  diversity_finetune, mnist_diversity_lpft, fashion_mnist_diversity_lpft: a diversity
+             study's two ends (1 and 14 alphabets, 1 and 10 classes) with the network
+             fine-tuned, as El-Nouby et al. transfer (Omniglot: fine-tuned on each few-shot
+             task; digits: LP-FT beside the probe); run in a copy of the diversity study's
+             workdir, they reuse its networks and add the fine-tuned cells.
   quick, digits_quick: a tiny network, a few steps and tasks, for tests.
 """
 import ml_collections
@@ -37,19 +39,25 @@ from experiments.configs import finetune, shots
 from jaxtl.errors import ConfigError
 
 DIGITS = ("mnist", "fashion_mnist")
-VARIANTS = ("labels", "diversity", "quick", "digits_quick") + tuple(
+VARIANTS = ("labels", "diversity", "diversity_finetune", "quick", "digits_quick") + tuple(
     f"{d}_{kind}" for d in DIGITS for kind in ("labels", "diversity", "diversity_lpft"))
 
 
 def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
     raise ConfigError(f"Unknown variant {variant!r}; valid: {', '.join(VARIANTS)}.")
-  if variant.endswith("_lpft"):
-    # The diversity study's two ends fine-tuned too (LP-FT), as El-Nouby et al. transfer:
-    # only enumerated fields change, so its cells (keyed without them) are the diversity
-    # study's; run in a copy of that study's workdir, only the LP-FT cells are new.
-    c = get_config(variant.removesuffix("_lpft"))
-    c.diversity, c.strategies = (c.diversity[0], c.diversity[-1]), ("linear_probe", "lp_ft")
+  if variant.endswith(("_lpft", "_finetune")):
+    # A diversity study's two ends with the network fine-tuned, as El-Nouby et al.
+    # transfer: the same pre-trained networks (their configs do not change), so in a copy
+    # of that study's workdir only the fine-tuned cells are new. The digits add LP-FT to
+    # the probe (enumerated fields only: the probe's cells are the study's); Omniglot
+    # fine-tunes on each few-shot task (its baselines are in the cells' key: new cells).
+    c = get_config(variant.rsplit("_", 1)[0])
+    c.diversity = (c.diversity[0], c.diversity[-1])
+    if c.dataset == "omniglot":
+      c.baselines = ("finetune",)
+    else:
+      c.strategies = ("linear_probe", "lp_ft")
     return c
   quick = variant.endswith("quick")
   c = ml_collections.ConfigDict()

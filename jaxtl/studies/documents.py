@@ -146,8 +146,8 @@ def pretraining_tables(variant: str, answer_on: str = ""):
     text = answers.answer(read, dataset, tuned="tuning" in results["metrics"])
     if answer_on:
       text = (f"The answer reads the {pretraining.STRATEGY_NAMES[answer_on]} settings alone "
-              "(the network fine-tuned, as El-Nouby et al. transfer; the linear probes are "
-              f"the diversity study's). {text}")
+              "(the network fine-tuned, as El-Nouby et al. transfer; the frozen features' "
+              f"are the diversity study's). {text}")
     config = results["config"]
     if "tuning" in results["metrics"] and "tune" in config:
       gained = answers.budget(results["metrics"]["tuning"], config["tune"]["steps"],
@@ -203,6 +203,9 @@ TABLES = {  # <!-- NAME --> block of README.md, BUILD_NOTES.md, docs/*.md -> its
     "pretraining-diversity-table": pretraining_tables("diversity"),
     **{f"pretraining-{d.replace('_', '-')}-{kind}-table": pretraining_tables(f"{d}_{kind}")
        for d in ("mnist", "fashion_mnist") for kind in ("labels", "diversity")},
+    # A diversity study's ends with the network fine-tuned (El-Nouby et al.'s transfer).
+    "pretraining-diversity-finetune-table": pretraining_tables("diversity_finetune",
+                                                               answer_on="finetune"),
     **{f"pretraining-{d.replace('_', '-')}-diversity-lpft-table": pretraining_tables(
         f"{d}_diversity_lpft", answer_on="lp_ft") for d in ("mnist", "fashion_mnist")},
     "throughput-table": throughput_table,

@@ -16,14 +16,17 @@ COMMIT=e93f7e3636d5742c6236ff5f6da70f80dbb6a837
 MAIN=$(cd "$(dirname "$0")/../.." && pwd)
 TREE=${TREE:-$(dirname "$MAIN")/rerun30c}
 VARIANTS="mnist_diversity mnist_diversity_lpft fashion_mnist_diversity
-          fashion_mnist_diversity_lpft diversity mnist_labels fashion_mnist_labels labels"
+          fashion_mnist_diversity_lpft diversity diversity_finetune mnist_labels
+          fashion_mnist_labels labels"
 # Where main's experiments/configs/pretraining.py has changed since the pinned commit
 # (configs are not part of the code hash): the same values as flags.
 FLAGS_labels="--config.pretrain.clean_batch_stats=20000"  # every drawing, not 4 alphabets
-# The fine-tuned ends of a digits diversity study (main's VARIANT_lpft): the pinned config
-# does not name them, so its study's config with the same values as flags, run in a copy
-# of the finished study's workdir (its networks and cells, whose keys do not include the
-# levels or strategies enumerated: only the LP-FT cells are new).
+# A diversity study's fine-tuned ends (main's diversity_finetune, VARIANT_lpft): the
+# pinned config does not name them, so their study's config with main's values as flags,
+# run in a copy of the finished study's workdir: its networks are reused, and only the
+# fine-tuned cells are new (the flags give main's configs exactly, checked when written).
+BASE_diversity_finetune=diversity
+FLAGS_diversity_finetune="--config.diversity='(1,14)' --config.baselines=\"('finetune',)\""
 BASE_mnist_diversity_lpft=mnist_diversity
 BASE_fashion_mnist_diversity_lpft=fashion_mnist_diversity
 ENDS="--config.diversity='(1,10)' --config.strategies=\"('linear_probe','lp_ft')\""
