@@ -5,6 +5,7 @@
 #
 #   bash results/pending/resume.sh start   # worktree at the pinned commit, cells copied in, two lanes
 #   bash results/pending/resume.sh save    # finished cells copied back here (then commit them)
+#   bash results/pending/resume.sh land V  # a finished study V into results/, docs regenerated
 #
 # Every cell is keyed by its config and the library's code hash (jaxtl.cache): the lanes
 # run the pinned commit's code, whatever main holds by then, and a cell of other code
@@ -111,5 +112,25 @@ case "${1:-}" in
       [ -f "$src/results.json" ] && echo "$v finished: copy $src (cells, results.*) to" \
         "results/pretraining_$v, remove $dst, regenerate the docs" || true
     done ;;
-  *) echo "usage: $0 start|save" >&2; exit 2 ;;
+  land)  # land VARIANT: a finished study replaces results/pretraining_VARIANT
+    v=${2:?usage: $0 land VARIANT}
+    src=$TREE/results/pretraining_$v
+    grep -qs "\"commit\": \"$COMMIT\"" "$src/results.json" ||
+      { echo "$src/results.json: no finished run stamped $COMMIT" >&2; exit 1; }
+    dst=$MAIN/results/pretraining_$v
+    git -C "$MAIN" rm -rq --ignore-unmatch "results/pretraining_$v" "results/pending/pretraining_$v"
+    rm -rf "$dst" "$MAIN/results/pending/pretraining_$v"
+    mkdir -p "$dst/cells"
+    key=BASE_$v; base=${!key:-}
+    for f in "$src"/cells/*.json; do  # a variant's own cells: the rest are its base study's
+      [ -n "$base" ] && [ -f "$MAIN/results/pretraining_$base/cells/$(basename "$f")" ] && continue
+      cp -p "$f" "$dst/cells/"
+    done
+    cp -p "$src"/results.json "$src"/results.md "$dst/"
+    [ -f "$src/results.png" ] && cp -p "$src/results.png" "$dst/"
+    cd "$MAIN" && .venv/bin/python -m experiments.report --workdir=results --out=results \
+      --documents > /dev/null && git checkout results/learning_curves.png \
+      results/meta_accuracy_by_steps.png
+    echo "landed $v: read its blocks in docs/ and results/report.md, then commit" ;;
+  *) echo "usage: $0 start|save|land VARIANT" >&2; exit 2 ;;
 esac
