@@ -105,9 +105,12 @@ def test_diversity_takes_each_seeds_drop_then_a_t_interval_over_seeds():
           "here too.") in text
 
 
+LP = "linear_probe_usps1000"  # a frozen-feature setting
+
+
 def test_diversity_names_no_objective_when_the_smallest_drop_is_not_told_apart():
-  within = {"rotation": {"1": {"s": seeds(0.70, 0.71, 0.69)}, "10": {"s": seeds(0.70, 0.72, 0.69)}},
-            "mae": {"1": {"s": seeds(0.69, 0.70, 0.70)}, "10": {"s": seeds(0.70, 0.70, 0.71)}}}
+  within = {"rotation": {"1": {LP: seeds(0.70, 0.71, 0.69)}, "10": {LP: seeds(0.70, 0.72, 0.69)}},
+            "mae": {"1": {LP: seeds(0.69, 0.70, 0.70)}, "10": {LP: seeds(0.70, 0.70, 0.71)}}}
   text = answers.answer(within, "mnist")  # drops 0, 1, 0 and 1, 0, 1 points
   # mae - rotation: 1, -1, 1 points; one-sided 5% needs t(0.95, 2) x 1.155 / sqrt(3) = 1.9.
   assert ("Of the label-free objectives, the smallest drop, rotation's, is not told apart "
@@ -115,16 +118,16 @@ def test_diversity_names_no_objective_when_the_smallest_drop_is_not_told_apart()
           "here; El-Nouby et al.'s pattern (the masked objective degrades least) is not told "
           "apart here.") in text
   beyond = {"rotation": within["rotation"],
-            "mae": {"1": {"s": seeds(0.50, 0.52, 0.49)}, "10": {"s": seeds(0.70, 0.71, 0.70)}}}
+            "mae": {"1": {LP: seeds(0.50, 0.52, 0.49)}, "10": {LP: seeds(0.70, 0.71, 0.70)}}}
   text = answers.answer(beyond, "mnist")  # mae's drops 20, 19, 21 points
   assert "On MNIST, going from 10 classes down to 1" in text
   assert text.endswith("Of the label-free objectives, rotation degrades least, beyond the "
                        "paired intervals (Holm); "
                        "El-Nouby et al.'s pattern (the masked objective degrades least) does "
-                       "not appear here. Every transfer here scored frozen features (nearest "
-                       "class means, linear probes), where El-Nouby et al. fine-tune, so the "
-                       "comparison with them holds for frozen features.")
-  one_seed = {o: {g: {"s": cell(c["s"]["accuracy"])} for g, c in by.items()}
+                       "not appear here. Every transfer here scored frozen features (linear "
+                       "probes), where El-Nouby et al. fine-tune, so the comparison with them "
+                       "holds for frozen features.")
+  one_seed = {o: {g: {LP: cell(c[LP]["accuracy"])} for g, c in by.items()}
               for o, by in beyond.items()}
   assert answers.answer(one_seed, "mnist").endswith(
       "(one seed: no interval), by: rotation -0.3 points, mae -20.0 points. With one seed no "

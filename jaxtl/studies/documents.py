@@ -153,7 +153,7 @@ def pretraining_tables(variant: str, answer_on: str = ""):
       gained = answers.budget(results["metrics"]["tuning"], config["tune"]["steps"],
                               config["pretrain"]["num_steps"])
       text = " ".join(t for t in (text, gained) if t)
-    picks = ("\n\n" + pretraining.format_picks(results["metrics"]["tuning"])
+    picks = ("\n\n" + pretraining.format_picks(results["metrics"]["tuning"], list(summary))
              if results["metrics"].get("tuning") else "")
     return (_made_by(results) + "\n\n" + pretraining.format_table(summary, dataset) + picks
             + (f"\n\n{text}" if text else ""))

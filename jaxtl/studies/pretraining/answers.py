@@ -266,11 +266,19 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   else:
     text += ("; El-Nouby et al.'s pattern (the masked objective degrades least) is not told "
              "apart here.")
-  if "mae" in drops and _frozen(next(iter(summary["mae"].values()))):
-    text += (" Every transfer here scored frozen features (nearest class means, linear "
-             "probes), where El-Nouby et al. fine-tune, so the comparison with them holds "
-             "for frozen features.")
+  settings = next(iter(summary.get("mae", {}).values()), {})
+  if "mae" in drops and _frozen(settings):
+    present = {setting_strategy(s) for s in settings}
+    used = [name for key, name in STRATEGY_PLURALS.items() if key in present]
+    text += (f" Every transfer here scored frozen features ({', '.join(used)}), where "
+             "El-Nouby et al. fine-tune, so the comparison with them holds for frozen "
+             "features.")
   return text + _against_scratch(summary, drops, str(least), str(most))
+
+
+# The frozen-feature transfers (every strategy but fine-tuning), as the answers name them.
+STRATEGY_PLURALS = {"ncm": "nearest class means", "linear_probe": "linear probes",
+                    "cosine": "Baseline++ heads"}
 
 
 def _frozen(settings) -> bool:

@@ -154,10 +154,11 @@ def _value(v) -> str:
   return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def format_picks(tuning: dict) -> str:
+def format_picks(tuning: dict, rows=()) -> str:
   """Each objective's settings as the study picked them on held-out source images
   (results.json's "tuning", `tuning.tune`): the pick, the values tried (after any
-  widening) and the pick's proxy score, so a reader sees where in its grid it sits."""
+  widening) and the pick's proxy score, so a reader sees where in its grid it sits.
+  `rows`: the study's table rows; supervised's pick serves the ceiling where it has none."""
   lines = ["Settings picked on held-out source images (nearest class means on frozen "
            "features; never a target), before the study; the proxy is the pick's score at the "
            "study's pre-training length:\n",
@@ -169,6 +170,8 @@ def format_picks(tuning: dict) -> str:
                       for name, values in sorted(t["grid"].items()))
     pick = ", ".join(f"{name} {_value(v)}" for name, v in sorted(t["pick"].items()))
     edge = f" (on the edge of {', '.join(t['on_edge'])})" if t.get("on_edge") else ""
-    lines.append(f"| {objective} | {pick}{edge} | {tried} | "
+    name = objective + (" (the ceiling's)" if objective == "supervised" and rows
+                        and "supervised" not in rows else "")
+    lines.append(f"| {name} | {pick}{edge} | {tried} | "
                  f"{'' if score is None else f'{100 * score:.2f}'} |")
   return "\n".join(lines)
