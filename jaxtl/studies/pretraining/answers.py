@@ -223,58 +223,58 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   higher = [o for o, e in est.items() if e.mean + e.ci95 < 0]
   text += (f" Narrower data lowers it beyond the interval for {', '.join(lower) or 'none'}"
            f" and raises it for {', '.join(higher) or 'none'}.")
-  # Which label-free objective degrades least (supervised's labels are a second knob).
+  # Which label-free objective degrades least (supervised's labels are a second knob),
+  # among those that learnt something: a small drop from no gain is no robustness.
   free = [o for o in drops if o in LABEL_FREE]
-  if not free:
+  if len(free) < 2:  # nothing to compare
     return text + _against_scratch(summary, drops, str(least), str(most))
-  smallest = min(free, key=lambda o: est[o].mean)
-  others = [o for o in free if o != smallest]
-  if not others:
-    return text + _against_scratch(summary, drops, str(least), str(most))
-  # Each other objective's drop larger than the smallest one's, one-sided, Holm.
-  p = [stats.one_sided_p(stats.paired(drops[o][0], drops[smallest][0])) for o in others]
-  beaten = [o for o, r in zip(others, stats.holm(p)) if r]
-  tied = [o for o in others if o not in beaten]
-  if not tied:
-    text += (f" Of the label-free objectives, {smallest} degrades least, beyond the paired "
-             "intervals (Holm)")
-    least_is = smallest
-  else:
-    # The resolution of the widest of those comparisons, at Holm's strictest step.
-    needed = max(stats.detectable(stats.paired(drops[o][0], drops[smallest][0]), len(others))
-                 for o in tied)
-    text += (f" Of the label-free objectives, the smallest drop, {smallest}'s, is not told "
-             f"apart from {', '.join(tied)}'s (a difference had to exceed about "
-             f"{needed:.1f} points): none degrades least here")
-    least_is = None
+  learnt = [o for o in free if _learnt(summary, o, most)]
+  idle = [o for o in free if o not in learnt]
+  if idle:
+    text += (f" Left out of which degrades least, as not ahead of no pre-training beyond the "
+             f"interval on the most diverse data: {', '.join(idle)}.")
+  least_is, beaten = None, []
+  if len(learnt) > 1:
+    smallest = min(learnt, key=lambda o: est[o].mean)
+    others = [o for o in learnt if o != smallest]
+    # Each other objective's drop larger than the smallest one's, one-sided, Holm.
+    p = [stats.one_sided_p(stats.paired(drops[o][0], drops[smallest][0])) for o in others]
+    beaten = [o for o, r in zip(others, stats.holm(p)) if r]
+    tied = [o for o in others if o not in beaten]
+    if not tied:
+      text += (f" Of the label-free objectives that learnt, {smallest} degrades least, "
+               "beyond the paired intervals (Holm).")
+      least_is = smallest
+    else:
+      # The resolution of the widest of those comparisons, at Holm's strictest step.
+      needed = max(stats.detectable(stats.paired(drops[o][0], drops[smallest][0]),
+                                    len(others)) for o in tied)
+      text += (f" Of the label-free objectives that learnt, the smallest drop, {smallest}'s, "
+               f"is not told apart from {', '.join(tied)}'s (a difference had to exceed "
+               f"about {needed:.1f} points): none degrades least here.")
+  pattern = "El-Nouby et al.'s pattern (the masked objective degrades least)"
   if "mae" not in drops:
-    text += "; the masked autoencoder was not run, so El-Nouby et al.'s pattern is untested."
-  elif not _learnt(summary, "mae", most):
-    text += ("; the masked autoencoder is not ahead of no pre-training beyond the interval "
-             "on the most diverse data, so El-Nouby et al.'s pattern (the masked objective "
-             "degrades least) is untested here: it needs a masked objective that learnt.")
-  elif least_is is not None and not _learnt(summary, least_is, most):
-    text += (f", but {least_is} is not ahead of no pre-training beyond the interval on the "
-             "most diverse data, so its small drop may only mean that it learnt little; "
-             "El-Nouby et al.'s pattern (the masked objective degrades least) is not shown "
-             "here.")
+    text += f" The masked autoencoder was not run, so {pattern} is untested."
+  elif "mae" in idle:
+    text += (f" The masked autoencoder is not ahead of no pre-training on the most diverse "
+             f"data, so {pattern} is untested here: it needs a masked objective that learnt.")
+  elif len(learnt) < 2:
+    text += f" No other label-free objective learnt, so {pattern} is untested here."
   elif least_is == "mae":
-    text += ": the masked autoencoder degrading least is El-Nouby et al.'s pattern, seen here too."
+    text += " The masked autoencoder degrading least is El-Nouby et al.'s pattern, seen here too."
   elif least_is is not None:
-    text += ("; El-Nouby et al.'s pattern (the masked objective degrades least) does not "
-             "appear here.")
-  elif "mae" in beaten:  # no objective is told apart as least, but mae is told apart as not
-    text += (f"; the masked autoencoder's drop is larger than {smallest}'s beyond the paired "
-             "interval (Holm), so El-Nouby et al.'s pattern (the masked objective degrades "
-             "least) does not appear here.")
+    text += f" {pattern[0].upper()}{pattern[1:]} does not appear here."
+  elif "mae" in beaten:  # none is told apart as least, but mae is told apart as not
+    text += (f" The masked autoencoder's drop is larger than {smallest}'s beyond the paired "
+             f"interval (Holm), so {pattern} does not appear here.")
   else:
-    text += ("; El-Nouby et al.'s pattern (the masked objective degrades least) is not told "
-             "apart here.")
+    text += f" {pattern[0].upper()}{pattern[1:]} is not told apart here."
   settings = next(iter(summary.get("mae", {}).values()), {})
   if "mae" in drops and _frozen(settings):
     present = {setting_strategy(s) for s in settings}
     used = [name for key, name in STRATEGY_PLURALS.items() if key in present]
-    text += (f" Every transfer here scored frozen features ({', '.join(used)}), where "
+    used = f" ({', '.join(used)})" if used else ""
+    text += (f" Every transfer here scored frozen features{used}, where "
              "El-Nouby et al. fine-tune, so the comparison with them holds for frozen "
              "features.")
   return text + _against_scratch(summary, drops, str(least), str(most))
