@@ -34,6 +34,11 @@ ENDS="--config.diversity='(1,10)' --config.strategies=\"('linear_probe','lp_ft')
 FLAGS_mnist_diversity_lpft=$ENDS
 FLAGS_fashion_mnist_diversity_lpft=$ENDS
 
+own() {  # own BASE CELL: whether CELL is a variant's own, not one of its base study's
+  [ -z "$1" ] || ! [ -f "$MAIN/results/pending/pretraining_$1/cells/$2" -o \
+                     -f "$MAIN/results/pretraining_$1/cells/$2" ]
+}
+
 lane() {  # lane CORE: each unfinished, unlocked study in order, on one core, one thread
   cd "$TREE"
   export PYTHONPATH=$TREE XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -102,10 +107,7 @@ case "${1:-}" in
         [ -e "$f" ] || continue
         name=$(basename "$f")
         [ -n "$busy" ] && [[ $name == "$busy"_* ]] && continue
-        # A VARIANT_lpft keeps only its own cells: the rest are its base study's.
-        [ -n "$base" ] && [ -f "$MAIN/results/pending/pretraining_$base/cells/$name" -o \
-          -f "$MAIN/results/pretraining_$base/cells/$name" ] && continue
-        cp -p "$f" "$dst/cells/"
+        own "$base" "$name" && cp -p "$f" "$dst/cells/"
       done
       # A finished study lands whole as results/pretraining_$v, by hand with its docs: a
       # results.json here would be read by the report as one more run.
@@ -122,9 +124,8 @@ case "${1:-}" in
     rm -rf "$dst" "$MAIN/results/pending/pretraining_$v"
     mkdir -p "$dst/cells"
     key=BASE_$v; base=${!key:-}
-    for f in "$src"/cells/*.json; do  # a variant's own cells: the rest are its base study's
-      [ -n "$base" ] && [ -f "$MAIN/results/pretraining_$base/cells/$(basename "$f")" ] && continue
-      cp -p "$f" "$dst/cells/"
+    for f in "$src"/cells/*.json; do
+      own "$base" "$(basename "$f")" && cp -p "$f" "$dst/cells/"
     done
     cp -p "$src"/results.json "$src"/results.md "$dst/"
     [ -f "$src/results.png" ] && cp -p "$src/results.png" "$dst/"
