@@ -322,34 +322,67 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
                    f"chance ({pct(chance)}%; needs {pct(bar)}%), so the ranking of rows "
                    "means nothing")
 
+  c = compare(rows, star, others, margin, alpha)
+  diffs, shown = c.diffs, c.shown
+  if c.label == "not reproduced":
+    why = (f"{', '.join(c.better)} {'is' if len(c.better) == 1 else 'are each'} "
+           "significantly better (one-sided Holm "
+           f"p={', '.join(f'{c.up[o]:.2g}' for o in c.better)})")
+    if c.within:
+      why += f", though every difference lies within ±{pct(margin)} point"
+  elif c.label == "reproduced":
+    why = (f"{star} is significantly better than every other row (largest one-sided Holm "
+           f"p={max(c.down.values()):.2g})")
+  elif c.label == "not distinguishable":
+    why = f"every difference lies within ±{pct(margin)} point"
+  else:
+    why = (f"no row is significantly better or worse; {shown} − {star} had to exceed "
+           f"about {pct(c.resolution)} points to reach significance (and be larger still to "
+           "be found reliably)")
+  label = c.label
+  text = (f"paper: {paper}; best here: {best} ({format_estimate(estimates[best])}); "
+          f"{shown} − {star} = {format_estimate(diffs[shown], signed=True)}; {why} "
+          f"(Holm over {len(others)} comparison{'s' if len(others) > 1 else ''} each way; "
+          f"{seeds})")
+  return Verdict(label, star, best, text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """`compare`'s outcome: `label` (one of LABELS but "no verdict"), `better` (the rows
+  significantly better than the star), `diffs` (row − star, `paired`), `up` / `down`
+  (Holm-adjusted one-sided p that each row is better / worse than the star), `within`
+  (every difference within the margin), `shown` (the row with the largest difference) and
+  `resolution` (the difference `shown` needed to reach significance)."""
+  label: str
+  better: list
+  diffs: dict
+  up: dict
+  down: dict
+  within: bool
+  shown: str
+  resolution: float
+
+
+def compare(rows: Mapping[str, np.ndarray], star: str, others: Sequence[str],
+            margin: float, alpha: float = 0.05) -> Comparison:
+  """The symmetric rule itself, in the rows' own units (`verdict` adds the guards for
+  accuracies; a study whose rows are not accuracies, such as drops, calls this): one-sided
+  paired t-tests of every other row against `star`, Holm over them, in both directions."""
   diffs = {c: paired(rows[c], rows[star]) for c in others}
   up = dict(zip(others, holm_adjusted([one_sided_p(diffs[c]) for c in others])))
   down = dict(zip(others, holm_adjusted([one_sided_p(paired(rows[star], rows[c]))
                                          for c in others])))
   better = [c for c in others if up[c] <= alpha]
   within = all(abs(diffs[c].mean) + diffs[c].ci95 < margin for c in others)
+  shown = max(others, key=lambda c: diffs[c].mean)
   if better:
     label, shown = "not reproduced", max(better, key=lambda c: diffs[c].mean)
-    why = (f"{', '.join(better)} {'is' if len(better) == 1 else 'are each'} significantly "
-           f"better (one-sided Holm p={', '.join(f'{up[c]:.2g}' for c in better)})")
-    if within:
-      why += f", though every difference lies within ±{pct(margin)} point"
   elif all(down[c] <= alpha for c in others):
-    label, shown = "reproduced", max(others, key=lambda c: diffs[c].mean)
-    why = (f"{star} is significantly better than every other row (largest one-sided Holm "
-           f"p={max(down.values()):.2g})")
+    label = "reproduced"
   elif within:
-    label, shown = "not distinguishable", max(others, key=lambda c: diffs[c].mean)
-    why = f"every difference lies within ±{pct(margin)} point"
+    label = "not distinguishable"
   else:
     label = "inconclusive"
-    shown = max(others, key=lambda c: diffs[c].mean)
-    resolution = detectable(diffs[shown], len(others), alpha)  # of the comparison shown
-    why = (f"no row is significantly better or worse; {shown} − {star} had to exceed "
-           f"about {pct(resolution)} points to reach significance (and be larger still to "
-           "be found reliably)")
-  text = (f"paper: {paper}; best here: {best} ({format_estimate(estimates[best])}); "
-          f"{shown} − {star} = {format_estimate(diffs[shown], signed=True)}; {why} "
-          f"(Holm over {len(others)} comparison{'s' if len(others) > 1 else ''} each way; "
-          f"{seeds})")
-  return Verdict(label, star, best, text)
+  resolution = detectable(diffs[shown], len(others), alpha)
+  return Comparison(label, better, diffs, up, down, within, shown, resolution)

@@ -204,3 +204,17 @@ def test_near_chance_gives_no_verdict():
   v = _verdict(low)
   assert v.label == "no verdict" and "block3, reaches 30.0%" in v.text
   assert stats.near_chance(0.3249, 0.1) and not stats.near_chance(0.3251, 0.1)
+
+
+@pytest.mark.parametrize("diff", [0.03 + np.array([0.001, -0.001, 0.002, -0.002, 0.0]),
+                                  0.005 + np.array([-0.04, 0.05, -0.03, 0.04, -0.02]),
+                                  0.002 + np.array([-0.003, 0.003, 0.0, -0.002, 0.002]),
+                                  -0.03 + np.array([0.001, -0.001, 0.002, -0.002, 0.0])])
+def test_compare_is_the_verdicts_rule_in_any_unit(diff):
+  """`compare` is `verdict`'s rule without its guards for accuracies: the same rows in
+  points, with the margin in points, get the verdict's label (drops are judged so)."""
+  rows = {"block1": BASE, "block3": _row(diff)}
+  in_points = stats.compare({k: 100 * v for k, v in rows.items()}, "block1", ["block3"],
+                            margin=1.0)
+  assert in_points.label == _verdict(rows).label
+  assert in_points.diffs["block3"].mean == pytest.approx(100 * np.mean(diff))

@@ -263,9 +263,10 @@ def _theirs(objectives) -> str:
 
 def _el_nouby(summary, drops, learnt, idle) -> str:
   """El-Nouby et al.'s claim, stated before the data (the masked objective degrades
-  least), by the one symmetric rule (`stats.verdict`'s): one-sided paired tests of the
-  masked autoencoder's drop against each other objective that learnt, Holm, in both
-  directions; and whether every transfer scored frozen features, where they fine-tune."""
+  least), by the one symmetric rule (`stats.compare`, `stats.verdict`'s core): one-sided
+  paired tests of the masked autoencoder's drop against each other objective that learnt,
+  Holm, in both directions, a point's margin; and whether every transfer scored frozen
+  features, where they fine-tune."""
   pattern = "El-Nouby et al.'s pattern (the masked objective degrades least)"
   rivals = [o for o in learnt if o != "mae"]
   if "mae" not in drops:
@@ -275,17 +276,17 @@ def _el_nouby(summary, drops, learnt, idle) -> str:
             f"data, so {pattern} is untested here: it needs a masked objective that learnt.")
   elif not rivals:
     text = f" No other label-free objective learnt, so {pattern} is untested here."
-  else:
-    side = lambda a, b: stats.one_sided_p(stats.paired(drops[a][0], drops[b][0]))
-    ahead = stats.holm([side(o, "mae") for o in rivals])  # mae's drop the smaller
-    behind = stats.holm([side("mae", o) for o in rivals])  # mae's drop the larger
-    larger = [o for o, r in zip(rivals, behind) if r]
-    if all(ahead):
+  else:  # retention (minus the drop, in points) is the row; a margin of one point
+    c = stats.compare({o: -drops[o][0] for o in drops}, "mae", rivals, margin=1.0)
+    if c.label == "reproduced":
       text = (f" The masked autoencoder degrades less than {', '.join(rivals)}, beyond the "
               "one-sided paired intervals (Holm): El-Nouby et al.'s pattern, seen here too.")
-    elif larger:
-      text = (f" The masked autoencoder's drop is larger than {_theirs(larger)}, beyond "
+    elif c.label == "not reproduced":
+      text = (f" The masked autoencoder's drop is larger than {_theirs(c.better)}, beyond "
               f"the one-sided paired interval (Holm), so {pattern} does not appear here.")
+    elif c.label == "not distinguishable":
+      text = (f" The masked autoencoder's drop is within a point of {_theirs(rivals)} "
+              f"(paired intervals), so {pattern} does not appear here: they degrade alike.")
     else:
       text = (f" The masked autoencoder's drop is not told apart from {_theirs(rivals)} "
               f"(one-sided, Holm), so {pattern} is not told apart here.")
