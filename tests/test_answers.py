@@ -44,8 +44,8 @@ def test_labels_tells_rows_apart_by_the_paired_interval_over_seeds():
       "trails in 0 of 2 settings (widest gap: NCM, 5-way 1-shot, supervised 90.00 +- 2.48 "
       "against rotation 70.00 +- 2.48).")
   # mae - scratch at 5w5s: 0.01, -0.01, 0.03, a mean of 1 point within +- 5.0: not a win.
-  assert ("Against no pre-training, settings won: supervised 2 of 2, rotation 2 of 2, "
-          "mae 1 of 2.") in text
+  assert ("Against no pre-training, settings won-lost (of 2): supervised 2-0, rotation 2-0, "
+          "mae 1-0.") in text
   # Places between scratch and ceiling, per seed the mean gain over the ceiling's (0.425):
   # supervised (0.35, 0.355, 0.345) / 0.425 = 82.4, 83.5, 81.2%: 82% +- 4.30 * 1.18 /
   # sqrt(3) = 3; rotation (0.245, 0.245, 0.26): 59% +- 5; mae (0.105, 0.095, 0.115): 25% +- 6.
@@ -195,10 +195,11 @@ def test_diversity_leaves_no_pretraining_out_of_the_drops_and_counts_wins_over_i
   assert ("by: supervised +22.5 +- 0.0 points, mae -2.5 +- 0.0 points. Narrower data "
           "lowers it beyond the interval for mae and raises it for supervised. Gain over no "
           "pre-training in points, at 1 / 30 (each seed's mean over the settings): supervised "
-          "+20.0 +- 0.0 / -2.5 +- 0.0, mae +5.0 +- 0.0 / +7.5 +- 0.0. Settings won over no "
-          "pre-training") in text
-  assert text.endswith("Settings won over no pre-training, at 1 / 30: "
-                       "supervised 2 / 0, mae 1 / 2 of 2.")
+          "+20.0 +- 0.0 / -2.5 +- 0.0, mae +5.0 +- 0.0 / +7.5 +- 0.0. Settings won-lost "
+          "against no pre-training") in text
+  # Supervised at 30 alphabets: level on a, 5 points below on b (a loss is shown too).
+  assert text.endswith("Settings won-lost against no pre-training (of 2), at 1 / 30: "
+                       "supervised 2-0 / 0-1, mae 1-0 / 2-0.")
 
 
 def test_labels_verdict_names_a_label_free_objective_ahead_of_supervised():
@@ -243,6 +244,13 @@ def test_degrading_least_counts_only_for_an_objective_that_learnt_something():
   rotation_least = {**summary, "rotation": {"1": around(a=0.79), "10": around(a=0.80)}}
   assert "is untested here: it needs a masked objective that learnt." in answers.answer(
       rotation_least, "mnist")
+  assert "By the means alone" not in answers.answer(rotation_least, "mnist")  # 0.7 < 1
+  # mae's drop the larger by the means (2.7 against 1 point): the answer says which way.
+  mae_most = {**rotation_least, "mae": {"1": {"a": seeds(0.58, 0.59, 0.57)},
+                                        "10": summary["mae"]["10"]}}
+  assert ("is untested here: it needs a masked objective that learnt. By the means alone its "
+          "drop is the largest, so nothing leans towards it.") in answers.answer(
+      mae_most, "mnist")
   # rotation has the smallest drop but learnt nothing, and is left out; mae, which learnt
   # and dropped 10 points, has nothing left to be compared with (the Fashion-MNIST rerun's
   # SimCLR, level with no pre-training, had been the smallest drop that mae's beat).
