@@ -369,3 +369,8 @@ def test_the_fine_tuned_ends_answer_on_lp_ft_alone(tmp_path):
           "images) changes accuracy, averaged over 1 setting per seed, over 3 seeds, by: mae "
           "-1.0 +- 0.0 points.") in block
   assert "Every transfer here scored frozen features" not in block
+
+
+def test_signed_points_never_print_minus_zero():
+  assert [answers._signed(x) for x in (-0.04, 0.04, -0.06, 2.26)] == ["+0.0", "+0.0", "-0.1",
+                                                                        "+2.3"]

@@ -52,6 +52,11 @@ def _record(cells, scratch) -> str:
   return f"{signs.count(1)}-{signs.count(-1)}"
 
 
+def _signed(points: float) -> str:
+  """"+1.3", and "+0.0" for what rounds to zero from below (never "-0.0")."""
+  return f"{round(points, 1) + 0.0:+.1f}"
+
+
 def _source(dataset: str) -> str:
   return TARGET_NAMES.get(dataset, dataset.capitalize())
 
@@ -216,7 +221,7 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   _, most, least, n = next(iter(drops.values()))
   seeds = len(next(iter(drops.values()))[0])
   est = {o: stats.estimate(d[0]) if seeds > 1 else None for o, d in drops.items()}
-  shown = {o: (f"{-e.mean:+.1f} +- {e.ci95:.1f}" if e else f"{-drops[o][0][0]:+.1f}")
+  shown = {o: (f"{_signed(-e.mean)} +- {e.ci95:.1f}" if e else _signed(-drops[o][0][0]))
            for o, e in est.items()}
   text = (f"Does pre-training data need to be diverse? On {_source(dataset)}, going from "
           f"{most} {unit} down to {least} (the same number of images) changes accuracy, "
@@ -366,7 +371,7 @@ def _against_scratch(summary, objectives, least: str, most: str) -> str:
       return "n/a"
     e = stats.estimate(100 * np.atleast_1d(np.mean(
         [np.subtract(_seeds(cells[s]), _seeds(scratch[s])) for s in shared], 0)))
-    return f"{e.mean:+.1f}" + (f" +- {e.ci95:.1f}" if e.n_groups > 1 else "")
+    return _signed(e.mean) + (f" +- {e.ci95:.1f}" if e.n_groups > 1 else "")
   return (f" Gain over no pre-training in points, at {least} / {most} (each seed's mean "
           "over the settings): " + ", ".join(f"{o} {gain(o, least)} / {gain(o, most)}"
                                              for o in objectives)
