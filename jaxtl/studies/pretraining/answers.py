@@ -261,13 +261,18 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
       text += (f" Of the label-free objectives that learnt, the smallest drop, {smallest}'s, "
                f"is not told apart from {_theirs(tied)} (two-sided; a difference had to "
                f"exceed about {needed:.1f} points): none degrades least here.")
+  else:
+    text += (f" {f'Only {learnt[0]}' if learnt else 'None'} learnt, so which degrades least "
+             "is not asked.")
   return text + _el_nouby(summary, drops, learnt, idle) + _against_scratch(
       summary, drops, str(least), str(most))
 
 
-def _theirs(objectives) -> str:
-  """["rotation", "simclr"] -> "rotation's and simclr's"."""
-  names = [f"{o}'s" for o in objectives]
+def _theirs(objectives, by=None) -> str:
+  """["rotation", "simclr"] -> "rotation's and simclr's"; with `by` (a `stats.Comparison`
+  in points), each followed by its difference and one-sided Holm p."""
+  names = [f"{o}'s" + (f" (by {by.diffs[o].mean:.1f} points, one-sided Holm p = "
+                       f"{by.up[o]:.2g})" if by else "") for o in objectives]
   return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
@@ -281,28 +286,32 @@ def _el_nouby(summary, drops, learnt, idle) -> str:
   rivals = [o for o in learnt if o != "mae"]
   if "mae" not in drops:
     return f" The masked autoencoder was not run, so {pattern} is untested."
+  # Retention (minus the drop, in points) is the row; a margin of one point.
+  c = stats.compare({o: -drops[o][0] for o in drops}, "mae", rivals, margin=1.0) if (
+      rivals) else None
   if "mae" in idle:
     text = (f" The masked autoencoder is not ahead of no pre-training on the most diverse "
             f"data, so {pattern} is untested here: it needs a masked objective that learnt.")
     mean = {o: np.mean(d[0]) for o, d in drops.items() if o in LABEL_FREE}
-    if len(mean) > 1 and max(mean, key=mean.get) == "mae":  # which way the data lean
+    if c and c.label == "not reproduced":  # which way the data lean, by the same rule
+      text += (f" Its drop is larger than {_theirs(c.better, c)}: the data lean against "
+               "the pattern.")
+    elif len(mean) > 1 and max(mean, key=mean.get) == "mae":
       text += " By the means alone its drop is the largest, so nothing leans towards it."
   elif not rivals:
     text = f" No other label-free objective learnt, so {pattern} is untested here."
-  else:  # retention (minus the drop, in points) is the row; a margin of one point
-    c = stats.compare({o: -drops[o][0] for o in drops}, "mae", rivals, margin=1.0)
-    if c.label == "reproduced":
-      text = (f" The masked autoencoder degrades less than {', '.join(rivals)}, beyond the "
-              "one-sided paired intervals (Holm): El-Nouby et al.'s pattern, seen here too.")
-    elif c.label == "not reproduced":
-      text = (f" The masked autoencoder's drop is larger than {_theirs(c.better)}, beyond "
-              f"the one-sided paired interval (Holm), so {pattern} does not appear here.")
-    elif c.label == "not distinguishable":
-      text = (f" The masked autoencoder's drop is within a point of {_theirs(rivals)} "
-              f"(paired intervals), so {pattern} does not appear here: they degrade alike.")
-    else:
-      text = (f" The masked autoencoder's drop is not told apart from {_theirs(rivals)} "
-              f"(one-sided, Holm), so {pattern} is not told apart here.")
+  elif c.label == "reproduced":
+    text = (f" The masked autoencoder degrades less than {', '.join(rivals)}, beyond the "
+            "one-sided paired intervals (Holm): El-Nouby et al.'s pattern, seen here too.")
+  elif c.label == "not reproduced":
+    text = (f" The masked autoencoder's drop is larger than {_theirs(c.better, c)}, so "
+            f"{pattern} does not appear here.")
+  elif c.label == "not distinguishable":
+    text = (f" The masked autoencoder's drop is within a point of {_theirs(rivals)} "
+            f"(paired intervals), so {pattern} does not appear here: they degrade alike.")
+  else:
+    text = (f" The masked autoencoder's drop is not told apart from {_theirs(rivals)} "
+            f"(one-sided, Holm), so {pattern} is not told apart here.")
   settings = next(iter(summary.get("mae", {}).values()), {})
   if _frozen(settings):
     present = {setting_strategy(s) for s in settings}
