@@ -175,11 +175,14 @@ def test_a_row_run_once_for_every_diversity_level_is_shown_once():
   objective whose cells happen to be equal, keeps every column."""
   floor = cell(0.5)
   summary = {"scratch": {"1": {"a": floor}, "10": {"a": floor}},
+             "scratch_bn": {"1": {"a": cell(0.52)}, "10": {"a": cell(0.52)}},
              "mae": {"1": {"a": cell(0.6)}, "10": {"a": cell(0.7)}}}
   lines = tables.format_table(summary, "mnist").splitlines()
-  assert lines[4:6] == ["| scratch |  | 50.00 +- 1.00 |", "| mae | 60.00 +- 1.00 | 70.00 +- 1.00 |"]
+  assert lines[4:7] == ["| scratch |  | 50.00 +- 1.00 |", "| scratch_bn |  | 52.00 +- 1.00 |",
+                        "| mae | 60.00 +- 1.00 | 70.00 +- 1.00 |"]
   assert lines[-1].startswith("A row with one value (no pre-training, the ceiling) does not")
   summary["scratch"]["1"] = {"a": cell(0.55)}
+  del summary["scratch_bn"]
   assert "A row with one value" not in tables.format_table(summary, "mnist")
   summary = {"mae": {"1": {"a": floor}, "10": {"a": floor}}}
   assert "| mae | 50.00 +- 1.00 | 50.00 +- 1.00 |" in tables.format_table(summary, "mnist")
@@ -188,11 +191,13 @@ def test_diversity_leaves_no_pretraining_out_of_the_drops_and_counts_wins_over_i
   scratch, ceiling = around(a=0.50, b=0.60), around(0.0, a=0.9, b=0.9)
   summary = {
       "scratch": {"1": scratch, "30": scratch},
+      "scratch_bn": {"1": around(a=0.52, b=0.61), "30": around(a=0.52, b=0.61)},
       "ceiling": {"1": ceiling, "30": ceiling},
       "supervised": {"1": around(a=0.70, b=0.80), "30": around(a=0.50, b=0.55)},
       "mae": {"1": around(a=0.60, b=0.60), "30": around(a=0.60, b=0.65)}}
   text = answers.answer(summary, "omniglot")
-  # Neither scratch nor the ceiling has a drop; supervised's, the smallest, is not named:
+  assert "scratch_bn" not in text.split("Gain over")[0]  # a floor: no drop of its own
+  # Neither floor nor the ceiling has a drop; supervised's, the smallest, is not named:
   # only label-free objectives are compared, and mae is the only one.
   # Gains over no pre-training (0.50, 0.60): supervised (20 + 20) / 2 at 1 alphabet and
   # (0 - 5) / 2 at 30; mae (10 + 0) / 2 and (10 + 5) / 2.

@@ -523,6 +523,37 @@ def test_pretraining_ends_with_the_batch_statistics_of_clean_images(tmp_path):
   np.testing.assert_allclose(running, batch, atol=1e-4 * scale)
 
 
+def test_scratch_bn_is_scratchs_network_normalised_by_clean_source_images(data_dir, tmp_path):
+  """The second floor (issue 30's reviews): no step of training, so its body is the very
+  network `scratch`'s target runs initialise (the same seed and shapes), bit for bit; only
+  its batch-norm statistics differ, those of clean images of the most diverse draw, as
+  every pre-trained network's are."""
+  config = pretraining_configs.get_config("digits_quick")
+  config.data_dir = data_dir
+  config.pretrain.clean_batch_stats = 40
+  folder = study.pretrain(config, str(tmp_path), "scratch_bn", 1, 3, {}, "usps")
+  assert folder.endswith(f"scratch_bn_{max(config.diversity)}classes_seed3")
+  assert json.load(open(os.path.join(folder, "results.json")))["metrics"]["steps"] == 0
+  saved = checkpoint.load_variables(folder)
+  target = build_model(config.pretrain.model, num_classes=10, **dict(config.pretrain.model_kwargs))
+  images = study.pretraining_images(config, max(config.diversity), 3)
+  init_key, _ = jax.random.split(jax.random.PRNGKey(3))  # as the trainer splits its seed
+  initial = target.init(init_key, jnp.asarray(images.images[:1]), train=False)
+  body = lambda tree: {k: v for k, v in tree.items() if k != "head"}
+  jax.tree_util.tree_map(np.testing.assert_array_equal, body(saved["params"]),
+                         body(initial["params"]))
+  # Running statistics on the 40 clean images compute what batch statistics do.
+  variables = {"params": body(saved["params"]), "batch_stats": saved["batch_stats"]}
+  last = len(target.block_names()) - 1
+  x = jnp.asarray(images.images[:40])
+  running = target.apply(variables, x, train=False, stop=last)
+  batch, _ = target.apply(variables, x, train=True, stop=last, mutable=["batch_stats"])
+  np.testing.assert_allclose(running, batch, atol=1e-4 * float(jnp.max(jnp.abs(batch))))
+  initial_stats = jax.tree_util.tree_leaves(initial["batch_stats"])
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(jax.tree_util.tree_leaves(saved["batch_stats"]), initial_stats))
+
+
 def test_a_target_cell_tunes_its_learning_rate_on_held_out_target_images(data_dir,
                                                                          tmp_path,
                                                                          monkeypatch):

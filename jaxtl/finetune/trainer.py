@@ -224,9 +224,11 @@ def train_and_evaluate(config, workdir: str,
   """
   if config.batch_norm not in BATCH_NORM_MODES:
     raise ConfigError(f"Unknown batch_norm {config.batch_norm!r}; valid: {BATCH_NORM_MODES}.")
-  run_dir.check_at_least(config, 1, ("num_steps", "batch_size", "log_every", "checkpoint_every",
+  run_dir.check_at_least(config, 1, ("batch_size", "log_every", "checkpoint_every",
                                      "eval_batch_size"))
-  run_dir.check_at_least(config, 0, ("eval_every", "num_devices"))
+  # num_steps 0: the initialisation itself, evaluated and saved (with `clean_batch_stats`,
+  # a random network normalised as a pre-trained one is: the pre-training study's floor).
+  run_dir.check_at_least(config, 0, ("num_steps", "eval_every", "num_devices"))
   train, val, test = data if data is not None else make_splits(config)
   logging.info("data: %d training, %d validation and %d test examples of %s, %d classes "
                "(train: %s)", len(train), len(val), len(test), train.name,

@@ -12,8 +12,8 @@ are told apart only when their own intervals (over tasks or test images) do not 
 import numpy as np
 
 from jaxtl import stats
-from jaxtl.studies.pretraining.tables import (SOURCES, TARGET_NAMES, setting_name,
-                                              setting_strategy, setting_target)
+from jaxtl.studies.pretraining.tables import (LEVEL_FREE, SOURCES, TARGET_NAMES,
+                                              setting_name, setting_strategy, setting_target)
 from jaxtl.studies.pretraining.tuning import setting_label
 
 LABEL_FREE = ("rotation", "simclr", "mae", "masked_denoise")  # never see a label
@@ -215,7 +215,7 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   et al.'s claim (2021), stated before the data, by the one symmetric rule (`_el_nouby`)."""
   unit = SOURCES.get(dataset, ("groups",))[0]
   drops = {o: d for o, by_groups in summary.items()
-           if o not in ("scratch", "ceiling") and (d := _drops(by_groups)) is not None}
+           if o not in LEVEL_FREE and (d := _drops(by_groups)) is not None}
   if not drops:
     return ""
   _, most, least, n = next(iter(drops.values()))

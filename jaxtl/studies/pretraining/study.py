@@ -4,8 +4,9 @@
 First, each objective's main settings are picked on the source (`tuning`: short
 pre-trainings scored by nearest class means on held-out source images; never a target).
 Then for each objective of `config.objectives` (`scratch`: no pre-training, the floor;
-`ceiling`: supervised pre-training on the target's own training set, digits targets
-only), each diversity in
+`scratch_bn`: the same random network with its batch-norm statistics from clean source
+images, as every pre-trained network's are; `ceiling`: supervised pre-training on the
+target's own training set, digits targets only), each diversity in
 `config.diversity` and each seed:
   1. the pre-training images of `config.dataset`: `num_images` images (0: all of them)
      from `diversity` groups drawn with the seed: background alphabets of Omniglot
@@ -45,7 +46,7 @@ from jaxtl.meta.tasks import omniglot_class_splits
 from jaxtl.metrics import write_results, write_text
 from jaxtl.objectives import OBJECTIVES
 from jaxtl.studies.pretraining import tuning
-from jaxtl.studies.pretraining.tables import SOURCES, format_table, plot, summarize
+from jaxtl.studies.pretraining.tables import LEVEL_FREE, SOURCES, format_table, plot, summarize
 
 TARGETS = ("mnist", "fashion_mnist", "usps")
 TARGET_STRATEGIES = ("linear_probe", "lp_ft")
@@ -161,12 +162,16 @@ def pretrain(config, workdir: str, objective: str, groups: int, seed: int,
              setting: dict, target: str) -> str:
   """The folder of the network pre-trained with `objective` and its tuned `setting`
   ("" for `scratch`); `ceiling`: supervised on `target`'s own training set, whatever
-  `groups`."""
+  `groups`; `scratch_bn`: no step of training, only the statistics of
+  `pretrain.clean_batch_stats` clean images of the most diverse draw (the network and
+  head `scratch`'s target runs initialise, since the seed and shapes are theirs)."""
   if objective == "scratch":
     return ""
   cfg = config.pretrain.copy_and_resolve_references()
   with cfg.unlocked():
-    cfg.seed, cfg.objective = seed, "supervised" if objective == "ceiling" else objective
+    cfg.seed, cfg.objective = seed, objective if objective in OBJECTIVES else "supervised"
+    if objective == "scratch_bn":
+      cfg.num_steps, groups = 0, max(config.diversity)
   tuning.apply_setting(cfg, setting)
   if objective == "ceiling":
     images, name = ceiling_images(config, target), f"ceiling_{target}_seed{seed}"
@@ -268,7 +273,7 @@ def _settings(config, workdir, prefix, folder, seed, cells):
 # a cell's key holds the setting tuning picked for its objective).
 ENUMERATING = ("objectives", "diversity", "seeds", "targets", "num_labels", "strategies",
                "tune")
-ROWS = ("scratch", "ceiling")  # no pre-training (the floor); the target's own (the ceiling)
+ROWS = LEVEL_FREE  # the floors (no pre-training) and the ceiling (the target's own)
 
 
 def cell_prefix(objective: str, groups: int, unit: str, seed: int) -> str:

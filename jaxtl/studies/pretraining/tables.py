@@ -115,7 +115,9 @@ def format_table(summary: dict, dataset: str = "omniglot") -> str:
       "pre-training data: one run per seed serves every level." if shown_once else "")
 
 
-LEVEL_FREE = ("scratch", "ceiling")  # rows that need no pre-training data of the study
+# Rows that need no pre-training data of the study: no pre-training (batch norm at its
+# initial statistics, or at clean source images') and the ceiling.
+LEVEL_FREE = ("scratch", "scratch_bn", "ceiling")
 
 
 def _constant(row: list) -> bool:
