@@ -392,3 +392,31 @@ def test_the_fine_tuned_ends_answer_on_lp_ft_alone(tmp_path):
 def test_signed_points_never_print_minus_zero():
   assert [answers._signed(x) for x in (-0.04, 0.04, -0.06, 2.26)] == ["+0.0", "+0.0", "-0.1",
                                                                         "+2.3"]
+
+
+def test_the_second_floor_joins_the_table_and_is_compared_with_the_first():
+  """`scratch_bn` (batch norm from clean source images), run apart, is shown after `scratch`
+  at every level, for the study's settings, and the two floors are compared over seeds."""
+  from jaxtl.studies.pretraining import floors
+  study = {"scratch": {g: {"a": seeds(0.80, 0.81, 0.79), "b": seeds(0.60, 0.60, 0.60)}
+                       for g in ("1", "10")},
+           "mae": {"1": around(a=0.8, b=0.6), "10": around(a=0.9, b=0.7)}}
+  apart = {"scratch_bn": {"10": {"a": seeds(0.75, 0.76, 0.74), "b": seeds(0.60, 0.61, 0.59),
+                                 "c": seeds(0.5, 0.5, 0.5)}}}
+  merged = floors.merge(study, apart)
+  assert list(merged) == ["scratch", "scratch_bn", "mae"]
+  assert merged["scratch_bn"]["1"] == merged["scratch_bn"]["10"] == {
+      "a": apart["scratch_bn"]["10"]["a"], "b": apart["scratch_bn"]["10"]["b"]}
+  assert floors.merge(study, {}) is study
+  # a: -5 points at every seed (below); b: 0, +1, -1 (not told apart). Per seed over the
+  # settings: -2.5, -2, -3: -2.5 +- t(0.975, 2) x 0.5 / sqrt(3) = 1.2.
+  assert floors.sentence(merged, made_by="commit abc") == (
+      "The floor normalised by clean source images, as every pre-trained network is "
+      "(scratch_bn, commit abc), against the floor at batch norm's initial statistics "
+      "(scratch), over 3 seeds: -2.5 +- 1.2 points, averaged over the 2 settings; above in "
+      "0, below in 1, not told apart in 1. Gains over no pre-training are measured from "
+      "scratch: the higher floor where they differ, so no gain here is measured from the "
+      "lower one.")
+  assert floors.sentence(study) == "" and floors.sentence(merged, answer_on="lp_ft") == ""
+  # The answers read neither floor as an objective with a drop.
+  assert "scratch_bn" not in answers.answer(merged, "mnist").split("Gain over")[0]

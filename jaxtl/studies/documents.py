@@ -26,7 +26,7 @@ from jaxtl.studies.benchmark_tables import (bn_fold_table, conv_cost_table, fine
                                             throughput_table)
 from jaxtl.studies.lake_tables import lake_table, protocols_table
 from jaxtl.studies.meta_tables import meta_table, omniglot_gaps, omniglot_grid
-from jaxtl.studies.pretraining import answers, tables as pretraining
+from jaxtl.studies.pretraining import answers, floors, tables as pretraining
 from jaxtl.studies.surgical import digits, report as surgical_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,6 +139,11 @@ def pretraining_tables(variant: str, answer_on: str = ""):
     results = load(root, f"pretraining_{variant}/results.json")
     # From the cells: per-seed values for the answers' paired intervals.
     summary = pretraining.summarize(results["metrics"]["cells"])
+    # The second floor, run apart for a study and its fine-tuned ends (`floors`).
+    floor_path = f"pretraining_{re.sub(r'_(lpft|finetune)$', '', variant)}_floor/results.json"
+    floor = load(root, floor_path) if os.path.exists(os.path.join(root, floor_path)) else None
+    if floor:
+      summary = floors.merge(summary, pretraining.summarize(floor["metrics"]["cells"]))
     dataset = results["config"].get("dataset", "omniglot")
     read = {o: {g: {s: c for s, c in cells.items()
                     if not answer_on or pretraining.setting_strategy(s) == answer_on}
@@ -153,6 +158,10 @@ def pretraining_tables(variant: str, answer_on: str = ""):
       gained = answers.budget(results["metrics"]["tuning"], config["tune"]["steps"],
                               config["pretrain"]["num_steps"])
       text = " ".join(t for t in (text, gained) if t)
+    made_by = f"commit {floor.get('stamp', {}).get('commit', '')[:8]}, {floor_path}" if (
+        floor) else ""
+    if floor and (compared := floors.sentence(read, answer_on, made_by)):
+      text += f" {compared}"
     picks = ("\n\n" + pretraining.format_picks(results["metrics"]["tuning"], list(summary))
              if results["metrics"].get("tuning") else "")
     return (_made_by(results) + "\n\n" + pretraining.format_table(summary, dataset) + picks
