@@ -34,7 +34,7 @@ def _sign(low: float, high: float) -> int:
   return 1 if low > 0 else -1 if high < 0 else 0
 
 
-def _compare(a, b) -> int:
+def compare_cells(a, b) -> int:
   """+1 if cell a is above b (the rule in the module docstring), -1 if below, 0 if not
   told apart."""
   va, vb = _seeds(a), _seeds(b)
@@ -47,8 +47,8 @@ def _compare(a, b) -> int:
 
 def _record(cells, scratch) -> str:
   """"won-lost": of the settings in both, how many `cells` are above `scratch`'s, how
-  many below (`_compare`)."""
-  signs = [_compare(cells[s], scratch[s]) for s in scratch if s in cells]
+  many below (`compare_cells`)."""
+  signs = [compare_cells(cells[s], scratch[s]) for s in scratch if s in cells]
   return f"{signs.count(1)}-{signs.count(-1)}"
 
 
@@ -115,10 +115,10 @@ def _outcome(cells, free, setting, best_free) -> int:
   """+1 if supervised pre-training leads every label-free objective at `setting`, -1 if
   one leads it, 0 otherwise: `jaxtl.stats.verdict` over the seeds (paired, Holm-corrected
   both ways), the one rule. One seed: against the best label-free objective by mean, by
-  the cells' own intervals (`_compare`)."""
+  the cells' own intervals (`compare_cells`)."""
   rows = {o: _seeds(cells[o][setting]) for o in ["supervised"] + free}
   if len(rows["supervised"]) < 2:
-    return _compare(cells["supervised"][setting], cells[best_free][setting])
+    return compare_cells(cells["supervised"][setting], cells[best_free][setting])
   label = stats.verdict(rows, "supervised", list(rows), chance=0.0).label
   return {"reproduced": 1, "not reproduced": -1}.get(label, 0)
 

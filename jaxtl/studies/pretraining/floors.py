@@ -7,7 +7,8 @@ says how the two floors compare and which one the answers' gains are measured ag
 import numpy as np
 
 from jaxtl import stats
-from jaxtl.studies.pretraining.tables import setting_strategy
+from jaxtl.studies.pretraining.answers import compare_cells
+from jaxtl.studies.pretraining.tables import LEVEL_FREE, setting_strategy
 
 
 def merge(summary: dict, floor: dict) -> dict:
@@ -30,8 +31,9 @@ def merge(summary: dict, floor: dict) -> dict:
 def sentence(summary: dict, answer_on: str = "", made_by: str = "") -> str:
   """The two floors compared over seeds, on the settings both have (those of `answer_on`
   alone, if given): the per-seed difference averaged over the settings with its t-interval,
-  and per setting whether `scratch_bn` is above, below or not told apart (paired
-  intervals); `made_by`: where its row comes from; "" without both floors."""
+  per setting whether `scratch_bn` is above, below or not told apart, and how many of the
+  objectives' wins over `scratch` are wins over `scratch_bn` too (`answers.compare_cells`,
+  the answers' own rule); `made_by`: where its row comes from; "" without both floors."""
   if "scratch_bn" not in summary or "scratch" not in summary:
     return ""
   most = max(summary["scratch"], key=int)
@@ -40,26 +42,24 @@ def sentence(summary: dict, answer_on: str = "", made_by: str = "") -> str:
       not answer_on or setting_strategy(s) == answer_on)]
   if not settings:
     return ""
+  signs = [compare_cells(normalised[s], scratch[s]) for s in settings]
   values = lambda cell: np.asarray(cell.get("values", [cell["accuracy"]]), np.float64)
   diffs = [values(normalised[s]) - values(scratch[s]) for s in settings]
   if len({d.size for d in diffs}) != 1 or diffs[0].size < 2:
     return ""
-  signs = []
-  for d in diffs:
-    e = stats.estimate(100 * d)
-    signs.append(int(e.mean - e.ci95 > 0) - int(e.mean + e.ci95 < 0))
   overall = stats.estimate(100 * np.mean(diffs, 0))
   above, below = signs.count(1), signs.count(-1)
-  if below > above:
-    use = "the higher floor where they differ, so no gain here is measured from the lower one"
-  elif above > below:
-    use = ("the lower floor where they differ: against the floor normalised as they are, "
-           "the gains would be smaller")
-  else:
-    use = "neither floor the higher more often"
+  # Each win over `scratch` (an objective at a level, on a setting), judged again against
+  # `scratch_bn` by the same rule: how many would not be wins.
+  wins = [(cells[s], normalised[s]) for o, by_groups in summary.items() if o not in LEVEL_FREE
+          for cells in by_groups.values() for s in settings
+          if s in cells and compare_cells(cells[s], scratch[s]) > 0]
+  kept = sum(compare_cells(cell, floor) > 0 for cell, floor in wins)
   return (f"The floor normalised by clean source images, as every pre-trained network is "
-          f"(scratch_bn{made_by and ', ' + made_by}), against the floor at batch norm's initial statistics (scratch), "
-          f"over {overall.n_groups} seeds: {round(overall.mean, 1) + 0.0:+.1f} +- "
-          f"{overall.ci95:.1f} points, averaged over the {len(settings)} settings; above in "
-          f"{above}, below in {below}, not told apart in {len(settings) - above - below}. "
-          f"Gains over no pre-training are measured from scratch: {use}.")
+          f"(scratch_bn{made_by and ', ' + made_by}), against the floor at batch norm's "
+          f"initial statistics (scratch), over {overall.n_groups} seeds: "
+          f"{round(overall.mean, 1) + 0.0:+.1f} +- {overall.ci95:.1f} points, averaged over "
+          f"the {len(settings)} settings; above in {above}, below in {below}, not told apart "
+          f"in {len(settings) - above - below}. Gains over no pre-training are measured from "
+          f"scratch; of its {len(wins)} wins (an objective at a level, on a setting), "
+          f"{kept} {'is also a win' if kept == 1 else 'are also wins'} over scratch_bn.")
