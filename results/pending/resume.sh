@@ -21,13 +21,16 @@ VARIANTS="mnist_diversity mnist_diversity_lpft fashion_mnist_diversity
           fashion_mnist_labels labels"
 # Where main's experiments/configs/pretraining.py has changed since the pinned commit
 # (configs are not part of the code hash): the same values as flags.
-FLAGS_labels="--config.pretrain.clean_batch_stats=20000"  # every drawing, not 4 alphabets
+# Omniglot's tuning widens a third time (MAE's mask ratio sat on 0.0625 after two).
+OMNIGLOT="--config.tune.widen=3"
+FLAGS_labels="--config.pretrain.clean_batch_stats=20000 $OMNIGLOT"  # every drawing, not 4 alphabets
+FLAGS_diversity=$OMNIGLOT
 # A diversity study's fine-tuned ends (main's diversity_finetune, VARIANT_lpft): the
 # pinned config does not name them, so their study's config with main's values as flags,
 # run in a copy of the finished study's workdir: its networks are reused, and only the
 # fine-tuned cells are new (the flags give main's configs exactly, checked when written).
 BASE_diversity_finetune=diversity
-FLAGS_diversity_finetune="--config.diversity='(1,14)' --config.baselines=\"('finetune',)\""
+FLAGS_diversity_finetune="--config.diversity='(1,14)' --config.baselines=\"('finetune',)\" $OMNIGLOT"
 BASE_mnist_diversity_lpft=mnist_diversity
 BASE_fashion_mnist_diversity_lpft=fashion_mnist_diversity
 ENDS="--config.diversity='(1,10)' --config.strategies=\"('linear_probe','lp_ft')\""
