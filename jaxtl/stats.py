@@ -6,7 +6,8 @@ pre-trained model share its draw, so they are not independent samples of the met
 `estimate` averages over F within each pre-training seed first and takes the Student-t
 interval over the P group means (a two-stage, hierarchical t-interval). F seeds thus
 lower the noise of each group mean but never shrink the interval below what the
-pre-training variance allows.
+pre-training variance allows. Where the second axis is crossed instead (every seed scored
+on the same T few-shot tasks), `estimate(..., crossed=True)` counts the tasks' draw too.
 
     from jaxtl import stats
     e = stats.estimate(accuracies)             # (P, F) -> mean, ci95, p_value, groups
@@ -34,18 +35,10 @@ LABELS = ("reproduced", "not reproduced", "not distinguishable", "inconclusive",
 
 
 def ci95(values) -> float:
-  """Half-width of the 95% Student-t interval of the mean of a 1-D sample.
-
-  Args:
-    values: the sample, one value per independent draw.
-
-  Returns:
-    t.ppf(0.975, n - 1) * std(ddof=1) / sqrt(n); nan for fewer than 2 values (no spread
-    can be estimated from one draw).
-
-  Raises:
-    ValueError: for a sample of more than one dimension (use `estimate` for (P, F)).
-  """
+  """Half-width of the 95% Student-t interval of the mean of a 1-D sample (one value per
+  independent draw): t.ppf(0.975, n - 1) * std(ddof=1) / sqrt(n); nan for fewer than 2
+  values (no spread can be estimated from one draw); a ValueError for more than one
+  dimension (use `estimate` for (P, F))."""
   values = np.asarray(values, np.float64)
   if values.ndim > 1:
     raise ValueError(f"ci95 takes a 1-D sample, got shape {values.shape}; use "
@@ -66,8 +59,10 @@ class Estimate:
     groups: per-pre-training-seed means (read-only), the sample the interval uses.
     n_groups: P, the number of pre-training seeds.
     n_per_group: F, the number of fine-tuning seeds per pre-training seed.
-    p_value: two-sided one-sample t-test of the group means against 0 (nan for one
-      group); meaningful for differences (`paired`).
+    p_value: two-sided t-test of the mean against 0 (nan for one group); meaningful
+      for differences (`paired`).
+    se, df: the mean's standard error and its t degrees of freedom (ci95's and the
+      tests' inputs; nan where no spread can be estimated).
   """
   mean: float
   ci95: float
@@ -75,6 +70,8 @@ class Estimate:
   n_groups: int
   n_per_group: int
   p_value: float
+  se: float = float("nan")
+  df: float = float("nan")
 
 
 def _as_seeds(values, name="values") -> np.ndarray:
@@ -97,20 +94,38 @@ def _as_seeds(values, name="values") -> np.ndarray:
   return array
 
 
-def _t_test(groups: np.ndarray) -> float:
-  """Two-sided p of the one-sample t-test against 0; with zero spread, 1 for a zero
-  mean and 0 otherwise (scipy would warn and give nan)."""
-  n = groups.size
-  if n < 2:
+def _t_test(mean: float, se: float, df: float, sided: int = 2) -> float:
+  """p of the t-test of `mean` against 0 (two-sided, or one-sided that it is > 0); with
+  zero spread, the limit (scipy would warn and give nan); nan without degrees of freedom."""
+  if not df >= 1:
     return float("nan")
-  mean, sd = groups.mean(), groups.std(ddof=1)
-  if sd == 0:
-    return 1.0 if mean == 0 else 0.0
-  t = mean / (sd / np.sqrt(n))
-  return float(2 * scipy_stats.t.sf(abs(t), n - 1))
+  if se == 0:
+    return (1.0 if mean == 0 else 0.0) if sided == 2 else (0.0 if mean > 0 else 1.0)
+  t = mean / se
+  return float(2 * scipy_stats.t.sf(abs(t), df) if sided == 2 else scipy_stats.t.sf(t, df))
 
 
-def estimate(values) -> Estimate:
+def _crossed(array: np.ndarray) -> tuple[float, float]:
+  """(se, df) of the grand mean of an (S, T) array whose T columns are one crossed draw
+  (the same tasks for every seed): x_st = mu + a_s + b_t + e_st, so
+  Var(mean) = (MS_seeds + MS_tasks - MS_residual) / (S T) from the two-way ANOVA's mean
+  squares, with Satterthwaite's degrees of freedom. Never below the seeds-only interval's
+  variance (MS_seeds / (S T)), which it equals when tasks do not matter."""
+  s, t = array.shape
+  if s == 1:  # one seed: the interval over tasks
+    return float(array.std(ddof=1) / np.sqrt(t)), float(t - 1)
+  rows, cols, grand = array.mean(1), array.mean(0), array.mean()
+  ms_s = t * np.sum((rows - grand) ** 2) / (s - 1)
+  ms_t = s * np.sum((cols - grand) ** 2) / (t - 1)
+  ms_e = np.sum((array - rows[:, None] - cols + grand) ** 2) / ((s - 1) * (t - 1))
+  total = ms_s + ms_t - ms_e
+  if total <= ms_s:  # tasks add nothing measurable: the seeds-only interval
+    return float(np.sqrt(ms_s / (s * t))), float(s - 1)
+  df = total ** 2 / (ms_s ** 2 / (s - 1) + ms_t ** 2 / (t - 1) + ms_e ** 2 / ((s - 1) * (t - 1)))
+  return float(np.sqrt(total / (s * t))), float(df)
+
+
+def estimate(values, crossed: bool = False) -> Estimate:
   """Mean and 95% interval that count pre-training variance.
 
   Averages over the F fine-tuning seeds within each pre-training seed, then takes the
@@ -120,6 +135,9 @@ def estimate(values) -> Estimate:
 
   Args:
     values: (P, F) array (pre-training x fine-tuning seeds), or (P,) meaning F = 1.
+    crossed: the second axis is not nested in the first but one draw shared by every
+      seed (T few-shot tasks, the same for each): the interval counts both draws
+      (`_crossed`), so it also holds for other tasks than these.
 
   Returns:
     The `Estimate` over the P group means.
@@ -130,28 +148,26 @@ def estimate(values) -> Estimate:
   array = _as_seeds(values)
   groups = array.mean(axis=1)
   groups.setflags(write=False)
-  return Estimate(mean=float(groups.mean()), ci95=ci95(groups), groups=groups,
-                  n_groups=int(array.shape[0]), n_per_group=int(array.shape[1]),
-                  p_value=_t_test(groups))
+  n, mean = groups.size, float(groups.mean())
+  if crossed and array.shape[1] > 1:
+    se, df = _crossed(array)
+  else:
+    se, df = (float(groups.std(ddof=1) / np.sqrt(n)), float(n - 1)) if n > 1 else (
+        float("nan"), float("nan"))
+  half = float(scipy_stats.t.ppf(0.975, df) * se) if df >= 1 else float("nan")
+  return Estimate(mean=mean, ci95=half, groups=groups, n_groups=n,
+                  n_per_group=int(array.shape[1]), p_value=_t_test(mean, se, df), se=se, df=df)
 
 
-def paired(a, b) -> Estimate:
-  """`estimate` of a - b taken seed by seed, so that the noise both share cancels.
-
-  Args:
-    a, b: arrays of one shape, (P, F) or (P,), whose entries ran with the same
-      pre-training and fine-tuning seeds.
-
-  Returns:
-    The `Estimate` of the difference; its p_value tests a - b = 0.
-
-  Raises:
-    ValueError: if the shapes differ (the seeds cannot be matched) or as `estimate`.
-  """
+def paired(a, b, crossed: bool = False) -> Estimate:
+  """`estimate` of a - b taken seed by seed, so that the noise both share cancels: a and b
+  of one shape, (P, F) or (P,), whose entries ran with the same pre-training and
+  fine-tuning seeds (or, `crossed`, tasks); its p_value tests a - b = 0. A ValueError if
+  the shapes differ (the seeds cannot be matched) or as `estimate`."""
   a, b = _as_seeds(a, "a"), _as_seeds(b, "b")
   if a.shape != b.shape:
     raise ValueError(f"paired seeds need equal shapes, got a {a.shape} and b {b.shape}.")
-  return estimate(a - b)
+  return estimate(a - b, crossed)
 
 
 def holm_adjusted(p_values) -> np.ndarray:
@@ -175,19 +191,11 @@ def holm_adjusted(p_values) -> np.ndarray:
 
 
 def holm(p_values, alpha: float = 0.05) -> np.ndarray:
-  """Holm-Bonferroni step-down rejections at family-wise error rate `alpha`.
-
-  Sorted ascending, the k-th smallest p (k = 0, 1, ...) is rejected if it and every
-  smaller one satisfy p <= alpha / (m - k). Controls the chance of any false claim over
-  all m comparisons, without Bonferroni's loss of power.
-
-  Args:
-    p_values: 1-D p-values; nan (a test that could not run) is never rejected.
-    alpha: family-wise error rate.
-
-  Returns:
-    Boolean array, True where the hypothesis is rejected.
-  """
+  """Holm-Bonferroni step-down rejections at family-wise error rate `alpha` (True where
+  rejected): sorted ascending, the k-th smallest p (k = 0, 1, ...) is rejected if it and
+  every smaller one satisfy p <= alpha / (m - k). Controls the chance of any false claim
+  over all m comparisons, without Bonferroni's loss of power; nan (a test that could not
+  run) is never rejected."""
   adjusted = holm_adjusted(p_values)
   return np.where(np.isnan(adjusted), False, adjusted <= alpha)
 
@@ -219,42 +227,29 @@ def near_chance(acc: float, chance: float) -> bool:
 
 def format_estimate(e: Estimate, scale: float = 100, digits: int = 1,
                     signed: bool = False) -> str:
-  """'91.7 ± 0.4': mean and 95% half-width, times `scale` (percent by default).
-
-  Args:
-    e: the estimate.
-    scale: factor applied to mean and half-width.
-    digits: decimals of both.
-    signed: prefix the mean with its sign (for differences: '+1.3 ± 0.6').
-  """
+  """'91.7 ± 0.4': mean and 95% half-width, times `scale` (percent by default), with
+  `digits` decimals; `signed` prefixes the mean's sign (for differences: '+1.3 ± 0.6')."""
   sign = "+" if signed else ""
   return f"{scale * e.mean:{sign}.{digits}f} ± {scale * e.ci95:.{digits}f}"
 
 
 def one_sided_p(e: Estimate) -> float:
-  """p of the one-sided t-test that the mean difference `e` is > 0 (over its groups)."""
-  g = e.groups
-  if len(g) < 2:
-    return float("nan")
-  sd = g.std(ddof=1)
-  if sd == 0:
-    return 0.0 if g.mean() > 0 else 1.0
-  t = g.mean() / (sd / np.sqrt(len(g)))
-  return float(scipy_stats.t.sf(t, len(g) - 1))
+  """p of the one-sided t-test that the mean difference `e` is > 0."""
+  return _t_test(e.mean, e.se, e.df, sided=1)
 
 
 def detectable(e: Estimate, m: int, alpha: float = 0.05) -> float:
   """The smallest difference a one-sided test at alpha / m (Holm's strictest step) would
   call significant with the spread of `e`: the study's resolution, in accuracy units."""
-  n = e.n_groups
-  if n < 2:
+  if not e.df >= 1:
     return float("nan")
-  return float(scipy_stats.t.ppf(1 - alpha / m, n - 1) * e.groups.std(ddof=1) / np.sqrt(n))
+  return float(scipy_stats.t.ppf(1 - alpha / m, e.df) * e.se)
 
 
 def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
             chance: float, floor: Optional[float] = None, margin: float = 0.01,
-            alpha: float = 0.05, on_edge: Sequence[str] = ()) -> Verdict:
+            alpha: float = 0.05, on_edge: Sequence[str] = (), crossed: bool = False
+            ) -> Verdict:
   """The claim "the row `expected` (or the best of a set of rows) has the highest
   accuracy among `candidates`", judged by one symmetric rule.
 
@@ -282,6 +277,7 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
     margin: differences within it count as no difference (0.01 is 1 point).
     alpha: family-wise error rate of each direction's comparisons.
     on_edge: rows whose pick sat on the edge of their grid.
+    crossed: the rows' second axis is tasks shared by every seed (`estimate`).
 
   Raises:
     KeyError: an expected row or a candidate has no row.
@@ -300,13 +296,14 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
   if not 0 <= chance < 1:
     raise ValueError(f"chance must be an accuracy in [0, 1), got {chance}.")
   pct = lambda x: f"{100 * x:.1f}"
-  estimates = {label: estimate(rows[label]) for label in labels}
+  estimates = {label: estimate(rows[label], crossed) for label in labels}
   star = max(wanted, key=lambda label: estimates[label].mean)
   paper = star if len(wanted) == 1 else f"{star} (the better of {', '.join(wanted)})"
   best = max(labels, key=lambda label: estimates[label].mean)
   e = estimates[star]
-  seeds = f"t-intervals over {e.n_groups} group means of {e.n_per_group} run" + (
-      "s" if e.n_per_group > 1 else "")
+  seeds = (f"intervals over {e.n_groups} seeds crossed with {e.n_per_group} tasks" if crossed
+           and e.n_per_group > 1 else f"t-intervals over {e.n_groups} group means of "
+           f"{e.n_per_group} run" + ("s" if e.n_per_group > 1 else ""))
   bar = chance + 0.25 * (1 - chance)
   edged = [label for label in labels if label in set(on_edge)]
   if edged:
@@ -322,7 +319,7 @@ def verdict(rows: Mapping[str, np.ndarray], expected, candidates: Sequence[str],
                    f"chance ({pct(chance)}%; needs {pct(bar)}%), so the ranking of rows "
                    "means nothing")
 
-  c = compare(rows, star, others, margin, alpha)
+  c = compare(rows, star, others, margin, alpha, crossed)
   diffs, shown = c.diffs, c.shown
   if c.label == "not reproduced":
     why = (f"{', '.join(c.better)} {'is' if len(c.better) == 1 else 'are each'} "
@@ -365,13 +362,13 @@ class Comparison:
 
 
 def compare(rows: Mapping[str, np.ndarray], star: str, others: Sequence[str],
-            margin: float, alpha: float = 0.05) -> Comparison:
+            margin: float, alpha: float = 0.05, crossed: bool = False) -> Comparison:
   """The symmetric rule itself, in the rows' own units (`verdict` adds the guards for
   accuracies; a study whose rows are not accuracies, such as drops, calls this): one-sided
   paired t-tests of every other row against `star`, Holm over them, in both directions."""
-  diffs = {c: paired(rows[c], rows[star]) for c in others}
+  diffs = {c: paired(rows[c], rows[star], crossed) for c in others}
   up = dict(zip(others, holm_adjusted([one_sided_p(diffs[c]) for c in others])))
-  down = dict(zip(others, holm_adjusted([one_sided_p(paired(rows[star], rows[c]))
+  down = dict(zip(others, holm_adjusted([one_sided_p(paired(rows[star], rows[c], crossed))
                                          for c in others])))
   better = [c for c in others if up[c] <= alpha]
   within = all(abs(diffs[c].mean) + diffs[c].ci95 < margin for c in others)

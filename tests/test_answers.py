@@ -425,3 +425,30 @@ def test_the_second_floor_joins_the_table_and_is_compared_with_the_first():
   assert floors.sentence(study) == "" and floors.sentence(merged, answer_on="lp_ft") == ""
   # The answers read neither floor as an objective with a drop.
   assert "scratch_bn" not in answers.answer(merged, "mnist").split("Gain over")[0]
+
+
+def test_cells_that_keep_their_tasks_are_paired_task_by_task_and_count_the_tasks_draw():
+  # Two rows over 3 seeds x 6 shared tasks. Each seed's mean differs by about 2 points, but
+  # task by task the difference swings by 20 (an objective x task interaction): over
+  # these 6 tasks the seeds agree, over the tasks' draw they do not.
+  seed = np.array([-0.01, 0.0, 0.01])
+  task = np.array([0.1, -0.2, 0.05, 0.15, -0.05, -0.05])
+  swing = np.array([0.2, -0.2, 0.2, -0.2, 0.2, -0.2])
+  base = 0.6 + seed[:, None] + task
+  other = base + 0.02 + swing + np.array([0.001, -0.001, 0.0])[:, None]
+  raw = {f"{name}_14a_s{s}_ncm_5w1s": {"accuracy": float(v[s].mean()), "ci95": 0.01,
+                                        "per_task": list(v[s])}
+         for name, v in (("scratch", base), ("rotation", other)) for s in range(3)}
+  crossed = tables.summarize(raw, per_task=True)
+  a, b = crossed["rotation"]["14"]["ncm_5w1s"], crossed["scratch"]["14"]["ncm_5w1s"]
+  assert tables.seed_values(a).shape == (3, 6) and a["num_tasks"] == 6
+  assert answers.compare_cells(a, b) == 0
+  # Without the tasks (a summary that does not keep them), the same cells are told apart.
+  plain = tables.summarize(raw)
+  assert "per_task" not in plain["rotation"]["14"]["ncm_5w1s"]
+  assert answers.compare_cells(plain["rotation"]["14"]["ncm_5w1s"],
+                               plain["scratch"]["14"]["ncm_5w1s"]) == 1
+  # The table's intervals count the tasks' draw either way, and say so.
+  want = stats.estimate(other, crossed=True).ci95
+  assert plain["rotation"]["14"]["ncm_5w1s"]["ci95"] == a["ci95"] == want
+  assert "over 3 seeds crossed with 6 tasks" in tables.format_table(plain)

@@ -138,12 +138,13 @@ def pretraining_tables(variant: str, answer_on: str = ""):
   def table(root: str) -> str:
     results = load(root, f"pretraining_{variant}/results.json")
     # From the cells: per-seed values for the answers' paired intervals.
-    summary = pretraining.summarize(results["metrics"]["cells"])
+    summary = pretraining.summarize(results["metrics"]["cells"], per_task=True)
     # The second floor, run apart for a study and its fine-tuned ends (`floors`).
     floor_path = f"pretraining_{re.sub(r'_(lpft|finetune)$', '', variant)}_floor/results.json"
     floor = load(root, floor_path) if os.path.exists(os.path.join(root, floor_path)) else None
     if floor:
-      summary = floors.merge(summary, pretraining.summarize(floor["metrics"]["cells"]))
+      summary = floors.merge(summary, pretraining.summarize(floor["metrics"]["cells"],
+                                                            per_task=True))
     dataset = results["config"].get("dataset", "omniglot")
     read = {o: {g: {s: c for s, c in cells.items()
                     if not answer_on or pretraining.setting_strategy(s) == answer_on}
@@ -158,10 +159,9 @@ def pretraining_tables(variant: str, answer_on: str = ""):
       gained = answers.budget(results["metrics"]["tuning"], config["tune"]["steps"],
                               config["pretrain"]["num_steps"])
       text = " ".join(t for t in (text, gained) if t)
-    made_by = f"commit {floor.get('stamp', {}).get('commit', '')[:8]}, {floor_path}" if (
-        floor) else ""
-    if floor and (compared := floors.sentence(read, answer_on, made_by)):
-      text += f" {compared}"
+    if floor:
+      made_by = f"commit {floor.get('stamp', {}).get('commit', '')[:8]}, {floor_path}"
+      text = " ".join(t for t in (text, floors.sentence(read, answer_on, made_by)) if t)
     picks = ("\n\n" + pretraining.format_picks(results["metrics"]["tuning"], list(summary))
              if results["metrics"].get("tuning") else "")
     return (_made_by(results) + "\n\n" + pretraining.format_table(summary, dataset) + picks

@@ -6,17 +6,20 @@ answers are generated, never typed.
 One rule, `jaxtl.stats`'s: two rows are told apart when the 95% t-interval of their
 difference, taken seed by seed (`stats.paired`: a seed is one pre-training set's draw and
 one network's initialisation, shared by every objective and diversity), excludes 0;
-otherwise they are "not told apart". A study of one seed has no such interval: its rows
-are told apart only when their own intervals (over tasks or test images) do not overlap.
+otherwise they are "not told apart". Where the cells keep each seed's score on the same
+few-shot tasks (Omniglot's, `tables.seed_values`), the difference is paired task by task
+too and its interval counts the tasks' draw, crossed with the seeds (`crossed=True`, which
+on one value per seed is the seeds' interval). A study of one seed has no such interval:
+its rows are told apart only when their own intervals (over tasks or test images) do not
+overlap.
 """
 import numpy as np
 
 from jaxtl import stats
-from jaxtl.studies.pretraining.tables import (LEVEL_FREE, SOURCES, TARGET_NAMES,
-                                              setting_name, setting_strategy, setting_target)
+from jaxtl.studies.pretraining import el_nouby
+from jaxtl.studies.pretraining.tables import (LABEL_FREE, LEVEL_FREE, SOURCES, TARGET_NAMES,
+                                              seed_values, setting_name, setting_target)
 from jaxtl.studies.pretraining.tuning import setting_label
-
-LABEL_FREE = ("rotation", "simclr", "mae", "masked_denoise")  # never see a label
 # What a digits dataset's labels name: USPS labels MNIST's ten digits, Fashion-MNIST has
 # ten other classes. Whether the target's classes are the source's splits the labels answer.
 CLASSES = {"mnist": "digits", "usps": "digits", "fashion_mnist": "clothes"}
@@ -26,10 +29,6 @@ def _pct(cell) -> str:
   return f"{100 * cell['accuracy']:.2f} +- {100 * cell['ci95']:.2f}"
 
 
-def _seeds(cell) -> list:
-  return cell.get("values", [cell["accuracy"]])
-
-
 def _sign(low: float, high: float) -> int:
   return 1 if low > 0 else -1 if high < 0 else 0
 
@@ -37,9 +36,9 @@ def _sign(low: float, high: float) -> int:
 def compare_cells(a, b) -> int:
   """+1 if cell a is above b (the rule in the module docstring), -1 if below, 0 if not
   told apart."""
-  va, vb = _seeds(a), _seeds(b)
-  if len(va) > 1 and len(va) == len(vb):
-    d = stats.paired(va, vb)
+  va, vb = seed_values(a), seed_values(b)
+  if len(va) > 1 and va.shape == vb.shape:
+    d = stats.paired(va, vb, crossed=True)
     return _sign(d.mean - d.ci95, d.mean + d.ci95)
   gap = a["accuracy"] - b["accuracy"]
   return _sign(gap - a["ci95"] - b["ci95"], gap + a["ci95"] + b["ci95"])
@@ -116,10 +115,10 @@ def _outcome(cells, free, setting, best_free) -> int:
   one leads it, 0 otherwise: `jaxtl.stats.verdict` over the seeds (paired, Holm-corrected
   both ways), the one rule. One seed: against the best label-free objective by mean, by
   the cells' own intervals (`compare_cells`)."""
-  rows = {o: _seeds(cells[o][setting]) for o in ["supervised"] + free}
+  rows = {o: seed_values(cells[o][setting]) for o in ["supervised"] + free}
   if len(rows["supervised"]) < 2:
     return compare_cells(cells["supervised"][setting], cells[best_free][setting])
-  label = stats.verdict(rows, "supervised", list(rows), chance=0.0).label
+  label = stats.verdict(rows, "supervised", list(rows), chance=0.0, crossed=True).label
   return {"reproduced": 1, "not reproduced": -1}.get(label, 0)
 
 
@@ -132,10 +131,11 @@ def _verdict(cells, free, chosen) -> str:
   """`jaxtl.stats.verdict` on "supervised is best", each row a seed's mean over the
   `chosen` settings (one sample per seed: settings of one network are not independent);
   "" with one seed."""
-  rows = {o: np.mean([_seeds(cells[o][s]) for s in chosen], 0) for o in ["supervised"] + free}
+  rows = {o: np.mean([seed_values(cells[o][s]) for s in chosen], 0)
+          for o in ["supervised"] + free}
   if len(rows["supervised"]) < 2:
     return ""
-  v = stats.verdict(rows, "supervised", list(rows), chance=0.0)
+  v = stats.verdict(rows, "supervised", list(rows), chance=0.0, crossed=True)
   meaning = VERDICTS.get(v.label, f"behind {v.best}" if v.label == "not reproduced" else v.label)
   return f"over seeds, averaged over these settings, {meaning} (`jaxtl.stats`); per setting it "
 
@@ -175,8 +175,8 @@ def _between(cells, free, settings, dataset: str) -> str:
   groups = ([("other classes", [s for s in usable if not own(s)]),
              ("the source's own classes", [s for s in usable if own(s)])]
             if dataset in CLASSES else [("every target", usable)])
-  def gain(objective, chosen):
-    return np.mean([np.subtract(_seeds(cells[objective][s]), _seeds(scratch[s]))
+  def gain(objective, chosen):  # per seed (a ratio of task-level gains would be noise)
+    return np.mean([np.subtract(cells[objective][s]["values"], scratch[s]["values"])
                     for s in chosen], 0)
   def place(objective, chosen):
     e = stats.estimate(100 * np.atleast_1d(gain(objective, chosen) / gain("ceiling", chosen)))
@@ -202,7 +202,7 @@ def _drops(by_groups: dict):
   settings = [s for s in most if s in least]
   if not settings:
     return None
-  drop = np.mean([np.subtract(_seeds(most[s]), _seeds(least[s])) for s in settings], 0)
+  drop = np.mean([seed_values(most[s]) - seed_values(least[s]) for s in settings], 0)
   return 100 * np.atleast_1d(drop), groups[-1], groups[0], len(settings)
 
 
@@ -212,7 +212,7 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
   drop averaged over the settings, then a t-interval over seeds; which label-free
   objective that learnt degrades least, only where the others' drops are larger beyond
   their two-sided paired intervals (Holm: the least is chosen by the data); and El-Nouby
-  et al.'s claim (2021), stated before the data, by the one symmetric rule (`_el_nouby`)."""
+  et al.'s claim (2021), stated before the data, by the one symmetric rule (`el_nouby.claim`)."""
   unit = SOURCES.get(dataset, ("groups",))[0]
   drops = {o: d for o, by_groups in summary.items()
            if o not in LEVEL_FREE and (d := _drops(by_groups)) is not None}
@@ -220,8 +220,9 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
     return ""
   _, most, least, n = next(iter(drops.values()))
   seeds = len(next(iter(drops.values()))[0])
-  est = {o: stats.estimate(d[0]) if seeds > 1 else None for o, d in drops.items()}
-  shown = {o: (f"{_signed(-e.mean)} +- {e.ci95:.1f}" if e else _signed(-drops[o][0][0]))
+  est = {o: stats.estimate(d[0], crossed=True) if seeds > 1 else None
+         for o, d in drops.items()}
+  shown = {o: (f"{_signed(-e.mean)} +- {e.ci95:.1f}" if e else _signed(-np.mean(drops[o][0])))
            for o, e in est.items()}
   text = (f"Does pre-training data need to be diverse? On {_source(dataset)}, going from "
           f"{most} {unit} down to {least} (the same number of images) changes accuracy, "
@@ -249,88 +250,23 @@ def diversity(summary: dict, dataset: str = "omniglot") -> str:
     others = [o for o in learnt if o != smallest]
     # The smallest drop is chosen by the data, so each comparison with it is two-sided
     # (one-sided at alpha / 2), Holm over the others.
-    p = [stats.one_sided_p(stats.paired(drops[o][0], drops[smallest][0])) for o in others]
+    diff = {o: stats.paired(drops[o][0], drops[smallest][0], crossed=True) for o in others}
+    p = [stats.one_sided_p(diff[o]) for o in others]
     tied = [o for o, r in zip(others, stats.holm(p, alpha=0.025)) if not r]
     if not tied:
       text += (f" Of the label-free objectives that learnt, {smallest} degrades least, "
                "beyond the paired intervals (two-sided, Holm).")
     else:
       # The resolution of the widest of those comparisons, at Holm's strictest step.
-      needed = max(stats.detectable(stats.paired(drops[o][0], drops[smallest][0]),
-                                    len(others), alpha=0.025) for o in tied)
+      needed = max(stats.detectable(diff[o], len(others), alpha=0.025) for o in tied)
       text += (f" Of the label-free objectives that learnt, the smallest drop, {smallest}'s, "
-               f"is not told apart from {_theirs(tied)} (two-sided; a difference had to "
+               f"is not told apart from {el_nouby.theirs(tied)} (two-sided; a difference had to "
                f"exceed about {needed:.1f} points): none degrades least here.")
   else:
     text += (f" {f'Only {learnt[0]}' if learnt else 'None'} learnt, so which degrades least "
              "is not asked.")
-  return text + _el_nouby(summary, drops, learnt, idle) + _against_scratch(
+  return text + el_nouby.claim(summary, drops, learnt, idle) + _against_scratch(
       summary, drops, str(least), str(most))
-
-
-def _theirs(objectives, by=None) -> str:
-  """["rotation", "simclr"] -> "rotation's and simclr's"; with `by` (a `stats.Comparison`
-  in points), each followed by its difference and one-sided Holm p."""
-  names = [f"{o}'s" + (f" (by {by.diffs[o].mean:.1f} points, one-sided Holm p = "
-                       f"{by.up[o]:.2g})" if by else "") for o in objectives]
-  return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-
-
-def _el_nouby(summary, drops, learnt, idle) -> str:
-  """El-Nouby et al.'s claim, stated before the data (the masked objective degrades
-  least), by the one symmetric rule (`stats.compare`, `stats.verdict`'s core): one-sided
-  paired tests of the masked autoencoder's drop against each other objective that learnt,
-  Holm, in both directions, a point's margin; and whether every transfer scored frozen
-  features, where they fine-tune."""
-  pattern = "El-Nouby et al.'s pattern (the masked objective degrades least)"
-  rivals = [o for o in learnt if o != "mae"]
-  if "mae" not in drops:
-    return f" The masked autoencoder was not run, so {pattern} is untested."
-  # Retention (minus the drop, in points) is the row; a margin of one point.
-  c = stats.compare({o: -drops[o][0] for o in drops}, "mae", rivals, margin=1.0) if (
-      rivals) else None
-  if "mae" in idle:
-    text = (f" The masked autoencoder is not ahead of no pre-training on the most diverse "
-            f"data, so {pattern} is untested here: it needs a masked objective that learnt.")
-    mean = {o: np.mean(d[0]) for o, d in drops.items() if o in LABEL_FREE}
-    if c and c.label == "not reproduced":  # which way the data lean, by the same rule
-      text += (f" Its drop is larger than {_theirs(c.better, c)}: the data lean against "
-               "the pattern.")
-    elif len(mean) > 1 and max(mean, key=mean.get) == "mae":
-      text += " By the means alone its drop is the largest, so nothing leans towards it."
-  elif not rivals:
-    text = f" No other label-free objective learnt, so {pattern} is untested here."
-  elif c.label == "reproduced":
-    text = (f" The masked autoencoder degrades less than {', '.join(rivals)}, beyond the "
-            "one-sided paired intervals (Holm): El-Nouby et al.'s pattern, seen here too.")
-  elif c.label == "not reproduced":
-    text = (f" The masked autoencoder's drop is larger than {_theirs(c.better, c)}, so "
-            f"{pattern} does not appear here.")
-  elif c.label == "not distinguishable":
-    text = (f" The masked autoencoder's drop is within a point of {_theirs(rivals)} "
-            f"(paired intervals), so {pattern} does not appear here: they degrade alike.")
-  else:
-    text = (f" The masked autoencoder's drop is not told apart from {_theirs(rivals)} "
-            f"(one-sided, Holm), so {pattern} is not told apart here.")
-  settings = next(iter(summary.get("mae", {}).values()), {})
-  if _frozen(settings):
-    present = {setting_strategy(s) for s in settings}
-    used = [name for key, name in STRATEGY_PLURALS.items() if key in present]
-    used = f" ({', '.join(used)})" if used else ""
-    text += (f" Every transfer here scored frozen features{used}, where "
-             "El-Nouby et al. fine-tune, so the comparison with them holds for frozen "
-             "features.")
-  return text
-
-
-# The frozen-feature transfers (every strategy but fine-tuning), as the answers name them.
-STRATEGY_PLURALS = {"ncm": "nearest class means", "linear_probe": "linear probes",
-                    "cosine": "Baseline++ heads"}
-
-
-def _frozen(settings) -> bool:
-  """Whether no setting fine-tunes the pre-trained network."""
-  return not any(setting_strategy(s) in ("finetune", "lp_ft") for s in settings)
 
 
 def _learnt(summary, objective: str, groups: str) -> bool:
@@ -339,10 +275,10 @@ def _learnt(summary, objective: str, groups: str) -> bool:
   to compare with (no `scratch` row, or one seed)."""
   scratch, cells = summary.get("scratch", {}).get(groups), summary[objective].get(groups, {})
   settings = [s for s in (scratch or {}) if s in cells]
-  if not settings or len(_seeds(cells[settings[0]])) < 2:
+  if not settings or cells[settings[0]]["seeds"] < 2:
     return True
-  gain = np.mean([np.subtract(_seeds(cells[s]), _seeds(scratch[s])) for s in settings], 0)
-  e = stats.estimate(gain)
+  gain = np.mean([seed_values(cells[s]) - seed_values(scratch[s]) for s in settings], 0)
+  e = stats.estimate(gain, crossed=True)
   return e.mean - e.ci95 > 0
 
 
@@ -379,7 +315,7 @@ def _against_scratch(summary, objectives, least: str, most: str) -> str:
     if not shared:
       return "n/a"
     e = stats.estimate(100 * np.atleast_1d(np.mean(
-        [np.subtract(_seeds(cells[s]), _seeds(scratch[s])) for s in shared], 0)))
+        [seed_values(cells[s]) - seed_values(scratch[s]) for s in shared], 0)), crossed=True)
     return _signed(e.mean) + (f" +- {e.ci95:.1f}" if e.n_groups > 1 else "")
   return (f" Gain over no pre-training in points, at {least} / {most} (each seed's mean "
           "over the settings): " + ", ".join(f"{o} {gain(o, least)} / {gain(o, most)}"

@@ -8,7 +8,7 @@ import numpy as np
 
 from jaxtl import stats
 from jaxtl.studies.pretraining.answers import compare_cells
-from jaxtl.studies.pretraining.tables import LEVEL_FREE, setting_strategy
+from jaxtl.studies.pretraining.tables import LEVEL_FREE, seed_values, setting_strategy
 
 
 def merge(summary: dict, floor: dict) -> dict:
@@ -43,16 +43,15 @@ def sentence(summary: dict, answer_on: str = "", made_by: str = "") -> str:
   if not settings:
     return ""
   signs = [compare_cells(normalised[s], scratch[s]) for s in settings]
-  values = lambda cell: np.asarray(cell.get("values", [cell["accuracy"]]), np.float64)
-  diffs = [values(normalised[s]) - values(scratch[s]) for s in settings]
-  if len({d.size for d in diffs}) != 1 or diffs[0].size < 2:
+  diffs = [seed_values(normalised[s]) - seed_values(scratch[s]) for s in settings]
+  if len({d.shape for d in diffs}) != 1 or len(diffs[0]) < 2:
     return ""
-  overall = stats.estimate(100 * np.mean(diffs, 0))
+  overall = stats.estimate(100 * np.mean(diffs, 0), crossed=True)
   above, below = signs.count(1), signs.count(-1)
   # Each win over `scratch` (an objective at a level, on a setting), judged again against
   # `scratch_bn` by the same rule: how many would not be wins.
-  wins = [(cells[s], normalised[s]) for o, by_groups in summary.items() if o not in LEVEL_FREE
-          for cells in by_groups.values() for s in settings
+  wins = [(cells[s], normalised[s]) for objective, by_groups in summary.items()
+          if objective not in LEVEL_FREE for cells in by_groups.values() for s in settings
           if s in cells and compare_cells(cells[s], scratch[s]) > 0]
   kept = sum(compare_cells(cell, floor) > 0 for cell, floor in wins)
   return (f"The floor normalised by clean source images, as every pre-trained network is "

@@ -1,5 +1,7 @@
 """The pre-training study's tables: its cells summarised over seeds, named, tabulated and
 plotted (`study.study` writes them; `jaxtl.studies.documents` and `answers` read them)."""
+import numpy as np
+
 from jaxtl import stats
 from jaxtl.metrics import pyplot
 from jaxtl.studies.pretraining.tuning import setting_label
@@ -7,11 +9,18 @@ from jaxtl.studies.pretraining.tuning import setting_label
 # Pre-training dataset -> (what its diversity counts, how many there are).
 SOURCES = {"omniglot": ("alphabets", 30), "mnist": ("classes", 10),
            "fashion_mnist": ("classes", 10)}
+# Rows that need no pre-training data of the study: no pre-training (batch norm at its
+# initial statistics, or at clean source images') and the ceiling.
+LEVEL_FREE = ("scratch", "scratch_bn", "ceiling")
+LABEL_FREE = ("rotation", "simclr", "mae", "masked_denoise")  # never see a label
 
-def summarize(cells: dict) -> dict:
-  """{objective: {diversity: {setting: {accuracy, ci95, seeds, values}}}}: over seeds
-  (`values`, in seed order), the mean with its 95% t-interval (`stats.estimate`); with
-  one seed, the cell's own interval (over tasks, or binomial over the test set)."""
+def summarize(cells: dict, per_task: bool = False) -> dict:
+  """{objective: {diversity: {setting: {accuracy, ci95, seeds, values, num_tasks}}}}: over
+  seeds (`values`, in seed order), the mean with its 95% interval (`stats.estimate`; where
+  every seed's cell keeps its score on each of the same few-shot tasks, Omniglot's, the
+  interval counts the tasks' draw too, crossed with the seeds); with one seed, the cell's
+  own interval (over tasks, or binomial over the test set). `per_task`: also keep those
+  scores, seeds x tasks, for the answers' paired intervals (`seed_values`)."""
   grouped = {}
   for key, cell in cells.items():
     objective, groups, seed, setting = key.split("_", 3)
@@ -21,12 +30,25 @@ def summarize(cells: dict) -> dict:
   for objective, by_groups in grouped.items():
     for groups, by_setting in by_groups.items():
       for setting, seeds in by_setting.items():
-        values = [c["accuracy"] for _, c in sorted(seeds, key=lambda sc: sc[0])]
+        ordered = [c for _, c in sorted(seeds, key=lambda sc: sc[0])]
+        values = [c["accuracy"] for c in ordered]
+        tasks = [tuple(c["per_task"]) for c in ordered if "per_task" in c]
+        crossed = len(tasks) == len(ordered) and len({len(t) for t in tasks}) == 1
+        e = stats.estimate(tasks if crossed else values, crossed=crossed)
         out.setdefault(objective, {}).setdefault(str(groups), {})[setting] = {
-            "accuracy": stats.estimate(values).mean,
-            "ci95": stats.estimate(values).ci95 if len(values) > 1 else seeds[0][1]["ci95"],
-            "seeds": len(values), "values": values}
+            "accuracy": float(np.mean(values)),
+            "ci95": e.ci95 if len(values) > 1 else ordered[0]["ci95"],
+            "seeds": len(values), "values": values,
+            "num_tasks": len(tasks[0]) if crossed else 0,
+            **({"per_task": tuple(tasks)} if crossed and per_task else {})}
   return out
+
+
+def seed_values(cell: dict) -> np.ndarray:
+  """A summary cell's scores per seed: seeds x tasks where it keeps them (`summarize`'s
+  `per_task`; a difference of two such cells is then paired task by task too), else one
+  accuracy per seed. `stats.estimate(..., crossed=True)` reads either."""
+  return np.asarray(cell.get("per_task", cell.get("values", [cell["accuracy"]])), np.float64)
 
 
 STRATEGY_NAMES = {"ncm": "NCM", "linear_probe": "linear probe", "finetune": "fine-tune",
@@ -81,9 +103,11 @@ def format_table(summary: dict, dataset: str = "omniglot") -> str:
   settings = list(dict.fromkeys(s for o in summary.values() for a in o.values() for s in a))
   groups = sorted({int(a) for o in summary.values() for a in o})
   unit = SOURCES.get(dataset, ("groups",))[0]
-  seeds = max((c["seeds"] for o in summary.values() for a in o.values() for c in a.values()),
-              default=1)
-  spread = (f"over {seeds} seeds" if seeds > 1 else
+  cells = [c for o in summary.values() for a in o.values() for c in a.values()]
+  seeds = max((c["seeds"] for c in cells), default=1)
+  tasks = max((c.get("num_tasks", 0) for c in cells), default=0)
+  spread = (f"over {seeds} seeds crossed with {tasks} tasks" if seeds > 1 and tasks else
+            f"over {seeds} seeds" if seeds > 1 else
             "over 600 tasks" if dataset == "omniglot" else "binomial over the test set")
   source = TARGET_NAMES.get(dataset, dataset.capitalize())
   where = ("Omniglot's evaluation alphabets" if dataset == "omniglot" else "the targets' test sets")
@@ -115,9 +139,6 @@ def format_table(summary: dict, dataset: str = "omniglot") -> str:
       "pre-training data: one run per seed serves every level." if shown_once else "")
 
 
-# Rows that need no pre-training data of the study: no pre-training (batch norm at its
-# initial statistics, or at clean source images') and the ceiling.
-LEVEL_FREE = ("scratch", "scratch_bn", "ceiling")
 
 
 def _constant(row: list) -> bool:
