@@ -452,3 +452,13 @@ def test_cells_that_keep_their_tasks_are_paired_task_by_task_and_count_the_tasks
   want = stats.estimate(other, crossed=True).ci95
   assert plain["rotation"]["14"]["ncm_5w1s"]["ci95"] == a["ci95"] == want
   assert "over 3 seeds crossed with 6 tasks" in tables.format_table(plain)
+
+
+def test_the_picks_table_shows_the_untrained_level_beside_the_picks():
+  tuning = {"mae": {"pick": {"mask_ratio": 0.5}, "grid": {"mask_ratio": [0.25, 0.5, 0.75]},
+                    "scores": {"mask_ratio0.5": 0.4}}}
+  lines = tables.format_picks(tuning, untrained=0.25).splitlines()
+  assert lines[-2:] == ["| mae | mask_ratio 0.5 | mask_ratio 0.25, 0.5, 0.75 | 40.00 |",
+                        "| no training step (the level to read the proxy against) | | | "
+                        "25.00 |"]
+  assert "no training step" not in tables.format_picks(tuning)

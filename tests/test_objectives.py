@@ -554,6 +554,25 @@ def test_scratch_bn_is_scratchs_network_normalised_by_clean_source_images(data_d
              zip(jax.tree_util.tree_leaves(saved["batch_stats"]), initial_stats))
 
 
+def test_the_untrained_proxy_scores_the_initialisation_every_candidate_starts_from(
+    data_dir, tmp_path):
+  """The level the tuning table's scores are read against (issue 30): the proxy of the
+  study's network before any step, initialised from `data_seed` as every candidate is."""
+  config = pretraining_configs.get_config("digits_quick")
+  config.data_dir, config.pretrain.clean_batch_stats = data_dir, 0  # initial statistics
+  train, held_out = study.tuning_sets(config)
+  score = tuning.untrained(config, str(tmp_path), train, held_out, {"test": 1})
+  assert os.listdir(tmp_path / "cells") == ["tune_supervised_0steps.json"]
+  model = build_model(config.pretrain.model, num_classes=1, **dict(config.pretrain.model_kwargs))
+  init_key, _ = jax.random.split(jax.random.PRNGKey(config.data_seed))  # as the trainer does
+  initial = model.init(init_key, jnp.asarray(train.images[:1]), train=False)
+  body = {"params": {k: v for k, v in initial["params"].items() if k != "head"},
+          "batch_stats": initial["batch_stats"]}
+  assert score == tuning.ncm_accuracy(tuning.features(model, body, held_out.images),
+                                      held_out.labels)
+  assert tuning.untrained(config, str(tmp_path), train, held_out, {"test": 1}) == score
+
+
 def test_a_target_cell_tunes_its_learning_rate_on_held_out_target_images(data_dir,
                                                                          tmp_path,
                                                                          monkeypatch):

@@ -162,7 +162,11 @@ def pretraining_tables(variant: str, answer_on: str = ""):
     if floor:
       made_by = f"commit {floor.get('stamp', {}).get('commit', '')[:8]}, {floor_path}"
       text = " ".join(t for t in (text, floors.sentence(read, answer_on, made_by)) if t)
-    picks = ("\n\n" + pretraining.format_picks(results["metrics"]["tuning"], list(summary))
+    # The untrained network's proxy: the study's, or its floor's (same tuning images).
+    untrained = results["metrics"].get("untrained_proxy", (floor or {}).get(
+        "metrics", {}).get("untrained_proxy"))
+    picks = ("\n\n" + pretraining.format_picks(results["metrics"]["tuning"], list(summary),
+                                                untrained)
              if results["metrics"].get("tuning") else "")
     return (_made_by(results) + "\n\n" + pretraining.format_table(summary, dataset) + picks
             + (f"\n\n{text}" if text else ""))

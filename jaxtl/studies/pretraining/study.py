@@ -310,6 +310,7 @@ def study(config, workdir: str) -> dict:
                                          held_out.labels]),
               "data_seed": config.data_seed, "steps": config.tune.steps}
   picks = tuning.tune(config, config.tune.root or workdir, train, held_out, tune_key)
+  untrained = tuning.untrained(config, config.tune.root or workdir, train, held_out, tune_key)
   cells = {}
   for objective in config.objectives:
     tuned = picks.get("supervised" if objective == "ceiling" else objective, {}).get("pick", {})
@@ -332,7 +333,8 @@ def study(config, workdir: str) -> dict:
           cells[f"{prefix}_{setting}"] = cache.cached_cell(
               workdir, f"{stored}_{setting}", compute, key)
   table = summarize(cells)
-  write_results(workdir, config, {"cells": cells, "summary": table, "tuning": picks},
+  write_results(workdir, config, {"cells": cells, "summary": table, "tuning": picks,
+                                  "untrained_proxy": untrained},
                 "pretraining")
   write_text(os.path.join(workdir, "results.md"), format_table(table, config.dataset) + "\n")
   if len(config.diversity) > 1:

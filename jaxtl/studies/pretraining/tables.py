@@ -177,11 +177,13 @@ def _value(v) -> str:
   return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def format_picks(tuning: dict, rows=()) -> str:
+def format_picks(tuning: dict, rows=(), untrained=None) -> str:
   """Each objective's settings as the study picked them on held-out source images
   (results.json's "tuning", `tuning.tune`): the pick, the values tried (after any
   widening) and the pick's proxy score, so a reader sees where in its grid it sits.
-  `rows`: the study's table rows; supervised's pick serves the ceiling where it has none."""
+  `rows`: the study's table rows; supervised's pick serves the ceiling where it has none.
+  `untrained`: the proxy's score before any training step (`tuning.untrained`), the level
+  the picks' scores are read against."""
   lines = ["Settings picked on held-out source images (nearest class means on frozen "
            "features; never a target), before the study; the proxy is the pick's score at the "
            "study's pre-training length:\n",
@@ -197,4 +199,7 @@ def format_picks(tuning: dict, rows=()) -> str:
                         and "supervised" not in rows else "")
     lines.append(f"| {name} | {pick}{edge} | {tried} | "
                  f"{'' if score is None else f'{100 * score:.2f}'} |")
+  if untrained is not None:
+    lines.append(f"| no training step (the level to read the proxy against) | | | "
+                 f"{100 * untrained:.2f} |")
   return "\n".join(lines)

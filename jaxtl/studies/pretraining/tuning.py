@@ -171,6 +171,45 @@ def select(grid: dict, limits: dict, score, steps: int, full: int, confirm: int,
           "confirmed": {k: a for k, (_, a) in confirmed.items()}}
 
 
+def proxy_cell(config, workdir: str, train: ImageDataset, held_out: ImageDataset, key: dict,
+               objective: str, setting: dict, steps: int) -> dict:
+  """The tuning's proxy of one candidate, a cell (`cache.cached_cell`): the study's network
+  pre-trained with `objective` and `setting` for `steps` steps on `train`, its frozen
+  features scored by nearest class means on `held_out` (`ncm_accuracy`). 0 steps: the
+  initialisation, with the batch statistics of clean source images where the pre-training
+  config asks for them, as every candidate has."""
+  name = "_".join(part for part in ("tune", objective, setting_label(setting), f"{steps}steps")
+                  if part)
+
+  def compute():
+    cfg = config.pretrain.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.objective, cfg.seed, cfg.num_steps = objective, config.data_seed, steps
+      cfg.checkpoint_every = max(1, min(cfg.checkpoint_every, steps))
+    apply_setting(cfg, setting)
+    folder = os.path.join(workdir, "tune_runs", name)
+    # The run's own test set is some of its training images, as the study's runs have:
+    # held-out images of other classes (new characters) would widen a supervised head.
+    sanity = train.subset(np.arange(min(500, len(train))))
+    trainer.train_and_evaluate(cfg, folder, data=(train, train.subset(np.arange(0)), sanity))
+    variables = checkpoint.load_variables(folder)
+    model = build_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
+    body = {"params": {k: v for k, v in variables["params"].items() if k != "head"},
+            "batch_stats": variables.get("batch_stats", {})}
+    accuracy = ncm_accuracy(features(model, body, held_out.images), held_out.labels)
+    shutil.rmtree(folder)  # the cell keeps the score; the weights are not used again
+    return {"setting": setting, "ncm_accuracy": accuracy, "held_out": len(held_out),
+            "steps": steps}
+  return cache.cached_cell(workdir, name, compute, dict(key, steps=steps))
+
+
+def untrained(config, workdir: str, train: ImageDataset, held_out: ImageDataset,
+              key: dict) -> float:
+  """The proxy's score of the network before any step (`proxy_cell` at 0 steps): the
+  level a pick's score is read against."""
+  return proxy_cell(config, workdir, train, held_out, key, "supervised", {}, 0)["ncm_accuracy"]
+
+
 def tune(config, workdir: str, train: ImageDataset, held_out: ImageDataset,
          key: dict) -> dict:
   """{objective: {"pick", "scores", "on_edge", "grid", "confirmed"}} for the objectives of
@@ -187,37 +226,13 @@ def tune(config, workdir: str, train: ImageDataset, held_out: ImageDataset,
   if not objectives:
     return {}
   limits = {k: tuple(v) for k, v in config.tune.limits.items()}
-
-  def score(objective, setting, steps):
-    name = f"tune_{objective}_{setting_label(setting)}_{steps}steps"
-
-    def compute():
-      cfg = config.pretrain.copy_and_resolve_references()
-      with cfg.unlocked():
-        cfg.objective, cfg.seed, cfg.num_steps = objective, config.data_seed, steps
-        cfg.checkpoint_every = min(cfg.checkpoint_every, steps)
-      apply_setting(cfg, setting)
-      folder = os.path.join(workdir, "tune_runs", name)
-      # The run's own test set is some of its training images, as the study's runs have:
-      # held-out images of other classes (new characters) would widen a supervised head.
-      sanity = train.subset(np.arange(min(500, len(train))))
-      trainer.train_and_evaluate(cfg, folder, data=(train, train.subset(np.arange(0)), sanity))
-      variables = checkpoint.load_variables(folder)
-      model = build_model(cfg.model, num_classes=1, **dict(cfg.model_kwargs))
-      body = {"params": {k: v for k, v in variables["params"].items() if k != "head"},
-              "batch_stats": variables.get("batch_stats", {})}
-      accuracy = ncm_accuracy(features(model, body, held_out.images), held_out.labels)
-      shutil.rmtree(folder)  # the cell keeps the score; the weights are not used again
-      return {"setting": setting, "ncm_accuracy": accuracy, "held_out": len(held_out),
-              "steps": steps}
-    return cache.cached_cell(workdir, name, compute, dict(key, steps=steps))
-
   picks = {}
   for objective in objectives:
     grid = {k: tuple(v) for k, v in config.tune.grids[objective].items()}
     full = config.pretrain.num_steps if config.pretrain.num_steps != config.tune.steps else 0
     picks[objective] = select(
-        grid, limits, lambda s, n, o=objective: score(o, s, n)["ncm_accuracy"],
+        grid, limits, lambda s, n, o=objective: proxy_cell(
+            config, workdir, train, held_out, key, o, s, n)["ncm_accuracy"],
         config.tune.steps, full, config.tune.confirm, config.tune.widen, objective)
   edges = {o: p["on_edge"] for o, p in picks.items() if p["on_edge"]}
   if edges and config.tune.fail_on_edge:
