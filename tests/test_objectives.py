@@ -554,6 +554,25 @@ def test_scratch_bn_is_scratchs_network_normalised_by_clean_source_images(data_d
              zip(jax.tree_util.tree_leaves(saved["batch_stats"]), initial_stats))
 
 
+def test_balanced_draws_cover_the_classes_evenly_over_the_seeds(data_dir):
+  """`draw="balanced"`: the seeds of a level take consecutive blocks of one shuffled order
+  of the classes, so 5 seeds at 1 class see 5 classes and at 2 classes all 10, once."""
+  config = pretraining_configs.get_config("digits_quick")
+  config.data_dir, config.draw = data_dir, "balanced"
+
+  def classes(groups, seed):
+    data, index = study._draw(config, groups, seed)  # pylint: disable=protected-access
+    return set(np.unique(data.labels[index]).tolist())
+  singles = [classes(1, seed) for seed in range(5)]
+  assert all(len(c) == 1 for c in singles) and len(set().union(*singles)) == 5
+  pairs = [classes(2, seed) for seed in range(5)]
+  assert all(len(c) == 2 for c in pairs) and set().union(*pairs) == set(range(10))
+  assert classes(2, 5) == pairs[0]  # round again
+  config.draw = "stratified"
+  with pytest.raises(ConfigError, match="draw='stratified'; valid: random, balanced"):
+    study.pretraining_images(config, 1, 0)
+
+
 def test_the_untrained_proxy_scores_the_initialisation_every_candidate_starts_from(
     data_dir, tmp_path):
   """The level the tuning table's scores are read against (issue 30): the proxy of the

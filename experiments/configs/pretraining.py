@@ -75,6 +75,11 @@ def get_config(variant: str = "labels") -> ml_collections.ConfigDict:
   c.num_images = 0          # images per pre-training set (0: every image of its groups)
   c.num_characters = 0      # Omniglot: every drawing of this many characters (0: off)
   c.seeds = (0, 1, 2)       # each: the pre-training set's draw and the network's init
+  # Which groups each seed draws at a level: "random" (each seed's own draw, as issue
+  # 30's reruns were made: 5 seeds at 1 class of 10 may see as few as 3 classes) or
+  # "balanced" (the seeds share one shuffled order and take consecutive blocks of it, so
+  # that they cover the groups evenly).
+  c.draw = "random"
   # Each objective's main settings, picked on the source before the study (every
   # combination pre-trained `steps` steps; nearest class means on held-out source images
   # score it: `holdout` per class, or for a study that draws a subset, images outside

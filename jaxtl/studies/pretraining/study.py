@@ -81,14 +81,14 @@ def _draw(config, groups: int, seed: int):
     if len(eligible) < groups:
       raise ConfigError(f"{groups} alphabets with {quota[0]} characters each: only "
                         f"{len(eligible)} of the source's alphabets have that many.")
-    chosen = rng.choice(eligible, groups, replace=False)
+    chosen = _groups(config, eligible, groups, seed, rng)
     characters = np.concatenate([rng.choice(np.unique(data.labels[group_of == a]), q,
                                             replace=False) for a, q in zip(chosen, quota)])
     index = np.flatnonzero(np.isin(data.labels, characters))
   else:
     if groups > len(names):
       raise ConfigError(f"diversity {groups}: the source has {len(names)} {unit}.")
-    chosen = rng.choice(names, groups, replace=False)
+    chosen = _groups(config, names, groups, seed, rng)
     index = np.flatnonzero(np.isin(group_of, chosen))
   if config.num_images:
     if config.num_images > len(index):
@@ -98,6 +98,22 @@ def _draw(config, groups: int, seed: int):
                         f"of {unit} {sorted(chosen.tolist())}; the smallest {smallest}.")
     index = np.sort(rng.choice(index, config.num_images, replace=False))
   return data, index
+
+
+DRAWS = ("random", "balanced")
+
+
+def _groups(config, names: np.ndarray, groups: int, seed: int, rng) -> np.ndarray:
+  """The `groups` of `names` (alphabets or classes) seed `seed` pre-trains on
+  (`config.draw`): "random", its own draw from `rng`; "balanced", the seed-th block of
+  `groups` consecutive names of one shuffled order shared by every seed of the level
+  (wrapping round), so that the seeds cover the names evenly."""
+  if config.draw == "random":
+    return rng.choice(names, groups, replace=False)
+  if config.draw != "balanced":
+    raise ConfigError(f"draw={config.draw!r}; valid: {', '.join(DRAWS)}.")
+  order = np.random.default_rng([config.data_seed, groups]).permutation(names)
+  return np.take(order, np.arange(seed * groups, (seed + 1) * groups), mode="wrap")
 
 
 def _relabelled(data: ImageDataset, name: str) -> ImageDataset:
