@@ -462,3 +462,27 @@ def test_the_picks_table_shows_the_untrained_level_beside_the_picks():
                         "| no training step (the level to read the proxy against) | | | "
                         "25.00 |"]
   assert "no training step" not in tables.format_picks(tuning)
+
+
+def test_a_floor_that_keeps_its_tasks_beside_a_study_that_does_not_pairs_seed_by_seed():
+  """Review of the crossed intervals: a floor run apart may keep per-task scores a study
+  does not; the two are paired as far as both allow (seed by seed), and seeds that cannot
+  be matched give no sentence rather than an error."""
+  from jaxtl.studies.pretraining import floors
+  task = np.array([0.1, -0.1, 0.05, -0.05])
+  floor_raw = {f"scratch-bn_10a_s{s}_ncm_5w1s": {"accuracy": 0.55 + 0.01 * s, "ci95": 0.01,
+                                                 "per_task": list(0.55 + 0.01 * s + task)}
+               for s in range(3)}
+  floor = tables.summarize(floor_raw, per_task=True)
+  assert floor["scratch_bn"]["10"]["ncm_5w1s"]["num_tasks"] == 4
+  study = {"scratch": {"10": {"ncm_5w1s": seeds(0.60, 0.61, 0.62)}}}
+  merged = floors.merge(study, floor)
+  a, b = tables.matched(merged["scratch_bn"]["10"]["ncm_5w1s"], study["scratch"]["10"]["ncm_5w1s"])
+  np.testing.assert_allclose(a - b, [-0.05, -0.05, -0.05])
+  assert "over 3 seeds: -5.0 +- 0.0 points" in floors.sentence(merged)
+  study["scratch"]["10"]["ncm_5w1s"] = seeds(0.60, 0.61)  # 2 seeds against 3
+  assert floors.sentence(floors.merge(study, floor)) == ""
+  # One cell without its tasks: no cell of the study uses them (one rule per study).
+  floor_raw["scratch-bn_10a_s2_ncm_5w1s"].pop("per_task")
+  assert all(c["num_tasks"] == 0 and "per_task" not in c for c in
+             tables.summarize(floor_raw, per_task=True)["scratch_bn"]["10"].values())

@@ -18,7 +18,8 @@ import numpy as np
 from jaxtl import stats
 from jaxtl.studies.pretraining import el_nouby
 from jaxtl.studies.pretraining.tables import (LABEL_FREE, LEVEL_FREE, SOURCES, TARGET_NAMES,
-                                              seed_values, setting_name, setting_target)
+                                              matched, seed_values, setting_name,
+                                              setting_target)
 from jaxtl.studies.pretraining.tuning import setting_label
 # What a digits dataset's labels name: USPS labels MNIST's ten digits, Fashion-MNIST has
 # ten other classes. Whether the target's classes are the source's splits the labels answer.
@@ -36,7 +37,7 @@ def _sign(low: float, high: float) -> int:
 def compare_cells(a, b) -> int:
   """+1 if cell a is above b (the rule in the module docstring), -1 if below, 0 if not
   told apart."""
-  va, vb = seed_values(a), seed_values(b)
+  va, vb = matched(a, b)
   if len(va) > 1 and va.shape == vb.shape:
     d = stats.paired(va, vb, crossed=True)
     return _sign(d.mean - d.ci95, d.mean + d.ci95)

@@ -8,7 +8,7 @@ import numpy as np
 
 from jaxtl import stats
 from jaxtl.studies.pretraining.answers import compare_cells
-from jaxtl.studies.pretraining.tables import LEVEL_FREE, seed_values, setting_strategy
+from jaxtl.studies.pretraining.tables import LEVEL_FREE, matched, setting_strategy
 
 
 def merge(summary: dict, floor: dict) -> dict:
@@ -43,10 +43,11 @@ def sentence(summary: dict, answer_on: str = "", made_by: str = "") -> str:
   if not settings:
     return ""
   signs = [compare_cells(normalised[s], scratch[s]) for s in settings]
-  diffs = [seed_values(normalised[s]) - seed_values(scratch[s]) for s in settings]
-  if len({d.shape for d in diffs}) != 1 or len(diffs[0]) < 2:
+  pairs = [matched(normalised[s], scratch[s]) for s in settings]
+  if len({shape for pair in pairs for shape in (pair[0].shape, pair[1].shape)}) != 1 or len(
+      pairs[0][0]) < 2:  # seeds that cannot be matched
     return ""
-  overall = stats.estimate(100 * np.mean(diffs, 0), crossed=True)
+  overall = stats.estimate(100 * np.mean([a - b for a, b in pairs], 0), crossed=True)
   above, below = signs.count(1), signs.count(-1)
   # Each win over `scratch` (an objective at a level, on a setting), judged again against
   # `scratch_bn` by the same rule: how many would not be wins.

@@ -17,10 +17,13 @@ LABEL_FREE = ("rotation", "simclr", "mae", "masked_denoise")  # never see a labe
 def summarize(cells: dict, per_task: bool = False) -> dict:
   """{objective: {diversity: {setting: {accuracy, ci95, seeds, values, num_tasks}}}}: over
   seeds (`values`, in seed order), the mean with its 95% interval (`stats.estimate`; where
-  every seed's cell keeps its score on each of the same few-shot tasks, Omniglot's, the
-  interval counts the tasks' draw too, crossed with the seeds); with one seed, the cell's
+  every cell keeps its score on each of the same few-shot tasks, Omniglot's, the interval
+  counts the tasks' draw too, crossed with the seeds); with one seed, the cell's
   own interval (over tasks, or binomial over the test set). `per_task`: also keep those
   scores, seeds x tasks, for the answers' paired intervals (`seed_values`)."""
+  # Per-task scores serve every cell or none (one study, one rule): all keep as many.
+  lengths = {len(c.get("per_task", ())) for c in cells.values()}
+  crossed = len(lengths) == 1 and 0 not in lengths
   grouped = {}
   for key, cell in cells.items():
     objective, groups, seed, setting = key.split("_", 3)
@@ -32,8 +35,7 @@ def summarize(cells: dict, per_task: bool = False) -> dict:
       for setting, seeds in by_setting.items():
         ordered = [c for _, c in sorted(seeds, key=lambda sc: sc[0])]
         values = [c["accuracy"] for c in ordered]
-        tasks = [tuple(c["per_task"]) for c in ordered if "per_task" in c]
-        crossed = len(tasks) == len(ordered) and len({len(t) for t in tasks}) == 1
+        tasks = [tuple(c["per_task"]) for c in ordered] if crossed else []
         e = stats.estimate(tasks if crossed else values, crossed=crossed)
         out.setdefault(objective, {}).setdefault(str(groups), {})[setting] = {
             "accuracy": float(np.mean(values)),
@@ -49,6 +51,15 @@ def seed_values(cell: dict) -> np.ndarray:
   `per_task`; a difference of two such cells is then paired task by task too), else one
   accuracy per seed. `stats.estimate(..., crossed=True)` reads either."""
   return np.asarray(cell.get("per_task", cell.get("values", [cell["accuracy"]])), np.float64)
+
+
+def matched(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
+  """Two cells' `seed_values`, paired as far as both allow: task by task where both keep
+  the same tasks, else seed by seed (a floor run apart may keep tasks a study does not)."""
+  va, vb = seed_values(a), seed_values(b)
+  if va.shape == vb.shape:
+    return va, vb
+  return tuple(np.asarray(c.get("values", [c["accuracy"]]), np.float64) for c in (a, b))
 
 
 STRATEGY_NAMES = {"ncm": "NCM", "linear_probe": "linear probe", "finetune": "fine-tune",
@@ -105,7 +116,7 @@ def format_table(summary: dict, dataset: str = "omniglot") -> str:
   unit = SOURCES.get(dataset, ("groups",))[0]
   cells = [c for o in summary.values() for a in o.values() for c in a.values()]
   seeds = max((c["seeds"] for c in cells), default=1)
-  tasks = max((c.get("num_tasks", 0) for c in cells), default=0)
+  tasks = min((c.get("num_tasks", 0) for c in cells), default=0)
   spread = (f"over {seeds} seeds crossed with {tasks} tasks" if seeds > 1 and tasks else
             f"over {seeds} seeds" if seeds > 1 else
             "over 600 tasks" if dataset == "omniglot" else "binomial over the test set")
